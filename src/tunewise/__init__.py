@@ -1,0 +1,3 @@
+"""tunewise: from raw data to a fine-tuned LLM that behaves."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from tunewise.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""Command line: one thin command per verb; parsing and calling a stage, nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from tunewise.errors import TunewiseError
+
+
+def _common_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config key (repeatable), e.g. --set train.learning_rate=1e-4")
+
+
+def cmd_train(a) -> int:
+    from tunewise.config import load_config
+    from tunewise.train.workflow import train
+
+    cfg = load_config(a.config, a.overrides + (["data.strict=false"] if a.no_strict else []))
+    run = train(cfg, resume=a.resume, overwrite=a.overwrite)
+    print(run)
+    return 0
+
+
+def cmd_data_prepare(a) -> int:
+    from tunewise.config import load_config
+    from tunewise.data.commands import prepare_command
+
+    cfg = load_config(a.config, a.overrides + (["data.strict=true"] if a.strict else []))
+    print(prepare_command(cfg, out=a.out))
+    return 0
+
+
+def cmd_data_preview(a) -> int:
+    from tunewise.config import load_config
+    from tunewise.data.commands import preview_command
+
+    cfg = load_config(a.config, a.overrides)
+    preview_command(cfg, n=a.n, color=not a.no_color)
+    return 0
+
+
+def cmd_methods(a) -> int:
+    from tunewise import methods
+
+    for m in methods.all_methods():
+        print(f"{m.name:<8} {m.summary_zh if a.lang == 'zh' else m.summary_en}")
+    return 0
+
+
+def cmd_chat(a) -> int:
+    from tunewise.infer.chat import chat_command
+
+    return chat_command(a)
+
+
+def cmd_demo(a) -> int:
+    from tunewise.demo import run_demo
+
+    run_demo(root=a.root, quick=a.quick, overwrite=not a.keep)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tunewise", description="Fine-tune an LLM that behaves: train, diagnose, evaluate, export, verify.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="fine-tune as the config says; writes a run directory")
+    _common_config(t)
+    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of this run")
+    t.add_argument("--overwrite", action="store_true", help="delete an existing run directory of the same name first")
+    t.add_argument("--no-strict", action="store_true", help="skip malformed records (listed in data/dropped.jsonl) instead of stopping")
+    t.set_defaults(func=cmd_train)
+
+    d = sub.add_parser("data", help="prepare or preview training data")
+    dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    dp = dsub.add_parser("prepare", help="read, clean, split and report; writes data/ of the run directory")
+    _common_config(dp)
+    dp.add_argument("--strict", action="store_true", help="stop on the first malformed row or record")
+    dp.add_argument("--out", help="write data/ here instead of the run directory")
+    dp.set_defaults(func=cmd_data_prepare)
+    dv = dsub.add_parser("preview", help="print decoded examples with the supervised (trained) span marked [[...]]")
+    _common_config(dv)
+    dv.add_argument("-n", type=int, default=3, help="number of examples")
+    dv.add_argument("--no-color", action="store_true")
+    dv.set_defaults(func=cmd_data_preview)
+
+    m = sub.add_parser("methods", help="list tuning methods with a one-line explanation")
+    m.add_argument("--lang", choices=["en", "zh"], default="en")
+    m.set_defaults(func=cmd_methods)
+
+    c = sub.add_parser("chat", help="chat with a trained run (its own template and stop tokens)")
+    c.add_argument("run", help="run directory")
+    c.add_argument("--prompt", help="one-shot: answer this and exit")
+    c.add_argument("--system", help="system prompt")
+    c.add_argument("--base", action="store_true", help="chat with the base model instead of the tuned one")
+    c.add_argument("--checkpoint", help="use this checkpoint instead of the final result")
+    c.add_argument("--temperature", type=float)
+    c.add_argument("--top-k", type=int)
+    c.add_argument("--top-p", type=float)
+    c.add_argument("--repetition-penalty", type=float)
+    c.add_argument("--max-new-tokens", type=int)
+    c.add_argument("--seed", type=int)
+    c.set_defaults(func=cmd_chat)
+
+    dm = sub.add_parser("demo", help="the main demo: fine-tune Gemma 3 270M offline on the bundled data and compare")
+    dm.add_argument("--root", default="runs", help="folder for the demo run")
+    dm.add_argument("--quick", action="store_true", help="a few steps only (for smoke tests)")
+    dm.add_argument("--keep", action="store_true", help="keep an existing demo run instead of retraining")
+    dm.set_defaults(func=cmd_demo)
+
+    from tunewise import cli_extra
+
+    cli_extra.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tunewise never needs the Hub at run time
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except TunewiseError as e:
+        print(f"error: {e.render()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

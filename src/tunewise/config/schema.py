@@ -1,0 +1,162 @@
+"""The config schema: one pydantic model per section, every field with a default and a description.
+
+The descriptions are the single source for `--help`, `tunewise explain` and the config reference.
+Models are frozen after loading, and unknown keys are errors (see `tunewise.config.load`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+# --------------------------------------------------------------------------------------------
+class RunConfig(Section):
+    name: str | None = Field(None, description="Run name; the run directory is <root>/<name>. Default: the config file's name.")
+    root: str = Field("runs", description="Folder that holds run directories.")
+
+
+class ModelConfig(Section):
+    name_or_path: str = Field(
+        "gemma3-270m",
+        description="Model to fine-tune: 'gemma3-270m' (the offline default), 'tiny-llama'/'tiny-qwen2'/'tiny-gemma3' "
+        "(tiny random models for trying the pipeline), a local model folder, a .gguf file, or a previous run directory.",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weight dtype when loading. 'auto': float32 on CPU, bfloat16 on GPUs that support it."
+    )
+    trust_remote_code: bool = Field(False, description="Run Python code shipped with a model. Off for safety; turn on only for models you trust.")
+    attn_implementation: Literal["sdpa", "eager"] = Field("sdpa", description="Attention kernel: 'sdpa' (fast, default) or 'eager' (reference).")
+
+
+class DatasetSpec(Section):
+    path: str | None = Field(None, description="File with the data (json, jsonl, csv, tsv, xlsx, html, sql, sqlite, parquet, txt). Relative to the config file.")
+    name: str | None = Field(None, description="Dataset name: a key of data.dataset_info (LLaMA-Factory style), or a label for reports.")
+    format: Literal["auto", "alpaca", "sharegpt", "messages", "text"] = Field(
+        "auto", description="Record format; 'auto' detects it from the first record's fields."
+    )
+    reader: str | None = Field(None, description="Reader to use instead of the one chosen by file extension.")
+    columns: dict[str, str] = Field(default_factory=dict, description="Map of record fields to source columns, e.g. {prompt: question, response: answer}.")
+    tags: dict[str, str] = Field(default_factory=dict, description="ShareGPT role tags, e.g. {role_tag: from, content_tag: value, user_tag: human, assistant_tag: gpt}.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Reader options (encoding, sep, selectors, query, ...).")
+    weight: float = Field(1.0, gt=0, description="Mixing weight relative to the other datasets (1.0 = use as is; 2.0 = twice as often).")
+    system: str | None = Field(None, description="System prompt added to this dataset's records that have none (e.g. a task tag).")
+
+
+class DataConfig(Section):
+    datasets: list[DatasetSpec] = Field(default_factory=list, description="Training datasets (paths or dataset_info names).")
+    val_datasets: list[DatasetSpec] = Field(default_factory=list, description="Separate validation datasets; when set, val_size is ignored.")
+    dataset_info: str | None = Field(None, description="Path to a LLaMA-Factory dataset_info.json; datasets may then be named as there.")
+    val_size: float = Field(0.1, ge=0, description="Validation share (0-1) or count (>= 1) held out from training data.")
+    max_length: int = Field(1024, ge=8, description="Longest example in tokens; longer ones are truncated (reported).")
+    train_on_prompt: bool = Field(False, description="Also compute loss on prompt tokens. Off: loss on assistant answers only.")
+    strict: bool = Field(True, description="Stop on malformed rows/records. Off: skip them and list them in data/dropped.jsonl.")
+    shuffle: bool = Field(True, description="Shuffle records before splitting (deterministic under train.seed).")
+    clean: dict[str, Any] = Field(default_factory=dict, description="Cleaning steps (see `tunewise explain data.clean`).")
+
+    @field_validator("datasets", "val_datasets", mode="before")
+    @classmethod
+    def _strings_are_specs(cls, v):
+        # `datasets: [a.jsonl, alpaca_zh]` is shorthand for path/name entries.
+        if isinstance(v, (str, dict)):
+            v = [v]
+        out = []
+        for item in v or []:
+            if isinstance(item, str):
+                looks_like_file = "/" in item or "." in item.rsplit("/", 1)[-1]
+                out.append({"path": item} if looks_like_file else {"name": item})
+            else:
+                out.append(item)
+        return out
+
+
+class TemplateConfig(Section):
+    name: str = Field(
+        "auto",
+        description="Chat template: 'auto' (the tokenizer's own, else the one for the model family), 'tokenizer', "
+        "or a registry name: chatml, qwen, llama3, gemma, mistral, plain.",
+    )
+    system: str | None = Field(None, description="Default system prompt for records without one.")
+
+
+class MethodConfig(Section):
+    name: str = Field("lora", description="Tuning method: lora, qlora, full, freeze, prefix, prompt, adapter (see `tunewise methods`).")
+    lora_r: int = Field(16, ge=1, description="LoRA rank: size of the low-rank update. Higher = more capacity and memory.")
+    lora_alpha: float = Field(32, gt=0, description="LoRA scaling numerator; the update is scaled by alpha/r (alpha = 2r is the usual start).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input; regularises small datasets.")
+    target_modules: list[str] | str = Field("all-linear", description="Modules that get LoRA: 'all-linear' or names such as [q_proj, v_proj].")
+    modules_to_save: list[str] = Field(default_factory=list, description="Modules trained in full besides LoRA, e.g. [embed_tokens, lm_head].")
+    use_dora: bool = Field(False, description="DoRA: decompose weights into magnitude and direction (a bit better, slower).")
+    use_rslora: bool = Field(False, description="rsLoRA: scale by alpha/sqrt(r) so high ranks train stably.")
+    quant_bits: Literal[4, 8] = Field(4, description="qlora: quantise the frozen base to 4-bit NF4 (double quantised) or 8-bit.")
+    freeze_trainable_layers: int = Field(2, ge=1, description="freeze: number of top transformer layers to train.")
+    freeze_extra_modules: list[str] = Field(default_factory=list, description="freeze: extra module names to train (e.g. [norm, lm_head]).")
+    num_virtual_tokens: int = Field(20, ge=1, description="prefix/prompt: number of virtual tokens learned.")
+    adapter_size: int = Field(64, ge=1, description="adapter: bottleneck width of each adapter.")
+
+
+class TrainConfig(Section):
+    stage: Literal["sft", "pretrain"] = Field("sft", description="sft: supervised chat fine-tuning; pretrain: continued pretraining on raw text.")
+    learning_rate: float | None = Field(None, gt=0, description="Peak learning rate. Default by method: 2e-4 for LoRA-like methods, 1e-5 for full/freeze.")
+    num_epochs: float = Field(3.0, gt=0, description="Passes over the training data.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides num_epochs).")
+    per_device_batch_size: int = Field(4, ge=1, description="Examples per forward pass on each device.")
+    gradient_accumulation_steps: int = Field(2, ge=1, description="Forward passes per optimizer step; effective batch = batch size x this x devices.")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "inverse_sqrt", "cosine_with_restarts", "polynomial"] = Field(
+        "cosine", description="How the learning rate changes after warmup."
+    )
+    scheduler_cycles: int = Field(1, ge=1, description="cosine_with_restarts: number of cycles.")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming up the learning rate. warmup_steps wins when both are set.")
+    warmup_steps: int = Field(0, ge=0, description="Warmup steps; when > 0 it wins over warmup_ratio.")
+    weight_decay: float = Field(0.0, ge=0, description="L2-style decay of weights (AdamW); 0.01-0.1 regularises.")
+    max_grad_norm: float = Field(1.0, ge=0, description="Clip gradients to this norm; guards against spikes (0 = off).")
+    seed: int = Field(42, description="Seed for data shuffling, splitting and initialisation.")
+    logging_steps: int = Field(5, ge=1, description="Write train loss to metrics.jsonl every N steps.")
+    eval_steps: int | None = Field(None, ge=1, description="Evaluate on the validation set every N steps. Default: about 10 times per run.")
+    save_steps: int | None = Field(None, ge=1, description="Save a checkpoint every N steps. Default: at every evaluation.")
+    save_total_limit: int = Field(3, ge=1, description="Keep at most this many checkpoints (the best is always kept).")
+    early_stopping: bool = Field(True, description="Stop when validation loss stops improving (needs a validation set).")
+    early_stopping_patience: int = Field(3, ge=1, description="Evaluations without improvement before stopping.")
+    early_stopping_threshold: float = Field(0.0, ge=0, description="Minimum decrease of validation loss that counts as improvement.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Training precision. 'auto': bf16 where the hardware supports it, else fp32.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory, ~30% slower.")
+    packing: bool = Field(False, description="Concatenate short examples into full rows (attention never crosses examples).")
+    group_by_length: bool = Field(True, description="Batch examples of similar length together to waste less padding.")
+    fast_loss: bool = Field(True, description="Compute logits only where there are labels, in chunks (same loss, much faster for large vocabularies).")
+    loss_chunk_size: int = Field(1024, ge=16, description="fast_loss: positions per logits chunk (lower = less memory).")
+    num_threads: int | None = Field(None, ge=1, description="CPU threads for torch. Default: all cores.")
+    resume: bool = Field(False, description="Continue from the newest checkpoint of this run directory.")
+
+    @model_validator(mode="after")
+    def _no_negative(self):
+        return self
+
+
+class GenerationConfig(Section):
+    max_new_tokens: int = Field(128, ge=1, description="Longest answer generated.")
+    temperature: float = Field(0.7, ge=0, description="Randomness: 0 = greedy (deterministic), 0.7 typical for chat, > 1 wild.")
+    top_k: int = Field(50, ge=0, description="Sample only from the k most likely tokens (0 = off).")
+    top_p: float = Field(0.9, gt=0, le=1, description="Sample from the smallest set of tokens whose probability reaches p.")
+    repetition_penalty: float = Field(1.1, gt=0, description="> 1 discourages repeating tokens; 1.0 = off.")
+
+
+class EvalConfig(Section):
+    max_new_tokens: int = Field(128, ge=1, description="Longest answer generated during evaluation (greedy).")
+    batch_size: int = Field(8, ge=1, description="Prompts generated at once.")
+    max_samples: int | None = Field(200, ge=1, description="Evaluate at most this many validation prompts.")
+
+
+class Config(Section):
+    run: RunConfig = Field(default_factory=RunConfig, description="Where the run directory goes.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The model to fine-tune.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Datasets, splits, lengths and cleaning.")
+    template: TemplateConfig = Field(default_factory=TemplateConfig, description="Chat template.")
+    method: MethodConfig = Field(default_factory=MethodConfig, description="Tuning method and its parameters.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Optimisation and schedule.")
+    generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Sampling for chat and export.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings.")

@@ -1,0 +1,61 @@
+"""`tunewise data prepare` and `tunewise data preview`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tunewise.runs import run_dir_for
+
+
+def prepare_command(cfg, out: str | None = None) -> Path:
+    from tunewise.data.prepare import prepare
+    from tunewise.fileio import read_json, write_json
+    from tunewise.train.data import encode_for_training
+    from tunewise.train.workflow import tokenizer_and_template
+
+    target = Path(out) if out else run_dir_for(cfg)
+    prepared = prepare(cfg, target)
+    _, tokenizer, template = tokenizer_and_template(cfg)
+    _, _, enc = encode_for_training(cfg, tokenizer, template, prepared)
+    stats = {**read_json(target / "data" / "stats.json"), "tokens": enc}
+    write_json(target / "data" / "stats.json", stats)
+    try:
+        from tunewise.data.report import format_summary, write_length_histogram
+        from tunewise.templates.encode import encode_records
+
+        lengths = enc["train"].get("lengths") if isinstance(enc["train"], dict) else None
+        if lengths is None:
+            encoded, st = encode_records(tokenizer, template, prepared.train, max_length=cfg.data.max_length) \
+                if cfg.train.stage == "sft" else ([], None)
+            lengths = st.lengths if st else []
+        if lengths:
+            write_length_histogram(lengths, target / "data" / "lengths.png")
+        print(format_summary(stats), file=sys.stderr)
+    except ImportError:
+        pass
+    return target / "data"
+
+
+def preview_command(cfg, n: int = 3, color: bool = True) -> None:
+    from rich.console import Console
+
+    from tunewise.data.prepare import prepare
+    from tunewise.templates.encode import encode_pretrain, encode_records, render_preview
+    from tunewise.train.workflow import tokenizer_and_template
+
+    prepared = prepare(cfg, None)
+    _, tokenizer, template = tokenizer_and_template(cfg)
+    console = Console(highlight=False, no_color=not color, soft_wrap=True)
+    console.print(f"template: [bold]{template.name}[/bold] ({template.source}); stop tokens: {template.stop_strings}")
+    console.print("supervised tokens (the loss is computed on them) are shown as [[...]]" + (" in green" if color else ""))
+    records = prepared.train[:n]
+    if cfg.train.stage == "pretrain":
+        encoded, _ = encode_pretrain(tokenizer, records, block_size=cfg.data.max_length)
+    else:
+        encoded, _ = encode_records(tokenizer, template, records, max_length=cfg.data.max_length,
+                                    train_on_prompt=cfg.data.train_on_prompt)
+    for i, (rec, enc) in enumerate(zip(records, encoded)):
+        console.rule(f"example {i + 1} — {rec.get('where', '')} — {len(enc.input_ids)} tokens, "
+                     f"{sum(1 for x in enc.labels if x != -100)} supervised")
+        console.print(render_preview(tokenizer, enc, color=color))

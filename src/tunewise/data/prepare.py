@@ -1,0 +1,198 @@
+"""Data stage orchestration: read -> convert -> clean -> split -> leakage check -> mix -> write.
+
+Writes `data/train.jsonl`, `data/val.jsonl`, `data/dropped.jsonl` and `data/stats.json` in the run
+directory. Only records cross into the next stage; tokens are made by `tunewise.templates.encode`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tunewise.config.schema import Config, DatasetSpec
+from tunewise.data import formats, readers
+from tunewise.data.readers import BadRow
+from tunewise.errors import DataError
+from tunewise.fileio import read_json, write_json, write_jsonl
+
+
+@dataclass
+class PreparedData:
+    train: list[dict]
+    val: list[dict]
+    dropped: list[dict] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+
+def _from_dataset_info(spec: DatasetSpec, info_path: str | None) -> DatasetSpec:
+    """Fill path/format/columns/tags of a dataset named in a LLaMA-Factory dataset_info.json."""
+    if spec.path or not spec.name:
+        return spec
+    if not info_path:
+        raise DataError(
+            f"dataset '{spec.name}' has no path and no data.dataset_info is set",
+            where="data.datasets",
+            fix="give the dataset a `path:`, or set data.dataset_info to your LLaMA-Factory dataset_info.json",
+        )
+    info = read_json(info_path)
+    if spec.name not in info:
+        import difflib
+
+        close = difflib.get_close_matches(spec.name, list(info), n=3)
+        raise DataError(
+            f"dataset '{spec.name}' is not in dataset_info.json",
+            where=str(info_path),
+            fix=f"did you mean: {', '.join(close)}?" if close else f"known datasets: {', '.join(sorted(info))}",
+        )
+    entry = info[spec.name]
+    if "file_name" not in entry:
+        raise DataError(f"dataset '{spec.name}' has no file_name (hub/script datasets need network)", where=str(info_path),
+                        fix="download the data and point file_name at the local file")
+    path = Path(info_path).parent / entry["file_name"]
+    fmt = {"alpaca": "alpaca", "sharegpt": "sharegpt"}.get(entry.get("formatting", "alpaca"), "alpaca")
+    columns = dict(entry.get("columns", {}))
+    if fmt == "alpaca" and "prompt" in columns and "response" not in columns and len(columns) == 1:
+        fmt = "text"  # LLaMA-Factory pretraining sets: columns: {prompt: text}
+        columns = {"text": columns["prompt"]}
+    tags = dict(entry.get("tags", {}))
+    if fmt == "sharegpt" and tags.get("role_tag") == "role":
+        fmt = "messages"  # OpenAI-style messages declared as sharegpt
+    return spec.model_copy(update={"path": str(path), "format": fmt, "columns": {**columns, **spec.columns},
+                                   "tags": {**tags, **spec.tags}})
+
+
+def read_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, default_system: str | None = None
+                 ) -> tuple[list[dict], list[dict]]:
+    """Read one dataset into records; returns (records, dropped). Strict mode raises on the first bad row."""
+    spec = _from_dataset_info(spec, dataset_info)
+    if not spec.path:
+        raise DataError("dataset has neither path nor name", where="data.datasets", fix="add `path: your_file.jsonl`")
+    source = spec.name or Path(spec.path).stem
+    records, dropped = [], []
+    fmt = spec.format
+    columns, tags = dict(spec.columns), dict(spec.tags)
+    system = spec.system or default_system
+
+    def bad(where: str, reason: str, raw=None, fix: str | None = None):
+        if strict:
+            raise DataError(reason, where=where, fix=fix or "fix or remove this record, or set data.strict: false to skip bad records")
+        dropped.append({"step": "read", "reason": reason, "where": where, "record": raw})
+
+    for row in readers.read(spec.path, spec.reader, spec.options):
+        if isinstance(row, BadRow):
+            bad(row.where, row.reason, row.raw, fix="fix the syntax of this row, or set data.strict: false to skip malformed rows")
+            continue
+        if fmt == "auto":
+            fmt = formats.detect(row.data, columns)
+        try:
+            rec = formats.convert(row.data, fmt, columns, tags)
+        except formats.RecordError as e:
+            bad(f"{row.where}", f"record field '{e.field}': {e.reason}", row.data,
+                fix=f"fix field '{e.field}' in this record, map the right column with `columns:`, or set data.strict: false")
+            continue
+        if system and "messages" in rec and rec["messages"][0]["role"] != "system":
+            rec["messages"].insert(0, {"role": "system", "content": system})
+        rec["source"], rec["where"] = source, row.where
+        records.append(rec)
+    return records, dropped
+
+
+def _split(records: list[dict], val_size: float, rng: random.Random) -> tuple[list[dict], list[dict]]:
+    if val_size <= 0 or len(records) < 2:
+        return records, []
+    n_val = int(round(len(records) * val_size)) if val_size < 1 else int(val_size)
+    n_val = max(1, min(n_val, len(records) - 1))
+    idx = list(range(len(records)))
+    rng.shuffle(idx)
+    val_idx = set(idx[:n_val])
+    return [r for i, r in enumerate(records) if i not in val_idx], [r for i, r in enumerate(records) if i in val_idx]
+
+
+def _mix(records: list[dict], weights: dict[str, float], rng: random.Random) -> list[dict]:
+    """Apply per-dataset weights: whole copies plus a seeded fractional sample."""
+    by_src: dict[str, list[dict]] = {}
+    for r in records:
+        by_src.setdefault(r["source"], []).append(r)
+    out = []
+    for src, recs in by_src.items():
+        w = weights.get(src, 1.0)
+        whole, frac = int(w), w - int(w)
+        out += recs * whole
+        if frac > 0:
+            out += rng.sample(recs, int(round(len(recs) * frac)))
+    return out
+
+
+def prepare(cfg: Config, run_dir: Path | None = None, *, clean: bool = True) -> PreparedData:
+    d = cfg.data
+    if not d.datasets:
+        raise DataError("no training data configured", where="data.datasets",
+                        fix="add at least one dataset, e.g. data: {datasets: [my_data.jsonl]}")
+    rng = random.Random(cfg.train.seed)
+    all_train, dropped = [], []
+    weights: dict[str, float] = {}
+    raw_counts: Counter = Counter()
+    for spec in d.datasets:
+        recs, bad = read_dataset(spec, dataset_info=d.dataset_info, strict=d.strict, default_system=cfg.template.system)
+        if recs:
+            weights[recs[0]["source"]] = spec.weight
+        raw_counts[spec.name or Path(spec.path or "").stem] += len(recs)
+        all_train += recs
+        dropped += bad
+    val: list[dict] = []
+    for spec in d.val_datasets:
+        recs, bad = read_dataset(spec, dataset_info=d.dataset_info, strict=d.strict, default_system=cfg.template.system)
+        val += recs
+        dropped += bad
+
+    steps = [{"step": "read", "before": sum(raw_counts.values()) + len([x for x in dropped if x["step"] == "read"]),
+              "after": sum(raw_counts.values())}]
+    if clean:
+        from tunewise.data.clean import CleanConfig, clean_records, drop_leakage
+
+        ccfg = CleanConfig.model_validate(d.clean)
+        res = clean_records(all_train, ccfg)
+        all_train, dropped, steps = res.kept, dropped + res.dropped, steps + res.steps
+        if val:
+            vres = clean_records(val, ccfg)
+            val, dropped = vres.kept, dropped + vres.dropped
+    if not all_train:
+        reasons = Counter(x["step"] for x in dropped)
+        raise DataError(
+            "the training set is empty after reading and cleaning"
+            + (f" (dropped: {', '.join(f'{k}={v}' for k, v in reasons.items())})" if reasons else ""),
+            fix="check data/dropped.jsonl for why records were dropped, relax data.clean settings, or add data",
+        )
+    if d.shuffle:
+        rng.shuffle(all_train)
+    if not d.val_datasets:
+        all_train, val = _split(all_train, d.val_size, rng)
+    if clean and val:
+        val, leaked = drop_leakage(all_train, val, ccfg)
+        dropped += leaked
+        steps.append({"step": "leakage", "before": len(val) + len(leaked), "after": len(val)})
+    train = _mix(all_train, weights, rng)
+    if d.shuffle:
+        rng.shuffle(train)
+    stats = {
+        "num_train": len(train), "num_val": len(val), "num_dropped": len(dropped),
+        "steps": steps,
+        "sources_read": dict(raw_counts),
+        "mix": {src: {"records": n, "share": round(n / len(train), 4), "weight": weights.get(src, 1.0)}
+                for src, n in Counter(r["source"] for r in train).items()},
+        "dropped_by_step": dict(Counter(x["step"] for x in dropped)),
+    }
+    out = PreparedData(train, val, dropped, stats)
+    if run_dir is not None:
+        write_prepared(out, Path(run_dir))
+    return out
+
+
+def write_prepared(p: PreparedData, run_dir: Path) -> None:
+    data_dir = run_dir / "data"
+    write_jsonl(data_dir / "train.jsonl", p.train)
+    write_jsonl(data_dir / "val.jsonl", p.val)
+    write_jsonl(data_dir / "dropped.jsonl", p.dropped)
+    write_json(data_dir / "stats.json", p.stats)

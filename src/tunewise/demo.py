@@ -1,0 +1,81 @@
+"""`make demo`: fine-tune Gemma 3 270M offline on the bundled data and show what changed."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from tunewise.config import load_config
+
+
+def demo_config(root: str | Path, quick: bool = False):
+    from tunewise.data.demo import write_demo_dataset
+
+    root = Path(root)
+    data = write_demo_dataset(root / "demo-data" / "demo.jsonl")
+    base = yaml.safe_load((Path(__file__).parent / "demo.yaml").read_text(encoding="utf-8"))
+    overrides = [f"data.datasets=[{{path: {data.resolve()}}}]", f"run.root={root}", "run.name=demo"]
+    if quick:
+        overrides += ["train.max_steps=3", "train.eval_steps=3", "run.name=demo-quick"]
+    return load_config(None, overrides, base=base)
+
+
+def side_by_side(run: Path, max_new_tokens: int = 48) -> list[dict]:
+    """Greedy answers of the base and the tuned model to held-out prompts."""
+    from tunewise.data.demo import heldout_prompts
+    from tunewise.infer.generate import generate, load_run_model
+
+    prompts = heldout_prompts()
+    convs = [[{"role": "user", "content": p["prompt"]}] for p in prompts]
+    rows = [dict(p) for p in prompts]
+    for tuned in (False, True):
+        lm = load_run_model(run, tuned=tuned)
+        for row, res in zip(rows, generate(lm, convs, max_new_tokens=max_new_tokens, batch_size=len(convs))):
+            row["tuned" if tuned else "base"] = res
+        del lm
+    return rows
+
+
+def print_comparison(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Held-out prompts (never seen in training), greedy decoding", show_lines=True)
+    table.add_column("prompt", ratio=2)
+    table.add_column("base model", ratio=3)
+    table.add_column("tuned model", ratio=3)
+    table.add_column("expected", ratio=1)
+
+    def cell(res):
+        mark = "" if res["stopped"] else " [red](never stopped)[/red]"
+        return (res["text"] or "[dim](empty)[/dim]").replace("[", "\\[") + mark
+
+    for r in rows:
+        table.add_row(r["prompt"], cell(r["base"]), cell(r["tuned"]), r["expected"] or "(identity)")
+    Console(stderr=False).print(table)
+    checkable = [r for r in rows if r["expected"]]
+    for who in ("base", "tuned"):
+        ok = sum(1 for r in checkable if r[who]["text"].strip().lower().rstrip(".。") == r["expected"].lower())
+        stops = sum(1 for r in rows if r[who]["stopped"])
+        print(f"{who:>5}: {ok}/{len(checkable)} task answers exactly right, {stops}/{len(rows)} answers stopped on their own")
+
+
+def run_demo(root: str = "runs", quick: bool = False, overwrite: bool = True) -> Path:
+    from tunewise.train.workflow import train
+
+    t0 = time.time()
+    cfg = demo_config(root, quick)
+    run = Path(cfg.run.root) / cfg.run.name
+    if not (overwrite is False and (run / "adapter").exists()):
+        run = train(cfg, overwrite=True)
+    rows = side_by_side(run, cfg.generation.max_new_tokens)
+    print_comparison(rows)
+    from tunewise.fileio import write_json
+
+    write_json(run / "demo_comparison.json", rows)
+    print(f"\nDone in {time.time() - t0:.0f}s. Run directory: {run}", file=sys.stderr)
+    print(run)
+    return run

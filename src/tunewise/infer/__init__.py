@@ -1,0 +1,1 @@
+"""Inference stage: load a run's model with its training template, generate, chat."""

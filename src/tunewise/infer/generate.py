@@ -1,0 +1,92 @@
+"""Generation that behaves like training: the run's template, its stop tokens, its sampling settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tunewise.runs import read_run_config, read_template, require_run
+from tunewise.templates import ChatTemplate
+
+
+@dataclass
+class LoadedModel:
+    model: object
+    tokenizer: object
+    template: ChatTemplate
+    label: str
+
+
+def load_run_model(run: str | Path, *, tuned: bool = True, checkpoint: str | Path | None = None) -> LoadedModel:
+    """The base model (tuned=False) or the trained one (adapter applied / full weights), in eval mode."""
+    from tunewise.models.load import load_model, load_tokenizer, resolve_model
+
+    run = require_run(run)
+    cfg = read_run_config(run)
+    template = read_template(run)
+    resolved = resolve_model(cfg.model.name_or_path)
+    tokenizer = load_tokenizer(resolved.path, cfg.model.trust_remote_code)
+    result = Path(checkpoint) if checkpoint else None
+    if tuned and result is None:
+        result = run / "model" if (run / "model").exists() else run / "adapter"
+    if tuned and result is not None and (result / "config.json").exists() and not (result / "adapter_config.json").exists():
+        model = load_model(result, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
+    else:
+        model = load_model(resolved.path, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
+        if tuned:
+            from peft import PeftModel
+
+            if result is None or not (result / "adapter_config.json").exists():
+                from tunewise.errors import RunError
+
+                raise RunError("the run has no trained adapter or model yet", where=str(run),
+                               fix="finish `tunewise train` first (or pass --checkpoint)")
+            model = PeftModel.from_pretrained(model, result)
+    model.eval()
+    return LoadedModel(model, tokenizer, template, "tuned" if tuned else "base")
+
+
+def build_prompt(lm: LoadedModel, messages: list[dict]) -> list[int]:
+    text = lm.template.render(messages, add_generation_prompt=True)
+    return lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+@torch.no_grad()
+def generate(lm: LoadedModel, conversations: list[list[dict]], *, max_new_tokens: int = 128, temperature: float = 0.0,
+             top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0, batch_size: int = 8,
+             streamer=None, seed: int | None = None) -> list[dict]:
+    """Generate one answer per conversation. Returns text, token ids, whether it stopped on its own."""
+    tok = lm.tokenizer
+    stop_ids = list(lm.template.stop_token_ids) or [tok.eos_token_id]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else stop_ids[0]
+    if seed is not None:
+        torch.manual_seed(seed)
+    out = []
+    for b in range(0, len(conversations), batch_size):
+        prompts = [build_prompt(lm, c) for c in conversations[b:b + batch_size]]
+        n = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), n), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, p in enumerate(prompts):  # left padding so every answer starts at column n
+            ids[i, n - len(p):] = torch.tensor(p)
+            mask[i, n - len(p):] = 1
+        sample = temperature > 0
+        gen = lm.model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=sample,
+            temperature=temperature if sample else None, top_k=top_k if sample and top_k else None,
+            top_p=top_p if sample else None, repetition_penalty=repetition_penalty,
+            eos_token_id=stop_ids, pad_token_id=pad, streamer=streamer,
+        )
+        for row in gen[:, n:].tolist():
+            new = []
+            stopped = False
+            for t in row:
+                if t in stop_ids:
+                    stopped = True
+                    break
+                new.append(t)
+            out.append({"text": tok.decode(new, skip_special_tokens=True).strip(), "token_ids": new,
+                        "stopped": stopped, "hit_max_new_tokens": not stopped, "num_new_tokens": len(new)})
+    return out

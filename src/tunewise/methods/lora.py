@@ -1,0 +1,31 @@
+"""LoRA (with DoRA and rsLoRA switches) via peft."""
+
+from __future__ import annotations
+
+from tunewise.methods import register
+
+
+def lora_config(cfg):
+    from peft import LoraConfig, TaskType
+
+    target = cfg.target_modules
+    return LoraConfig(
+        task_type=TaskType.CAUSAL_LM, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        target_modules=target if target == "all-linear" else list(target),
+        modules_to_save=list(cfg.modules_to_save) or None, use_dora=cfg.use_dora, use_rslora=cfg.use_rslora,
+    )
+
+
+@register(
+    "lora",
+    en="LoRA: freeze the model, train small low-rank updates on linear layers (fast, little memory; the usual start).",
+    zh="LoRA：冻结原模型，只训练线性层上的低秩增量（快、省显存，最常用的起点）。",
+)
+def apply(model, cfg, ctx=None):
+    from peft import get_peft_model
+
+    if ctx is not None and ctx.get("previous_adapter"):
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(model, ctx["previous_adapter"], is_trainable=True)
+    return get_peft_model(model, lora_config(cfg))

@@ -1,0 +1,104 @@
+"""Resolve `model.name_or_path` and load model + tokenizer (safetensors only, no remote code by default)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunewise.errors import ModelError
+from tunewise.models.cache import home
+
+
+@dataclass
+class ResolvedModel:
+    path: Path                 # a local HF model folder (safetensors + tokenizer)
+    alias: str                 # what the user wrote
+    previous_run: Path | None = None  # set when name_or_path is a tunewise run directory
+
+
+def is_run_dir(p: Path) -> bool:
+    return (p / "config.yaml").exists() and ((p / "adapter").exists() or (p / "model").exists())
+
+
+def resolve_model(name_or_path: str) -> ResolvedModel:
+    from tunewise.models import tiny
+    from tunewise.models.default import DEFAULT_ALIAS, dequantize_gguf, ensure_default_model
+
+    if name_or_path == DEFAULT_ALIAS:
+        return ResolvedModel(ensure_default_model(), name_or_path)
+    if name_or_path in tiny.ARCHS:
+        out = home() / "models" / name_or_path
+        if not (out / "model.safetensors").exists():
+            tiny.build_tiny(name_or_path, out)
+        return ResolvedModel(out, name_or_path)
+    p = Path(name_or_path).expanduser()
+    if p.is_dir() and is_run_dir(p):
+        from tunewise.runs import read_run_config
+
+        prev = read_run_config(p)
+        base = resolve_model(prev.model.name_or_path)
+        if (p / "model").exists():  # full-weight result: continue from it
+            return ResolvedModel((p / "model").resolve(), name_or_path, previous_run=p.resolve())
+        return ResolvedModel(base.path, name_or_path, previous_run=p.resolve())
+    if p.is_file() and p.suffix.lower() == ".gguf":
+        key = hashlib.sha256(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+        out = home() / "models" / f"gguf-{p.stem}-{key}"
+        if not (out / "model.safetensors").exists():
+            dequantize_gguf(p, out, note=f"Dequantizing {p.name} once into {out} ...")
+        return ResolvedModel(out, name_or_path)
+    if p.is_dir():
+        if not (p / "config.json").exists():
+            raise ModelError("folder has no config.json, so it is not a model folder", where=str(p),
+                             fix="point model.name_or_path at a Hugging Face model folder, a .gguf file or a run directory")
+        return ResolvedModel(p.resolve(), name_or_path)
+    # A hub id: only what is already in the local Hugging Face cache (tunewise never downloads at run time).
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(name_or_path, local_files_only=True)
+        return ResolvedModel(Path(local), name_or_path)
+    except Exception:
+        raise ModelError(
+            f"model '{name_or_path}' is not a local folder, a .gguf file, a run directory or a known alias, "
+            "and it is not in the local Hugging Face cache",
+            where="model.name_or_path",
+            fix="use 'gemma3-270m' (offline default), 'tiny-llama', a local folder, or download the model first "
+            "(huggingface-cli download ID) on a machine with network",
+        ) from None
+
+
+def load_tokenizer(path: Path, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        # Padding positions never carry labels, so reusing EOS as pad is safe for training.
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def torch_dtype(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def load_model(path: Path, *, dtype: str = "auto", trust_remote_code: bool = False, attn: str = "sdpa", **kwargs):
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            path, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code,
+            use_safetensors=True, attn_implementation=attn, **kwargs,
+        )
+    except OSError as e:
+        if "safetensors" in str(e).lower() or "no file named" in str(e).lower():
+            raise ModelError(
+                "no safetensors weights in this model folder (tunewise never loads pickle .bin files)",
+                where=str(path),
+                fix="convert the weights to safetensors with the transformers save_pretrained(safe_serialization=True)",
+            ) from None
+        raise

@@ -1,0 +1,186 @@
+"""Chat templates: a registry of named Jinja templates, sandboxed rendering, and label masking.
+
+One `ChatTemplate` is chosen when training starts, written to `template.json` in the run directory,
+and read back by chat, eval and export: the template is never re-guessed after training.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import TemplateError
+from jinja2.ext import loopcontrols
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from tunewise.errors import ConfigError, DataError
+
+_REGISTRY_DIR = Path(__file__).parent / "registry"
+
+# Which registry template a base model (no template of its own) gets, by config.model_type.
+# `requires` names a token that must exist in the vocabulary for the choice to make sense.
+_FAMILY_DEFAULTS = [
+    ("gemma", "gemma", "<end_of_turn>"),
+    ("qwen", "chatml", "<|im_end|>"),
+    ("llama", "llama3", "<|eot_id|>"),
+    ("mistral", "mistral", None),
+    ("mixtral", "mistral", None),
+]
+
+
+def registry_names() -> list[str]:
+    return sorted(p.stem for p in _REGISTRY_DIR.glob("*.json"))
+
+
+@lru_cache(maxsize=None)
+def _registry_entry(name: str) -> dict:
+    path = _REGISTRY_DIR / f"{name}.json"
+    if not path.exists():
+        raise ConfigError(
+            f"unknown chat template '{name}'",
+            where="template.name",
+            fix=f"use 'auto' (the model's own, else one for its family) or one of: {', '.join(registry_names())}",
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _raise(message: str):
+    raise TemplateError(message)
+
+
+@lru_cache(maxsize=64)
+def _compile(source: str):
+    # The same environment transformers uses for apply_chat_template: sandboxed, immutable,
+    # trim_blocks/lstrip_blocks, loop controls. A template can read data but never touch Python objects.
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env.globals["raise_exception"] = _raise
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    env.filters["tojson"] = lambda x, indent=None, **kw: json.dumps(x, ensure_ascii=False, indent=indent)
+    return env.from_string(source)
+
+
+@dataclass
+class ChatTemplate:
+    name: str
+    chat_template: str
+    source: str = "registry"  # "registry" | "tokenizer"
+    bos_token: str = ""
+    eos_token: str = ""
+    pad_token: str | None = None
+    stop_strings: list[str] = field(default_factory=list)
+    stop_token_ids: list[int] = field(default_factory=list)
+    default_system: str | None = None
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_registry(cls, name: str, tokenizer) -> "ChatTemplate":
+        entry = _registry_entry(name)
+        eos = tokenizer.eos_token or ""
+        stops = [eos if s == "{eos}" else s for s in entry["stop"]]
+        return cls._finish(
+            cls(name=name, chat_template=entry["chat_template"], source="registry",
+                default_system=entry.get("default_system")),
+            tokenizer, stops,
+        )
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer, name: str = "tokenizer") -> "ChatTemplate":
+        tpl = tokenizer.chat_template
+        if isinstance(tpl, dict):  # multiple named templates: take the default one
+            tpl = tpl.get("default") or next(iter(tpl.values()))
+        stops = _stops_from_template(tpl, tokenizer)
+        return cls._finish(cls(name=name, chat_template=tpl, source="tokenizer"), tokenizer, stops)
+
+    @classmethod
+    def _finish(cls, t: "ChatTemplate", tokenizer, stops: list[str]) -> "ChatTemplate":
+        t.bos_token = tokenizer.bos_token or ""
+        t.eos_token = tokenizer.eos_token or ""
+        t.pad_token = tokenizer.pad_token
+        if t.eos_token and t.eos_token not in stops:
+            stops = stops + [t.eos_token]  # EOS always stops generation, whatever the template
+        t.stop_strings = list(dict.fromkeys(s for s in stops if s))
+        ids = []
+        vocab = tokenizer.get_vocab()
+        for s in t.stop_strings:
+            if s in vocab:
+                ids.append(vocab[s])
+        t.stop_token_ids = list(dict.fromkeys(ids))
+        return t
+
+    @classmethod
+    def from_json(cls, src: str | Path | dict) -> "ChatTemplate":
+        data = src if isinstance(src, dict) else json.loads(Path(src).read_text(encoding="utf-8"))
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    # ---- rendering ----------------------------------------------------------------------
+    def render(self, messages: list[dict], add_generation_prompt: bool = False, **extra) -> str:
+        try:
+            return _compile(self.chat_template).render(
+                messages=messages, add_generation_prompt=add_generation_prompt,
+                bos_token=self.bos_token, eos_token=self.eos_token, **extra,
+            )
+        except TemplateError as e:
+            raise DataError(
+                f"chat template '{self.name}' could not render a conversation: {e}",
+                fix="check the roles (system/user/assistant) and their order, or choose another template with template.name",
+            ) from None
+
+    def assistant_spans(self, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+        """Render `messages` and return the text and the character spans of each assistant turn.
+
+        A span runs from the first character of the assistant's content to the end of its turn,
+        so it includes the end-of-turn token: supervising it is what teaches the model to stop.
+        It relies on the template being prefix-stable (rendering a shorter conversation with a
+        generation prompt gives a prefix of the longer one), which every sane template is.
+        """
+        full = self.render(messages)
+        spans = []
+        for i, m in enumerate(messages):
+            if m["role"] != "assistant":
+                continue
+            before = self.render(messages[:i], add_generation_prompt=True)
+            upto = self.render(messages[: i + 1])
+            if not upto.startswith(before) or not full.startswith(upto):
+                raise DataError(
+                    f"chat template '{self.name}' is not prefix-stable, so the answer tokens cannot be located",
+                    fix="use a registry template (template.name: chatml, llama3, gemma, mistral, plain)",
+                )
+            spans.append((len(before), len(upto)))
+        return full, spans
+
+
+def _stops_from_template(tpl: str, tokenizer) -> list[str]:
+    """Stop strings of a tokenizer's own template: special tokens that close a turn in it."""
+    candidates = ["<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>", "<|end_of_text|>"]
+    specials = set(tokenizer.all_special_tokens) | set(getattr(tokenizer, "added_tokens_encoder", {}) or {})
+    return [c for c in candidates if c in tpl and (c in specials or c in tokenizer.get_vocab())]
+
+
+def choose_template(name: str, tokenizer, model_type: str | None) -> ChatTemplate:
+    """`auto`: the tokenizer's own template if it has one, else the registry template for the family."""
+    if name == "auto":
+        if getattr(tokenizer, "chat_template", None):
+            return ChatTemplate.from_tokenizer(tokenizer)
+        vocab = tokenizer.get_vocab()
+        mt = (model_type or "").lower()
+        for prefix, tpl, requires in _FAMILY_DEFAULTS:
+            if mt.startswith(prefix) and (requires is None or requires in vocab):
+                return ChatTemplate.from_registry(tpl, tokenizer)
+        return ChatTemplate.from_registry("plain", tokenizer)
+    if name == "tokenizer":
+        if not getattr(tokenizer, "chat_template", None):
+            raise ConfigError(
+                "the tokenizer has no chat template of its own (this is a base model)",
+                where="template.name",
+                fix=f"use 'auto' or a registry template: {', '.join(registry_names())}",
+            )
+        return ChatTemplate.from_tokenizer(tokenizer)
+    return ChatTemplate.from_registry(name, tokenizer)

@@ -1,0 +1,129 @@
+"""Conversation + template -> token ids and labels. Raw text -> packed pretraining blocks.
+
+Labels are -100 everywhere except assistant turns (or everywhere with train_on_prompt). The
+assistant span includes the end-of-turn token, so the model is always taught to stop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tunewise.templates import ChatTemplate
+
+IGNORE = -100
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+    truncated_tokens: int = 0
+
+
+@dataclass
+class EncodeStats:
+    examples: int = 0
+    truncated_examples: int = 0
+    truncated_tokens: int = 0
+    dropped_no_labels: int = 0
+    total_tokens: int = 0
+    supervised_tokens: int = 0
+    lengths: list[int] = field(default_factory=list)
+    stop_unsupervised: int = 0
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if k != "lengths"}
+        if self.lengths:
+            s = sorted(self.lengths)
+            d.update(min_length=s[0], max_length=s[-1], mean_length=round(sum(s) / len(s), 1),
+                     p95_length=s[int(0.95 * (len(s) - 1))])
+        return d
+
+
+def encode_messages(tokenizer, template: ChatTemplate, messages: list[dict], *, max_length: int,
+                    train_on_prompt: bool = False) -> Encoded:
+    text, spans = template.assistant_spans(messages)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    labels = []
+    for tid, (start, _end) in zip(ids, offsets):
+        inside = any(a <= start < b for a, b in spans)
+        labels.append(tid if (inside or train_on_prompt) else IGNORE)
+    cut = max(0, len(ids) - max_length)
+    if cut:
+        ids, labels = ids[:max_length], labels[:max_length]
+    return Encoded(ids, labels, cut)
+
+
+def encode_records(tokenizer, template: ChatTemplate, records: list[dict], *, max_length: int,
+                   train_on_prompt: bool = False) -> tuple[list[Encoded], EncodeStats]:
+    """Encode SFT records; examples left with no supervised token (all cut off) are dropped and counted."""
+    stats = EncodeStats()
+    out = []
+    stop_ids = set(template.stop_token_ids)
+    for rec in records:
+        e = encode_messages(tokenizer, template, rec["messages"], max_length=max_length, train_on_prompt=train_on_prompt)
+        stats.examples += 1
+        if e.truncated_tokens:
+            stats.truncated_examples += 1
+            stats.truncated_tokens += e.truncated_tokens
+        sup = sum(1 for x in e.labels if x != IGNORE)
+        if sup == 0:
+            stats.dropped_no_labels += 1
+            continue
+        if stop_ids and not any(x in stop_ids for x in e.labels if x != IGNORE) and not e.truncated_tokens:
+            stats.stop_unsupervised += 1
+        stats.total_tokens += len(e.input_ids)
+        stats.supervised_tokens += sup
+        stats.lengths.append(len(e.input_ids))
+        out.append(e)
+    return out, stats
+
+
+def encode_pretrain(tokenizer, records: list[dict], *, block_size: int) -> tuple[list[Encoded], EncodeStats]:
+    """Continued pretraining: documents + EOS concatenated and cut into full blocks; loss on every token."""
+    stats = EncodeStats()
+    stream: list[int] = []
+    for rec in records:
+        ids = tokenizer(rec["text"], add_special_tokens=False)["input_ids"]
+        if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", True):
+            ids = [tokenizer.bos_token_id] + ids
+        stream += ids + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+        stats.examples += 1
+    out = []
+    for i in range(0, len(stream), block_size):
+        block = stream[i: i + block_size]
+        if len(block) < max(8, block_size // 8) and out:
+            stats.truncated_tokens += len(block)  # a tiny tail is not worth a padded row
+            continue
+        out.append(Encoded(block, list(block)))
+        stats.lengths.append(len(block))
+        stats.total_tokens += len(block)
+        stats.supervised_tokens += len(block)
+    return out, stats
+
+
+def render_preview(tokenizer, enc: Encoded, *, color: bool = True) -> str:
+    """Decode an example with the supervised part marked: [[...]] (and green when color is on)."""
+    parts, cur, cur_sup = [], [], None
+    for tid, lab in zip(enc.input_ids, enc.labels):
+        sup = lab != IGNORE
+        if cur_sup is not None and sup != cur_sup:
+            parts.append((cur_sup, cur))
+            cur = []
+        cur.append(tid)
+        cur_sup = sup
+    if cur:
+        parts.append((cur_sup, cur))
+    out = []
+    for sup, ids in parts:
+        text = tokenizer.decode(ids, skip_special_tokens=False)
+        if sup:
+            out.append(f"[green][[{_esc(text)}]][/green]" if color else f"[[{text}]]")
+        else:
+            out.append(_esc(text) if color else text)
+    return "".join(out)
+
+
+def _esc(s: str) -> str:
+    return s.replace("[", "\\[")

@@ -1,0 +1,1 @@
+"""Training stage: trainer assembly on transformers Trainer, collators, callbacks."""

@@ -1,0 +1,47 @@
+"""Callbacks: metrics.jsonl writer (the curves stage's input) and a rich-free console summary."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+_KEYS = {"loss": "loss", "eval_loss": "val_loss", "learning_rate": "lr", "grad_norm": "grad_norm",
+         "tokens_per_s": "tokens_per_s"}
+
+
+def _clean(v):
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return v  # json writes NaN/Infinity; the curves stage reads them back
+    return v
+
+
+class MetricsJsonl(TrainerCallback):
+    """Append one JSON object per log event: step, epoch, loss, val_loss, lr, grad_norm, tokens_per_s."""
+
+    def __init__(self, path: Path, trainer_ref=None):
+        self.path = Path(path)
+        self.trainer_ref = trainer_ref
+
+    def _write(self, row: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
+        for k, ours in _KEYS.items():
+            if k in logs:
+                row[ours] = _clean(float(logs[k]))
+        if len(row) > 2:
+            self._write(row)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        tr = self.trainer_ref() if self.trainer_ref else None
+        if tr is not None and tr.nan_step is not None and state.is_world_process_zero:
+            self._write({"step": tr.nan_step, "event": "nan_stop", "loss": math.nan})
+        elif state.is_world_process_zero and state.max_steps and state.global_step < state.max_steps:
+            self._write({"step": state.global_step, "event": "early_stop"})

@@ -1,0 +1,44 @@
+"""Records -> token datasets for the Trainer (SFT conversations or packed pretraining blocks)."""
+
+from __future__ import annotations
+
+from torch.utils.data import Dataset
+
+from tunewise.errors import DataError
+from tunewise.templates.encode import Encoded, encode_pretrain, encode_records
+
+
+class TokenDataset(Dataset):
+    def __init__(self, examples: list[Encoded]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict:
+        e = self.examples[i]
+        return {"input_ids": e.input_ids, "labels": e.labels}
+
+
+def _encode(cfg, tokenizer, template, records):
+    if cfg.train.stage == "pretrain":
+        texts = [r if "text" in r else {"text": "\n".join(m["content"] for m in r["messages"])} for r in records]
+        return encode_pretrain(tokenizer, texts, block_size=cfg.data.max_length)
+    bad = next((r for r in records if "messages" not in r), None)
+    if bad is not None:
+        raise DataError("plain-text records cannot be used for supervised fine-tuning", where=bad.get("where"),
+                        fix="set train.stage: pretrain for raw text, or give conversations (alpaca/sharegpt/messages)")
+    return encode_records(tokenizer, template, records, max_length=cfg.data.max_length,
+                          train_on_prompt=cfg.data.train_on_prompt)
+
+
+def encode_for_training(cfg, tokenizer, template, prepared, previous_run=None):
+    train_enc, train_stats = _encode(cfg, tokenizer, template, prepared.train)
+    val_enc, val_stats = _encode(cfg, tokenizer, template, prepared.val) if prepared.val else ([], None)
+    if not train_enc:
+        raise DataError(
+            "no training example has a supervised token left",
+            fix=f"raise data.max_length (now {cfg.data.max_length}) — prompts longer than it leave no answer to learn",
+        )
+    stats = {"train": train_stats.to_dict(), "val": val_stats.to_dict() if val_stats else None}
+    return TokenDataset(train_enc), TokenDataset(val_enc), stats

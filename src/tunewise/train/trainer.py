@@ -1,0 +1,116 @@
+"""TunewiseTrainer: transformers Trainer with a faster loss, token accounting and a NaN guard.
+
+The loss is the one place we override: logits are computed only at positions that carry a label,
+in chunks. For a 262k-vocabulary model the full logits tensor is most of the step's time and memory;
+SFT labels cover only the answers, so most of it is wasted. The result equals the plain loss.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+from transformers import Trainer
+
+IGNORE = -100
+
+
+def _causal_lm(model):
+    """The *ForCausalLM module under any peft wrapper, or None if the fast path does not apply."""
+    try:
+        from peft import PeftModel, PromptLearningConfig
+    except ImportError:  # pragma: no cover
+        PeftModel = None
+    m = model
+    if PeftModel is not None and isinstance(m, PeftModel):
+        if isinstance(m.peft_config.get(m.active_adapter), PromptLearningConfig):
+            return None  # prefix/prompt tuning feed virtual tokens through the wrapper's forward
+        m = m.get_base_model()
+    if not hasattr(m, "get_decoder") or m.get_output_embeddings() is None:
+        return None
+    return m
+
+
+def _ce_sum(h: torch.Tensor, y: torch.Tensor, lm_head, softcap: float | None) -> torch.Tensor:
+    logits = lm_head(h).float()
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return F.cross_entropy(logits, y, reduction="sum")
+
+
+def supervised_loss(model, inputs: dict, chunk_size: int = 1024, num_items: torch.Tensor | int | None = None):
+    """Causal-LM loss computed from hidden states at supervised positions only.
+
+    Returns the loss summed over supervised tokens divided by `num_items` (the count over the whole
+    accumulated batch, as Trainer provides) or by the local count.
+    """
+    lm = _causal_lm(model)
+    labels = inputs["labels"]
+    kwargs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "position_ids")}
+    hidden = lm.get_decoder()(**kwargs, use_cache=False).last_hidden_state
+    y = labels[:, 1:]
+    mask = y != IGNORE
+    h = hidden[:, :-1][mask]
+    y = y[mask]
+    softcap = getattr(lm.config, "final_logit_softcapping", None)
+    head = lm.get_output_embeddings()
+    if h.shape[0] <= chunk_size:
+        total = _ce_sum(h, y, head, softcap)
+    else:
+        total = h.new_zeros((), dtype=torch.float32)
+        for i in range(0, h.shape[0], chunk_size):
+            # Recompute each chunk's logits in backward instead of keeping them all alive.
+            total = total + checkpoint(_ce_sum, h[i:i + chunk_size], y[i:i + chunk_size], head, softcap, use_reentrant=False)
+    denom = num_items if num_items is not None else mask.sum()
+    if torch.is_tensor(denom):
+        denom = denom.to(total.device)
+    return total / denom
+
+
+class TunewiseTrainer(Trainer):
+    def __init__(self, *args, fast_loss: bool = True, loss_chunk_size: int = 1024, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fast_loss = fast_loss and _causal_lm(self.model) is not None
+        self.loss_chunk_size = loss_chunk_size
+        self.tokens_seen = 0
+        self.nan_step: int | None = None
+        self._t_last = time.perf_counter()
+        self._tok_last = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training:
+            mask = inputs.get("attention_mask")
+            self.tokens_seen += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
+        if not self.fast_loss:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        loss = supervised_loss(model, inputs, self.loss_chunk_size,
+                               num_items_in_batch if self.model_accepts_loss_kwargs else None)
+        return (loss, {"loss": loss}) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss).all() and self.nan_step is None:
+            # Stop before the next save so the last good checkpoint stays the newest one.
+            self.nan_step = self.state.global_step + 1
+            self.control.should_training_stop = True
+            self.control.should_save = False
+        return loss
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if "loss" in logs:
+            now = time.perf_counter()
+            dt = now - self._t_last
+            if dt > 0:
+                logs["tokens_per_s"] = round((self.tokens_seen - self._tok_last) / dt, 1)
+            self._t_last, self._tok_last = now, self.tokens_seen
+            if self.nan_step is not None:
+                logs["loss"] = math.nan
+        super().log(logs, *args, **kwargs)
+
+    def _save_checkpoint(self, model, trial):
+        if self.nan_step is not None:
+            return  # never save weights that saw a NaN
+        return super()._save_checkpoint(model, trial)

@@ -1,0 +1,193 @@
+"""The training workflow, top to bottom: config -> data -> template -> model -> method -> train -> save."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import weakref
+from pathlib import Path
+
+from tunewise.config import dump_config
+from tunewise.config.schema import Config
+from tunewise.errors import RunError
+from tunewise.fileio import atomic_path, read_json, write_json, write_text
+from tunewise.runs import newest_checkpoint, run_dir_for
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def start_run_dir(cfg: Config, *, resume: bool, overwrite: bool) -> Path:
+    run = run_dir_for(cfg)
+    if run.exists() and any(run.iterdir()) and not resume:
+        if not overwrite:
+            raise RunError("run directory already exists", where=str(run),
+                           fix="add --resume to continue it, --overwrite to start over, or --set run.name=NEW")
+        shutil.rmtree(run)
+    run.mkdir(parents=True, exist_ok=True)
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run / "tensorboard")
+    write_text(run / "config.yaml", dump_config(cfg))  # written first, before anything can fail
+    return run
+
+
+def steps_plan(cfg: Config, n_train: int, world: int = 1) -> dict:
+    t = cfg.train
+    per_step = t.per_device_batch_size * t.gradient_accumulation_steps * world
+    steps_per_epoch = max(1, math.ceil(n_train / per_step))
+    total = t.max_steps or max(1, math.ceil(steps_per_epoch * t.num_epochs))
+    eval_steps = t.eval_steps or max(1, total // 10)
+    return {"per_step": per_step, "steps_per_epoch": steps_per_epoch, "total": total, "eval_steps": eval_steps,
+            "save_steps": t.save_steps or eval_steps}
+
+
+def precision_flags(precision: str) -> dict:
+    import torch
+
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def tokenizer_and_template(cfg: Config):
+    """Resolve the model, load its tokenizer and fix the chat template for this run."""
+    from transformers import AutoConfig
+
+    from tunewise.models.load import load_tokenizer, resolve_model
+    from tunewise.templates import choose_template
+
+    resolved = resolve_model(cfg.model.name_or_path)
+    tokenizer = load_tokenizer(resolved.path, cfg.model.trust_remote_code)
+    model_type = AutoConfig.from_pretrained(resolved.path, trust_remote_code=cfg.model.trust_remote_code).model_type
+    return resolved, tokenizer, choose_template(cfg.template.name, tokenizer, model_type)
+
+
+def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path:
+    import torch
+    from transformers import EarlyStoppingCallback, TrainingArguments
+
+    from tunewise import methods
+    from tunewise.data.prepare import prepare
+    from tunewise.models.load import load_model
+    from tunewise.train.callbacks import MetricsJsonl
+    from tunewise.train.collate import PackCollator, PadCollator
+    from tunewise.train.data import encode_for_training
+    from tunewise.train.trainer import TunewiseTrainer
+    from tunewise.stamp import stamp
+
+    resume = resume or cfg.train.resume
+    run = start_run_dir(cfg, resume=resume, overwrite=overwrite)
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    torch.manual_seed(cfg.train.seed)
+
+    # 1. model + tokenizer + template (the template is fixed here, for every later stage)
+    resolved, tokenizer, template = tokenizer_and_template(cfg)
+    write_json(run / "template.json", template.to_dict())
+
+    # 2. data: records -> cleaned split -> tokens
+    _say(f"[tunewise] preparing data for {run}")
+    prepared = prepare(cfg, run)
+    train_ds, val_ds, enc_stats = encode_for_training(cfg, tokenizer, template, prepared, previous_run=resolved.previous_run)
+    stats = {**read_json(run / "data" / "stats.json"), "tokens": enc_stats}
+    write_json(run / "data" / "stats.json", stats)
+    _print_data_summary(stats)
+
+    # 3. model + method
+    info = methods.get(cfg.method.name)
+    extra = info.load_kwargs(cfg.method) if info.load_kwargs else {}
+    model = load_model(resolved.path, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code,
+                       attn=cfg.model.attn_implementation, **extra)
+    ctx = {"previous_adapter": (resolved.previous_run / "adapter") if resolved.previous_run and (resolved.previous_run / "adapter").exists() else None,
+           "tokenizer": tokenizer}
+    model = info.apply(model, cfg.method, ctx)
+    trainable, total = methods.count_parameters(model)
+    _say(f"[tunewise] method {info.name}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / max(total, 1):.3f}%)")
+    if cfg.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
+
+    # 4. trainer
+    plan = steps_plan(cfg, len(train_ds))
+    t = cfg.train
+    has_val = len(val_ds) > 0
+    args = TrainingArguments(
+        output_dir=str(run / "checkpoints"),
+        learning_rate=t.learning_rate, num_train_epochs=t.num_epochs, max_steps=t.max_steps or -1,
+        per_device_train_batch_size=t.per_device_batch_size, per_device_eval_batch_size=t.per_device_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps, lr_scheduler_type=t.lr_scheduler,
+        lr_scheduler_kwargs=_scheduler_kwargs(t), warmup_steps=t.warmup_steps if t.warmup_steps > 0 else t.warmup_ratio,
+        weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm if t.max_grad_norm > 0 else None, seed=t.seed, data_seed=t.seed,
+        logging_steps=t.logging_steps, logging_first_step=True, logging_nan_inf_filter=False,
+        eval_strategy="steps" if has_val else "no", eval_steps=plan["eval_steps"],
+        save_strategy="steps", save_steps=plan["eval_steps"] if has_val else plan["save_steps"], save_total_limit=t.save_total_limit,
+        load_best_model_at_end=has_val, metric_for_best_model="eval_loss", greater_is_better=False,
+        report_to=["tensorboard"], prediction_loss_only=True, remove_unused_columns=False,
+        train_sampling_strategy="group_by_length" if t.group_by_length and not t.packing else "random", dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(), disable_tqdm=False, save_only_model=False,
+        **precision_flags(t.precision),
+    )
+    callbacks = []
+    if has_val and t.early_stopping:
+        callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
+    collator = PackCollator() if t.packing else PadCollator(tokenizer.pad_token_id)
+    trainer = TunewiseTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_val else None,
+                              data_collator=collator, callbacks=callbacks, fast_loss=t.fast_loss, loss_chunk_size=t.loss_chunk_size)
+    trainer.add_callback(MetricsJsonl(run / "metrics.jsonl", weakref.ref(trainer)))
+    if not resume:
+        (run / "metrics.jsonl").unlink(missing_ok=True)
+
+    # 5. train
+    ckpt = newest_checkpoint(run) if resume else None
+    if resume and ckpt is None:
+        _say("[tunewise] --resume: no checkpoint yet, starting from the beginning")
+    _say(f"[tunewise] training {plan['total']} steps ({len(train_ds)} examples, effective batch {plan['per_step']})")
+    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+
+    # 6. save (atomically: a failed run never leaves a half-written adapter)
+    summary = {"global_step": trainer.state.global_step, "train_loss": result.training_loss,
+               "best_checkpoint": trainer.state.best_model_checkpoint, "best_val_loss": trainer.state.best_metric,
+               "diverged_at_step": trainer.nan_step, "trainable_parameters": trainable, "total_parameters": total,
+               "method": info.name, "base_model": str(resolved.path), "model_alias": resolved.alias}
+    if has_val and trainer.nan_step is None:
+        summary["final_val_loss"] = trainer.evaluate()["eval_loss"]
+    if trainer.nan_step is None:
+        out = run / ("adapter" if info.peft else "model")
+        with atomic_path(out, is_dir=True) as tmp:
+            trainer.model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+        summary["result"] = str(out)
+    else:
+        _say(f"[tunewise] loss became NaN/inf at step {trainer.nan_step}: training stopped; "
+             f"the last good checkpoint is {newest_checkpoint(run)}")
+    write_json(run / "train_summary.json", summary)
+    stamp(run, cfg)
+    _finish_curves(run)
+    return run
+
+
+def _scheduler_kwargs(t) -> dict:
+    if t.lr_scheduler == "cosine_with_restarts":
+        return {"num_cycles": t.scheduler_cycles}
+    if t.lr_scheduler == "polynomial":
+        return {"power": 1.0, "lr_end": 1e-7}
+    return {}
+
+
+def _print_data_summary(stats: dict) -> None:
+    tok = stats["tokens"]["train"]
+    _say(f"[tunewise] data: {stats['num_train']} train / {stats['num_val']} val records, {stats['num_dropped']} dropped; "
+         f"{tok['total_tokens']:,} tokens, {tok['supervised_tokens']:,} supervised; "
+         f"truncated {tok['truncated_examples']} examples ({tok['truncated_tokens']:,} tokens)")
+
+
+def _finish_curves(run: Path) -> None:
+    try:
+        from tunewise.curves.report import analyze_run, format_diagnosis
+    except ImportError:  # the curves stage is optional at this layer
+        return
+    diag = analyze_run(run)
+    _say(format_diagnosis(diag, "en"))
