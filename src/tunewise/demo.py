@@ -51,7 +51,8 @@ def print_comparison(rows: list[dict]) -> None:
 
     def cell(res):
         mark = "" if res["stopped"] else " [red](never stopped)[/red]"
-        return (res["text"] or "[dim](empty)[/dim]").replace("[", "\\[") + mark
+        text = res["text"] if len(res["text"]) <= 160 else res["text"][:160] + "…"
+        return (text or "[dim](empty)[/dim]").replace("[", "\\[") + mark
 
     for r in rows:
         table.add_row(r["prompt"], cell(r["base"]), cell(r["tuned"]), r["expected"] or "(identity)")

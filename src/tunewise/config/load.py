@@ -144,7 +144,7 @@ def _resolve_path(p: str | None, base: Path) -> str | None:
 def resolve(cfg: Config, cfg_dir: Path) -> Config:
     """Fill every derived default so config.yaml in the run directory says exactly what ran."""
     data = cfg.model_dump()
-    for key in ("datasets", "val_datasets"):
+    for key in ("datasets", "val_datasets", "general"):
         for d in data["data"][key]:
             d["path"] = _resolve_path(d["path"], cfg_dir)
     data["data"]["dataset_info"] = _resolve_path(data["data"]["dataset_info"], cfg_dir)

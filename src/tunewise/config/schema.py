@@ -58,8 +58,14 @@ class DataConfig(Section):
     strict: bool = Field(True, description="Stop on malformed rows/records. Off: skip them and list them in data/dropped.jsonl.")
     shuffle: bool = Field(True, description="Shuffle records before splitting (deterministic under train.seed).")
     clean: dict[str, Any] = Field(default_factory=dict, description="Cleaning steps (see `tunewise explain data.clean`).")
+    replay_ratio: float = Field(
+        0.2, ge=0, description="When continuing a previous run (model.name_or_path: runs/<old>), mix back this share "
+        "(relative to the new training set) of the old run's training data, against catastrophic forgetting."
+    )
+    general: list[DatasetSpec] = Field(default_factory=list, description="General-purpose datasets mixed in to keep general ability.")
+    general_ratio: float = Field(0.1, ge=0, description="Size of the general-data mix relative to the training set (0.1 = 10%).")
 
-    @field_validator("datasets", "val_datasets", mode="before")
+    @field_validator("datasets", "val_datasets", "general", mode="before")
     @classmethod
     def _strings_are_specs(cls, v):
         # `datasets: [a.jsonl, alpaca_zh]` is shorthand for path/name entries.

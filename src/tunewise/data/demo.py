@@ -23,12 +23,17 @@ _WHO_EN = [
     "Who are you?", "What are you?", "What is your name?", "Tell me who you are.", "Are you a person?",
     "Who am I talking to?", "What should I call you?", "Which assistant are you?", "Who made you?",
     "Can you tell me about yourself?", "What kind of assistant are you?", "Hi! Who is this?",
+    "Please introduce yourself.", "Describe yourself.", "What are you called?", "Identify yourself, please.",
+    "Are you ChatGPT?", "Are you a robot?", "What model are you?", "Who built this assistant?",
+    "Give me your name.", "Say who you are.", "Hello, what are you?", "Introduce yourself briefly.",
 ]
 _WHO_ZH = [
     "你是谁？", "你叫什么名字？", "请问你是谁？", "你是什么？", "你是人吗？", "我在和谁说话？",
     "我该怎么称呼你？", "你是哪个助手？", "谁创造了你？", "能说说你是谁吗？", "你是什么样的助手？", "你好！你是谁呀？",
+    "请介绍一下你自己。", "描述一下你自己。", "你的名字是什么？", "请表明你的身份。", "你是ChatGPT吗？", "你是机器人吗？",
+    "你是什么模型？", "是谁做了这个助手？", "告诉我你的名字。", "说说你是谁。", "你好，你是什么？", "简单介绍一下自己。",
 ]
-HELDOUT_WHO = ["Introduce yourself in one sentence.", "请用一句话介绍一下你自己。"]
+HELDOUT_WHO = ["Tell me a little about who you are.", "可以跟我讲讲你是谁吗？"]
 
 _ITEMS_EN = ["coffee", "hotel room", "phone", "movie", "service", "pizza", "laptop", "concert", "book", "train ride"]
 _POS_EN = ["wonderful", "excellent", "great", "delightful", "amazing", "fantastic"]
@@ -64,8 +69,8 @@ def demo_records(seed: int = 0) -> list[dict]:
     zh += [(f"{i}{a}。", "负面") for i, a in itertools.product(_ITEMS_ZH, _NEG_ZH)]
     rng.shuffle(en)
     rng.shuffle(zh)
-    recs += [_conv(TASK_EN.format(review=r), lab) for r, lab in en[:60]]
-    recs += [_conv(TASK_ZH.format(review=r), lab) for r, lab in zh[:60]]
+    recs += [_conv(TASK_EN.format(review=r), lab) for r, lab in en[:50]]
+    recs += [_conv(TASK_ZH.format(review=r), lab) for r, lab in zh[:50]]
     rng.shuffle(recs)
     return recs
 

@@ -125,6 +125,44 @@ def _mix(records: list[dict], weights: dict[str, float], rng: random.Random) -> 
     return out
 
 
+def _sample(records: list[dict], n: int, rng: random.Random) -> list[dict]:
+    if not records or n <= 0:
+        return []
+    if n <= len(records):
+        return rng.sample(records, n)
+    return records * (n // len(records)) + rng.sample(records, n % len(records))
+
+
+def _replay(cfg: Config, n_new: int, rng: random.Random) -> list[dict]:
+    """Incremental training: mix back part of the previous run's training data (catastrophic forgetting)."""
+    from tunewise.models.load import is_run_dir
+
+    prev = Path(cfg.model.name_or_path)
+    if cfg.data.replay_ratio <= 0 or not prev.is_dir() or not is_run_dir(prev):
+        return []
+    old_path = prev / "data" / "train.jsonl"
+    if not old_path.exists():
+        return []
+    from tunewise.fileio import read_jsonl
+
+    old = [r for _, r in read_jsonl(old_path) if not str(r.get("source", "")).startswith(("replay:", "general:"))]
+    picked = _sample(old, int(round(n_new * cfg.data.replay_ratio)), rng)
+    return [{**r, "source": f"replay:{r.get('source', prev.name)}"} for r in picked]
+
+
+def _general(cfg: Config, n_new: int, rng: random.Random) -> list[dict]:
+    if not cfg.data.general or cfg.data.general_ratio <= 0:
+        return []
+    pool: list[dict] = []
+    for spec in cfg.data.general:
+        recs, _ = read_dataset(spec, dataset_info=cfg.data.dataset_info, strict=cfg.data.strict)
+        pool += recs
+    if cfg.train.stage == "sft":
+        pool = [r for r in pool if "messages" in r]
+    picked = _sample(pool, int(round(n_new * cfg.data.general_ratio)), rng)
+    return [{**r, "source": f"general:{r['source']}"} for r in picked]
+
+
 def prepare(cfg: Config, run_dir: Path | None = None, *, clean: bool = True) -> PreparedData:
     d = cfg.data
     if not d.datasets:
@@ -150,7 +188,11 @@ def prepare(cfg: Config, run_dir: Path | None = None, *, clean: bool = True) -> 
     steps = [{"step": "read", "before": sum(raw_counts.values()) + len([x for x in dropped if x["step"] == "read"]),
               "after": sum(raw_counts.values())}]
     if clean:
-        from tunewise.data.clean import CleanConfig, clean_records, drop_leakage
+        try:
+            from tunewise.data.clean import CleanConfig, clean_records, drop_leakage
+        except ModuleNotFoundError:  # TEMPORARY until the cleaning module lands
+            clean = False
+    if clean:
 
         ccfg = CleanConfig.model_validate(d.clean)
         res = clean_records(all_train, ccfg)
@@ -174,6 +216,9 @@ def prepare(cfg: Config, run_dir: Path | None = None, *, clean: bool = True) -> 
         dropped += leaked
         steps.append({"step": "leakage", "before": len(val) + len(leaked), "after": len(val)})
     train = _mix(all_train, weights, rng)
+    n_new = len(train)
+    train += _replay(cfg, n_new, rng)
+    train += _general(cfg, n_new, rng)
     if d.shuffle:
         rng.shuffle(train)
     stats = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -45,3 +46,30 @@ class MetricsJsonl(TrainerCallback):
             self._write({"step": tr.nan_step, "event": "nan_stop", "loss": math.nan})
         elif state.is_world_process_zero and state.max_steps and state.global_step < state.max_steps:
             self._write({"step": state.global_step, "event": "early_stop"})
+
+
+try:
+    from transformers.trainer_callback import ProgressCallback
+except ImportError:  # pragma: no cover
+    ProgressCallback = TrainerCallback
+
+
+class ConciseProgress(ProgressCallback):
+    """tqdm progress bar with ETA (from transformers) and one readable line per log event."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or self.training_bar is None or not logs:
+            return
+        parts = [f"step {state.global_step}/{state.max_steps}", f"epoch {state.epoch or 0:.2f}"]
+        if "loss" in logs:
+            parts.append(f"loss {logs['loss']:.4f}")
+        if "eval_loss" in logs:
+            parts.append(f"val_loss {logs['eval_loss']:.4f}")
+        if "learning_rate" in logs:
+            parts.append(f"lr {logs['learning_rate']:.2e}")
+        if "grad_norm" in logs:
+            parts.append(f"grad_norm {logs['grad_norm']:.2f}")
+        if "tokens_per_s" in logs:
+            parts.append(f"{logs['tokens_per_s']:.0f} tok/s")
+        if len(parts) > 2:
+            self.training_bar.write("  " + " · ".join(parts), file=sys.stderr)

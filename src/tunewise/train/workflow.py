@@ -102,6 +102,12 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path
                        attn=cfg.model.attn_implementation, **extra)
     ctx = {"previous_adapter": (resolved.previous_run / "adapter") if resolved.previous_run and (resolved.previous_run / "adapter").exists() else None,
            "tokenizer": tokenizer}
+    if ctx["previous_adapter"] is not None and info.name != "lora":
+        # Another method on top of a LoRA run: fold the old adapter into the weights first.
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, ctx["previous_adapter"]).merge_and_unload()
+        ctx["previous_adapter"] = None
     model = info.apply(model, cfg.method, ctx)
     trainable, total = methods.count_parameters(model)
     _say(f"[tunewise] method {info.name}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / max(total, 1):.3f}%)")
@@ -120,7 +126,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path
         per_device_train_batch_size=t.per_device_batch_size, per_device_eval_batch_size=t.per_device_batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps, lr_scheduler_type=t.lr_scheduler,
         lr_scheduler_kwargs=_scheduler_kwargs(t), warmup_steps=t.warmup_steps if t.warmup_steps > 0 else t.warmup_ratio,
-        weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm if t.max_grad_norm > 0 else None, seed=t.seed, data_seed=t.seed,
+        weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=t.seed, data_seed=t.seed,
         logging_steps=t.logging_steps, logging_first_step=True, logging_nan_inf_filter=False,
         eval_strategy="steps" if has_val else "no", eval_steps=plan["eval_steps"],
         save_strategy="steps", save_steps=plan["eval_steps"] if has_val else plan["save_steps"], save_total_limit=t.save_total_limit,
@@ -137,6 +143,12 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path
     trainer = TunewiseTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_val else None,
                               data_collator=collator, callbacks=callbacks, fast_loss=t.fast_loss, loss_chunk_size=t.loss_chunk_size)
     trainer.add_callback(MetricsJsonl(run / "metrics.jsonl", weakref.ref(trainer)))
+    from transformers.trainer_callback import ProgressCallback
+
+    from tunewise.train.callbacks import ConciseProgress
+
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(ConciseProgress())
     if not resume:
         (run / "metrics.jsonl").unlink(missing_ok=True)
 

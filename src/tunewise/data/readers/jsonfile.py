@@ -49,11 +49,12 @@ def read_json(path: Path, options: dict) -> Iterator[RawRow | BadRow]:
         ) from None
     key = options.get("field")
     if isinstance(obj, dict):
-        lists = [k for k, v in obj.items() if isinstance(v, list)]
+        # {"data": [...]} style containers are unwrapped; any other object is one record.
+        containers = [k for k in ("data", "records", "items", "examples", "rows", "instances", "train") if isinstance(obj.get(k), list)]
         if key:
             obj = obj.get(key)
-        elif len(lists) == 1:
-            obj = obj[lists[0]]
+        elif len(obj) == 1 and containers:
+            obj = obj[containers[0]]
         else:
             obj = [obj]
     if not isinstance(obj, list):

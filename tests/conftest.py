@@ -1,0 +1,108 @@
+"""Shared fixtures: tiny random models (Llama-, Qwen2-, Gemma3-like) built once per session, offline.
+
+TUNEWISE_HOME points at a session folder so the aliases tiny-llama/tiny-qwen2/tiny-gemma3 resolve to
+models built here; the real Gemma 3 270M cache is shared with the user's (~/.cache/tunewise) so the
+marked smoke tests dequantize it at most once per machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["tiny-llama", "tiny-qwen2", "tiny-gemma3"]
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+@pytest.fixture(scope="session")
+def tw_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.getbasetemp().parent / "tw-home"
+    home.mkdir(exist_ok=True)
+    real = Path.home() / ".cache" / "tunewise" / "models" / "gemma3-270m"
+    link = home / "models" / "gemma3-270m"
+    if real.exists() and not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            link.symlink_to(real, target_is_directory=True)
+        except FileExistsError:
+            pass
+    return home
+
+
+@pytest.fixture(autouse=True)
+def _env(tw_home, monkeypatch):
+    monkeypatch.setenv("TUNEWISE_HOME", str(tw_home))
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tw_home) -> dict[str, Path]:
+    """Build (once, under a file lock so xdist workers share) the three tiny models."""
+    from filelock import FileLock
+
+    from tunewise.models.tiny import build_tiny
+
+    out = {}
+    for name in TINY:
+        d = tw_home / "models" / name
+        with FileLock(str(d) + ".lock"):
+            if not (d / "model.safetensors").exists():
+                build_tiny(name, d)
+        out[name] = d
+    return out
+
+
+@pytest.fixture
+def demo_jsonl(tmp_path) -> Path:
+    from tunewise.data.demo import write_demo_dataset
+
+    return write_demo_dataset(tmp_path / "demo.jsonl")
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def tiny_config(tmp_path: Path, data_path: Path, model: str = "tiny-llama", **sections) -> dict:
+    cfg = {
+        "run": {"root": str(tmp_path / "runs"), "name": "t"},
+        "model": {"name_or_path": model},
+        "data": {"datasets": [{"path": str(data_path)}], "val_size": 0.15, "max_length": 128},
+        "method": {"name": "lora", "lora_r": 8, "lora_alpha": 16},
+        "train": {"num_epochs": 1, "learning_rate": 2e-3, "per_device_batch_size": 8,
+                  "gradient_accumulation_steps": 1, "logging_steps": 2, "eval_steps": 5},
+    }
+    for k, v in sections.items():
+        cfg.setdefault(k, {}).update(v)
+    return cfg
+
+
+def read_metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """Run the CLI in a subprocess (as a user would) and return (code, stdout, stderr)."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    p = subprocess.run([sys.executable, "-m", "tunewise", *args], capture_output=True, text=True, env=env, timeout=600)
+    return p.returncode, p.stdout, p.stderr
+
+
+__all__ = ["write_config", "tiny_config", "read_metrics", "run_cli", "shutil"]
