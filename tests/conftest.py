@@ -1,8 +1,8 @@
 """Shared fixtures: tiny random models (Llama-, Qwen2-, Gemma3-like) built once per session, offline.
 
 TUNEWISE_HOME points at a session folder so the aliases tiny-llama/tiny-qwen2/tiny-gemma3 resolve to
-models built here; the real Gemma 3 270M cache is shared with the user's (~/.cache/tunewise) so the
-marked smoke tests dequantize it at most once per machine.
+models built here; the real Gemma 3 270M cache is shared with the user's (~/.cache/tunewise, fixture `real_home`)
+so the marked smoke tests dequantize it at most once per machine.
 """
 
 from __future__ import annotations
@@ -26,15 +26,24 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 def tw_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.getbasetemp().parent / "tw-home"
     home.mkdir(exist_ok=True)
-    real = Path.home() / ".cache" / "tunewise" / "models" / "gemma3-270m"
-    link = home / "models" / "gemma3-270m"
-    if real.exists() and not link.exists():
-        link.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            link.symlink_to(real, target_is_directory=True)
-        except FileExistsError:
-            pass
     return home
+
+
+REAL_HOME = Path.home() / ".cache" / "tunewise"
+
+
+@pytest.fixture
+def real_home(monkeypatch) -> Path:
+    """The user's cache, so the real model is dequantized at most once per machine (not per test run)."""
+    from filelock import FileLock
+
+    REAL_HOME.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("TUNEWISE_HOME", str(REAL_HOME))
+    with FileLock(str(REAL_HOME / "gemma3-270m.lock")):
+        from tunewise.models.default import ensure_default_model
+
+        ensure_default_model()
+    return REAL_HOME
 
 
 @pytest.fixture(autouse=True)

@@ -132,3 +132,20 @@ def test_methods_lists_lora_in_both_languages():
     assert code == 0 and "lora" in out and "low-rank" in out
     code, out, _ = run_cli("methods", "--lang", "zh")
     assert "低秩" in out
+
+
+def test_separate_validation_dataset_and_modules_to_save(tmp_path, tiny_model_dirs, demo_jsonl):
+    val = tmp_path / "val.jsonl"
+    val.write_text('{"instruction": "Who are you?", "output": "A test."}\n' * 3, encoding="utf-8")
+    cfg = tiny_config(tmp_path, demo_jsonl, train={"max_steps": 2},
+                      method={"modules_to_save": ["embed_tokens", "lm_head"]})
+    cfg["data"]["val_datasets"] = [str(val)]
+    assert main(["train", str(write_config(tmp_path / "c.yaml", cfg))]) == 0
+    run = tmp_path / "runs" / "t"
+    stats = json.loads((run / "data" / "stats.json").read_text())
+    assert stats["num_val"] == 3
+    assert stats["num_train"] == len(demo_jsonl.read_text().splitlines())  # nothing held out of training
+    from safetensors.torch import load_file
+
+    keys = load_file(run / "adapter" / "adapter_model.safetensors").keys()
+    assert any("embed_tokens" in k for k in keys) and any("lm_head" in k for k in keys)

@@ -39,8 +39,8 @@ _ITEMS_EN = ["coffee", "hotel room", "phone", "movie", "service", "pizza", "lapt
 _POS_EN = ["wonderful", "excellent", "great", "delightful", "amazing", "fantastic"]
 _NEG_EN = ["terrible", "awful", "disappointing", "horrible", "bad", "dreadful"]
 _ITEMS_ZH = ["咖啡", "酒店房间", "手机", "电影", "服务", "披萨", "笔记本电脑", "音乐会", "这本书", "火车旅程"]
-_POS_ZH = ["很棒", "非常好", "令人满意", "特别出色", "让人开心", "超出预期"]
-_NEG_ZH = ["很糟糕", "非常差", "令人失望", "特别难受", "让人生气", "完全不行"]
+_POS_ZH = ["很棒", "非常好", "令人满意", "特别出色", "让人开心", "超出预期", "真不错", "物超所值"]
+_NEG_ZH = ["很糟糕", "非常差", "令人失望", "特别难受", "让人生气", "完全不行", "太差劲了", "让人后悔"]
 
 TASK_EN = "Classify the sentiment of this review as positive or negative: {review}"
 TASK_ZH = "判断这条评论的情感（正面/负面）：{review}"
