@@ -19,9 +19,22 @@ def cmd_train(a) -> int:
     from tunewise.config import load_config
     from tunewise.train.workflow import train
 
+    if a.nproc and a.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        from tunewise.train.distributed import launch
+
+        argv, skip = [], False
+        for x in a.argv:
+            if skip:
+                skip = False
+            elif x == "--nproc":
+                skip = True
+            elif not x.startswith("--nproc="):
+                argv.append(x)
+        return launch(argv, a.nproc)
     cfg = load_config(a.config, a.overrides + (["data.strict=false"] if a.no_strict else []))
     run = train(cfg, resume=a.resume, overwrite=a.overwrite)
-    print(run)
+    if os.environ.get("RANK", "0") == "0":
+        print(run)
     return 0
 
 
@@ -73,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of this run")
     t.add_argument("--overwrite", action="store_true", help="delete an existing run directory of the same name first")
     t.add_argument("--no-strict", action="store_true", help="skip malformed records (listed in data/dropped.jsonl) instead of stopping")
+    t.add_argument("--nproc", type=int, default=0, help="data-parallel processes on this machine (launched with torchrun)")
     t.set_defaults(func=cmd_train)
 
     d = sub.add_parser("data", help="prepare or preview training data")
@@ -123,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tunewise never needs the Hub at run time
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     try:
         return args.func(args) or 0
     except TunewiseError as e:

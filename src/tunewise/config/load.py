@@ -155,6 +155,9 @@ def resolve(cfg: Config, cfg_dir: Path) -> Config:
         data["train"]["learning_rate"] = 2e-4 if data["method"]["name"] in LORA_LIKE else 1e-5
         if data["method"]["name"] in {"prefix", "prompt"}:
             data["train"]["learning_rate"] = 1e-3 if data["method"]["name"] == "prompt" else 5e-4
+    ds = data["distributed"]["deepspeed"]
+    if ds and (cfg_dir / ds).exists():
+        data["distributed"]["deepspeed"] = str((cfg_dir / ds).resolve())
     if data["run"]["name"] is None:
         data["run"]["name"] = "run"
     return Config.model_validate(data)

@@ -157,6 +157,17 @@ class EvalConfig(Section):
     max_samples: int | None = Field(200, ge=1, description="Evaluate at most this many validation prompts.")
 
 
+class DistributedConfig(Section):
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = Field(
+        "ddp", description="How several processes share the work: ddp (each holds the model, gradients averaged), "
+        "fsdp (parameters, gradients and optimiser states sharded), deepspeed (ZeRO stages via a JSON config)."
+    )
+    backend: Literal["auto", "nccl", "gloo"] = Field("auto", description="Communication backend: nccl on GPUs, gloo on CPUs ('auto' picks).")
+    fsdp: str = Field("full_shard auto_wrap", description="fsdp: sharding options (transformers' `fsdp` argument), e.g. 'full_shard auto_wrap' or 'shard_grad_op'.")
+    fsdp_offload: bool = Field(False, description="fsdp: keep sharded parameters in CPU memory between uses (fits larger models, slower).")
+    deepspeed: str | None = Field(None, description="deepspeed: path to a DeepSpeed JSON config (ZeRO-2 / ZeRO-3); see examples/distributed/.")
+
+
 class Config(Section):
     run: RunConfig = Field(default_factory=RunConfig, description="Where the run directory goes.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="The model to fine-tune.")
@@ -166,3 +177,4 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig, description="Optimisation and schedule.")
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Sampling for chat and export.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings.")
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig, description="Multi-process / multi-node training.")

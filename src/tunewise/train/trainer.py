@@ -25,6 +25,8 @@ def _causal_lm(model):
     except ImportError:  # pragma: no cover
         PeftModel = None
     m = model
+    if isinstance(m, torch.nn.parallel.DistributedDataParallel) or type(m).__name__.startswith(("FullyShardedDataParallel", "DeepSpeed")):
+        return None  # wrappers sync gradients in their own forward: use the plain path through it
     if PeftModel is not None and isinstance(m, PeftModel):
         if isinstance(m.peft_config.get(m.active_adapter), PromptLearningConfig):
             return None  # prefix/prompt tuning feed virtual tokens through the wrapper's forward
@@ -84,10 +86,11 @@ class TunewiseTrainer(Trainer):
         if model.training:
             mask = inputs.get("attention_mask")
             self.tokens_seen += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
-        if not self.fast_loss:
+        if not self.fast_loss or _causal_lm(model) is None:
             return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-        loss = supervised_loss(model, inputs, self.loss_chunk_size,
-                               num_items_in_batch if self.model_accepts_loss_kwargs else None)
+        # In evaluation each batch is averaged on its own (Trainer's count would span all devices).
+        count = num_items_in_batch if (self.model_accepts_loss_kwargs and model.training) else None
+        loss = supervised_loss(model, inputs, self.loss_chunk_size, count)
         return (loss, {"loss": loss}) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
@@ -104,7 +107,10 @@ class TunewiseTrainer(Trainer):
             now = time.perf_counter()
             dt = now - self._t_last
             if dt > 0:
-                logs["tokens_per_s"] = round((self.tokens_seen - self._tok_last) / dt, 1)
+                from tunewise.train.distributed import all_reduce_sum
+
+                tokens = all_reduce_sum(float(self.tokens_seen - self._tok_last))  # all ranks' tokens
+                logs["tokens_per_s"] = round(tokens / dt, 1)
             self._t_last, self._tok_last = now, self.tokens_seen
             if self.nan_step is not None:
                 logs["loss"] = math.nan

@@ -77,23 +77,32 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path
     from tunewise.train.trainer import TunewiseTrainer
     from tunewise.stamp import stamp
 
+    from tunewise.train import distributed as dist
+
     resume = resume or cfg.train.resume
-    run = start_run_dir(cfg, resume=resume, overwrite=overwrite)
+    main_proc = dist.is_main()
+    if main_proc:
+        run = start_run_dir(cfg, resume=resume, overwrite=overwrite)
+    dist_init()
+    dist.barrier()
+    run = run_dir_for(cfg)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     torch.manual_seed(cfg.train.seed)
 
     # 1. model + tokenizer + template (the template is fixed here, for every later stage)
     resolved, tokenizer, template = tokenizer_and_template(cfg)
-    write_json(run / "template.json", template.to_dict())
+    if main_proc:
+        write_json(run / "template.json", template.to_dict())
 
     # 2. data: records -> cleaned split -> tokens
     _say(f"[tunewise] preparing data for {run}")
-    prepared = prepare(cfg, run)
+    prepared = prepare(cfg, run if main_proc else None)  # deterministic: every rank gets the same split
     train_ds, val_ds, enc_stats = encode_for_training(cfg, tokenizer, template, prepared, previous_run=resolved.previous_run)
-    stats = {**read_json(run / "data" / "stats.json"), "tokens": enc_stats}
-    write_json(run / "data" / "stats.json", stats)
-    _print_data_summary(stats)
+    if main_proc:
+        stats = {**read_json(run / "data" / "stats.json"), "tokens": enc_stats}
+        write_json(run / "data" / "stats.json", stats)
+        _print_data_summary(stats)
 
     # 3. model + method
     info = methods.get(cfg.method.name)
@@ -117,7 +126,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path
             model.enable_input_require_grads()
 
     # 4. trainer
-    plan = steps_plan(cfg, len(train_ds))
+    plan = steps_plan(cfg, len(train_ds), dist.world_size())
     t = cfg.train
     has_val = len(val_ds) > 0
     args = TrainingArguments(
@@ -134,7 +143,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path
         report_to=["tensorboard"], prediction_loss_only=True, remove_unused_columns=False,
         train_sampling_strategy="group_by_length" if t.group_by_length and not t.packing else "random", dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(), disable_tqdm=False, save_only_model=False,
-        **precision_flags(t.precision),
+        **precision_flags(t.precision), **(dist.trainer_kwargs(cfg.distributed) if dist.world_size() > 1 else {}),
     )
     callbacks = []
     if has_val and t.early_stopping:
@@ -149,7 +158,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path
 
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(ConciseProgress())
-    if not resume:
+    if not resume and main_proc:
         (run / "metrics.jsonl").unlink(missing_ok=True)
 
     # 5. train
@@ -166,6 +175,8 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path
                "method": info.name, "base_model": str(resolved.path), "model_alias": resolved.alias}
     if has_val and trainer.nan_step is None:
         summary["final_val_loss"] = trainer.evaluate()["eval_loss"]
+    if not main_proc:
+        return run
     if trainer.nan_step is None:
         out = run / ("adapter" if info.peft else "model")
         with atomic_path(out, is_dir=True) as tmp:
@@ -179,6 +190,18 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path
     stamp(run, cfg)
     _finish_curves(run)
     return run
+
+
+def dist_init() -> None:
+    """Initialise torch.distributed early (Trainer would too) so ranks can wait for rank 0's setup."""
+    from tunewise.train import distributed as dist
+
+    if dist.world_size() > 1:
+        import torch
+        import torch.distributed as td
+
+        if not td.is_initialized():
+            td.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
 def _scheduler_kwargs(t) -> dict:
