@@ -32,6 +32,8 @@ class ModelConfig(Section):
     )
     trust_remote_code: bool = Field(False, description="Run Python code shipped with a model. Off for safety; turn on only for models you trust.")
     attn_implementation: Literal["sdpa", "eager"] = Field("sdpa", description="Attention kernel: 'sdpa' (fast, default) or 'eager' (reference).")
+    attention_dropout: float | None = Field(None, ge=0, lt=1, description="Override the model's attention dropout (where the architecture has one); regularises full fine-tuning.")
+    hidden_dropout: float | None = Field(None, ge=0, lt=1, description="Override the model's hidden/residual dropout (where the architecture has one).")
 
 
 class DatasetSpec(Section):
@@ -46,6 +48,17 @@ class DatasetSpec(Section):
     options: dict[str, Any] = Field(default_factory=dict, description="Reader options (encoding, sep, selectors, query, ...).")
     weight: float = Field(1.0, gt=0, description="Mixing weight relative to the other datasets (1.0 = use as is; 2.0 = twice as often).")
     system: str | None = Field(None, description="System prompt added to this dataset's records that have none (e.g. a task tag).")
+
+
+class AugmentConfig(Section):
+    enabled: bool = Field(False, description="Add augmented copies of training records (small datasets only; off by default).")
+    methods: list[Literal["delete", "swap", "synonym"]] = Field(
+        default_factory=lambda: ["delete", "swap", "synonym"], description="Edits to apply: random word deletion, word swap, synonym replacement."
+    )
+    prob: float = Field(0.1, gt=0, lt=1, description="Share of words touched by each edit.")
+    copies: int = Field(1, ge=1, le=10, description="Augmented copies made of each training record.")
+    apply_to: Literal["prompt", "all"] = Field("prompt", description="Edit only user prompts (default: answers stay exact) or every turn.")
+    synonyms_file: str | None = Field(None, description="Extra synonym groups, one group per line, comma-separated (zh or en).")
 
 
 class DataConfig(Section):
@@ -64,6 +77,7 @@ class DataConfig(Section):
     )
     general: list[DatasetSpec] = Field(default_factory=list, description="General-purpose datasets mixed in to keep general ability.")
     general_ratio: float = Field(0.1, ge=0, description="Size of the general-data mix relative to the training set (0.1 = 10%).")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Text augmentation for small datasets.")
 
     @field_validator("datasets", "val_datasets", "general", mode="before")
     @classmethod
@@ -137,6 +151,8 @@ class TrainConfig(Section):
     loss_chunk_size: int = Field(1024, ge=16, description="fast_loss: positions per logits chunk (lower = less memory).")
     num_threads: int | None = Field(None, ge=1, description="CPU threads for torch. Default: all cores.")
     resume: bool = Field(False, description="Continue from the newest checkpoint of this run directory.")
+    l1: float = Field(0.0, ge=0, description="L1 penalty on trainable parameters added to the loss (pushes weights to exactly zero; 0 = off).")
+    neftune_alpha: float | None = Field(None, gt=0, description="NEFTune: noise added to input embeddings during training only (5 is typical; None = off).")
 
     @model_validator(mode="after")
     def _no_negative(self):

@@ -215,7 +215,10 @@ def prepare(cfg: Config, run_dir: Path | None = None, *, clean: bool = True) -> 
         val, leaked = drop_leakage(all_train, val, ccfg)
         dropped += leaked
         steps.append({"step": "leakage", "before": len(val) + len(leaked), "after": len(val)})
-    train = _mix(all_train, weights, rng)
+    from tunewise.data.augment import augment_records
+
+    augmented = augment_records(all_train, d.augment, cfg.train.seed)  # training split only
+    train = _mix(all_train + augmented, weights, rng)
     n_new = len(train)
     train += _replay(cfg, n_new, rng)
     train += _general(cfg, n_new, rng)
@@ -228,6 +231,7 @@ def prepare(cfg: Config, run_dir: Path | None = None, *, clean: bool = True) -> 
         "mix": {src: {"records": n, "share": round(n / len(train), 4), "weight": weights.get(src, 1.0)}
                 for src, n in Counter(r["source"] for r in train).items()},
         "dropped_by_step": dict(Counter(x["step"] for x in dropped)),
+        "augmented": len(augmented),
     }
     out = PreparedData(train, val, dropped, stats)
     if run_dir is not None:

@@ -72,9 +72,15 @@ def supervised_loss(model, inputs: dict, chunk_size: int = 1024, num_items: torc
     return total / denom
 
 
+def l1_penalty(model, coef: float) -> torch.Tensor:
+    """coef x sum |w| over trainable parameters."""
+    return coef * sum(p.abs().sum() for p in model.parameters() if p.requires_grad)
+
+
 class TunewiseTrainer(Trainer):
-    def __init__(self, *args, fast_loss: bool = True, loss_chunk_size: int = 1024, **kwargs):
+    def __init__(self, *args, fast_loss: bool = True, loss_chunk_size: int = 1024, l1: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
+        self.l1 = l1
         self.fast_loss = fast_loss and _causal_lm(self.model) is not None
         self.loss_chunk_size = loss_chunk_size
         self.tokens_seen = 0
@@ -87,11 +93,19 @@ class TunewiseTrainer(Trainer):
             mask = inputs.get("attention_mask")
             self.tokens_seen += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
         if not self.fast_loss or _causal_lm(model) is None:
-            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-        # In evaluation each batch is averaged on its own (Trainer's count would span all devices).
-        count = num_items_in_batch if (self.model_accepts_loss_kwargs and model.training) else None
-        loss = supervised_loss(model, inputs, self.loss_chunk_size, count)
-        return (loss, {"loss": loss}) if return_outputs else loss
+            out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            loss, outputs = out if return_outputs else (out, None)
+            scaled = self.model_accepts_loss_kwargs and num_items_in_batch is not None
+        else:
+            # In evaluation each batch is averaged on its own (Trainer's count would span all devices).
+            count = num_items_in_batch if (self.model_accepts_loss_kwargs and model.training) else None
+            loss = supervised_loss(model, inputs, self.loss_chunk_size, count)
+            outputs, scaled = {"loss": loss}, count is not None
+        if self.l1 > 0 and model.training:
+            # Added once per optimizer step: when the data loss is already split across accumulation
+            # steps, split the penalty the same way.
+            loss = loss + l1_penalty(model, self.l1) / (self.current_gradient_accumulation_steps if scaled else 1)
+        return (loss, outputs) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)

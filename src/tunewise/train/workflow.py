@@ -64,9 +64,35 @@ def tokenizer_and_template(cfg: Config):
     return resolved, tokenizer, choose_template(cfg.template.name, tokenizer, model_type)
 
 
+def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool):
+    """transformers TrainingArguments for this config (every knob the guides describe maps here)."""
+    import torch
+    from transformers import TrainingArguments
+
+    from tunewise.train import distributed as dist
+
+    t = cfg.train
+    return TrainingArguments(
+        output_dir=str(run / "checkpoints"),
+        learning_rate=t.learning_rate, num_train_epochs=t.num_epochs, max_steps=t.max_steps or -1,
+        per_device_train_batch_size=t.per_device_batch_size, per_device_eval_batch_size=t.per_device_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps, lr_scheduler_type=t.lr_scheduler,
+        lr_scheduler_kwargs=_scheduler_kwargs(t), warmup_steps=t.warmup_steps if t.warmup_steps > 0 else t.warmup_ratio,
+        weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=t.seed, data_seed=t.seed,
+        logging_steps=t.logging_steps, logging_first_step=True, logging_nan_inf_filter=False,
+        eval_strategy="steps" if has_val else "no", eval_steps=plan["eval_steps"],
+        save_strategy="steps", save_steps=plan["eval_steps"] if has_val else plan["save_steps"], save_total_limit=t.save_total_limit,
+        load_best_model_at_end=has_val, metric_for_best_model="eval_loss", greater_is_better=False,
+        report_to=["tensorboard"], prediction_loss_only=True, remove_unused_columns=False,
+        train_sampling_strategy="group_by_length" if t.group_by_length and not t.packing else "random", dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(), disable_tqdm=False, save_only_model=False,
+        neftune_noise_alpha=t.neftune_alpha, **precision_flags(t.precision), **(dist.trainer_kwargs(cfg.distributed) if dist.world_size() > 1 else {}),
+    )
+
+
 def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path:
     import torch
-    from transformers import EarlyStoppingCallback, TrainingArguments
+    from transformers import EarlyStoppingCallback
 
     from tunewise import methods
     from tunewise.data.prepare import prepare
@@ -107,6 +133,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path
     # 3. model + method
     info = methods.get(cfg.method.name)
     extra = info.load_kwargs(cfg.method) if info.load_kwargs else {}
+    extra.update(dropout_overrides(cfg.model, resolved.path))
     model = load_model(resolved.path, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code,
                        attn=cfg.model.attn_implementation, **extra)
     ctx = {"previous_adapter": (resolved.previous_run / "adapter") if resolved.previous_run and (resolved.previous_run / "adapter").exists() else None,
@@ -129,28 +156,14 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path
     plan = steps_plan(cfg, len(train_ds), dist.world_size())
     t = cfg.train
     has_val = len(val_ds) > 0
-    args = TrainingArguments(
-        output_dir=str(run / "checkpoints"),
-        learning_rate=t.learning_rate, num_train_epochs=t.num_epochs, max_steps=t.max_steps or -1,
-        per_device_train_batch_size=t.per_device_batch_size, per_device_eval_batch_size=t.per_device_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps, lr_scheduler_type=t.lr_scheduler,
-        lr_scheduler_kwargs=_scheduler_kwargs(t), warmup_steps=t.warmup_steps if t.warmup_steps > 0 else t.warmup_ratio,
-        weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=t.seed, data_seed=t.seed,
-        logging_steps=t.logging_steps, logging_first_step=True, logging_nan_inf_filter=False,
-        eval_strategy="steps" if has_val else "no", eval_steps=plan["eval_steps"],
-        save_strategy="steps", save_steps=plan["eval_steps"] if has_val else plan["save_steps"], save_total_limit=t.save_total_limit,
-        load_best_model_at_end=has_val, metric_for_best_model="eval_loss", greater_is_better=False,
-        report_to=["tensorboard"], prediction_loss_only=True, remove_unused_columns=False,
-        train_sampling_strategy="group_by_length" if t.group_by_length and not t.packing else "random", dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(), disable_tqdm=False, save_only_model=False,
-        **precision_flags(t.precision), **(dist.trainer_kwargs(cfg.distributed) if dist.world_size() > 1 else {}),
-    )
+    args = training_arguments(cfg, run, plan, has_val)
     callbacks = []
     if has_val and t.early_stopping:
         callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
     collator = PackCollator() if t.packing else PadCollator(tokenizer.pad_token_id)
     trainer = TunewiseTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_val else None,
-                              data_collator=collator, callbacks=callbacks, fast_loss=t.fast_loss, loss_chunk_size=t.loss_chunk_size)
+                              data_collator=collator, callbacks=callbacks, fast_loss=t.fast_loss, loss_chunk_size=t.loss_chunk_size,
+                              l1=t.l1)
     trainer.add_callback(MetricsJsonl(run / "metrics.jsonl", weakref.ref(trainer)))
     from transformers.trainer_callback import ProgressCallback
 
@@ -190,6 +203,31 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path
     stamp(run, cfg)
     _finish_curves(run)
     return run
+
+
+_DROPOUT_ATTRS = {
+    "attention_dropout": ("attention_dropout", "attn_pdrop", "attention_probs_dropout_prob"),
+    "hidden_dropout": ("hidden_dropout", "resid_pdrop", "hidden_dropout_prob", "embd_pdrop", "dropout"),
+}
+
+
+def dropout_overrides(mcfg, model_path) -> dict:
+    """Config kwargs that set the model's own dropout, where its architecture has such a field."""
+    from transformers import AutoConfig
+
+    wanted = {k: getattr(mcfg, k) for k in _DROPOUT_ATTRS if getattr(mcfg, k) is not None}
+    if not wanted:
+        return {}
+    conf = AutoConfig.from_pretrained(model_path, trust_remote_code=mcfg.trust_remote_code)
+    out = {}
+    for key, value in wanted.items():
+        present = [a for a in _DROPOUT_ATTRS[key] if hasattr(conf, a)]
+        if not present:
+            _say(f"[tunewise] warning: model.{key}={value} ignored: {conf.model_type} has no such dropout "
+                 f"(use method.lora_dropout or train.weight_decay to regularise)")
+        for a in present:
+            out[a] = value
+    return out
 
 
 def dist_init() -> None:

@@ -1,0 +1,150 @@
+"""The remaining knobs: inspect, L1, NEFTune, dropout overrides, schedulers with restarts, augmentation."""
+
+import json
+import random
+
+import pytest
+import torch
+
+from conftest import read_metrics, run_cli, tiny_config, write_config
+from tunewise.cli import main
+from tunewise.config import load_config
+
+
+@pytest.mark.parametrize("model,tied,template", [("tiny-llama", False, False), ("tiny-qwen2", True, True),
+                                                 ("tiny-gemma3", True, False)])
+def test_inspect_json(tiny_model_dirs, model, tied, template):
+    code, out, err = run_cli("inspect", model, "--json")
+    assert code == 0, err
+    s = json.loads(out)
+    from transformers import AutoModelForCausalLM
+
+    real = AutoModelForCausalLM.from_pretrained(tiny_model_dirs[model])
+    assert s["parameters"]["total"] == sum(p.numel() for p in real.parameters())
+    assert s["parameters"]["tied_embeddings"] is tied
+    assert s["layers"] == 2 and s["hidden_size"] == 64 and s["kv_heads"] == 2
+    names = {m["name"]: m for m in s["linear_modules"]}
+    assert names["q_proj"]["count"] == 2 and names["q_proj"]["kind"] == "attention"
+    assert set(s["lora_targets_hint"]) >= {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert s["chat_template"] is template
+
+
+def test_inspect_human_output_names_lora_targets(tiny_model_dirs):
+    code, out, _ = run_cli("inspect", "tiny-llama")
+    assert code == 0 and "q_proj" in out and "base model" in out
+
+
+def _trainer(tmp_path, demo_jsonl, **train):
+    from tunewise.train.workflow import tokenizer_and_template
+
+    cfg = load_config(write_config(tmp_path / "c.yaml", tiny_config(tmp_path, demo_jsonl, train=train)))
+    from tunewise import methods
+    from tunewise.data.prepare import prepare
+    from tunewise.models.load import load_model
+    from tunewise.train.collate import PadCollator
+    from tunewise.train.data import encode_for_training
+    from tunewise.train.trainer import TunewiseTrainer
+    from tunewise.train.workflow import steps_plan, training_arguments
+
+    resolved, tok, tpl = tokenizer_and_template(cfg)
+    tr, va, _ = encode_for_training(cfg, tok, tpl, prepare(cfg, None))
+    torch.manual_seed(0)
+    model = methods.get("lora").apply(load_model(resolved.path), cfg.method, {})
+    args = training_arguments(cfg, tmp_path / "run", steps_plan(cfg, len(tr)), False)
+    trainer = TunewiseTrainer(model=model, args=args, train_dataset=tr, data_collator=PadCollator(tok.pad_token_id),
+                              l1=cfg.train.l1)
+    batch = PadCollator(tok.pad_token_id)([tr[i] for i in range(4)])
+    return trainer, model, batch, args
+
+
+def test_l1_adds_exactly_the_penalty(tmp_path, tiny_model_dirs, demo_jsonl):
+    trainer, model, batch, _ = _trainer(tmp_path, demo_jsonl, l1=0.01)
+    model.train()
+    with_l1 = float(trainer.compute_loss(model, dict(batch)))
+    trainer.l1 = 0.0
+    without = float(trainer.compute_loss(model, dict(batch)))
+    expected = 0.01 * float(sum(p.abs().sum() for p in model.parameters() if p.requires_grad))
+    assert expected > 0 and with_l1 - without == pytest.approx(expected, rel=1e-4)
+    model.eval()  # evaluation loss stays the pure data loss
+    trainer.l1 = 0.01
+    assert float(trainer.compute_loss(model, dict(batch))) == pytest.approx(without, rel=1e-5)
+
+
+def test_neftune_noise_only_in_training_mode(tmp_path, tiny_model_dirs, demo_jsonl):
+    from transformers.integrations.neftune import activate_neftune, deactivate_neftune
+
+    trainer, model, batch, args = _trainer(tmp_path, demo_jsonl, neftune_alpha=5.0)
+    assert args.neftune_noise_alpha == 5.0 and trainer.neftune_noise_alpha == 5.0
+    handle = activate_neftune(trainer.model, 5.0, trainer.accelerator)
+    emb = trainer.model.get_input_embeddings()
+    ids = batch["input_ids"][:1]
+    emb.train()
+    a, b = emb(ids), emb(ids)
+    assert not torch.equal(a, b)
+    emb.eval()
+    assert torch.equal(emb(ids), emb(ids))
+    deactivate_neftune(trainer.model, handle, trainer.accelerator)
+
+
+def test_dropout_overrides(tmp_path, tiny_model_dirs, capsys):
+    from tunewise.train.workflow import dropout_overrides
+
+    cfg = load_config(write_config(tmp_path / "c.yaml", {"model": {"name_or_path": "tiny-llama", "attention_dropout": 0.1,
+                                                                   "hidden_dropout": 0.2}}))
+    kw = dropout_overrides(cfg.model, tiny_model_dirs["tiny-llama"])
+    assert kw == {"attention_dropout": 0.1}
+    assert "hidden_dropout=0.2 ignored" in capsys.readouterr().err
+    from tunewise.models.load import load_model
+
+    assert load_model(tiny_model_dirs["tiny-llama"], **kw).config.attention_dropout == 0.1
+
+
+def test_cosine_with_restarts_and_polynomial(tmp_path, tiny_model_dirs, demo_jsonl):
+    cfg = tiny_config(tmp_path, demo_jsonl, train={"lr_scheduler": "cosine_with_restarts", "scheduler_cycles": 2,
+                                                    "max_steps": 12, "logging_steps": 1, "warmup_steps": 0,
+                                                    "warmup_ratio": 0.0, "early_stopping": False})
+    assert main(["train", str(write_config(tmp_path / "c.yaml", cfg))]) == 0
+    lrs = [r["lr"] for r in read_metrics(tmp_path / "runs" / "t") if "lr" in r]
+    rises = sum(1 for a, b in zip(lrs, lrs[1:]) if b > a * 1.5)
+    assert rises >= 1  # the learning rate restarts
+    cfg["train"].update(lr_scheduler="polynomial")
+    cfg["run"]["name"] = "poly"
+    assert main(["train", str(write_config(tmp_path / "p.yaml", cfg))]) == 0
+    lrs = [r["lr"] for r in read_metrics(tmp_path / "runs" / "poly") if "lr" in r]
+    assert all(b <= a for a, b in zip(lrs, lrs[1:]))
+
+
+def test_augmentation_zh_en_deterministic_prompts_only():
+    from tunewise.config.schema import AugmentConfig
+    from tunewise.data.augment import augment_records, random_deletion, synonym_replacement, load_synonyms
+
+    cfg = AugmentConfig(enabled=True, prob=0.3, copies=2)
+    recs = [{"messages": [{"role": "user", "content": "请帮助我解释这个问题，我非常喜欢学习。"},
+                          {"role": "assistant", "content": "好的，我来回答。"}], "source": "zh"},
+            {"messages": [{"role": "user", "content": "Please help me explain this good question quickly."},
+                          {"role": "assistant", "content": "Sure, here is a short answer."}], "source": "en"}]
+    a = augment_records(recs, cfg, seed=7)
+    b = augment_records(recs, cfg, seed=7)
+    assert a == b and len(a) >= 3
+    assert all(x["augmented"] for x in a)
+    for x in a:
+        orig = next(r for r in recs if r["source"] == x["source"])
+        assert x["messages"][1] == orig["messages"][1]  # answers untouched
+        assert x["messages"][0]["content"] != orig["messages"][0]["content"]
+    assert augment_records(recs, cfg, seed=8) != a
+    syn = load_synonyms()
+    out = synonym_replacement("我非常喜欢", 1.0, random.Random(0), syn)
+    assert out != "我非常喜欢" and out.startswith("我")
+    assert len(random_deletion("one two three four five six", 0.5, random.Random(1)).split()) < 6
+    assert augment_records(recs, AugmentConfig(), seed=1) == []  # off by default
+
+
+def test_augmented_count_in_data_report(tmp_path, tiny_model_dirs, demo_jsonl):
+    from tunewise.data.prepare import prepare
+
+    cfg = load_config(write_config(tmp_path / "c.yaml", tiny_config(
+        tmp_path, demo_jsonl, data={"augment": {"enabled": True, "copies": 1, "prob": 0.2}})))
+    p = prepare(cfg, None)
+    n_aug = p.stats["augmented"]
+    assert n_aug > 0 and sum(1 for r in p.train if r.get("augmented")) == n_aug
+    assert not any(r.get("augmented") for r in p.val)
