@@ -49,4 +49,6 @@ class PackCollator:
             "input_ids": torch.tensor([ids], dtype=torch.long),
             "labels": torch.tensor([labels], dtype=torch.long),
             "position_ids": torch.tensor([pos], dtype=torch.long),
+            # transformers only derives the block-diagonal mask from position_ids when no KV cache exists.
+            "use_cache": False,
         }
