@@ -183,6 +183,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path
 
     # 6. save (atomically: a failed run never leaves a half-written adapter)
     summary = {"global_step": trainer.state.global_step, "train_loss": result.training_loss,
+               "train_runtime_s": result.metrics.get("train_runtime"),
                "best_checkpoint": trainer.state.best_model_checkpoint, "best_val_loss": trainer.state.best_metric,
                "diverged_at_step": trainer.nan_step, "trainable_parameters": trainable, "total_parameters": total,
                "method": info.name, "base_model": str(resolved.path), "model_alias": resolved.alias}

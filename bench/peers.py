@@ -1,0 +1,142 @@
+"""One peer's training run, in its own process so peak memory is its own. Prints one JSON line.
+
+Every peer sees the same examples, model, LoRA (r=16 on all linear layers), effective batch, max_length,
+epochs, learning rate and seed. Validation loss is computed afterwards by the same function for all.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+LORA = dict(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def _load(spec):
+    from tunewise.models.load import load_tokenizer, resolve_model
+
+    path = resolve_model(spec["model"]).path
+    return path, load_tokenizer(path)
+
+
+def _encoded(spec, tok, records):
+    from tunewise.templates import ChatTemplate
+    from tunewise.templates.encode import encode_records
+
+    tpl = ChatTemplate.from_json(spec["template"])
+    return encode_records(tok, tpl, records, max_length=spec["max_length"])[0]
+
+
+def _val_loss(model, tok, val_enc) -> float:
+    from tunewise.evaluate.runner import mean_loss
+    from tunewise.infer.generate import LoadedModel
+
+    model.eval()
+    return mean_loss(LoadedModel(model, tok, None, "bench"), val_enc, batch_size=8)
+
+
+def _args(spec, out, **extra):
+    return dict(output_dir=str(out), per_device_train_batch_size=spec["batch_size"], gradient_accumulation_steps=1,
+                num_train_epochs=spec["epochs"], learning_rate=spec["lr"], lr_scheduler_type="linear", warmup_steps=0,
+                logging_steps=10, save_strategy="no", report_to=[], seed=spec["seed"], data_seed=spec["seed"],
+                use_cpu=True, disable_tqdm=True, max_steps=spec.get("max_steps", -1), **extra)
+
+
+def run_tunewise(spec, out, train, val):
+    from tunewise.config import load_config
+    from tunewise.fileio import write_jsonl
+    from tunewise.train.workflow import train as tw_train
+
+    write_jsonl(out / "train.jsonl", train)
+    cfg = load_config(None, base={
+        "run": {"root": str(out), "name": "tw"}, "model": {"name_or_path": spec["model"]},
+        "data": {"datasets": [{"path": str(out / "train.jsonl")}], "val_size": 0, "max_length": spec["max_length"],
+                 "shuffle": True, "clean": {"dedup_exact": False, "dedup_near": False}},
+        "template": {"name": spec["template_name"]},
+        "method": {"name": "lora", "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0},
+        "train": {"num_epochs": spec["epochs"], "learning_rate": spec["lr"], "per_device_batch_size": spec["batch_size"],
+                  "gradient_accumulation_steps": 1, "lr_scheduler": "linear", "warmup_ratio": 0.0, "logging_steps": 10,
+                  "seed": spec["seed"], "packing": True, "max_steps": spec.get("max_steps")},
+    })
+    run = tw_train(cfg, overwrite=True)
+    wall = json.loads((run / "train_summary.json").read_text())["train_runtime_s"]  # trainer.train() only, like peers
+    from peft import PeftModel
+
+    from tunewise.models.load import load_model
+
+    path, tok = _load(spec)
+    model = PeftModel.from_pretrained(load_model(path), run / "adapter")
+    stats = json.loads((run / "data" / "stats.json").read_text())
+    return wall, stats["tokens"]["train"]["total_tokens"], model, tok
+
+
+def run_plain(spec, out, train, val):
+    from peft import LoraConfig, get_peft_model
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    path, tok = _load(spec)
+    from tunewise.models.load import load_model
+
+    model = get_peft_model(load_model(path), LoraConfig(**LORA))
+    enc = _encoded(spec, tok, train)
+    ds = [{"input_ids": e.input_ids, "labels": e.labels, "attention_mask": [1] * len(e.input_ids)} for e in enc]
+    trainer = Trainer(model=model, args=TrainingArguments(**_args(spec, out)), train_dataset=ds,
+                      data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100))
+    t0 = time.perf_counter()
+    trainer.train()
+    return time.perf_counter() - t0, sum(len(e.input_ids) for e in enc), model, tok
+
+
+def run_trl(spec, out, train, val, best: bool):
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from tunewise.models.load import load_model
+    from tunewise.templates import ChatTemplate
+
+    path, tok = _load(spec)
+    tok.chat_template = ChatTemplate.from_json(spec["template"]).chat_template
+    ds = Dataset.from_list([{"messages": r["messages"]} for r in train])
+    extra = dict(max_length=spec["max_length"])
+    if best:  # TRL's own speed settings that apply on a CPU: padding-free packing, loss on answers only
+        extra.update(packing=True, packing_strategy="bfd", padding_free=True, assistant_only_loss=False,
+                     completion_only_loss=None)
+    cfg = SFTConfig(**_args(spec, out), **extra)
+    trainer = SFTTrainer(model=load_model(path), args=cfg, train_dataset=ds, processing_class=tok,
+                         peft_config=LoraConfig(**LORA))
+    t0 = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - t0
+    tokens = sum(int(sum(x["attention_mask"])) if "attention_mask" in x else len(x["input_ids"]) for x in trainer.train_dataset)
+    return wall, tokens * spec["epochs"] / max(spec["epochs"], 1), trainer.model, tok
+
+
+def main() -> None:
+    peer, spec_path = sys.argv[1], Path(sys.argv[2])
+    spec = json.loads(spec_path.read_text())
+    torch.manual_seed(spec["seed"])
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    out = spec_path.parent / peer
+    out.mkdir(parents=True, exist_ok=True)
+    train = [json.loads(x) for x in Path(spec["train"]).read_text().splitlines()]
+    val = [json.loads(x) for x in Path(spec["val"]).read_text().splitlines()]
+    fn = {"tunewise": run_tunewise, "plain": run_plain, "trl_default": lambda *a: run_trl(*a, best=False),
+          "trl_best": lambda *a: run_trl(*a, best=True)}[peer]
+    wall, _, model, tok = fn(spec, out, train, val)
+    epochs_tokens = spec["train_tokens"]  # the same examples for every peer: count real tokens once
+    val_enc = _encoded(spec, tok, val)
+    vloss = _val_loss(model, tok, val_enc)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("BENCH " + json.dumps({"peer": peer, "wall_s": wall, "tokens": epochs_tokens, "tokens_per_s": epochs_tokens / wall,
+                                 "val_loss": vloss, "peak_rss_mb": rss_mb}))
+
+
+if __name__ == "__main__":
+    main()
