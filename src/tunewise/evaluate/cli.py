@@ -28,12 +28,14 @@ def cmd_eval(a) -> int:
     report = run_eval(run, data=a.data, max_samples=a.max_samples, forgetting=not a.no_forgetting,
                       checkpoint=a.checkpoint)
     items = report.pop("_items")
-    table = Table(title=f"Evaluation of {run} (greedy, template {report.get('template', '')})".replace(" , ", " "))
+    table = Table(title=f"Evaluation of {run} (greedy decoding; before = base model, after = tuned)")
     for h in report["table"]["header"]:
         table.add_column(h, justify="right" if h != "metric" else "left")
     for row in report["table"]["rows"]:
         table.add_row(*row)
-    console = Console()
+    import sys as _sys
+
+    console = Console(width=None if _sys.stdout.isatty() else 160)
     console.print(table)
     fg = report.get("forgetting")
     if fg:

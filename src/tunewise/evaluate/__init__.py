@@ -1,0 +1,1 @@
+"""Evaluation stage: metrics (loss, ROUGE, BLEU, exact match, stopping, repetition), forgetting, blind review."""
