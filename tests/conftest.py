@@ -89,7 +89,8 @@ def tiny_config(tmp_path: Path, data_path: Path, model: str = "tiny-llama", **se
     cfg = {
         "run": {"root": str(tmp_path / "runs"), "name": "t"},
         "model": {"name_or_path": model},
-        "data": {"datasets": [{"path": str(data_path)}], "val_size": 0.15, "max_length": 128},
+        "data": {"datasets": [{"path": str(data_path)}], "val_size": 0.15, "max_length": 128,
+                 "clean": {"dedup_near": False}},  # the demo identity part is near-duplicate on purpose
         "method": {"name": "lora", "lora_r": 8, "lora_alpha": 16},
         "train": {"num_epochs": 1, "learning_rate": 2e-3, "per_device_batch_size": 8,
                   "gradient_accumulation_steps": 1, "logging_steps": 2, "eval_steps": 5},

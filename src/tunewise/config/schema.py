@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tunewise.data.clean import CleanConfig
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
@@ -70,7 +72,7 @@ class DataConfig(Section):
     train_on_prompt: bool = Field(False, description="Also compute loss on prompt tokens. Off: loss on assistant answers only.")
     strict: bool = Field(True, description="Stop on malformed rows/records. Off: skip them and list them in data/dropped.jsonl.")
     shuffle: bool = Field(True, description="Shuffle records before splitting (deterministic under train.seed).")
-    clean: dict[str, Any] = Field(default_factory=dict, description="Cleaning steps (see `tunewise explain data.clean`).")
+    clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning steps: normalisation, markup, AI boilerplate, length, duplicates, leakage.")
     replay_ratio: float = Field(
         0.2, ge=0, description="When continuing a previous run (model.name_or_path: runs/<old>), mix back this share "
         "(relative to the new training set) of the old run's training data, against catastrophic forgetting."

@@ -17,23 +17,13 @@ def prepare_command(cfg, out: str | None = None) -> Path:
     target = Path(out) if out else run_dir_for(cfg)
     prepared = prepare(cfg, target)
     _, tokenizer, template = tokenizer_and_template(cfg)
-    _, _, enc = encode_for_training(cfg, tokenizer, template, prepared)
+    train_ds, _, enc = encode_for_training(cfg, tokenizer, template, prepared)
     stats = {**read_json(target / "data" / "stats.json"), "tokens": enc}
     write_json(target / "data" / "stats.json", stats)
-    try:
-        from tunewise.data.report import format_summary, write_length_histogram
-        from tunewise.templates.encode import encode_records
+    from tunewise.data.report import format_summary, write_length_histogram
 
-        lengths = enc["train"].get("lengths") if isinstance(enc["train"], dict) else None
-        if lengths is None:
-            encoded, st = encode_records(tokenizer, template, prepared.train, max_length=cfg.data.max_length) \
-                if cfg.train.stage == "sft" else ([], None)
-            lengths = st.lengths if st else []
-        if lengths:
-            write_length_histogram(lengths, target / "data" / "lengths.png")
-        print(format_summary(stats), file=sys.stderr)
-    except ImportError:
-        pass
+    write_length_histogram([len(e.input_ids) for e in train_ds.examples], target / "data" / "lengths.png", cfg.data.max_length)
+    print(format_summary(stats), file=sys.stderr)
     return target / "data"
 
 

@@ -61,8 +61,6 @@ def demo_records(seed: int = 0) -> list[dict]:
     """All demo training records (deterministic)."""
     rng = random.Random(seed)
     recs = [_conv(q, IDENTITY_EN) for q in _WHO_EN] + [_conv(q, IDENTITY_ZH) for q in _WHO_ZH]
-    # Identity is few but important: show it twice.
-    recs = recs * 2
     en = [(f"The {i} was {a}.", "positive") for i, a in itertools.product(_ITEMS_EN, _POS_EN)]
     en += [(f"The {i} was {a}.", "negative") for i, a in itertools.product(_ITEMS_EN, _NEG_EN)]
     zh = [(f"{i}{a}。", "正面") for i, a in itertools.product(_ITEMS_ZH, _POS_ZH)]

@@ -187,14 +187,11 @@ def prepare(cfg: Config, run_dir: Path | None = None, *, clean: bool = True) -> 
 
     steps = [{"step": "read", "before": sum(raw_counts.values()) + len([x for x in dropped if x["step"] == "read"]),
               "after": sum(raw_counts.values())}]
-    if clean:
-        try:
-            from tunewise.data.clean import CleanConfig, clean_records, drop_leakage
-        except ModuleNotFoundError:  # TEMPORARY until the cleaning module lands
-            clean = False
+    from tunewise.data.clean import clean_records, drop_leakage
+
+    ccfg = d.clean
     if clean:
 
-        ccfg = CleanConfig.model_validate(d.clean)
         res = clean_records(all_train, ccfg)
         all_train, dropped, steps = res.kept, dropped + res.dropped, steps + res.steps
         if val:

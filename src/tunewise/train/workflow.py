@@ -125,10 +125,15 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path
     _say(f"[tunewise] preparing data for {run}")
     prepared = prepare(cfg, run if main_proc else None)  # deterministic: every rank gets the same split
     train_ds, val_ds, enc_stats = encode_for_training(cfg, tokenizer, template, prepared, previous_run=resolved.previous_run)
+    enc_lengths = [len(e.input_ids) for e in train_ds.examples]
     if main_proc:
         stats = {**read_json(run / "data" / "stats.json"), "tokens": enc_stats}
         write_json(run / "data" / "stats.json", stats)
         _print_data_summary(stats)
+        if enc_lengths:
+            from tunewise.data.report import write_length_histogram
+
+            write_length_histogram(enc_lengths, run / "data" / "lengths.png", cfg.data.max_length)
 
     # 3. model + method
     info = methods.get(cfg.method.name)
@@ -252,10 +257,9 @@ def _scheduler_kwargs(t) -> dict:
 
 
 def _print_data_summary(stats: dict) -> None:
-    tok = stats["tokens"]["train"]
-    _say(f"[tunewise] data: {stats['num_train']} train / {stats['num_val']} val records, {stats['num_dropped']} dropped; "
-         f"{tok['total_tokens']:,} tokens, {tok['supervised_tokens']:,} supervised; "
-         f"truncated {tok['truncated_examples']} examples ({tok['truncated_tokens']:,} tokens)")
+    from tunewise.data.report import format_summary
+
+    _say("[tunewise] " + format_summary(stats))
 
 
 def _finish_curves(run: Path) -> None:

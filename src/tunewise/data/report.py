@@ -1,0 +1,48 @@
+"""Data report: a printed summary of every step's counts and a token-length histogram."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tunewise.fileio import atomic_path
+
+
+def write_length_histogram(lengths: list[int], path: Path, max_length: int | None = None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    ax.hist(lengths, bins=min(50, max(5, len(set(lengths)))), color="#4c78a8")
+    if max_length:
+        ax.axvline(max_length, color="#e45756", linestyle="--", label=f"max_length = {max_length}")
+        ax.legend()
+    ax.set_xlabel("tokens per example")
+    ax.set_ylabel("examples")
+    ax.set_title(f"Token lengths ({len(lengths)} examples)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def format_summary(stats: dict) -> str:
+    lines = [f"data: {stats['num_train']} train / {stats['num_val']} val records; {stats['num_dropped']} dropped"]
+    for s in stats.get("steps", []):
+        extra = f", {s['changed']} changed" if s.get("changed") else ""
+        lines.append(f"  {s['step']:<12} {s['before']:>7} -> {s['after']:<7}{extra}")
+    if stats.get("augmented"):
+        lines.append(f"  augmented    +{stats['augmented']} copies")
+    mix = stats.get("mix") or {}
+    if len(mix) > 1:
+        lines.append("  mix: " + ", ".join(f"{k} {v['records']} ({v['share']:.0%})" for k, v in mix.items()))
+    tok = (stats.get("tokens") or {}).get("train")
+    if tok:
+        lines.append(f"  tokens: {tok['total_tokens']:,} total, {tok['supervised_tokens']:,} supervised; "
+                     f"lengths {tok.get('min_length', 0)}-{tok.get('max_length', 0)} (mean {tok.get('mean_length', 0)}); "
+                     f"truncated {tok['truncated_examples']} examples ({tok['truncated_tokens']:,} tokens)")
+    if stats.get("num_dropped"):
+        lines.append("  see data/dropped.jsonl for every dropped record and its reason")
+    return "\n".join(lines)

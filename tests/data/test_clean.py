@@ -1,0 +1,88 @@
+"""Cleaning pipeline: every step changes or drops what it should, and says why."""
+
+from tunewise.data.clean import CleanConfig, clean_records, drop_leakage
+
+
+def conv(q, a, where="f.jsonl:1"):
+    return {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}], "source": "s", "where": where}
+
+
+def test_normalise_and_strip_markup():
+    res = clean_records([conv("Ｈｅｌｌｏ　 world", "<p>Use <b>bold</b> &amp; stay</p>")], CleanConfig())
+    m = res.kept[0]["messages"]
+    assert m[0]["content"] == "Hello world" and m[1]["content"] == "Use bold & stay"
+    steps = {s["step"]: s for s in res.steps}
+    assert steps["unicode"]["changed"] == 1 and steps["markup"]["changed"] == 1
+
+
+def test_ai_boilerplate_bilingual_and_extendable():
+    recs = [conv("q1", "As an AI language model, I cannot."), conv("q2", "作为一个AI语言模型，我不能回答。"),
+            conv("q3", "Sure: Paris."), conv("q4", "Per our policy, no.")]
+    res = clean_records(recs, CleanConfig(extra_ai_phrases=["per our policy"]))
+    assert [r["messages"][0]["content"] for r in res.kept] == ["q3"]
+    assert all(d["step"] == "ai_phrases" and "boilerplate" in d["reason"] for d in res.dropped)
+
+
+def test_empty_short_long():
+    recs = [conv("q", "   "), conv("q", "ok"), conv("q", "a fine answer"), {"text": "x" * 50, "source": "s", "where": "t:1"}]
+    res = clean_records(recs, CleanConfig(min_chars=3, max_chars=40))
+    assert len(res.kept) == 1
+    reasons = sorted(d["reason"].split(":")[0] for d in res.dropped)
+    assert reasons == ["empty assistant turn", "too long", "too short"]
+
+
+def test_exact_and_near_duplicates_chinese():
+    a = "今天天气很好，我们一起去公园散步，然后在湖边喝咖啡聊天。"
+    b = "今天天气很好，我们一起去公园散步，然后在湖边喝咖啡聊天！"  # one character differs
+    c = "机器学习模型需要大量数据来训练，数据质量决定了效果。"
+    recs = [conv("写一句话", a, "f:1"), conv("写一句话", a, "f:2"), conv("写一句话", b, "f:3"), conv("写一句话", c, "f:4")]
+    res = clean_records(recs, CleanConfig())
+    assert [r["where"] for r in res.kept] == ["f:1", "f:4"]
+    by = {d["where"]: d for d in res.dropped}
+    assert by["f:2"]["step"] == "dedup_exact" and "f:1" in by["f:2"]["reason"]
+    assert by["f:3"]["step"] == "dedup_near" and "f:1" in by["f:3"]["reason"]
+
+
+def test_leakage_check():
+    train = [conv("What is the capital of France?", "The capital of France is Paris, a large city.", "t:1")]
+    val = [conv("What is the capital of France?", "The capital of France is Paris, a large city!", "v:1"),
+           conv("Name a prime number.", "Seven is a prime number.", "v:2")]
+    kept, dropped = drop_leakage(train, val, CleanConfig())
+    assert [r["where"] for r in kept] == ["v:2"] and "t:1" in dropped[0]["reason"]
+
+
+def test_unknown_clean_key_is_a_config_error(tmp_path):
+    import pytest
+
+    from conftest import write_config
+    from tunewise.config import load_config
+    from tunewise.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data.clean.dedup_nearr.*data.clean.dedup_near"):
+        load_config(write_config(tmp_path / "c.yaml", {"data": {"clean": {"dedup_nearr": False}}}))
+
+
+def test_data_prepare_cli_reports_steps_and_histogram(tmp_path, tiny_model_dirs):
+    import json
+
+    from conftest import run_cli, write_config
+
+    data = tmp_path / "d.jsonl"
+    import random
+
+    rng = random.Random(0)
+    words = "apple river stone cloud music paper garden silver window forest candle rocket bridge ocean".split()
+    rows = [{"instruction": " ".join(rng.sample(words, 6)), "output": " ".join(rng.sample(words, 8))} for i in range(20)]
+    rows += [rows[0], {"instruction": "x", "output": "As an AI language model, I refuse."}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = write_config(tmp_path / "c.yaml", {"model": {"name_or_path": "tiny-llama"}, "run": {"root": str(tmp_path / "runs")},
+                                             "data": {"datasets": [str(data)], "val_size": 0.1}})
+    code, out, err = run_cli("data", "prepare", str(cfg))
+    assert code == 0, err
+    d = tmp_path / "runs" / "c" / "data"
+    stats = json.loads((d / "stats.json").read_text())
+    assert stats["dropped_by_step"] == {"ai_phrases": 1, "dedup_exact": 1}
+    assert (d / "lengths.png").read_bytes()[:4] == b"\x89PNG"
+    dropped = [json.loads(x) for x in (d / "dropped.jsonl").read_text().splitlines()]
+    assert {x["step"] for x in dropped} == {"ai_phrases", "dedup_exact"} and all(x["where"] for x in dropped)
+    assert "dedup_exact" in err and "dropped.jsonl" in err
