@@ -1,0 +1,174 @@
+"""What the Train tab shows, read from the run directory: metrics, progress, verdict, run list.
+
+Pure functions of files (metrics.jsonl, diagnosis.json, train_summary.json, eval/report.json,
+export/verify.json), so the board shows the same thing for a run started from the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+
+def read_rows(run: str | Path) -> list[dict]:
+    """metrics.jsonl rows; a half-written last line (training is appending) is skipped."""
+    p = Path(run) / "metrics.jsonl"
+    if not p.exists():
+        return []
+    rows = []
+    for line in p.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def loss_frame(rows: list[dict], label: str = "") -> pd.DataFrame:
+    """Long table step | value | series for train and validation loss."""
+    out = []
+    for r in rows:
+        for key, name in (("loss", "train loss"), ("val_loss", "val loss")):
+            if _finite(r.get(key)):
+                out.append({"step": int(r["step"]), "value": float(r[key]),
+                            "series": f"{label} {name}".strip()})
+    return pd.DataFrame(out, columns=["step", "value", "series"])
+
+
+def lr_frame(rows: list[dict]) -> pd.DataFrame:
+    out = [{"step": int(r["step"]), "lr": float(r["lr"])} for r in rows if _finite(r.get("lr"))]
+    return pd.DataFrame(out, columns=["step", "lr"])
+
+
+def compare_frame(runs: list[str | Path]) -> pd.DataFrame:
+    """Validation loss of several runs (train loss where a run has no validation), one series per run."""
+    frames = []
+    for run in runs:
+        rows = read_rows(run)
+        name = Path(run).name
+        val = [{"step": int(r["step"]), "value": float(r["val_loss"]), "series": f"{name} val loss"}
+               for r in rows if _finite(r.get("val_loss"))]
+        if not val:
+            val = [{"step": int(r["step"]), "value": float(r["loss"]), "series": f"{name} train loss"}
+                   for r in rows if _finite(r.get("loss"))]
+        frames.append(pd.DataFrame(val, columns=["step", "value", "series"]))
+    if not frames:
+        return pd.DataFrame(columns=["step", "value", "series"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def latest(rows: list[dict]) -> dict:
+    """The most recent value of each metric (step, loss, val_loss, lr, tokens_per_s, epoch)."""
+    cur: dict = {}
+    for r in rows:
+        if r.get("event"):
+            cur["event"] = r["event"]
+            continue
+        for k in ("step", "epoch", "loss", "val_loss", "lr", "tokens_per_s", "grad_norm"):
+            if k in r and (k == "step" or _finite(r[k])):
+                cur[k] = r[k]
+    return cur
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def diagnosis(run: str | Path) -> dict | None:
+    return read_json(Path(run) / "diagnosis.json")
+
+
+def verdict_markdown(d: dict | None, lang: str) -> str:
+    if not d:
+        return ""
+    summary = (d.get("summary") or {}).get(lang) or (d.get("summary") or {}).get("en", "")
+    advice = (d.get("advice") or {}).get(lang) or (d.get("advice") or {}).get("en", [])
+    head = "结论" if lang == "zh" else "Verdict"
+    lines = [f"### {head}: **{d.get('verdict', '?')}**", "", summary]
+    note = d.get("note")
+    if isinstance(note, dict) and note.get(lang):
+        lines += ["", f"*{note[lang]}*"]
+    if advice:
+        lines += ["", "建议：" if lang == "zh" else "What to do:"] + [f"- {a}" for a in advice]
+    return "\n".join(lines)
+
+
+def list_runs(root: str | Path) -> list[str]:
+    """Run directories under root (folders with a config.yaml), newest first."""
+    root = Path(root)
+    if not root.exists():
+        return []
+    runs = [p for p in root.iterdir() if p.is_dir() and (p / "config.yaml").exists()]
+    runs.sort(key=lambda p: (p / "config.yaml").stat().st_mtime, reverse=True)
+    return [str(p) for p in runs]
+
+
+def has_result(run: str | Path) -> bool:
+    run = Path(run)
+    return (run / "adapter").exists() or (run / "model").exists()
+
+
+def eval_report(run: str | Path) -> dict | None:
+    return read_json(Path(run) / "eval" / "report.json")
+
+
+def eval_table(report: dict | None) -> pd.DataFrame:
+    if not report or "table" not in report:
+        return pd.DataFrame()
+    t = report["table"]
+    return pd.DataFrame(t["rows"], columns=t["header"])
+
+
+def forgetting_markdown(report: dict | None, lang: str) -> str:
+    fg = (report or {}).get("forgetting")
+    if not fg:
+        return ""
+    msg = fg.get("message", {})
+    msg = msg.get(lang) or msg.get("en", "") if isinstance(msg, dict) else str(msg or "")
+    if fg.get("warning"):
+        tips = (fg.get("advice") or {}).get(lang) or []
+        head = "遗忘警告" if lang == "zh" else "Forgetting warning"
+        return f"**{head}**: {msg}\n" + "".join(f"\n- {t}" for t in tips)
+    return ("遗忘检查：通过 " if lang == "zh" else "Forgetting check: OK ") + msg
+
+
+def verify_result(run: str | Path) -> dict | None:
+    return read_json(Path(run) / "export" / "verify.json")
+
+
+def verify_markdown(v: dict | None, lang: str) -> str:
+    if not v:
+        return ""
+    status = str(v.get("status", "?")).upper()
+    lines = [f"## {status}"]
+    for key, en, zh in (("cause", "Cause", "原因"), ("fix", "Fix", "解决办法")):
+        val = v.get(key)
+        if isinstance(val, dict):
+            val = val.get(lang) or val.get("en")
+        if val:
+            lines.append(f"**{zh if lang == 'zh' else en}**: {val}")
+    for k, val in v.items():
+        if k in ("status", "cause", "fix") or isinstance(val, (dict, list)):
+            continue
+        lines.append(f"- {k}: {val}")
+    return "\n\n".join(lines[:2]) + ("\n\n" + "\n".join(lines[2:]) if len(lines) > 2 else "")
