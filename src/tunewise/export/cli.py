@@ -1,0 +1,107 @@
+"""`tunewise export RUN`: merged model, optional GGUF + verification, Ollama Modelfile, Hub push."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from tunewise.export.gguf import GGUF_TYPES
+from tunewise.export.merge import DTYPES
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def export_run(run: str | Path, *, dtype: str = "float32", out: str | Path | None = None, gguf: str | None = None,
+               ollama: bool = False, name: str | None = None, push: str | None = None, private: bool = False,
+               checkpoint: str | None = None, verify_prompts: int = 4, verify_tokens: int = 32) -> dict:
+    from tunewise.errors import RunError
+    from tunewise.export import hub
+    from tunewise.export.gguf import build_gguf, special_tokens
+    from tunewise.export.merge import merge_run
+    from tunewise.export.ollama import check_equivalent, modelfile_text, ollama_template, training_bos
+    from tunewise.fileio import write_text
+    from tunewise.runs import read_run_config, read_template, require_run
+
+    run = require_run(run)
+    export_dir = Path(out) if out else run / "export"
+    result: dict = {"export_dir": str(export_dir)}
+    token = None
+    if push:  # card first, then token/network: an offline push fails before any work and touches nothing else
+        result["card"] = str(hub.write_card(run, export_dir, push))
+        token = hub.preflight(push)
+    if gguf and gguf not in GGUF_TYPES:
+        raise RunError(f"unknown GGUF type '{gguf}'", where="--gguf", fix=f"use one of: {', '.join(GGUF_TYPES)}")
+    if ollama and not gguf:
+        gguf = "q8_0"
+        _say("[tunewise] --ollama needs a GGUF: using --gguf q8_0")
+    template = read_template(run)
+    cfg = read_run_config(run)
+    go_template = None
+    if ollama:  # fail before the slow steps when the template has no verified Ollama form
+        go_template = ollama_template(template)
+        bad = check_equivalent(go_template, template)
+        if bad:
+            raise RunError("the Ollama template does not render like the training template: " + bad[0], where="template.json",
+                           fix="report this; export without --ollama meanwhile")
+    _say(f"[tunewise] merging {run} into {export_dir / 'merged'} ({dtype})")
+    merged = merge_run(run, export_dir / "merged", dtype=dtype, checkpoint=checkpoint)
+    result["merged"] = str(merged)
+    if gguf:
+        from tunewise.models.load import load_tokenizer
+
+        tok = load_tokenizer(merged)
+        gguf_path = export_dir / "model.gguf"
+        _say(f"[tunewise] converting to GGUF {gguf} with llama.cpp's converter -> {gguf_path}")
+        build_gguf(merged, gguf_path, gguf, special_tokens(tok, template, add_bos=training_bos(template)))
+        result["gguf"] = str(gguf_path)
+        modelfile = None
+        if ollama:
+            modelfile = export_dir / "Modelfile"
+            write_text(modelfile, modelfile_text(
+                gguf_name=gguf_path.name, go_template=go_template, stops=template.stop_strings,
+                generation=cfg.generation, num_ctx=cfg.data.max_length, system=cfg.template.system))
+            result["modelfile"] = str(modelfile)
+        from tunewise.export.verify import verify_gguf, write_verdict
+
+        _say(f"[tunewise] verifying: greedy answers of the GGUF vs the trained model on {verify_prompts} held-out prompts")
+        verdict = verify_gguf(run, gguf_path, gguf, modelfile_path=modelfile, n_prompts=verify_prompts,
+                              max_new_tokens=verify_tokens)
+        write_verdict(export_dir / "verify.json", verdict)
+        result["verify"] = verdict["status"]
+        if ollama:
+            model_name = name or re.sub(r"[^a-z0-9._-]+", "-", run.name.lower()).strip("-") or "tunewise-model"
+            result["ollama_create"] = f"cd {export_dir} && ollama create {model_name} -f Modelfile"
+            print(f"Ollama: {result['ollama_create']}\n        then: ollama run {model_name}")
+    if push:
+        result["card"] = str(hub.write_card(run, export_dir, push))  # now with the verification result
+        _say(f"[tunewise] uploading to {push}")
+        result["url"] = hub.push(export_dir, run, push, token, private=private)
+        print(result["url"])
+    print(merged)
+    return result
+
+
+def cmd_export(a) -> int:
+    res = export_run(a.run, dtype=a.dtype, out=a.out, gguf=a.gguf, ollama=a.ollama, name=a.name, push=a.push,
+                     private=a.private, checkpoint=a.checkpoint, verify_prompts=a.verify_prompts,
+                     verify_tokens=a.verify_tokens)
+    return 1 if res.get("verify") == "FAIL" else 0
+
+
+def register(sub) -> None:
+    e = sub.add_parser("export", help="merge the result into a standalone model; GGUF, Ollama Modelfile, Hub push; verified")
+    e.add_argument("run", help="run directory")
+    e.add_argument("--dtype", choices=list(DTYPES), default="float32", help="dtype of the merged safetensors weights")
+    e.add_argument("--out", help="export folder (default: RUN/export); the merged model goes to OUT/merged")
+    e.add_argument("--gguf", choices=list(GGUF_TYPES), help="also write OUT/model.gguf of this type (llama.cpp), then verify it")
+    e.add_argument("--ollama", action="store_true", help="also write an Ollama Modelfile (implies --gguf q8_0 when no type is given)")
+    e.add_argument("--name", help="model name in the printed `ollama create` command (default: the run name)")
+    e.add_argument("--push", metavar="REPO_ID", help="upload to the Hugging Face Hub with a model card")
+    e.add_argument("--private", action="store_true", help="--push: create the repository as private")
+    e.add_argument("--checkpoint", help="export this checkpoint instead of the final result")
+    e.add_argument("--verify-prompts", type=int, default=4, help="held-out prompts compared during verification")
+    e.add_argument("--verify-tokens", type=int, default=32, help="greedy tokens generated per prompt during verification")
+    e.set_defaults(func=cmd_export)

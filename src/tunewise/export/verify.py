@@ -1,0 +1,214 @@
+"""Does the GGUF answer like the trained model? Greedy answers from both, compared token by token.
+
+The prompt on the GGUF side is built the way the runtime will build it: from the Modelfile TEMPLATE
+(Ollama) when there is one, else from the chat template embedded in the GGUF, tokenized by llama.cpp.
+A stop counts only when it is *declared*: the GGUF's EOS/EOT ids or a Modelfile `stop`, so a model that
+ends its turn with a token nobody declared is caught (the "drunk in Ollama" bug), not excused.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from tunewise.export.gguf import QUANTISED
+from tunewise.export.ollama import parse_modelfile, render_ollama
+from tunewise.fileio import read_jsonl, write_json
+from tunewise.templates import ChatTemplate
+
+# Share of the HF answer (tokens) the GGUF answer must reproduce from the start, by GGUF type, on
+# average over the prompts. Stopping must agree for every type.
+MIN_PREFIX = {"f32": 0.9, "f16": 0.75, "bf16": 0.5, "q8_0": 0.5, "q4_k_m": 0.0}
+
+FIXES = {
+    "template": "re-export with `tunewise export RUN --gguf TYPE --ollama` and do not edit the Modelfile TEMPLATE "
+                "or the GGUF chat template: they must render exactly the training template (template.json)",
+    "stop": "declare every end-of-turn token: re-export (tunewise writes them as the GGUF EOS/EOT and as "
+            "PARAMETER stop lines), or add `PARAMETER stop \"<token>\"` for the token named above to the Modelfile",
+    "tokenizer": "llama.cpp splits the prompt into different tokens than the training tokenizer; use a base model "
+                 "whose tokenizer llama.cpp supports, or serve the merged model (export/merged) with transformers",
+    "drift_quant": "quantisation changed the answers: export with --gguf q8_0 or f16",
+    "drift": "the converted weights do not compute what the trained model computes: re-export with --gguf f32 "
+             "to rule out precision, and report the model architecture if that also fails",
+}
+
+
+def held_out_prompts(run: Path, n: int) -> list[list[dict]]:
+    """Conversations up to (not including) their last assistant turn, from val.jsonl else train.jsonl."""
+    out = []
+    for name in ("val.jsonl", "train.jsonl"):
+        path = run / "data" / name
+        if not path.exists():
+            continue
+        for _, rec in read_jsonl(path):
+            msgs = rec.get("messages") or []
+            last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
+            if last:
+                out.append(msgs[:last])
+            if len(out) >= n:
+                return out
+        if out:
+            return out
+    return out
+
+
+def _prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _meta_int(meta: dict, key: str) -> int | None:
+    v = meta.get(key)
+    try:
+        return int(v) if v is not None else None
+    except ValueError:
+        return None
+
+
+class _GGUF:
+    def __init__(self, path: Path, n_ctx: int):
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            from tunewise.errors import ModelError
+
+            raise ModelError("llama-cpp-python is not installed, so the GGUF cannot be verified",
+                             fix="pip install llama-cpp-python") from None
+        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=max(1, os.cpu_count() or 1),
+                         n_batch=min(512, n_ctx), verbose=False, seed=0)
+        self.meta = dict(self.llm.metadata)
+        self.add_bos = self.meta.get("tokenizer.ggml.add_bos_token", "false").lower() == "true"
+        self.chat_template = self.meta.get("tokenizer.chat_template")
+        self.stop_ids = {i for i in (_meta_int(self.meta, f"tokenizer.ggml.{k}_token_id") for k in ("eos", "eot", "eom"))
+                         if i is not None}
+
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
+
+    def piece(self, tok: int) -> str:
+        return self.llm.detokenize([tok], special=True).decode("utf-8", errors="replace")
+
+    def greedy(self, ids: list[int], max_new: int, stop_strings: list[str]) -> tuple[list[int], bool, int | None]:
+        out: list[int] = []
+        for tok in self.llm.generate(ids, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True):
+            if tok in self.stop_ids or (stop_strings and any(s in self.piece(tok) for s in stop_strings)):
+                return out, True, tok
+            out.append(tok)
+            if len(out) >= max_new:
+                break
+        return out, False, None
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+def _gguf_prompt(g: _GGUF, template: ChatTemplate, msgs: list[dict], modelfile: dict | None) -> tuple[str, list[int]]:
+    """(prompt text as the runtime builds it, with an added BOS written out; token ids)."""
+    bos = template.bos_token or ""
+    if modelfile is not None:
+        text = render_ollama(modelfile.get("template", "{{ .Prompt }}"), msgs)
+    else:
+        embedded = ChatTemplate(name="gguf", chat_template=g.chat_template or "", bos_token=bos, eos_token=template.eos_token)
+        text = embedded.render(msgs, add_generation_prompt=True) if g.chat_template else ""
+        if g.add_bos and bos and text.startswith(bos):  # llama.cpp drops a rendered BOS it adds itself
+            text = text[len(bos):]
+    ids = g.tokenize(text)
+    return (bos + text if g.add_bos and bos else text), ids
+
+
+def verify_gguf(run: Path, gguf_path: Path, gguf_type: str, *, modelfile_path: Path | None = None,
+                n_prompts: int = 4, max_new_tokens: int = 32, lm=None) -> dict:
+    from tunewise.infer.generate import build_prompt, generate, load_run_model
+    from tunewise.runs import read_template
+
+    template = read_template(run)
+    prompts = held_out_prompts(run, n_prompts)
+    if not prompts:
+        prompts = [[{"role": "user", "content": "Who are you?"}]]
+    lm = lm or load_run_model(run)
+    modelfile = parse_modelfile(modelfile_path.read_text(encoding="utf-8")) if modelfile_path else None
+    stop_strings = modelfile["stop"] if modelfile else []
+    hf_prompt_ids = [build_prompt(lm, p) for p in prompts]
+    g = _GGUF(gguf_path, n_ctx=max(len(x) for x in hf_prompt_ids) + max_new_tokens + 16)
+    rows = []
+    try:
+        for msgs, ids_hf in zip(prompts, hf_prompt_ids):
+            train_text = template.render(msgs, add_generation_prompt=True)
+            gguf_text, ids_gguf = _gguf_prompt(g, template, msgs, modelfile)
+            hf = generate(lm, [msgs], max_new_tokens=max_new_tokens, temperature=0.0, repetition_penalty=1.0,
+                          batch_size=1)[0]
+            toks, stopped, stop_tok = g.greedy(ids_gguf, max_new_tokens, stop_strings)
+            same_text_ids = g.tokenize(train_text, add_special=False) == ids_hf
+            rows.append({
+                "prompt": msgs[-1]["content"][:200],
+                "hf_text": hf["text"], "gguf_text": g.llm.detokenize(toks).decode("utf-8", errors="replace").strip(),
+                "hf_stopped": hf["stopped"], "gguf_stopped": stopped,
+                "gguf_stop_token": g.piece(stop_tok) if stop_tok is not None else None,
+                "hf_tokens": len(hf["token_ids"]), "gguf_tokens": len(toks),
+                "match_tokens_prefix": _prefix(hf["token_ids"], toks),
+                "template_match": gguf_text == train_text, "prompt_tokens_match": ids_gguf == ids_hf,
+                "tokenizer_match": same_text_ids,
+                "_hf_ids": hf["token_ids"], "_gguf_ids": toks, "_train_text": train_text, "_gguf_text": gguf_text,
+            })
+    finally:
+        g.close()
+    return judge(rows, gguf_type, template, has_modelfile=modelfile is not None)
+
+
+def judge(rows: list[dict], gguf_type: str, template: ChatTemplate, *, has_modelfile: bool) -> dict:
+    where = "the Modelfile TEMPLATE" if has_modelfile else "the GGUF's chat template"
+    cause = fix = None
+    bad_tpl = [r for r in rows if not r["template_match"]]
+    bad_tok = [r for r in rows if r["template_match"] and not r["prompt_tokens_match"]]
+    bad_stop = [r for r in rows if r["hf_stopped"] != r["gguf_stopped"]]
+    ratios = [r["match_tokens_prefix"] / max(r["hf_tokens"], r["gguf_tokens"], 1) for r in rows]
+    mean_ratio = sum(ratios) / len(ratios) if ratios else 0.0
+    if bad_tpl:
+        r = bad_tpl[0]
+        cause = (f"template: {where} builds a different prompt than training. Training: {r['_train_text'][:160]!r} "
+                 f"vs export: {r['_gguf_text'][:160]!r}")
+        fix = FIXES["template"]
+    elif bad_tok:
+        cause = ("tokenizer mismatch: llama.cpp tokenizes the prompt differently from the training tokenizer"
+                 + ("" if bad_tok[0]["tokenizer_match"] else " (even the identical text)"))
+        fix = FIXES["tokenizer"]
+    elif bad_stop:
+        r = bad_stop[0]
+        stops = ", ".join(template.stop_strings)
+        if r["hf_stopped"]:
+            cause = (f"EOS/stop token: the trained model ends its turn with one of [{stops}], but the exported model "
+                     "does not stop there (that token is not declared as EOS/EOT in the GGUF"
+                     + (" or as PARAMETER stop in the Modelfile" if has_modelfile else "") + "), so it runs on")
+        else:
+            cause = (f"EOS/stop token: the exported model stops (on {r['gguf_stop_token']!r}) where the trained model "
+                     "goes on; a stop is declared that the model does not use to end its turn")
+        fix = FIXES["stop"]
+    elif mean_ratio < MIN_PREFIX.get(gguf_type, 0.75):
+        quant = gguf_type in QUANTISED
+        cause = (f"{'quantisation drift' if quant else 'numerical drift'}: the GGUF's greedy answers share only "
+                 f"{mean_ratio:.0%} of their tokens from the start with the trained model's "
+                 f"(needed: {MIN_PREFIX.get(gguf_type, 0.75):.0%} for {gguf_type})")
+        fix = FIXES["drift_quant" if quant else "drift"]
+    status = "PASS" if cause is None else "FAIL"
+    return {
+        "status": status, "cause": cause, "fix": fix, "gguf_type": gguf_type,
+        "checked_prompts": len(rows), "prefix_agreement": round(mean_ratio, 3),
+        "stops_agree": not bad_stop, "templates_agree": not bad_tpl, "tokens_agree": not bad_tok,
+        "prompts": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
+    }
+
+
+def write_verdict(path: Path, verdict: dict) -> None:
+    write_json(path, verdict)
+    line = f"verify: {verdict['status']}"
+    if verdict["status"] == "PASS":
+        line += (f" ({verdict['checked_prompts']} held-out prompts: same prompt tokens, same stopping, "
+                 f"{verdict['prefix_agreement']:.0%} of answer tokens identical from the start)")
+    print(line, file=sys.stderr if verdict["status"] == "FAIL" else sys.stdout, flush=True)
+    if verdict["status"] == "FAIL":
+        print(f"  cause: {verdict['cause']}\n  fix: {verdict['fix']}", file=sys.stderr, flush=True)
