@@ -45,12 +45,18 @@ class CleanResult:
     steps: list[dict] = field(default_factory=list)
 
 
-_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?>")
+# Only real HTML element names: `List<String>` or `a <b> c` in code answers are not markup.
+_HTML_TAGS = ("a|abbr|b|big|blockquote|body|br|center|cite|code|dd|del|div|dl|dt|em|font|h[1-6]|head|hr|html|i|img|ins|kbd|"
+              "li|mark|meta|ol|p|pre|q|s|samp|section|small|span|strike|strong|sub|sup|table|tbody|td|tfoot|th|thead|"
+              "title|tr|tt|u|ul|article|aside|footer|header|nav|main|figure|figcaption|label|link|input|button|form|iframe")
+_TAG = re.compile(rf"</?(?:{_HTML_TAGS})(?:\s[^<>]*)?/?>", re.I)
+_INVISIBLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200d\u2060\ufeff]")
 _WS = re.compile(r"[ \t\u00a0\u3000]+")
 
 
 def normalize_text(s: str) -> str:
     s = unicodedata.normalize("NFKC", s)
+    s = _INVISIBLE.sub("", s)  # control characters, zero-width spaces and stray BOMs from scraped text
     s = s.replace("\r\n", "\n").replace("\r", "\n")
     s = _WS.sub(" ", s)
     s = re.sub(r" *\n *", "\n", s)

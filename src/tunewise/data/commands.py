@@ -18,11 +18,12 @@ def prepare_command(cfg, out: str | None = None) -> Path:
     prepared = prepare(cfg, target)
     _, tokenizer, template = tokenizer_and_template(cfg)
     train_ds, _, enc = encode_for_training(cfg, tokenizer, template, prepared)
-    stats = {**read_json(target / "data" / "stats.json"), "tokens": enc}
-    write_json(target / "data" / "stats.json", stats)
-    from tunewise.data.report import format_summary, write_length_histogram
+    from tunewise.data.report import format_summary, length_histogram, write_length_histogram
 
-    write_length_histogram([len(e.input_ids) for e in train_ds.examples], target / "data" / "lengths.png", cfg.data.max_length)
+    lengths = [len(e.input_ids) for e in train_ds.examples]
+    stats = {**read_json(target / "data" / "stats.json"), "tokens": enc, "length_histogram": length_histogram(lengths)}
+    write_json(target / "data" / "stats.json", stats)
+    write_length_histogram(lengths, target / "data" / "lengths.png", cfg.data.max_length)
     print(format_summary(stats), file=sys.stderr)
     return target / "data"
 

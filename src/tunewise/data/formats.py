@@ -7,6 +7,7 @@ Column and tag names follow LLaMA-Factory's dataset_info.json, so its users' dat
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Callable
 
 from tunewise.errors import DataError
@@ -42,6 +43,28 @@ def names() -> list[str]:
     return sorted(_FORMATS)
 
 
+# Column names tried, in order, for each alpaca field when `columns:` does not name one. The first are
+# LLaMA-Factory's; the rest are what spreadsheets, SQL tables and HTML selectors usually call them.
+_ALPACA_DEFAULTS = {
+    "prompt": ("instruction", "prompt", "question", "问题"),
+    "query": ("input",),
+    "response": ("output", "response", "answer", "答案", "回答"),
+    "system": ("system",),
+    "history": ("history",),
+}
+
+
+@lru_cache(maxsize=256)
+def _alpaca_columns_for(keys: frozenset, columns: tuple) -> dict:
+    cols = dict(columns)
+    return {f: cols.get(f) or next((c for c in cands if c in keys), cands[0]) for f, cands in _ALPACA_DEFAULTS.items()}
+
+
+def _alpaca_columns(row: dict, columns: dict) -> dict:
+    # Cached per (row keys, mapping): a million-row CSV has one key set, so this is computed once.
+    return _alpaca_columns_for(frozenset(row), tuple(sorted(columns.items())))
+
+
 def detect(row: dict, columns: dict) -> str:
     """Guess the format from a row's keys (and the column mapping, if any)."""
     keys = set(row)
@@ -54,6 +77,9 @@ def detect(row: dict, columns: dict) -> str:
         return "messages"
     if {"instruction", "output"} & keys or (columns.get("prompt") in keys and columns.get("response") in keys):
         return "alpaca"
+    c = _alpaca_columns(row, columns)
+    if c["prompt"] in keys and c["response"] in keys:
+        return "alpaca"
     if (columns.get("text") or columns.get("prompt") or "text") in keys and len(mapped & keys) <= 1:
         return "text"
     raise DataError(
@@ -64,10 +90,11 @@ def detect(row: dict, columns: dict) -> str:
 
 
 def _str(row: dict, col: str, field: str, required: bool) -> str:
+    if col not in row and required:
+        has = ", ".join(map(str, list(row)[:12])) + (", ..." if len(row) > 12 else "")
+        raise RecordError(col, f"missing (needed as {field}; this row has: {has})")
     v = row.get(col)
-    if v is None or (isinstance(v, float) and v != v):  # None or NaN (pandas)
-        if required:
-            raise RecordError(col, f"missing (needed as {field})")
+    if v is None or (isinstance(v, float) and v != v):  # SQL NULL, pandas NaN: empty, left to the cleaning's `empty` step
         return ""
     if not isinstance(v, (str, int, float)):
         raise RecordError(col, f"expected text, got {type(v).__name__}")
@@ -90,7 +117,7 @@ def check_messages(msgs: list[dict], *, where_field: str = "messages") -> list[d
 
 @register("alpaca")
 def alpaca(row: dict, columns: dict, tags: dict) -> dict:
-    c = {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history", **columns}
+    c = _alpaca_columns(row, columns)
     prompt = _str(row, c["prompt"], "prompt", required=True)
     query = _str(row, c["query"], "query", required=False)
     response = _str(row, c["response"], "response", required=True)

@@ -63,13 +63,17 @@ def _from_dataset_info(spec: DatasetSpec, info_path: str | None) -> DatasetSpec:
                                    "tags": {**tags, **spec.tags}})
 
 
-def read_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, default_system: str | None = None
-                 ) -> tuple[list[dict], list[dict]]:
+def source_name(spec: DatasetSpec) -> str:
+    return spec.name or Path(spec.path or "data").stem
+
+
+def read_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, default_system: str | None = None,
+                 source: str | None = None) -> tuple[list[dict], list[dict]]:
     """Read one dataset into records; returns (records, dropped). Strict mode raises on the first bad row."""
     spec = _from_dataset_info(spec, dataset_info)
     if not spec.path:
         raise DataError("dataset has neither path nor name", where="data.datasets", fix="add `path: your_file.jsonl`")
-    source = spec.name or Path(spec.path).stem
+    source = source or source_name(spec)
     records, dropped = [], []
     fmt = spec.format
     columns, tags = dict(spec.columns), dict(spec.tags)
@@ -78,14 +82,17 @@ def read_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, d
     def bad(where: str, reason: str, raw=None, fix: str | None = None):
         if strict:
             raise DataError(reason, where=where, fix=fix or "fix or remove this record, or set data.strict: false to skip bad records")
-        dropped.append({"step": "read", "reason": reason, "where": where, "record": raw})
+        dropped.append({"step": "read", "reason": reason, "where": where, "source": source, "record": raw})
 
     for row in readers.read(spec.path, spec.reader, spec.options):
         if isinstance(row, BadRow):
             bad(row.where, row.reason, row.raw, fix="fix the syntax of this row, or set data.strict: false to skip malformed rows")
             continue
         if fmt == "auto":
-            fmt = formats.detect(row.data, columns)
+            try:
+                fmt = formats.detect(row.data, columns)
+            except DataError as e:
+                raise DataError(e.what, where=row.where, fix=e.fix) from None
         try:
             rec = formats.convert(row.data, fmt, columns, tags)
         except formats.RecordError as e:
@@ -111,7 +118,11 @@ def _split(records: list[dict], val_size: float, rng: random.Random) -> tuple[li
 
 
 def _mix(records: list[dict], weights: dict[str, float], rng: random.Random) -> list[dict]:
-    """Apply per-dataset weights: whole copies plus a seeded fractional sample."""
+    """Apply per-dataset weights: whole copies plus a seeded sample for the fraction.
+
+    A dataset of n records with weight w contributes round(n * w) records, so the realised shares
+    match the requested ones n_i*w_i / sum(n_j*w_j) up to rounding, and the same seed gives the same mix.
+    """
     by_src: dict[str, list[dict]] = {}
     for r in records:
         by_src.setdefault(r["source"], []).append(r)
@@ -163,6 +174,16 @@ def _general(cfg: Config, n_new: int, rng: random.Random) -> list[dict]:
     return [{**r, "source": f"general:{r['source']}"} for r in picked]
 
 
+def _unique_sources(specs: list[DatasetSpec]) -> list[str]:
+    """One report name per dataset: two files both called data.jsonl become data and data#2."""
+    names, seen = [], Counter()
+    for spec in specs:
+        base = source_name(spec)
+        seen[base] += 1
+        names.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
+    return names
+
+
 def prepare(cfg: Config, run_dir: Path | None = None, *, clean: bool = True) -> PreparedData:
     d = cfg.data
     if not d.datasets:
@@ -171,39 +192,42 @@ def prepare(cfg: Config, run_dir: Path | None = None, *, clean: bool = True) -> 
     rng = random.Random(cfg.train.seed)
     all_train, dropped = [], []
     weights: dict[str, float] = {}
-    raw_counts: Counter = Counter()
-    for spec in d.datasets:
-        recs, bad = read_dataset(spec, dataset_info=d.dataset_info, strict=d.strict, default_system=cfg.template.system)
-        if recs:
-            weights[recs[0]["source"]] = spec.weight
-        raw_counts[spec.name or Path(spec.path or "").stem] += len(recs)
+    per: dict[str, dict] = {}
+    for spec, src in zip(d.datasets, _unique_sources(d.datasets)):
+        recs, bad = read_dataset(spec, dataset_info=d.dataset_info, strict=d.strict, default_system=cfg.template.system,
+                                 source=src)
+        weights[src] = spec.weight
+        per[src] = {"path": spec.path, "reader": spec.reader, "rows_read": len(recs) + len(bad), "bad_rows": len(bad),
+                    "records": len(recs), "weight": spec.weight, "system": spec.system}
         all_train += recs
         dropped += bad
     val: list[dict] = []
-    for spec in d.val_datasets:
-        recs, bad = read_dataset(spec, dataset_info=d.dataset_info, strict=d.strict, default_system=cfg.template.system)
+    for spec, src in zip(d.val_datasets, _unique_sources(d.val_datasets)):
+        recs, bad = read_dataset(spec, dataset_info=d.dataset_info, strict=d.strict, default_system=cfg.template.system,
+                                 source=f"val:{src}")
         val += recs
         dropped += bad
 
-    steps = [{"step": "read", "before": sum(raw_counts.values()) + len([x for x in dropped if x["step"] == "read"]),
-              "after": sum(raw_counts.values())}]
+    n_read = sum(v["records"] for v in per.values())
+    steps = [{"step": "read", "before": sum(v["rows_read"] for v in per.values()), "after": n_read}]
     from tunewise.data.clean import clean_records, drop_leakage
 
     ccfg = d.clean
     if clean:
-
         res = clean_records(all_train, ccfg)
         all_train, dropped, steps = res.kept, dropped + res.dropped, steps + res.steps
         if val:
             vres = clean_records(val, ccfg)
-            val, dropped = vres.kept, dropped + vres.dropped
+            val, dropped = vres.kept, dropped + [{**x, "split": "val"} for x in vres.dropped]
     if not all_train:
         reasons = Counter(x["step"] for x in dropped)
         raise DataError(
             "the training set is empty after reading and cleaning"
             + (f" (dropped: {', '.join(f'{k}={v}' for k, v in reasons.items())})" if reasons else ""),
-            fix="check data/dropped.jsonl for why records were dropped, relax data.clean settings, or add data",
+            fix="check data/dropped.jsonl for why records were dropped, relax data.clean settings, or add data"
+            + ("" if run_dir is None else f" ({Path(run_dir) / 'data' / 'dropped.jsonl'})"),
         )
+    kept_by_src = Counter(r["source"] for r in all_train)
     if d.shuffle:
         rng.shuffle(all_train)
     if not d.val_datasets:
@@ -215,20 +239,31 @@ def prepare(cfg: Config, run_dir: Path | None = None, *, clean: bool = True) -> 
     from tunewise.data.augment import augment_records
 
     augmented = augment_records(all_train, d.augment, cfg.train.seed)  # training split only
+    pre_mix = Counter(r["source"] for r in all_train + augmented)
     train = _mix(all_train + augmented, weights, rng)
+    steps.append({"step": "mix", "before": len(all_train) + len(augmented), "after": len(train)})
     n_new = len(train)
     train += _replay(cfg, n_new, rng)
     train += _general(cfg, n_new, rng)
     if d.shuffle:
         rng.shuffle(train)
+    in_train, in_val = Counter(r["source"] for r in train), Counter(r["source"] for r in val)
+    wanted_total = sum(pre_mix[s] * weights[s] for s in per) or 1.0
+    for src, info in per.items():
+        info.update(kept=kept_by_src[src], dropped=info["bad_rows"] + (info["records"] - kept_by_src[src]),
+                    val=in_val[src], train=in_train[src],
+                    requested_share=round(pre_mix[src] * weights[src] / wanted_total * n_new / max(1, len(train)), 4),
+                    share=round(in_train[src] / len(train), 4))
     stats = {
         "num_train": len(train), "num_val": len(val), "num_dropped": len(dropped),
         "steps": steps,
-        "sources_read": dict(raw_counts),
+        "datasets": per,
+        "sources_read": {src: info["records"] for src, info in per.items()},
         "mix": {src: {"records": n, "share": round(n / len(train), 4), "weight": weights.get(src, 1.0)}
-                for src, n in Counter(r["source"] for r in train).items()},
+                for src, n in sorted(in_train.items())},
         "dropped_by_step": dict(Counter(x["step"] for x in dropped)),
         "augmented": len(augmented),
+        "seed": cfg.train.seed,
     }
     out = PreparedData(train, val, dropped, stats)
     if run_dir is not None:

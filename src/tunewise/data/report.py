@@ -28,6 +28,16 @@ def write_length_histogram(lengths: list[int], path: Path, max_length: int | Non
     return Path(path)
 
 
+def length_histogram(lengths: list[int], bins: int = 20) -> dict:
+    """The same histogram as the PNG, as numbers for stats.json: bin edges and counts."""
+    import numpy as np
+
+    if not lengths:
+        return {"edges": [], "counts": []}
+    counts, edges = np.histogram(lengths, bins=min(bins, max(1, len(set(lengths)))))
+    return {"edges": [round(float(e), 1) for e in edges], "counts": [int(c) for c in counts]}
+
+
 def format_summary(stats: dict) -> str:
     lines = [f"data: {stats['num_train']} train / {stats['num_val']} val records; {stats['num_dropped']} dropped"]
     for s in stats.get("steps", []):
@@ -35,9 +45,15 @@ def format_summary(stats: dict) -> str:
         lines.append(f"  {s['step']:<12} {s['before']:>7} -> {s['after']:<7}{extra}")
     if stats.get("augmented"):
         lines.append(f"  augmented    +{stats['augmented']} copies")
-    mix = stats.get("mix") or {}
-    if len(mix) > 1:
-        lines.append("  mix: " + ", ".join(f"{k} {v['records']} ({v['share']:.0%})" for k, v in mix.items()))
+    per = stats.get("datasets") or {}
+    if per:
+        lines.append(f"  {'dataset':<16} {'read':>7} {'dropped':>8} {'train':>7} {'val':>6}  share (requested)")
+        for name, v in per.items():
+            lines.append(f"  {name[:16]:<16} {v['rows_read']:>7} {v['dropped']:>8} {v['train']:>7} {v['val']:>6}  "
+                         f"{v['share']:.1%} ({v['requested_share']:.1%}, weight {v['weight']:g})")
+    extra = {k: v for k, v in (stats.get("mix") or {}).items() if k not in per}
+    if extra:  # replay / general data mixed in
+        lines.append("  also mixed in: " + ", ".join(f"{k} {v['records']} ({v['share']:.0%})" for k, v in extra.items()))
     tok = (stats.get("tokens") or {}).get("train")
     if tok:
         lines.append(f"  tokens: {tok['total_tokens']:,} total, {tok['supervised_tokens']:,} supervised; "

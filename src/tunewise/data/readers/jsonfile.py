@@ -10,7 +10,7 @@ from tunewise.data.readers import BadRow, RawRow, register
 from tunewise.errors import DataError
 
 
-@register("jsonl", ".jsonl", ".ndjson")
+@register("jsonl", ".jsonl", ".ndjson", options={})
 def read_jsonl(path: Path, options: dict) -> Iterator[RawRow | BadRow]:
     with open(path, encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, start=1):
@@ -32,7 +32,7 @@ def _line_of(text: str, needle_index: int) -> int:
     return text.count("\n", 0, needle_index) + 1
 
 
-@register("json", ".json")
+@register("json", ".json", options={"field": "name of the key that holds the list of records"})
 def read_json(path: Path, options: dict) -> Iterator[RawRow | BadRow]:
     text = path.read_text(encoding="utf-8-sig")
     try:
