@@ -16,6 +16,7 @@ generation in llama.cpp), whether BOS is added, and the training chat template.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -191,7 +192,7 @@ def quantize(src: Path, dst: Path, gguf_type: str, threads: int | None = None) -
     params.ftype = ftype
     params.nthread = threads or max(1, os.cpu_count() or 1)
     with _silence_stderr():
-        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params)
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if rc != 0:
         raise ModelError(f"llama.cpp could not quantise to {gguf_type} (code {rc})", where=str(src),
                          fix="try --gguf q8_0 or f16")
