@@ -1,0 +1,131 @@
+"""`tunewise explain [KEY]`, `tunewise advise CONFIG`, `tunewise lint CONFIG`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+_COL = {"en": ("method", "weights", "train.", "grads", "optim.", "activ.", "logits", "overhead", "total", "fits?"),
+        "zh": ("方法", "权重", "可训练", "梯度", "优化器", "激活", "logits", "进程开销", "合计", "放得下？")}
+
+
+def cmd_explain(a) -> int:
+    from tunewise.advise.explain import explain_json, format_key, format_overview
+
+    if a.json:
+        print(json.dumps(explain_json(a.key), ensure_ascii=False, indent=2, default=str))
+    elif a.key:
+        print(format_key(a.key, a.lang))
+    else:
+        print(format_overview(a.lang))
+    return 0
+
+
+def _load(a):
+    from tunewise.config import load_config
+
+    return load_config(a.config, a.overrides)
+
+
+def cmd_advise(a) -> int:
+    from tunewise.advise.advise import advise_config, apply_advice, to_json
+    from tunewise.advise.hardware import detect_hardware
+    from tunewise.advise.lint import explicit_keys
+    from tunewise.errors import ConfigError
+
+    if a.nproc < 1:
+        raise ConfigError("--nproc must be at least 1", where="--nproc")
+    cfg = _load(a)
+    result = advise_config(cfg, detect_hardware(), nproc=a.nproc, explicit=explicit_keys(a.config, a.overrides))
+    if a.json:
+        print(json.dumps(to_json(result, a.lang), ensure_ascii=False, indent=2, default=str))
+    else:
+        print(format_advice(result, a.lang))
+    if a.apply:
+        out = apply_advice(a.config, result["recommendations"], a.apply)
+        print(("wrote " if a.lang == "en" else "已写入 ") + str(out), file=sys.stderr if a.json else sys.stdout)
+    return 0
+
+
+def format_advice(r: dict, lang: str = "en") -> str:
+    from tunewise.advise.memory import fmt_bytes
+
+    zh = lang == "zh"
+    hw, d, m = r["hardware"], r["data"], r["model"]
+    gpus = ", ".join(f"{g['name']} {g['memory_bytes'] / 2**30:.0f} GiB" for g in hw["gpus"]) or ("无 GPU" if zh else "no GPU")
+    lines = [("硬件" if zh else "hardware") + f": {hw['cpu_cores']} CPU cores, RAM {hw['available_ram_gib']}/{hw['ram_gib']} GiB "
+             + ("可用" if zh else "available") + f", {gpus}; precision {hw['precision']}, weights {hw['weight_dtype']}"
+             + (f", {hw['nproc']} processes" if hw["nproc"] > 1 else ""),
+             ("模型" if zh else "model") + f": {m['model_type']}, {m['params'] / 1e6:.1f}M params, {m['layers']} layers, hidden {m['hidden']}, vocab {m['vocab']:,}",
+             ("数据" if zh else "data") + f": {d['n_train']} " + ("条训练样本" if zh else "training examples")
+             + f"; tokens p50 {d['p50']}, p95 {d['p95']}, p99 {d['p99']}, max {d['longest']}; "
+             + ("平均监督 token" if zh else "mean supervised tokens") + f" {d['mean_supervised_tokens']}", ""]
+    cols = _COL[lang]
+    lines.append(("按当前配置估计的峰值内存（每进程）" if zh else "peak memory per process, as configured") + ":")
+    lines.append("  " + "".join(f"{c:>10}" for c in cols))
+    for name, e in r["memory"].items():
+        vals = [name] + [fmt_bytes(e[k]) for k in ("weights", "trainable", "gradients", "optimizer", "activations", "logits", "overhead", "total")]
+        fitted = e["fitted"]
+        ok = ("是" if zh else "yes") if e["fits"] else ("否" if zh else "no")
+        if not e["fits"] and fitted:
+            ok += f" (b{fitted['per_device_batch_size']}{'+gc' if fitted['gradient_checkpointing'] else ''})"
+        lines.append("  " + "".join(f"{v:>10}" for v in vals) + f"  {ok}")
+    budget = next(iter(r["memory"].values()))["budget"]
+    lines.append(("  预算" if zh else "  budget") + f": {fmt_bytes(budget)} " + ("（可用内存的 90% 以内）" if zh else "(use at most 90% of it)"))
+    lines.append("")
+    lines.append(("建议" if zh else "recommendations") + ":")
+    for k, v in r["recommendations"].items():
+        lines.append(f"  {k}: {v}")
+        lines.append(f"      {r['reasons'][k][lang]}")
+    if r["lint"]:
+        lines.append("")
+        lines.append(("当前配置的检查结果" if zh else "lint of the current config") + ":")
+        lines.extend("  " + f.render(lang).replace("\n", "\n  ") for f in r["lint"])
+    return "\n".join(lines)
+
+
+def cmd_lint(a) -> int:
+    from tunewise.advise.lint import explicit_keys, gather_facts, lint
+    from tunewise.errors import ConfigError
+
+    cfg = _load(a)
+    facts, _ = gather_facts(cfg, nproc=a.nproc, explicit=explicit_keys(a.config, a.overrides))
+    found = lint(cfg, facts)
+    if a.json:
+        print(json.dumps([f.to_dict(a.lang) for f in found], ensure_ascii=False, indent=2))
+    elif not found:
+        print("没有发现问题" if a.lang == "zh" else "no findings")
+    else:
+        for f in found:
+            print(f.render(a.lang).replace("warning", "error", 1) if a.strict else f.render(a.lang))
+    if a.strict and found:
+        raise ConfigError(f"{len(found)} lint finding(s) with --strict", where=a.config,
+                          fix="fix them, or run without --strict to treat them as warnings")
+    return 0
+
+
+def _config_args(p) -> None:
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config key (repeatable)")
+    p.add_argument("--lang", choices=["en", "zh"], default="en")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--nproc", type=int, default=1, help="data-parallel processes the run will use")
+
+
+def register(sub) -> None:
+    e = sub.add_parser("explain", help="explain config keys: what each does, too high/low, typical value, interactions")
+    e.add_argument("key", nargs="?", help="a key such as train.learning_rate or lora_r (omit for an overview)")
+    e.add_argument("--lang", choices=["en", "zh"], default="en")
+    e.add_argument("--json", action="store_true", help="machine-readable {key: {...}}")
+    e.set_defaults(func=cmd_explain)
+
+    a = sub.add_parser("advise", help="estimate memory per method and recommend batch size, LR, LoRA rank, max_length for this machine")
+    _config_args(a)
+    a.add_argument("--apply", metavar="OUT.yaml", help="write the config with the advice filled in")
+    a.set_defaults(func=cmd_advise)
+
+    lt = sub.add_parser("lint", help="check a config for common mistakes (warnings; --strict makes them errors)")
+    _config_args(lt)
+    lt.add_argument("--strict", action="store_true", help="exit with status 2 when there is any finding")
+    lt.set_defaults(func=cmd_lint)

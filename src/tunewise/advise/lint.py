@@ -1,0 +1,340 @@
+"""Config lint: small named rules over (config, facts), each a function in a registry.
+
+Facts about the model and data (dataset sizes, truncation, whether the stop token gets a label, the
+model's own template) are gathered once into a plain `Facts`; the rules never load anything, so each
+is unit-tested without a model (STYLE rule 3). `lint_before_training` is the hook for `tunewise train`.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Callable
+
+from tunewise.config.load import LORA_LIKE
+from tunewise.config.schema import Config, TrainConfig
+from tunewise.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the rules may know besides the config; None means 'not known' and the rule is skipped."""
+    n_train: int | None = None
+    n_val: int | None = None
+    truncated_share: float | None = None        # share of training examples longer than data.max_length
+    model_has_chat_template: bool | None = None
+    template_name: str | None = None            # the template this run uses
+    family_template: str | None = None          # what template.name: auto would pick for this model
+    template_matches_own: bool | None = None    # renders like the tokenizer's own template (models that have one)
+    stop_checked: int = 0                       # examples encoded to look for a labelled stop token
+    stop_labelled: int = 0                      # ... of which carry a label on a stop/end-of-turn token
+    stop_strings: tuple[str, ...] = ()
+    nproc: int = 1
+    explicit: frozenset[str] | None = None      # keys the user wrote (None: unknown)
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    key: str
+    en: str
+    zh: str
+    fix_en: str
+    fix_zh: str
+    severity: str = "warning"
+
+    def to_dict(self, lang: str = "en") -> dict:
+        return {"code": self.code, "key": self.key, "message": self.en if lang == "en" else self.zh,
+                "fix": self.fix_en if lang == "en" else self.fix_zh, "severity": self.severity}
+
+    def render(self, lang: str = "en") -> str:
+        d = self.to_dict(lang)
+        return f"{d['severity']} [{self.code}] {self.key}: {d['message']}\n  fix: {d['fix']}"
+
+
+Rule = Callable[[Config, Facts], "Finding | None"]
+RULES: dict[str, Rule] = {}
+
+
+def rule(code: str):
+    def deco(fn: Rule) -> Rule:
+        RULES[code] = fn
+        return fn
+
+    return deco
+
+
+def effective_batch(cfg: Config, nproc: int = 1) -> int:
+    t = cfg.train
+    return t.per_device_batch_size * t.gradient_accumulation_steps * max(nproc, 1)
+
+
+def _lr(cfg: Config) -> float | None:
+    return cfg.train.learning_rate
+
+
+# ------------------------------------------------------------------------------------------- rules
+@rule("full-high-lr")
+def full_high_lr(cfg: Config, f: Facts):
+    lr = _lr(cfg)
+    if cfg.method.name in ("full", "freeze") and lr is not None and lr >= 1e-4:
+        return Finding("full-high-lr", "train.learning_rate",
+                       f"{cfg.method.name} fine-tuning with learning_rate {lr:g} (>= 1e-4) usually wrecks the model: loss spikes, the model forgets and repeats itself",
+                       f"{cfg.method.name} 微调使用学习率 {lr:g}（>= 1e-4）通常会毁掉模型：损失尖峰、遗忘、重复输出",
+                       "use 1e-5 to 2e-5 (`tunewise advise CONFIG` computes one for your batch)",
+                       "改用 1e-5 到 2e-5（`tunewise advise 配置` 会按你的批大小计算）")
+
+
+@rule("lora-low-lr")
+def lora_low_lr(cfg: Config, f: Facts):
+    lr = _lr(cfg)
+    if cfg.method.name in LORA_LIKE and lr is not None and lr <= 1e-6:
+        return Finding("lora-low-lr", "train.learning_rate",
+                       f"{cfg.method.name} with learning_rate {lr:g} (<= 1e-6) barely moves the adapter: the result behaves like the base model",
+                       f"{cfg.method.name} 使用学习率 {lr:g}（<= 1e-6）几乎不更新适配器：结果与原模型无异",
+                       "LoRA-like methods need ~10x the full fine-tuning LR: start at 2e-4",
+                       "LoRA 类方法需要约 10 倍于全参微调的学习率：从 2e-4 开始")
+
+
+@rule("many-epochs-small-data")
+def many_epochs_small_data(cfg: Config, f: Facts):
+    if f.n_train is None or f.n_train >= 1000:
+        return None
+    t = cfg.train
+    epochs = t.num_epochs if t.max_steps is None else t.max_steps * effective_batch(cfg, f.nproc) / max(f.n_train, 1)
+    has_val = (f.n_val or 0) > 0 if f.n_val is not None else (cfg.data.val_size > 0 or bool(cfg.data.val_datasets))
+    if epochs > 5 and not (t.early_stopping and has_val):
+        return Finding("many-epochs-small-data", "train.num_epochs",
+                       f"{epochs:.3g} epochs over {f.n_train} examples without early stopping: the model will memorise the answers (overfitting)",
+                       f"在 {f.n_train} 条样本上训练 {epochs:.3g} 轮且没有早停：模型会死记答案（过拟合）",
+                       "use 2-3 epochs, or keep a validation set with train.early_stopping: true",
+                       "改为 2-3 轮，或保留验证集并设置 train.early_stopping: true")
+
+
+@rule("no-validation")
+def no_validation(cfg: Config, f: Facts):
+    none = f.n_val == 0 if f.n_val is not None else (cfg.data.val_size == 0 and not cfg.data.val_datasets)
+    if none:
+        return Finding("no-validation", "data.val_size",
+                       "no validation set: no validation loss, no early stopping, and overfitting goes unseen",
+                       "没有验证集：没有验证损失，不能早停，也看不出过拟合",
+                       "set data.val_size: 0.1 (or give data.val_datasets)", "设置 data.val_size: 0.1（或提供 data.val_datasets）")
+
+
+@rule("warmup-both")
+def warmup_both(cfg: Config, f: Facts):
+    t = cfg.train
+    if f.explicit is not None:
+        both = {"train.warmup_ratio", "train.warmup_steps"} <= f.explicit and t.warmup_steps > 0 and t.warmup_ratio > 0
+    else:  # unknown which were written: a non-default ratio next to steps means both were meant
+        both = t.warmup_steps > 0 and t.warmup_ratio != TrainConfig.model_fields["warmup_ratio"].default
+    if both:
+        return Finding("warmup-both", "train.warmup_steps",
+                       f"both warmup_ratio ({t.warmup_ratio:g}) and warmup_steps ({t.warmup_steps}) are set: warmup_steps wins and the ratio is ignored",
+                       f"同时设置了 warmup_ratio（{t.warmup_ratio:g}）和 warmup_steps（{t.warmup_steps}）：warmup_steps 生效，比例被忽略",
+                       "keep one: remove warmup_steps (or set warmup_ratio: 0)", "只保留一个：删除 warmup_steps（或设置 warmup_ratio: 0）")
+
+
+@rule("truncation")
+def truncation(cfg: Config, f: Facts):
+    if f.truncated_share is not None and f.truncated_share > 0.05:
+        return Finding("truncation", "data.max_length",
+                       f"data.max_length {cfg.data.max_length} truncates {100 * f.truncated_share:.1f}% of the training examples (> 5%): their answers lose the end and the stop token",
+                       f"data.max_length {cfg.data.max_length} 截断了 {100 * f.truncated_share:.1f}% 的训练样本（> 5%）：回答丢掉结尾和停止符",
+                       "raise data.max_length to the 99th percentile of lengths (`tunewise advise CONFIG` prints it)",
+                       "把 data.max_length 提高到长度的第 99 百分位（`tunewise advise 配置` 会给出）")
+
+
+@rule("effective-batch")
+def effective_batch_rule(cfg: Config, f: Facts):
+    eb = effective_batch(cfg, f.nproc)
+    if eb < 4:
+        return Finding("effective-batch", "train.gradient_accumulation_steps",
+                       f"effective batch {eb} (< 4): every update follows a couple of examples, so the loss is noisy and training unstable",
+                       f"有效批大小为 {eb}（< 4）：每次更新只看一两条样本，损失噪声大、训练不稳定",
+                       "raise train.gradient_accumulation_steps so batch x accumulation x processes is 8-32",
+                       "增大 train.gradient_accumulation_steps，使 批大小 × 累积 × 进程数 为 8-32")
+    if f.n_train is not None and eb > f.n_train:
+        return Finding("effective-batch", "train.gradient_accumulation_steps",
+                       f"effective batch {eb} is larger than the training set ({f.n_train} examples): one optimizer step per epoch",
+                       f"有效批大小 {eb} 大于训练集（{f.n_train} 条）：每轮只有一步优化",
+                       "lower train.per_device_batch_size or train.gradient_accumulation_steps",
+                       "减小 train.per_device_batch_size 或 train.gradient_accumulation_steps")
+
+
+@rule("stop-token-unlabelled")
+def stop_token_unlabelled(cfg: Config, f: Facts):
+    if f.model_has_chat_template is False and f.stop_checked > 0 and f.stop_labelled == 0:
+        stops = ", ".join(f.stop_strings) or "(none)"
+        return Finding("stop-token-unlabelled", "template.name",
+                       f"base model with template '{f.template_name}': none of {f.stop_checked} encoded examples has a label on a stop token ({stops}), so the model never learns to stop",
+                       f"基座模型配模板“{f.template_name}”：{f.stop_checked} 条编码样本中没有一条在停止符（{stops}）上有标签，模型学不会停下",
+                       "use template.name: auto (the family's template, whose end-of-turn token is in the vocabulary) or plain",
+                       "使用 template.name: auto（家族模板，其轮次结束符在词表中）或 plain")
+
+
+@rule("lora-alpha-ratio")
+def lora_alpha_ratio(cfg: Config, f: Facts):
+    m = cfg.method
+    if m.name not in ("lora", "qlora") or m.use_rslora:
+        return None
+    ratio = m.lora_alpha / m.lora_r
+    if ratio < 0.5 or ratio > 4:
+        return Finding("lora-alpha-ratio", "method.lora_alpha",
+                       f"lora_alpha/lora_r = {m.lora_alpha:g}/{m.lora_r} = {ratio:.3g} is unusual (outside 0.5-4): it acts like a {'much lower' if ratio < 0.5 else 'much higher'} learning rate",
+                       f"lora_alpha/lora_r = {m.lora_alpha:g}/{m.lora_r} = {ratio:.3g} 不常见（不在 0.5-4 之间）：相当于学习率{'低很多' if ratio < 0.5 else '高很多'}",
+                       f"set method.lora_alpha: {2 * m.lora_r} (2 x r)", f"设置 method.lora_alpha: {2 * m.lora_r}（2 × r）")
+
+
+@rule("template-differs")
+def template_differs(cfg: Config, f: Facts):
+    if f.model_has_chat_template and f.template_matches_own is False:
+        return Finding("template-differs", "template.name",
+                       f"template '{f.template_name}' renders differently from the model's own chat template: the model must unlearn its format, and chat tools using the model's template will not match",
+                       f"模板“{f.template_name}”与模型自带的对话模板渲染结果不同：模型要先忘掉原格式，使用模型自带模板的对话工具也对不上",
+                       "use template.name: auto (the model's own template)", "使用 template.name: auto（模型自带模板）")
+    if f.model_has_chat_template is False and f.family_template and f.template_name and f.template_name != f.family_template:
+        return Finding("template-differs", "template.name",
+                       f"template '{f.template_name}' differs from the one for this model family ('{f.family_template}'): its special tokens may be untrained in this model",
+                       f"模板“{f.template_name}”与该模型家族的模板（“{f.family_template}”）不同：其特殊 token 在该模型中可能从未训练过",
+                       f"use template.name: auto ('{f.family_template}') unless you have a reason", f"除非有理由，使用 template.name: auto（“{f.family_template}”）")
+
+
+def lint(cfg: Config, facts: Facts | None = None) -> list[Finding]:
+    facts = facts or Facts()
+    out = []
+    for fn in RULES.values():
+        r = fn(cfg, facts)
+        if r is not None:
+            out.append(r)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- facts
+def stop_label_check(tokenizer, template, records: list[dict], *, max_length: int, train_on_prompt: bool = False,
+                     limit: int = 64) -> tuple[int, int]:
+    """(examples checked, examples whose labels include a stop token), with the real encoding."""
+    from tunewise.templates.encode import IGNORE, encode_messages
+
+    stops = set(template.stop_token_ids)
+    checked = labelled = 0
+    for rec in records[:limit]:
+        if "messages" not in rec:
+            continue
+        e = encode_messages(tokenizer, template, rec["messages"], max_length=max_length, train_on_prompt=train_on_prompt)
+        if e.truncated_tokens:
+            continue  # a cut-off answer loses its stop token for another reason (see the truncation rule)
+        checked += 1
+        labelled += any(x != IGNORE and x in stops for x in e.labels)
+    return checked, labelled
+
+
+def template_facts(cfg: Config, tokenizer, template, model_type: str | None) -> dict:
+    """Whether the model has its own template, what `auto` would pick, and whether ours renders like it."""
+    from tunewise.templates import ChatTemplate, choose_template
+
+    own = bool(getattr(tokenizer, "chat_template", None))
+    out = {"model_has_chat_template": own, "template_name": template.name}
+    if own:
+        if template.source == "tokenizer":
+            out["template_matches_own"] = True
+        else:
+            probe = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi."},
+                     {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
+            try:
+                mine = template.render(probe)
+                theirs = ChatTemplate.from_tokenizer(tokenizer).render(probe)
+                out["template_matches_own"] = mine == theirs
+            except Exception:  # an exotic own template that cannot render the probe: do not guess
+                out["template_matches_own"] = None
+    else:
+        out["family_template"] = choose_template("auto", tokenizer, model_type).name
+    return out
+
+
+def lint_before_training(cfg: Config, tokenizer, template, prepared, enc_stats: dict | None = None, *,
+                         model_type: str | None = None, world: int = 1, strict: bool = False, lang: str = "en",
+                         say: Callable[[str], None] | None = None) -> list[Finding]:
+    """Run the lint with what training already has in hand; print warnings; raise in strict mode.
+
+    `prepared` is data.prepare's result, `enc_stats` the stats from train.data.encode_for_training
+    (its "train" entry gives the truncation share without encoding twice).
+    """
+    say = say or (lambda s: print(s, file=sys.stderr, flush=True))
+    trunc = None
+    tr = (enc_stats or {}).get("train") or {}
+    if tr.get("examples"):
+        trunc = tr.get("truncated_examples", 0) / tr["examples"]
+    checked, labelled = (0, 0)
+    if cfg.train.stage == "sft":
+        checked, labelled = stop_label_check(tokenizer, template, prepared.train, max_length=cfg.data.max_length,
+                                             train_on_prompt=cfg.data.train_on_prompt)
+    facts = Facts(n_train=len(prepared.train), n_val=len(prepared.val), truncated_share=trunc,
+                  stop_checked=checked, stop_labelled=labelled, stop_strings=tuple(template.stop_strings), nproc=world,
+                  **template_facts(cfg, tokenizer, template, model_type))
+    found = lint(cfg, facts)
+    for x in found:
+        say("[tunewise] " + x.render(lang))
+    if strict and found:
+        raise ConfigError(f"{len(found)} lint finding(s) in strict mode: " + ", ".join(x.code for x in found),
+                          where="tunewise lint", fix="fix the findings above, or run without --strict")
+    return found
+
+
+def gather_facts(cfg: Config, *, nproc: int = 1, explicit: frozenset[str] | None = None):
+    """Load the tokenizer, template and data as training would, and encode them untruncated.
+
+    Returns (facts, extras): extras carries what `advise` reuses (tokenizer, template, prepared data,
+    resolved model, model type, untruncated lengths and supervised-token counts of the training examples).
+    """
+    from transformers import AutoConfig
+
+    from tunewise.data.prepare import prepare
+    from tunewise.templates.encode import IGNORE, encode_messages, encode_pretrain
+    from tunewise.train.workflow import tokenizer_and_template
+
+    resolved, tok, tpl = tokenizer_and_template(cfg)
+    model_type = AutoConfig.from_pretrained(resolved.path, trust_remote_code=cfg.model.trust_remote_code).model_type
+    prepared = prepare(cfg, None)
+    lengths, supervised = [], []
+    if cfg.train.stage == "sft":
+        for rec in prepared.train:
+            if "messages" not in rec:
+                continue
+            e = encode_messages(tok, tpl, rec["messages"], max_length=10 ** 9, train_on_prompt=cfg.data.train_on_prompt)
+            lengths.append(len(e.input_ids))
+            supervised.append(sum(1 for x in e.labels if x != IGNORE))
+    else:
+        blocks, _ = encode_pretrain(tok, prepared.train, block_size=cfg.data.max_length)
+        lengths = [len(b.input_ids) for b in blocks]
+        supervised = list(lengths)
+    trunc = (sum(1 for n in lengths if n > cfg.data.max_length) / len(lengths)) if lengths else None
+    checked, labelled = (0, 0)
+    if cfg.train.stage == "sft":
+        checked, labelled = stop_label_check(tok, tpl, prepared.train, max_length=cfg.data.max_length,
+                                             train_on_prompt=cfg.data.train_on_prompt)
+    facts = Facts(n_train=len(prepared.train), n_val=len(prepared.val), truncated_share=trunc, stop_checked=checked,
+                  stop_labelled=labelled, stop_strings=tuple(tpl.stop_strings), nproc=nproc, explicit=explicit,
+                  **template_facts(cfg, tok, tpl, model_type))
+    extras = {"resolved": resolved, "tokenizer": tok, "template": tpl, "prepared": prepared, "model_type": model_type,
+              "lengths": lengths, "supervised": supervised}
+    return facts, extras
+
+
+def explicit_keys(path, overrides: list[str] | None = None) -> frozenset[str]:
+    """Dotted keys the user wrote in the file or with --set (to tell 'set' from 'left at the default')."""
+    from tunewise.config.load import parse_overrides, read_yaml
+    from pathlib import Path
+
+    out: set[str] = set()
+
+    def walk(d: dict, prefix: str):
+        for k, v in d.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            out.add(key)
+            if isinstance(v, dict):
+                walk(v, key)
+
+    walk(read_yaml(Path(path)), "")
+    out.update(k for k, _ in parse_overrides(overrides))
+    return frozenset(out)

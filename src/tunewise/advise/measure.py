@@ -1,0 +1,105 @@
+"""Measure the real peak memory of a few training steps, in a fresh process, to check the estimate.
+
+`measure(config_path, steps)` runs `python -m tunewise.advise.measure CONFIG --steps N` and returns
+its JSON line: RSS after imports (the per-process overhead), after loading the model, and the peak
+(ru_maxrss) once the steps are done, before anything is saved. The child assembles training from
+the same public functions `tunewise train` uses (tokenizer_and_template, prepare, encode_for_training,
+load_model, the method's apply, training_arguments, TunewiseTrainer), without writing a run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _rss() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def _maxrss() -> int:
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+
+
+def child(config_path: str, steps: int) -> dict:
+    import tempfile
+
+    import peft  # noqa: F401  (imported before the baseline, as in a real training process)
+    import torch
+    import transformers  # noqa: F401
+
+    from tunewise import methods
+    from tunewise.config import load_config
+    from tunewise.data.prepare import prepare
+    from tunewise.models.load import load_model
+    from tunewise.train.collate import PadCollator
+    from tunewise.train.data import encode_for_training
+    from tunewise.train.trainer import TunewiseTrainer
+    from tunewise.train.workflow import steps_plan, tokenizer_and_template, training_arguments
+
+    cfg = load_config(config_path, [f"train.max_steps={steps}", "train.save_steps=100000", "train.logging_steps=100000"])
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    base = _rss()
+    resolved, tok, tpl = tokenizer_and_template(cfg)
+    prepared = prepare(cfg, None)
+    train_ds, _val, _ = encode_for_training(cfg, tok, tpl, prepared)
+    if cfg.method.name == "full" and "full" not in {m.name for m in methods.all_methods()}:
+        model = load_model(resolved.path, dtype=cfg.model.dtype, attn=cfg.model.attn_implementation)
+        method_note = "full: every parameter trains (no method module registered; model used as loaded)"
+    else:
+        info = methods.get(cfg.method.name)
+        extra = info.load_kwargs(cfg.method) if info.load_kwargs else {}
+        model = load_model(resolved.path, dtype=cfg.model.dtype, attn=cfg.model.attn_implementation, **extra)
+        model = info.apply(model, cfg.method, {"previous_adapter": None, "tokenizer": tok})
+        method_note = cfg.method.name
+    if cfg.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
+    after_load, peak_load = _rss(), _maxrss()
+    lengths = sorted(len(e.input_ids) for e in train_ds.examples)
+    with tempfile.TemporaryDirectory() as tmp:
+        plan = steps_plan(cfg, len(train_ds))
+        args = training_arguments(cfg, Path(tmp), plan, has_val=False)
+        args.report_to = []
+        trainer = TunewiseTrainer(model=model, args=args, train_dataset=train_ds, data_collator=PadCollator(tok.pad_token_id),
+                                  fast_loss=cfg.train.fast_loss, loss_chunk_size=cfg.train.loss_chunk_size)
+        trainer.train()
+        peak = _maxrss()
+    trainable, total = methods.count_parameters(model)
+    return {"method": method_note, "steps": steps, "base_rss": base, "after_load_rss": after_load, "peak_load": peak_load,
+            "peak": peak, "peak_delta": peak - base, "trainable_params": trainable, "total_params": total,
+            "n_train": len(train_ds), "longest": lengths[-1] if lengths else 0, "threads": torch.get_num_threads()}
+
+
+def measure(config_path: str | os.PathLike, steps: int = 3, timeout: int = 900, env: dict | None = None) -> dict:
+    """Run `steps` training steps of `config_path` in a fresh process and return its memory readings."""
+    src = str(Path(__file__).resolve().parents[2])
+    e = dict(os.environ, **(env or {}))
+    e["PYTHONPATH"] = src + os.pathsep + e.get("PYTHONPATH", "")
+    e.setdefault("HF_HUB_OFFLINE", "1")
+    e.setdefault("TOKENIZERS_PARALLELISM", "false")
+    e.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    p = subprocess.run([sys.executable, "-m", "tunewise.advise.measure", str(config_path), "--steps", str(steps)],
+                       capture_output=True, text=True, env=e, timeout=timeout)
+    if p.returncode != 0:
+        raise RuntimeError(f"measurement process failed:\n{p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("config")
+    ap.add_argument("--steps", type=int, default=3)
+    a = ap.parse_args()
+    print(json.dumps(child(a.config, a.steps)))

@@ -1,0 +1,264 @@
+"""Peak training memory, per tuning method, from model facts + training shape + hardware (all data).
+
+The terms, per process (per device):
+  weights      parameters at their dtype (4-bit NF4 for qlora's frozen linears)
+  trainable    the method's own parameters (LoRA A/B in fp32, as peft keeps them), plus copies of
+               modules_to_save
+  gradients    one value per trainable parameter, at the trainable dtype
+  optimizer    AdamW: two moments per trainable parameter, at the trainable dtype
+  activations  saved for backward: per layer ~ tokens x (A_HIDDEN x hidden + A_INTER x intermediate
+               + A_KV x kv_dim) x bytes, plus attention scores for eager attention and one extra layer
+               for the backward pass; with gradient checkpointing only each layer's input is kept
+  logits       tunewise's fast_loss makes logits only at supervised positions, in chunks of
+               train.loss_chunk_size, so this is ~3 x min(supervised, chunk) x vocab x 4 bytes
+               (logits, log-softmax, their gradient), not batch x seq x vocab
+  overhead     CPU: the Python/torch/transformers process itself (resident before the model loads) and
+               the tokenizer (~1.4 KB per vocabulary entry); GPU: CUDA context and kernels
+The constants marked "measured" were calibrated against bench/memory.py (see bench/MEMORY.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from tunewise.advise.hardware import GiB, Hardware
+from tunewise.advise.modelfacts import ModelFacts
+
+METHODS = ("lora", "qlora", "full", "freeze", "prefix", "prompt", "adapter")
+PEFT_LIKE = {"lora", "qlora", "prefix", "prompt", "adapter"}
+MiB = 1024 ** 2
+
+# Saved-activation coefficients per token and layer (in units of one activation value). From counting the
+# tensors autograd keeps in a pre-norm decoder block (norm in/out, q/k/v, rotary q/k, attention output,
+# residuals, MLP gate/up/activation/product), then checked against measured peaks (bench/memory.py).
+A_HIDDEN = 12
+A_INTER = 5
+A_KV = 4
+CPU_OVERHEAD = int(520 * MiB)   # measured: RSS of a process after importing torch, transformers, peft, tunewise
+TOKENIZER_BYTES_PER_ENTRY = 1360  # measured: Gemma 3's fast tokenizer (262k entries) holds ~340 MiB of RAM
+GPU_OVERHEAD = int(600 * MiB)   # CUDA context + cuBLAS workspace (typical; not measured on this machine)
+FIT_SHARE = 0.9                 # use at most this share of the budget: allocators fragment, other programs run
+NF4_BYTES = 0.5 + 0.0161        # 4 bits + double-quantised absmax per 64-value block
+INT8_BYTES = 1.0 + 0.0313       # 8 bits + per-row/outlier state
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What one training step looks like on one device."""
+    batch: int                          # train.per_device_batch_size
+    seq: int                            # longest row in a batch (min of data.max_length and the longest example)
+    supervised_share: float = 0.5       # share of tokens with a label
+    gradient_checkpointing: bool = False
+    precision: str = "fp32"             # fp32 | bf16 | fp16 (resolved, not 'auto')
+    weight_dtype: str = "float32"       # float32 | bfloat16 | float16 (resolved, not 'auto')
+    fast_loss: bool = True
+    loss_chunk_size: int = 1024
+    eager_attention: bool = False
+    nproc: int = 1
+    strategy: str = "ddp"               # ddp | fsdp | deepspeed
+
+
+@dataclass(frozen=True)
+class MethodParams:
+    """The method knobs that change memory (a plain copy of method.* so the estimate needs no Config)."""
+    lora_r: int = 16
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] | str = "all-linear"
+    modules_to_save: tuple[str, ...] = ()
+    use_dora: bool = False
+    quant_bits: int = 4
+    freeze_trainable_layers: int = 2
+    freeze_extra_modules: tuple[str, ...] = ()
+    num_virtual_tokens: int = 20
+    adapter_size: int = 64
+    prefix_projection: bool = False
+    prefix_projection_size: int = 256
+    adapter_placement: str = "pfeiffer"
+
+    @classmethod
+    def from_config(cls, m) -> "MethodParams":
+        tm = m.target_modules if isinstance(m.target_modules, str) else tuple(m.target_modules)
+        return cls(m.lora_r, m.lora_dropout, tm, tuple(m.modules_to_save), m.use_dora, m.quant_bits,
+                   m.freeze_trainable_layers, tuple(m.freeze_extra_modules), m.num_virtual_tokens, m.adapter_size,
+                   getattr(m, "prefix_projection", False), getattr(m, "prefix_projection_size", 256),
+                   getattr(m, "adapter_placement", "pfeiffer"))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    method: str
+    trainable_params: int
+    weights: int
+    trainable: int
+    gradients: int
+    optimizer: int
+    activations: int
+    logits: int
+    overhead: int
+    total: int                 # per process / device, bytes
+    budget: int                # what one process may use, bytes
+    fits: bool
+    device: str                # "cpu" or "cuda"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("weights", "trainable", "gradients", "optimizer", "activations", "logits", "overhead", "total", "budget"):
+            d[k + "_gib"] = round(d[k] / GiB, 3)
+        return d
+
+
+_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "fp32": 4, "bf16": 2, "fp16": 2}
+
+
+def _targets(facts: ModelFacts, target_modules) -> list:
+    inside = [x for x in facts.linears if x.layer is not None]
+    if target_modules == "all-linear":
+        return inside  # peft's all-linear skips the output head
+    names = {target_modules} if isinstance(target_modules, str) else set(target_modules)
+    return [x for x in facts.linears if x.name in names]
+
+
+def _layer_params(facts: ModelFacts) -> int:
+    return max(0, facts.params - facts.embedding_params) // max(facts.layers, 1)
+
+
+def _module_params(facts: ModelFacts, names) -> int:
+    n = 0
+    for name in names:
+        if name in ("embed_tokens", "lm_head", "wte", "embed_out"):
+            n += facts.vocab * facts.hidden
+        elif "norm" in name:
+            n += facts.hidden
+        else:
+            n += sum(x.in_features * x.out_features for x in facts.linears if x.name == name)
+    return n
+
+
+def trainable_params(facts: ModelFacts, method: str, mp: MethodParams) -> int:
+    """Parameters the optimiser updates for this method (what `tunewise train` prints as trainable)."""
+    if method in ("lora", "qlora"):
+        n = sum(mp.lora_r * (x.in_features + x.out_features) + (x.out_features if mp.use_dora else 0)
+                for x in _targets(facts, mp.target_modules))
+        return n + _module_params(facts, mp.modules_to_save)
+    if method == "full":
+        return facts.params
+    if method == "freeze":
+        k = min(mp.freeze_trainable_layers, facts.layers)
+        return k * _layer_params(facts) + _module_params(facts, mp.freeze_extra_modules)
+    if method == "prefix":
+        kv = facts.layers * 2 * facts.kv_heads * facts.head_dim
+        if mp.prefix_projection:  # peft: embedding -> Linear(hidden, size) -> tanh -> Linear(size, layers x 2 x kv)
+            p = mp.prefix_projection_size
+            return mp.num_virtual_tokens * facts.hidden + facts.hidden * p + p + p * kv + kv
+        return mp.num_virtual_tokens * kv
+    if method == "prompt":
+        return mp.num_virtual_tokens * facts.hidden
+    if method == "adapter":
+        per_block = 2 if mp.adapter_placement == "houlsby" else 1  # after attention too, or after the MLP only
+        return facts.layers * per_block * (2 * facts.hidden * mp.adapter_size + mp.adapter_size + facts.hidden)
+    raise ValueError(f"unknown method {method}")
+
+
+def _weights_bytes(facts: ModelFacts, method: str, mp: MethodParams, wb: int) -> int:
+    if method != "qlora":
+        return facts.params * wb
+    quant = sum(x.in_features * x.out_features for x in facts.linears if x.layer is not None)
+    per = NF4_BYTES if mp.quant_bits == 4 else INT8_BYTES
+    return int(quant * per + (facts.params - quant) * wb)
+
+
+def activation_bytes(facts: ModelFacts, method: str, mp: MethodParams, s: Shape) -> tuple[int, int]:
+    """(saved activations, logits) in bytes for one forward+backward on one device."""
+    tokens = s.batch * s.seq
+    ab = _BYTES[s.precision] if s.precision != "fp32" else _BYTES[s.weight_dtype]
+    kv_dim = facts.kv_heads * facts.head_dim
+    q_dim = facts.heads * facts.head_dim
+    per_tok = A_HIDDEN * facts.hidden + A_INTER * facts.intermediate + A_KV * kv_dim + 2 * q_dim
+    if method in ("lora", "qlora") and mp.lora_dropout > 0:
+        # peft's dropout makes a new copy of each targeted module's input, kept for lora_A's backward
+        per_tok += sum(x.in_features for x in _targets(facts, mp.target_modules) if x.layer == 0)
+    if method == "prefix":
+        per_tok += 0  # prefix keys/values are tiny next to the rows
+    seq_eff = s.seq + (mp.num_virtual_tokens if method in ("prefix", "prompt") else 0)
+    layer = tokens * per_tok * ab * seq_eff // max(s.seq, 1)
+    if s.eager_attention:
+        layer += 2 * s.batch * facts.heads * seq_eff * seq_eff * ab  # scores + probabilities
+    if s.gradient_checkpointing:
+        acts = facts.layers * tokens * facts.hidden * ab + 2 * layer
+    else:
+        acts = facts.layers * layer + layer  # + one layer of gradients in flight during backward
+    acts += 4 * tokens * facts.hidden * ab  # embeddings out, final norm in/out, gathered hidden states
+    # logits: prefix/prompt go through peft's own forward, which makes the full logits
+    fast = s.fast_loss and method not in ("prefix", "prompt")
+    if fast:
+        rows = min(max(1, int(tokens * s.supervised_share)), s.loss_chunk_size)
+    else:
+        rows = tokens
+    logits = rows * facts.vocab * (3 * 4 + (ab if ab != 4 else 0))
+    return int(acts), int(logits)
+
+
+def estimate(facts: ModelFacts, method: str, mp: MethodParams, shape: Shape, hw: Hardware) -> Estimate:
+    """Peak memory of one training process for `method` (pure arithmetic over the inputs)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method}")
+    wb = _BYTES[shape.weight_dtype]
+    n_train = trainable_params(facts, method, mp)
+    tb = 4 if method in PEFT_LIKE else wb  # peft keeps adapter weights in fp32 even on a bf16 base
+    weights = _weights_bytes(facts, method, mp, wb)
+    trainable = n_train * tb if method in PEFT_LIKE else 0  # full/freeze train the weights in place
+    if method in ("lora", "qlora") and mp.modules_to_save:
+        trainable += _module_params(facts, mp.modules_to_save) * (tb - 4 + wb)  # peft keeps the original too
+    grads = n_train * tb
+    optim = 2 * n_train * tb
+    shard = shape.nproc if shape.strategy == "fsdp" and shape.nproc > 1 else 1
+    weights, grads, optim = weights // shard, grads // shard, optim // shard
+    if shape.nproc > 1 and shape.strategy == "ddp":
+        grads *= 2  # DDP's gradient buckets hold a second copy while reducing
+    acts, logits = activation_bytes(facts, method, mp, shape)
+    device = "cuda" if hw.cuda else "cpu"
+    overhead = GPU_OVERHEAD if hw.cuda else CPU_OVERHEAD + TOKENIZER_BYTES_PER_ENTRY * facts.vocab
+    total = weights + trainable + grads + optim + acts + logits + overhead
+    if hw.cuda:
+        budget = min(g.memory_bytes for g in hw.gpus)
+    else:
+        budget = hw.available_ram_bytes // max(shape.nproc, 1)  # N processes share the RAM
+    return Estimate(method, n_train, weights, trainable, grads, optim, acts, logits, overhead, total, budget,
+                    total <= FIT_SHARE * budget, device)
+
+
+def resolved_dtypes(precision: str, dtype: str, hw: Hardware) -> tuple[str, str]:
+    """(precision, weight dtype) after 'auto' is resolved the way training resolves it, for this hardware."""
+    if precision == "auto":
+        precision = "bf16" if hw.cuda and hw.bf16 else "fp32"
+    if dtype == "auto":
+        dtype = "bfloat16" if hw.cuda and hw.bf16 else "float32"
+    return precision, dtype
+
+
+def fit_batch(facts: ModelFacts, method: str, mp: MethodParams, shape: Shape, hw: Hardware, target: int) -> tuple[int, bool, Estimate] | None:
+    """Largest power-of-two per-device batch <= target that fits, first without gradient checkpointing.
+
+    Returns (batch, gradient_checkpointing, estimate) or None when even batch 1 with checkpointing does not fit.
+    """
+    for gc in (False, True):
+        b = 1 << max(0, int(math.log2(max(1, target))))
+        while b >= 1:
+            e = estimate(facts, method, mp, _replace(shape, batch=b, gradient_checkpointing=gc), hw)
+            if e.fits:
+                return b, gc, e
+            b //= 2
+    return None
+
+
+def _replace(s: Shape, **kw) -> Shape:
+    from dataclasses import replace
+
+    return replace(s, **kw)
+
+
+def fmt_bytes(n: int) -> str:
+    if n >= GiB:
+        return f"{n / GiB:.2f} GiB"
+    return f"{n / MiB:.0f} MiB"
