@@ -251,7 +251,7 @@ def prepare(cfg: Config, run_dir: Path | None = None, *, clean: bool = True) -> 
     wanted_total = sum(pre_mix[s] * weights[s] for s in per) or 1.0
     for src, info in per.items():
         info.update(kept=kept_by_src[src], dropped=info["bad_rows"] + (info["records"] - kept_by_src[src]),
-                    val=in_val[src], train=in_train[src],
+                    val=in_val[src], train_before_weight=pre_mix[src], train=in_train[src],
                     requested_share=round(pre_mix[src] * weights[src] / wanted_total * n_new / max(1, len(train)), 4),
                     share=round(in_train[src] / len(train), 4))
     stats = {

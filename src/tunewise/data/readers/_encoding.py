@@ -64,7 +64,13 @@ def detect_encoding(path: Path, explicit: str | None = None) -> str:
     # Only the lines with non-ASCII bytes carry the evidence; a few GBK lines among thousands of ASCII
     # ones would otherwise read as Latin-1 text.
     telling = b"\n".join(line for line in bad.split(b"\n") if line and max(line) > 127)
-    best = from_bytes(telling or bad).best()
+    results = list(from_bytes(telling or bad))
+    best = results[0] if results else None
+    if best is not None:
+        # Short CJK samples often tie between GB18030, CP949 and Shift-JIS (all decode cleanly, no chaos).
+        # Ties go to GB18030: Chinese spreadsheets are the commonest such files here; `encoding:` overrides.
+        ties = [m for m in results if m.chaos <= best.chaos + 0.01 and m.coherence >= best.coherence - 0.01]
+        best = next((m for m in ties if m.encoding in ("gb18030", "gbk", "gb2312")), best)
     if best is None:
         raise DataError("cannot tell this file's text encoding", where=str(path),
                         fix="set it on the dataset, e.g. options: {encoding: gb18030} (Chinese) or {encoding: latin-1}")

@@ -111,7 +111,9 @@ def _events(f, lexer) -> Iterator[tuple]:
             continue
         yield from stmts
         buf, size, flush_at = [], 0, _SLICE
-        copying = is_copy and bool(stmts) and stmts[-1][2].value.strip().upper().startswith("COPY")
+        if is_copy and stmts:
+            first = _significant(stmts[-1][2], 0)
+            copying = bool(first) and first[0][1].upper() == "COPY"
     if buf:
         yield from statements("".join(buf), start)
 
@@ -309,7 +311,7 @@ def _rows(path: Path, f, lexer, want: str | None, backslash: bool) -> Iterator[R
     columns: dict[tuple[str, ...], list[str]] = {}
     seen: dict[str, int] = {}
     chosen: tuple[str, ...] | None = None
-    copy_to: tuple[tuple[str, ...], list[str]] | None = None
+    copy_to: tuple[tuple[str, ...], list[str], bool] | None = None  # (table, columns, rows wanted?)
 
     def pick(name: tuple[str, ...]) -> bool:
         nonlocal chosen
@@ -317,13 +319,18 @@ def _rows(path: Path, f, lexer, want: str | None, backslash: bool) -> Iterator[R
             return _matches(name, want)
         if chosen is None:
             chosen = name
-        return name[-1].lower() == chosen[-1].lower()
+        if name[-1].lower() != chosen[-1].lower():  # the up-front scan missed it (unusual layout): still never guess
+            raise DataError(f"this dump holds data for several tables ({'.'.join(chosen)}, {'.'.join(name)})",
+                            where=str(path), fix=f"pick one on the dataset: options: {{table: {chosen[-1]}}}")
+        return True
 
     for kind, line, item in _events(f, lexer):
         if kind == "copyrow":
             if copy_to is not None:
-                name, cols = copy_to
+                name, cols, keep = copy_to
                 seen[".".join(name)] = seen.get(".".join(name), 0) + 1
+                if not keep:
+                    continue
                 fields = item.split("\t")
                 where = f"{path}:{line}"
                 if len(fields) != len(cols):
@@ -346,12 +353,12 @@ def _rows(path: Path, f, lexer, want: str | None, backslash: bool) -> Iterator[R
         if head == "COPY":
             name, i = _name(toks, 1)
             cols = [_unquote(g[0][1]) for g in _groups(toks, i)[0] if g] if i < len(toks) and toks[i][1] == "(" else columns.get(name)
-            is_stdin = any(v.upper() == "STDIN" for _, v, _ in toks)
-            if is_stdin and pick(name):
-                if not cols:
+            if any(v.upper() == "STDIN" for _, v, _ in toks):
+                keep = pick(name)
+                if keep and not cols:
                     raise DataError(f"COPY into {'.'.join(name)} names no columns and the dump has no CREATE TABLE for it",
-                                    where=f"{path}:{line}", fix="dump with column names (pg_dump does this by default)")
-                copy_to = (name, cols)
+                                    where=f"{path}:{toks[0][2]}", fix="dump with column names (pg_dump does this by default)")
+                copy_to = (name, cols or [], keep)
             continue
         if head not in ("INSERT", "REPLACE"):
             continue
@@ -364,8 +371,7 @@ def _rows(path: Path, f, lexer, want: str | None, backslash: bool) -> Iterator[R
             continue
         name, i = _name(toks, i + 1)
         seen.setdefault(".".join(name), 0)
-        if not pick(name):
-            continue
+        keep = pick(name)
         cols = columns.get(name) or next((c for n, c in columns.items() if n[-1].lower() == name[-1].lower()), None)
         if i < len(toks) and toks[i][1] == "(":
             groups, i, _ = _groups(toks, i)
@@ -380,6 +386,10 @@ def _rows(path: Path, f, lexer, want: str | None, backslash: bool) -> Iterator[R
             groups, i, closed = _groups(toks, i)
             where = f"{path}:{row_line}" + (f" (row {k})" if k > 1 or (i < len(toks) and toks[i][1] == ",") else "")
             seen[".".join(name)] += 1
+            if not keep:  # another table's row: counted for the report, not converted
+                if i < len(toks) and toks[i][1] == ",":
+                    i += 1
+                continue
             if not closed:
                 yield BadRow(where, "a row of values is never closed with ')'", str(item)[:200])
                 break
