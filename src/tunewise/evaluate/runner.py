@@ -132,6 +132,10 @@ def run_eval(run: str | Path, *, data: list[str] | None = None, max_samples: int
 
         raise RunError("nothing to evaluate: the run has no validation set", where=str(run),
                        fix="pass eval data with --data FILE (jsonl/json/csv...), or train with data.val_size > 0")
+    from tunewise.curves.report import result_note
+
+    if checkpoint is None and (note := result_note(run)):
+        _say(f"[tunewise] training overfit: {note}")
     gtext = [r for _, r in read_jsonl(general_text_path())] if forgetting else []
     gqa = [r for _, r in read_jsonl(general_qa_path())] if forgetting else []
     results = {}

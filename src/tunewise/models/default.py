@@ -47,10 +47,17 @@ def dequantize_gguf(gguf: Path, out_dir: Path, note: str = "") -> Path:
 
 
 def ensure_default_model() -> Path:
+    from filelock import FileLock
+
     out = home() / "models" / DEFAULT_ALIAS
     if (out / "model.safetensors").exists():
         return out
-    return dequantize_gguf(
-        default_gguf_path(), out,
-        note=f"Preparing the offline default model (Gemma 3 270M): dequantizing once into {out} (about 2 minutes)...",
-    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Several processes (a test worker, a benchmark, a second terminal) may ask at once: one dequantizes.
+    with FileLock(str(out) + ".lock"):
+        if (out / "model.safetensors").exists():
+            return out
+        return dequantize_gguf(
+            default_gguf_path(), out,
+            note=f"Preparing the offline default model (Gemma 3 270M): dequantizing once into {out} (about 2 minutes)...",
+        )

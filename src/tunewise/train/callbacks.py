@@ -25,6 +25,7 @@ class MetricsJsonl(TrainerCallback):
     def __init__(self, path: Path, trainer_ref=None):
         self.path = Path(path)
         self.trainer_ref = trainer_ref
+        self.train_ended = False
 
     def _write(self, row: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
@@ -32,6 +33,12 @@ class MetricsJsonl(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
+            return
+        if self.train_ended:
+            # The evaluation after training scores the saved result (the best checkpoint when there is a
+            # validation set), not a point on the curve: logged apart so the diagnosis is not misled.
+            if "eval_loss" in logs:
+                self._write({"step": state.global_step, "event": "final_eval", "final_val_loss": _clean(float(logs["eval_loss"]))})
             return
         row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
         for k, ours in _KEYS.items():
@@ -41,6 +48,7 @@ class MetricsJsonl(TrainerCallback):
             self._write(row)
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.train_ended = True
         tr = self.trainer_ref() if self.trainer_ref else None
         if tr is not None and tr.nan_step is not None and state.is_world_process_zero:
             self._write({"step": tr.nan_step, "event": "nan_stop", "loss": math.nan})

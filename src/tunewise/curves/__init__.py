@@ -1,0 +1,1 @@
+"""Curves stage: read metrics.jsonl, give a verdict with evidence and advice, plot and report."""

@@ -1,0 +1,189 @@
+"""Learning-curve diagnosis: pure functions from metrics rows to a verdict, its evidence and advice.
+
+Every rule is a small named function with scale-free thresholds (ratios of the loss itself), applied to
+EMA-smoothed curves so real, noisy runs are judged on their trend.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+VERDICTS = ["diverged", "too_short", "unstable", "overfit", "underfit", "well_fit"]
+_ADVICE = json.loads((Path(__file__).parent / "advice.json").read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    explode_ratio: float = 3.0        # smoothed train loss above 3x its start -> diverged
+    min_train_points: int = 5
+    min_val_points: int = 3
+    spike_ratio: float = 1.5          # a point 50% above the smoothed trend is a spike
+    spike_share: float = 0.15         # that many spikes (share of points) -> unstable
+    overfit_rise: float = 0.05        # final val 5% above its minimum ...
+    underfit_last_quarter: float = 0.05  # loss still fell >5% over the last quarter -> underfit
+    underfit_total_drop: float = 0.05    # or fell <5% overall -> underfit
+    smoothing: float = 0.6
+
+
+@dataclass
+class Diagnosis:
+    verdict: str
+    evidence: dict = field(default_factory=dict)
+    advice: dict = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)
+    best_step: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def ema(xs: list[float], alpha: float) -> list[float]:
+    out, cur = [], None
+    for x in xs:
+        cur = x if cur is None else alpha * cur + (1 - alpha) * x
+        out.append(cur)
+    return out
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def series(rows: list[dict], key: str) -> list[tuple[int, float]]:
+    return [(r.get("step", i), r[key]) for i, r in enumerate(rows) if key in r]
+
+
+def rule_nan(train, val, rows, th) -> dict | None:
+    bad = [s for s, v in train + val if not _finite(v)]
+    event = next((r.get("step") for r in rows if r.get("event") == "nan_stop"), None)
+    if bad or event is not None:
+        return {"nan_step": event if event is not None else bad[0]}
+    return None
+
+
+def rule_explode(train, th) -> dict | None:
+    ys = [v for _, v in train]
+    if len(ys) < 3:
+        return None
+    sm = ema(ys, th.smoothing)
+    if sm[-1] > th.explode_ratio * ys[0]:
+        return {"loss_start": ys[0], "loss_end_smoothed": sm[-1], "ratio": sm[-1] / ys[0]}
+    return None
+
+
+def rule_spikes(train, th) -> dict:
+    ys = [v for _, v in train]
+    sm = ema(ys, th.smoothing)
+    spikes = sum(1 for i in range(1, len(ys)) if ys[i] > th.spike_ratio * sm[i - 1])
+    # oscillation: how often the direction of change flips, relative to the loss level
+    diffs = [b - a for a, b in zip(ys, ys[1:])]
+    big = [d for d in diffs if abs(d) > 0.1 * (sum(ys) / len(ys))]
+    flips = sum(1 for a, b in zip(big, big[1:]) if (a > 0) != (b > 0))
+    return {"spike_count": spikes, "spike_share": spikes / max(len(ys) - 1, 1), "big_flips": flips}
+
+
+def _median(xs: list[float]) -> float:
+    ys = sorted(xs)
+    n = len(ys)
+    return ys[n // 2] if n % 2 else (ys[n // 2 - 1] + ys[n // 2]) / 2
+
+
+def rule_overfit(train, val, th) -> dict | None:
+    """Validation rose clearly from its minimum while training loss did not rise: the gap widened.
+
+    Train levels are medians (near the validation minimum, and over the last quarter after it), so a
+    single noisy step neither hides nor fakes overfitting.
+    """
+    if len(val) < th.min_val_points:
+        return None
+    vs = [v for _, v in val]
+    i_min = min(range(len(vs)), key=vs.__getitem__)
+    if i_min == len(vs) - 1:
+        return None
+    final = ema(vs, 0.3)[-1]
+    rise = (final - vs[i_min]) / max(abs(vs[i_min]), 1e-8)
+    step_min = val[i_min][0]
+    step_before = val[i_min - 1][0] if i_min > 0 else 0
+    near = [v for s, v in train if step_before < s <= step_min] or [v for s, v in train if s <= step_min][-3:]
+    after = [v for s, v in train if s > step_min]
+    if not near or not after:
+        return None
+    train_at_min = _median(near)
+    train_end = _median(after[-max(3, len(after) // 4):])
+    train_not_rising = train_end <= train_at_min * (1 + th.overfit_rise) + 1e-8
+    gap_widened = (final - train_end) - (vs[i_min] - train_at_min) > th.overfit_rise * abs(vs[i_min])
+    if rise > th.overfit_rise and train_not_rising and gap_widened:
+        return {"val_min_step": step_min, "val_min": vs[i_min], "final_val": vs[-1], "val_rise_from_min": rise,
+                "train_at_val_min": train_at_min, "train_end": train_end}
+    return None
+
+
+def rule_underfit(curve, th) -> dict | None:
+    """Still clearly falling at the end (last quarter vs third quarter), or hardly fell at all."""
+    ys = [v for _, v in curve]
+    if len(ys) < 4:
+        return None
+    n = len(ys)
+    q3 = ys[n // 2: max(n // 2 + 1, (3 * n) // 4)]
+    q4 = ys[(3 * n) // 4:]
+    m3, m4 = sum(q3) / len(q3), sum(q4) / len(q4)
+    last_drop = (m3 - m4) / max(abs(m3), 1e-8)
+    total_drop = (ys[0] - m4) / max(abs(ys[0]), 1e-8)
+    if last_drop > th.underfit_last_quarter or total_drop < th.underfit_total_drop:
+        return {"last_quarter_drop": last_drop, "total_drop": total_drop}
+    return None
+
+
+def diagnose(rows: list[dict], *, thresholds: Thresholds | None = None) -> Diagnosis:
+    th = thresholds or Thresholds()
+    train, val = series(rows, "loss"), series(rows, "val_loss")
+    ev: dict = {"num_train_points": len(train), "num_val_points": len(val)}
+    finite_val = [(s, v) for s, v in val if _finite(v)]
+    best_step = min(finite_val, key=lambda x: x[1])[0] if finite_val else None
+    if finite_val:
+        ev.update(val_min_step=best_step, val_min=min(v for _, v in finite_val), final_val=finite_val[-1][1])
+    ft = [(s, v) for s, v in train if _finite(v)]
+    if ft:
+        ev.update(first_train=ft[0][1], final_train=ft[-1][1])
+        if finite_val:
+            ev["train_val_gap"] = finite_val[-1][1] - ft[-1][1]
+    if not val:
+        ev["note"] = "no validation loss: overfitting cannot be assessed without a validation set"
+
+    verdict = None
+    nan = rule_nan(train, val, rows, th)
+    if nan:
+        verdict, ev = "diverged", {**ev, **nan}
+    elif (boom := rule_explode(ft, th)):
+        verdict, ev = "diverged", {**ev, **boom}
+    elif len(ft) < th.min_train_points and len(finite_val) < th.min_val_points:
+        verdict = "too_short"
+    else:
+        sp = rule_spikes(ft, th)
+        ev.update(sp)
+        if sp["spike_share"] >= th.spike_share and sp["spike_count"] >= 3 or sp["big_flips"] >= max(4, len(ft) // 3):
+            verdict = "unstable"
+        elif (of := rule_overfit(ft, finite_val, th)):
+            verdict, ev = "overfit", {**ev, **of}
+        elif (uf := rule_underfit(finite_val if len(finite_val) >= 4 else ft, th)):
+            verdict, ev = "underfit", {**ev, **uf}
+        else:
+            verdict = "well_fit"
+    a = _ADVICE[verdict]
+    return Diagnosis(verdict, ev, {"en": a["en"], "zh": a["zh"]}, a["summary"], best_step)
+
+
+def format_diagnosis(d: Diagnosis | dict, lang: str = "en") -> str:
+    d = d if isinstance(d, dict) else d.to_dict()
+    lines = [f"verdict: {d['verdict']} — {d['summary'][lang]}"]
+    ev = d["evidence"]
+    keys = ["val_min_step", "val_min", "final_val", "final_train", "train_val_gap", "val_rise_from_min",
+            "last_quarter_drop", "total_drop", "spike_count", "nan_step", "note"]
+    shown = [f"{k}={ev[k]:.4g}" if isinstance(ev.get(k), float) else f"{k}={ev[k]}" for k in keys if k in ev]
+    if shown:
+        lines.append(("证据: " if lang == "zh" else "evidence: ") + ", ".join(shown))
+    lines += [f"  - {x}" for x in d["advice"][lang]]
+    return "\n".join(lines)

@@ -1,0 +1,121 @@
+"""Synthetic curves for every verdict, plus report files."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tunewise.curves.diagnose import Thresholds, diagnose, rule_overfit, rule_spikes, rule_underfit
+
+
+def rows(train, val=None, every=5):
+    out = [{"step": i + 1, "loss": float(x)} for i, x in enumerate(train)]
+    for j, v in enumerate([] if val is None else list(val)):
+        out.append({"step": (j + 1) * every, "val_loss": float(v)})
+    return sorted(out, key=lambda r: r["step"])
+
+
+rng = np.random.default_rng(0)
+N = 60
+steps = np.arange(N)
+noise = rng.normal(0, 0.02, N)
+
+
+def test_well_fit():
+    train = 0.5 + 2.0 * np.exp(-steps / 8) + noise
+    val = 0.6 + 2.0 * np.exp(-np.arange(1, 13) * 5 / 8)
+    assert diagnose(rows(train, val)).verdict == "well_fit"
+
+
+def test_overfit():
+    train = 0.1 + 2.0 * np.exp(-steps / 10) + noise
+    val = [2.0, 1.4, 1.0, 0.8, 0.75, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4]
+    d = diagnose(rows(train, val))
+    assert d.verdict == "overfit" and d.best_step == 25 and d.evidence["val_rise_from_min"] > 0.05
+    assert any("best checkpoint" in a for a in d.advice["en"]) and d.advice["zh"]
+
+
+def test_underfit_still_falling():
+    train = 3.0 - 0.03 * steps + noise
+    val = 3.0 - 0.15 * np.arange(12)
+    assert diagnose(rows(train, val)).verdict == "underfit"
+
+
+def test_underfit_barely_moves():
+    train = 3.0 + noise
+    assert diagnose(rows(train)).verdict == "underfit"
+
+
+def test_unstable():
+    train = 1.0 + 0.5 * (np.arange(N) % 2) + rng.normal(0, 0.05, N)
+    train[::7] *= 3
+    assert diagnose(rows(train)).verdict == "unstable"
+
+
+def test_diverged_nan_and_explosion():
+    d = diagnose(rows([2.0, 1.9, 1.8]) + [{"step": 4, "event": "nan_stop", "loss": math.nan}])
+    assert d.verdict == "diverged" and d.evidence["nan_step"] == 4
+    assert diagnose(rows([2.0, 2.5, 4, 9, 20, 50, 100])).verdict == "diverged"
+
+
+def test_too_short_and_no_val_note():
+    assert diagnose(rows([2.0, 1.8])).verdict == "too_short"
+    d = diagnose(rows(0.5 + 2.0 * np.exp(-steps / 8) + noise))
+    assert "validation" in d.evidence["note"]
+
+
+def test_rules_are_unit_testable():
+    th = Thresholds()
+    assert rule_spikes([(i, 1.0) for i in range(10)], th)["spike_count"] == 0
+    assert rule_overfit([(1, 2.0), (4, 1.5), (6, 1.0)], [(2, 1.0), (4, 0.5), (6, 0.9)], th)["val_min_step"] == 4
+    assert rule_underfit([(i, 1.0) for i in range(10)], th)["total_drop"] == pytest.approx(0)
+
+
+def test_report_files_and_overlay(tmp_path):
+    from tunewise.curves.report import analyze_run, compare_runs
+
+    for name, val in (("a", [2.0, 1.5, 1.2, 1.1, 1.2, 1.4, 1.6]), ("b", [2.0, 1.6, 1.3, 1.1, 1.0, 0.98, 0.97])):
+        run = tmp_path / name
+        run.mkdir()
+        r = rows(0.2 + 2 * np.exp(-np.arange(35) / 8), val)
+        (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in r))
+        (run / "checkpoints" / "checkpoint-20").mkdir(parents=True)
+    d = analyze_run(tmp_path / "a")
+    assert d.verdict == "overfit"
+    diag = json.loads((tmp_path / "a" / "diagnosis.json").read_text())
+    assert diag["best_checkpoint"].endswith("checkpoint-20") and diag["note"]["en"]
+    assert (tmp_path / "a" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    page = (tmp_path / "a" / "report.html").read_text()
+    assert "data:image/png;base64," in page and "overfit" in page and "建议" in page
+    out = tmp_path / "cmp.png"
+    assert [x.verdict for x in compare_runs([tmp_path / "a", tmp_path / "b"], out)][0] == "overfit"
+    assert out.exists()
+
+
+def test_result_note_only_when_overfit(tmp_path):
+    from tunewise.curves.report import analyze_run, result_note
+
+    for name, val in (("over", [2.0, 1.5, 1.2, 1.1, 1.2, 1.4, 1.6]), ("fine", [2.0, 1.6, 1.3, 1.1, 1.0, 0.98, 0.97])):
+        run = tmp_path / name
+        run.mkdir()
+        r = rows(0.2 + 2 * np.exp(-np.arange(35) / 8), val)
+        (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in r))
+        analyze_run(run)
+    assert "best checkpoint" in result_note(tmp_path / "over") and "最佳" in result_note(tmp_path / "over", "zh")
+    assert result_note(tmp_path / "fine") is None and result_note(tmp_path / "missing") is None
+
+
+def test_final_evaluation_is_not_a_curve_point(tmp_path):
+    """The evaluation of the saved (best) model after training must not look like the last val point."""
+    from types import SimpleNamespace
+
+    from tunewise.train.callbacks import MetricsJsonl
+
+    cb = MetricsJsonl(tmp_path / "m.jsonl")
+    state = SimpleNamespace(is_world_process_zero=True, global_step=10, epoch=1.0, max_steps=10)
+    cb.on_log(None, state, None, logs={"eval_loss": 0.9})
+    cb.on_train_end(None, state, None)
+    cb.on_log(None, state, None, logs={"eval_loss": 0.5})
+    got = [json.loads(x) for x in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert got == [{"step": 10, "epoch": 1.0, "val_loss": 0.9}, {"step": 10, "event": "final_eval", "final_val_loss": 0.5}]
