@@ -5,9 +5,13 @@ BIN    := $(VENV)/bin
 # torch is pinned in requirements.txt to the CPU build (an unpinned torch pulls a multi-GB CUDA build).
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test test-fast demo bench clean
+.PHONY: install browser test test-fast demo bench clean
 
-install: $(INSTALLED)
+install: $(INSTALLED) browser
+
+# The browser test drives Debian's chromium (playwright cannot download a browser here).
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 $(INSTALLED): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
