@@ -2,16 +2,28 @@
 
 A method decides which parameters train; the trainer never needs to know which method ran.
 `tunewise methods` lists them with a one-line explanation in English and Chinese.
+
+Besides `apply`, a method may register:
+- `check(cfg: Config)`: model-free validation of the whole config (raises ConfigError);
+- `load_kwargs(method_cfg, dtype)`: extra `from_pretrained` kwargs (quantisation);
+- `save(model, out_dir)` / `load(base_model, result_dir)`: its own result format (default: save_pretrained / peft);
+- `continues`: kinds of previous result (see `result_kind`) it keeps training instead of starting fresh;
+- `after_load(model)`: fix-ups right after the base is loaded, for training and for exact reloads.
+
+The functions at the bottom are the one place that knows every result format; infer, evaluate and
+export should call `load_trained` rather than guess between peft adapters and full weights.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
-from tunewise.errors import ConfigError
+from tunewise.errors import ConfigError, RunError
 
 
 @dataclass
@@ -23,14 +35,19 @@ class MethodInfo:
     peft: bool = True          # result saved as an adapter (adapter/) rather than full weights (model/)
     mergeable: bool = True     # can be merged into the base for export
     load_kwargs: Callable[..., dict] | None = None  # extra from_pretrained kwargs (e.g. quantization)
+    check: Callable[..., None] | None = None        # model-free config validation
+    save: Callable[..., None] | None = None         # save the result (default: model.save_pretrained)
+    continues: tuple[str, ...] = ()                 # previous result kinds this method keeps training
+    after_load: Callable[..., Any] | None = None    # fix-ups right after loading the base (training and as_trained)
 
 
 _METHODS: dict[str, MethodInfo] = {}
 
 
-def register(name: str, *, en: str, zh: str, peft: bool = True, mergeable: bool = True, load_kwargs=None):
+def register(name: str, *, en: str, zh: str, peft: bool = True, mergeable: bool = True, load_kwargs=None,
+             check=None, save=None, continues: tuple[str, ...] = (), after_load=None):
     def deco(fn):
-        _METHODS[name] = MethodInfo(name, fn, en, zh, peft, mergeable, load_kwargs)
+        _METHODS[name] = MethodInfo(name, fn, en, zh, peft, mergeable, load_kwargs, check, save, continues, after_load)
         return fn
 
     return deco
@@ -71,3 +88,152 @@ def count_parameters(model) -> tuple[int, int]:
         if p.requires_grad:
             trainable += n
     return trainable, total
+
+
+def _say(msg: str) -> None:
+    print(f"[tunewise] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the trainable model
+
+def check_config(cfg) -> MethodInfo:
+    """Validate the method against the whole config before anything heavy happens."""
+    info = get(cfg.method.name)
+    if info.check is not None:
+        info.check(cfg)
+    return info
+
+
+def base_load_kwargs(info: MethodInfo, cfg) -> dict:
+    if info.load_kwargs is None:
+        return {}
+    from tunewise.models.load import torch_dtype
+
+    return info.load_kwargs(cfg.method, torch_dtype(cfg.model.dtype))
+
+
+def result_dir(run: Path) -> Path | None:
+    """The trained result of a run directory: model/ (full weights) or adapter/, or None."""
+    for name in ("model", "adapter"):
+        if (Path(run) / name).exists():
+            return Path(run) / name
+    return None
+
+
+def result_kind(path: Path | None) -> str | None:
+    """What a result folder holds: a peft type ('LORA', 'PREFIX_TUNING', ...), 'bottleneck', 'model' or None."""
+    if path is None or not Path(path).exists():
+        return None
+    path = Path(path)
+    if (path / "adapter_config.json").exists():
+        from tunewise.fileio import read_json
+
+        return str(read_json(path / "adapter_config.json").get("peft_type", "LORA"))
+    from tunewise.methods.adapter import CONFIG_NAME, is_adapter_checkpoint
+
+    if (path / CONFIG_NAME).exists() or is_adapter_checkpoint(path):
+        return "bottleneck"
+    if (path / "config.json").exists():
+        return "model"
+    return None
+
+
+def apply_method(cfg, model, *, previous_run: Path | None = None, tokenizer=None):
+    """Apply cfg.method to a loaded base model, continuing a previous run's adapter where that makes sense.
+
+    - the same kind of adapter (LoRA for lora/qlora, prefix, prompt, bottleneck): keep training it;
+    - a LoRA adapter under a full-weights method (full, freeze): fold it into the weights first;
+    - anything else would save a result that silently lacks the previous training: refuse, with a fix.
+    """
+    info = get(cfg.method.name)
+    if info.after_load is not None:
+        model = info.after_load(model)
+    prev = Path(previous_run) / "adapter" if previous_run and (Path(previous_run) / "adapter").exists() else None
+    kind = result_kind(prev)
+    ctx: dict = {"previous_adapter": None, "tokenizer": tokenizer}
+    if kind is not None and kind in info.continues:
+        ctx["previous_adapter"] = prev
+        _say(f"continuing the previous run's {kind.lower()} adapter ({prev}); its own settings (rank, tokens, size) apply")
+    elif kind == "LORA" and not info.peft:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, prev).merge_and_unload()
+        _say(f"folded the previous run's LoRA adapter into the weights before {info.name} training")
+    elif kind is not None:
+        raise ConfigError(
+            f"method '{info.name}' cannot continue a run whose result is a {kind.lower()} adapter ({prev}): "
+            "the new result would not contain the previous training",
+            where="model.name_or_path",
+            fix=f"continue with method.name: {_continuing_method(kind)}, or export the previous run "
+            f"(`tunewise export {previous_run}`) and set model.name_or_path to {previous_run}/export/merged",
+        )
+    return info.apply(model, cfg.method, ctx)
+
+
+def _continuing_method(kind: str) -> str:
+    names = [m.name for m in all_methods() if kind in m.continues]
+    return " or ".join(names) or "the previous run's method"
+
+
+def save_result(info: MethodInfo, model, out_dir: Path) -> None:
+    """Write the trained result (adapter or full weights) to out_dir."""
+    if info.save is not None:
+        info.save(model, out_dir)
+    else:
+        model.save_pretrained(out_dir, safe_serialization=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading a trained result (infer, evaluate, export and tests use these)
+
+def load_result(base_model, result: str | Path, *, is_trainable: bool = False):
+    """Apply a saved adapter (peft or bottleneck) to an already loaded base model."""
+    result = Path(result)
+    kind = result_kind(result)
+    if kind == "bottleneck":
+        from tunewise.methods.adapter import load_adapter
+
+        return load_adapter(base_model, result, is_trainable=is_trainable)
+    if kind in (None, "model"):
+        raise RunError("not an adapter folder (no adapter_config.json or bottleneck_adapter.json)", where=str(result),
+                       fix="pass the run's adapter/ folder or a checkpoint of an adapter run")
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(base_model, result, is_trainable=is_trainable)
+
+
+def load_trained(run: str | Path, *, checkpoint: str | Path | None = None, dtype: str | None = None,
+                 as_trained: bool = False):
+    """The trained model of a run (adapter applied or full weights), in eval mode.
+
+    checkpoint: a checkpoints/checkpoint-N folder instead of the final result.
+    dtype: override the run's model.dtype ('float32', 'bfloat16', ...).
+    as_trained: load the base exactly as in training (e.g. 4-bit for qlora) instead of full precision.
+    """
+    from tunewise.models.load import load_model, resolve_model
+    from tunewise.runs import read_run_config
+
+    run = Path(run)
+    cfg = read_run_config(run)
+    result = Path(checkpoint) if checkpoint else result_dir(run)
+    kind = result_kind(result)
+    if kind is None:
+        raise RunError("the run has no trained adapter or model yet", where=str(run),
+                       fix="finish `tunewise train` first (or pass --checkpoint)")
+    dtype = dtype or cfg.model.dtype
+    info = get(cfg.method.name)
+    extra = base_load_kwargs(info, cfg) if as_trained else {}
+    fix = info.after_load if as_trained and info.after_load else (lambda m: m)
+    kw = dict(dtype=dtype, trust_remote_code=cfg.model.trust_remote_code, attn=cfg.model.attn_implementation)
+    if kind == "model":
+        model = fix(load_model(result, **kw, **extra))
+    elif kind == "bottleneck" and (result / "config.json").exists():
+        # a trainer checkpoint of an adapter run: full weights whose adapter keys from_pretrained would drop
+        from tunewise.methods.adapter import load_adapter
+
+        model = load_adapter(fix(load_model(result, **kw, **extra)), result)
+    else:
+        model = load_result(fix(load_model(resolve_model(cfg.model.name_or_path).path, **kw, **extra)), result)
+    model.eval()
+    return model

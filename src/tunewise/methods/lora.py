@@ -16,16 +16,21 @@ def lora_config(cfg):
     )
 
 
-@register(
-    "lora",
-    en="LoRA: freeze the model, train small low-rank updates on linear layers (fast, little memory; the usual start).",
-    zh="LoRA：冻结原模型，只训练线性层上的低秩增量（快、省显存，最常用的起点）。",
-)
-def apply(model, cfg, ctx=None):
-    from peft import get_peft_model
+def add_lora(model, cfg, ctx=None):
+    """A fresh LoRA adapter, or the previous run's one loaded trainable (incremental training)."""
+    from peft import PeftModel, get_peft_model
 
     if ctx is not None and ctx.get("previous_adapter"):
-        from peft import PeftModel
-
         return PeftModel.from_pretrained(model, ctx["previous_adapter"], is_trainable=True)
     return get_peft_model(model, lora_config(cfg))
+
+
+@register(
+    "lora",
+    en="LoRA: freeze the model, train small low-rank updates on linear layers (fast, little memory; the usual start). "
+    "method.use_dora / use_rslora switch on DoRA and rsLoRA.",
+    zh="LoRA：冻结原模型，只训练线性层上的低秩增量（快、省显存，最常用的起点）。method.use_dora / use_rslora 开启 DoRA、rsLoRA。",
+    continues=("LORA",),
+)
+def apply(model, cfg, ctx=None):
+    return add_lora(model, cfg, ctx)

@@ -106,6 +106,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path
     from tunewise.train import distributed as dist
 
     resume = resume or cfg.train.resume
+    info = methods.check_config(cfg)  # a wrong method or incompatible option fails before any work
     main_proc = dist.is_main()
     if main_proc:
         run = start_run_dir(cfg, resume=resume, overwrite=overwrite)
@@ -135,21 +136,12 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path
 
             write_length_histogram(enc_lengths, run / "data" / "lengths.png", cfg.data.max_length)
 
-    # 3. model + method
-    info = methods.get(cfg.method.name)
-    extra = info.load_kwargs(cfg.method) if info.load_kwargs else {}
+    # 3. model + method (a previous run's adapter is continued or folded in by the method rules)
+    extra = methods.base_load_kwargs(info, cfg)
     extra.update(dropout_overrides(cfg.model, resolved.path))
     model = load_model(resolved.path, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code,
                        attn=cfg.model.attn_implementation, **extra)
-    ctx = {"previous_adapter": (resolved.previous_run / "adapter") if resolved.previous_run and (resolved.previous_run / "adapter").exists() else None,
-           "tokenizer": tokenizer}
-    if ctx["previous_adapter"] is not None and info.name != "lora":
-        # Another method on top of a LoRA run: fold the old adapter into the weights first.
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, ctx["previous_adapter"]).merge_and_unload()
-        ctx["previous_adapter"] = None
-    model = info.apply(model, cfg.method, ctx)
+    model = methods.apply_method(cfg, model, previous_run=resolved.previous_run, tokenizer=tokenizer)
     trainable, total = methods.count_parameters(model)
     _say(f"[tunewise] method {info.name}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / max(total, 1):.3f}%)")
     if cfg.train.gradient_checkpointing:
@@ -199,7 +191,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path
     if trainer.nan_step is None:
         out = run / ("adapter" if info.peft else "model")
         with atomic_path(out, is_dir=True) as tmp:
-            trainer.model.save_pretrained(tmp, safe_serialization=True)
+            methods.save_result(info, trainer.model, tmp)
             tokenizer.save_pretrained(tmp)
         summary["result"] = str(out)
     else:
@@ -263,9 +255,6 @@ def _print_data_summary(stats: dict) -> None:
 
 
 def _finish_curves(run: Path) -> None:
-    try:
-        from tunewise.curves.report import analyze_run, format_diagnosis
-    except ImportError:  # the curves stage is optional at this layer
-        return
-    diag = analyze_run(run)
-    _say(format_diagnosis(diag, "en"))
+    from tunewise.curves.report import analyze_run, format_diagnosis
+
+    _say("[tunewise] " + format_diagnosis(analyze_run(run), "en"))
