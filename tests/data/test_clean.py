@@ -86,3 +86,22 @@ def test_data_prepare_cli_reports_steps_and_histogram(tmp_path, tiny_model_dirs)
     dropped = [json.loads(x) for x in (d / "dropped.jsonl").read_text().splitlines()]
     assert {x["step"] for x in dropped} == {"ai_phrases", "dedup_exact"} and all(x["where"] for x in dropped)
     assert "dedup_exact" in err and "dropped.jsonl" in err
+
+
+def test_chinese_punctuation_survives_normalisation():
+    res = clean_records([conv("什么是ＡＩ？", "人工智能（AI）是……一门学科，对吧！\u200b")], CleanConfig())
+    m = res.kept[0]["messages"]
+    assert m[0]["content"] == "什么是AI？" and m[1]["content"] == "人工智能（AI）是……一门学科，对吧！"
+
+
+def test_markup_step_leaves_code_generics_alone():
+    res = clean_records([conv("Java?", "Use List<String> names = new ArrayList<>(); if a < b && <b>c</b>")], CleanConfig())
+    assert res.kept[0]["messages"][1]["content"] == "Use List<String> names = new ArrayList<>(); if a < b && c"
+
+
+def test_every_step_can_be_switched_off():
+    recs = [conv("q", "<b>As an AI language model</b> Ｈｉ"), conv("q", "<b>As an AI language model</b> Ｈｉ")]
+    res = clean_records(recs, CleanConfig(normalize_unicode=False, strip_markup=False, ai_phrases=False,
+                                          dedup_exact=False, dedup_near=False))
+    assert len(res.kept) == 2 and res.kept[0]["messages"][1]["content"] == recs[0]["messages"][1]["content"]
+    assert [s["step"] for s in res.steps] == ["empty", "length"]

@@ -23,7 +23,7 @@ _RES = Path(__file__).parent / "resources"
 class CleanConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    normalize_unicode: bool = Field(True, description="NFKC-normalise text (full-width letters, ligatures) and tidy whitespace.")
+    normalize_unicode: bool = Field(True, description="NFKC-normalise text (full-width letters, ligatures; CJK punctuation is kept), drop invisible characters, tidy whitespace.")
     strip_markup: bool = Field(True, description="Remove leftover HTML tags and decode entities (&amp; -> &).")
     ai_phrases: bool = Field(True, description="Drop records whose answer contains boilerplate AI phrases (bilingual list).")
     extra_ai_phrases: list[str] = Field(default_factory=list, description="More phrases to filter, besides the built-in list.")
@@ -54,8 +54,18 @@ _INVISIBLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200d\u2060\ufe
 _WS = re.compile(r"[ \t\u00a0\u3000]+")
 
 
+# Chinese and Japanese text keeps its full-width punctuation (，。？！：；（） and …): NFKC would turn it into
+# ASCII, and a model tuned on the result answers Chinese with half-width commas and "..." for "……".
+_CJK_PUNCT = re.compile("([\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65\u2026\u3000-\u303f]+)")
+
+
+def _nfkc_keep_cjk_punct(s: str) -> str:
+    parts = _CJK_PUNCT.split(s)
+    return "".join(p if i % 2 else unicodedata.normalize("NFKC", p) for i, p in enumerate(parts))
+
+
 def normalize_text(s: str) -> str:
-    s = unicodedata.normalize("NFKC", s)
+    s = _nfkc_keep_cjk_punct(s)
     s = _INVISIBLE.sub("", s)  # control characters, zero-width spaces and stray BOMs from scraped text
     s = s.replace("\r\n", "\n").replace("\r", "\n")
     s = _WS.sub(" ", s)
@@ -139,7 +149,7 @@ def clean_records(records: list[dict], cfg: CleanConfig) -> CleanResult:
         phrases = load_phrases(cfg)
 
         def ai(rec):
-            low = _answer(rec).lower()
+            low = unicodedata.normalize("NFKC", _answer(rec)).lower()  # phrases are NFKC too
             hit = next((p for p in phrases if p in low), None)
             return f"boilerplate AI phrase: '{hit}'" if hit else None
 

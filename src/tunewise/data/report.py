@@ -41,8 +41,10 @@ def length_histogram(lengths: list[int], bins: int = 20) -> dict:
 def format_summary(stats: dict) -> str:
     lines = [f"data: {stats['num_train']} train / {stats['num_val']} val records; {stats['num_dropped']} dropped"]
     for s in stats.get("steps", []):
-        extra = f", {s['changed']} changed" if s.get("changed") else ""
-        lines.append(f"  {s['step']:<12} {s['before']:>7} -> {s['after']:<7}{extra}")
+        extra = f"  ({s['changed']} changed)" if s.get("changed") else ""
+        lost = s["before"] - s["after"]
+        delta = f"-{lost}" if lost > 0 else (f"+{-lost}" if lost < 0 else "")
+        lines.append(f"  {s['step']:<12} {s['before']:>7} -> {s['after']:>7} {delta:>6}{extra}")
     if stats.get("augmented"):
         lines.append(f"  augmented    +{stats['augmented']} copies")
     per = stats.get("datasets") or {}
