@@ -20,16 +20,32 @@ class TokenDataset(Dataset):
         return {"input_ids": e.input_ids, "labels": e.labels}
 
 
+def _is_mixed_in(rec: dict) -> bool:
+    return str(rec.get("source", "")).startswith(("replay:", "general:"))
+
+
 def _encode(cfg, tokenizer, template, records):
     if cfg.train.stage == "pretrain":
         texts = [r if "text" in r else {"text": "\n".join(m["content"] for m in r["messages"])} for r in records]
         return encode_pretrain(tokenizer, texts, block_size=cfg.data.max_length)
-    bad = next((r for r in records if "messages" not in r), None)
+    bad = next((r for r in records if "messages" not in r and not _is_mixed_in(r)), None)
     if bad is not None:
         raise DataError("plain-text records cannot be used for supervised fine-tuning", where=bad.get("where"),
                         fix="set train.stage: pretrain for raw text, or give conversations (alpaca/sharegpt/messages)")
-    return encode_records(tokenizer, template, records, max_length=cfg.data.max_length,
-                          train_on_prompt=cfg.data.train_on_prompt)
+    chats = [r for r in records if "messages" in r]
+    out, stats = encode_records(tokenizer, template, chats, max_length=cfg.data.max_length,
+                                train_on_prompt=cfg.data.train_on_prompt)
+    texts = [r for r in records if "messages" not in r]
+    if texts:
+        # Replayed raw text of a previous continued-pretraining run keeps its language-model loss on every
+        # token (that is what it was trained with), in blocks as long as the SFT examples may be.
+        blocks, bstats = encode_pretrain(tokenizer, texts, block_size=cfg.data.max_length)
+        out += blocks
+        for k in ("examples", "truncated_tokens", "total_tokens", "supervised_tokens"):
+            setattr(stats, k, getattr(stats, k) + getattr(bstats, k))
+        stats.lengths += bstats.lengths
+        stats.text_blocks = len(blocks)
+    return out, stats
 
 
 def encode_for_training(cfg, tokenizer, template, prepared, previous_run=None):
