@@ -105,3 +105,10 @@ def test_large_statement_slices_keep_lines(tmp_path, monkeypatch):
     rows = _read(p)
     assert [r.data["a"] for r in rows] == [f"answer {i};\nstill answer {i};" for i in range(30)]
     assert rows[7].where == f"{p}:{2 + 7 * 2}"
+
+
+def test_create_if_not_exists_and_odd_table_names(tmp_path):
+    p = tmp_path / "o.sql"
+    p.write_text('CREATE TABLE IF NOT EXISTS "ifaces" ("text" text, "user" text, PRIMARY KEY ("text"));\n'
+                 "INSERT INTO ifaces VALUES ('a', 'b');\n", encoding="utf-8")
+    assert [r.data for r in _read(p)] == [{"text": "a", "user": "b"}]

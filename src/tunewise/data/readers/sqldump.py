@@ -36,11 +36,17 @@ def _lexer(backslash: bool):
     from sqlparse import keywords, tokens
     from sqlparse.lexer import Lexer
 
-    rules = [(r"[eE]" + _BACKSLASH_STR, tokens.String.Single)]  # PostgreSQL E'...' strings
+    string = _BACKSLASH_STR if backslash else _STANDARD_STR
+    # The tokens that make up VALUES lists go first: sqlparse tries its rules in order for every token, and
+    # a dump is mostly strings, numbers and ( , ). Each moved rule is one no earlier rule could match.
+    number_rules = [(rx, tt) for rx, tt in keywords.SQL_REGEX if tt is not keywords.PROCESS_AS_KEYWORD and tt in tokens.Number]
+    rules = [(r"(\r\n|\r|\n)", tokens.Newline), (r"[ \t]+", tokens.Whitespace), (r"[(),;]", tokens.Punctuation),
+             (string, tokens.String.Single), *number_rules, (r"NULL\b", tokens.Keyword),
+             (r"[eE]" + _BACKSLASH_STR, tokens.String.Single)]  # PostgreSQL E'...' strings
     for rx, tt in keywords.SQL_REGEX:
-        if tt is tokens.String.Single:
-            rx = _BACKSLASH_STR if backslash else _STANDARD_STR
-        elif tt is tokens.String.Symbol:
+        if tt is tokens.String.Single or (rx, tt) in number_rules:
+            continue
+        if tt is tokens.String.Symbol:
             if rx.startswith("("):  # the library's second, looser double-quote rule is not needed
                 continue
             rx = r'"(?:[^"\\]|\\[\s\S]|"")*"' if backslash else r'"(?:[^"]|"")*"'
@@ -49,6 +55,23 @@ def _lexer(backslash: bool):
     lex.default_initialization()
     lex.set_SQL_REGEX(rules)
     return lex
+
+
+_KINDS: dict = {}
+
+
+def _kind(tt) -> str:
+    """A short name for a sqlparse token type, cached: token-type `in` checks are slow, and a dump has millions."""
+    k = _KINDS.get(tt)
+    if k is None:
+        from sqlparse import tokens as T
+
+        order = [("command", T.Command), ("comment", T.Comment), ("ws", T.Text.Whitespace), ("ws", T.Newline),
+                 ("str", T.String.Single), ("sym", T.String.Symbol), ("int", T.Number.Integer),
+                 ("float", T.Number.Float), ("num", T.Number), ("punct", T.Punctuation), ("error", T.Error),
+                 ("word", T.Name), ("word", T.Keyword)]
+        k = _KINDS[tt] = next((name for name, parent in order if tt in parent), "other")
+    return k
 
 
 def _dialect(head: str, option: str | None) -> str:
@@ -119,16 +142,16 @@ def _events(f, lexer) -> Iterator[tuple]:
 
 
 def _significant(stmt, line: int) -> list[tuple]:
-    """(ttype, value, line) of every token but whitespace, comments and psql meta-commands (\\connect ...)."""
-    from sqlparse import tokens as T
-
+    """(kind, value, line) of every token but whitespace, comments and psql meta-commands (\\connect ...)."""
     out, skip_line = [], None
     for tok in stmt.flatten():
-        if tok.ttype in T.Command:
+        kind, value = _kind(tok.ttype), tok.value
+        if kind == "command":
             skip_line = line
-        elif not (tok.is_whitespace or tok.ttype in T.Comment or line == skip_line):
-            out.append((tok.ttype, tok.value, line))
-        line += tok.value.count("\n")
+        elif kind not in ("ws", "comment") and line != skip_line:
+            out.append((kind, value, line))
+        if "\n" in value:
+            line += value.count("\n")
     return out
 
 
@@ -173,8 +196,6 @@ def _string(value: str, mode: str) -> str:
 
 
 def _value(toks: list[tuple], backslash: bool):
-    from sqlparse import tokens as T
-
     if not toks:
         raise ValueError("an empty value")
     if any(v == "::" for _, v, _ in toks):  # PostgreSQL cast: 'x'::text
@@ -182,15 +203,15 @@ def _value(toks: list[tuple], backslash: bool):
     mode = "backslash" if backslash else "standard"
     if len(toks) == 1:
         tt, v, _ = toks[0]
-        if tt in T.String.Single:
+        if tt == "str":
             if v[0] in "eE":
                 return _string(v[1:], "e")
             return _string(v, mode)
-        if tt in T.String.Symbol:  # MySQL "double-quoted string" (a value here, not a name)
+        if tt == "sym":  # MySQL "double-quoted string" (a value here, not a name)
             return _string(v, mode)
-        if tt in T.Number.Integer:
+        if tt == "int":
             return int(v)
-        if tt in T.Number.Float:
+        if tt == "float":
             return float(v)
         up = v.upper()
         if up == "NULL":
@@ -198,20 +219,18 @@ def _value(toks: list[tuple], backslash: bool):
         if up in ("TRUE", "FALSE"):
             return up == "TRUE"
         return v
-    if len(toks) == 2 and toks[0][1] in ("-", "+") and toks[1][0] in T.Number:
+    if len(toks) == 2 and toks[0][1] in ("-", "+") and toks[1][0] in ("int", "float"):
         return _value(toks[1:], backslash) * (-1 if toks[0][1] == "-" else 1)
-    if len(toks) == 2 and toks[1][0] in T.String.Single and toks[0][0] in T.Name | T.Keyword:
+    if len(toks) == 2 and toks[1][0] == "str" and toks[0][0] == "word":
         # _utf8mb4'..', N'..', _binary '..': a charset or national prefix on a string
         return _value(toks[1:], backslash)
     return "".join(v for _, v, _ in toks)  # a function call such as now(): kept as written
 
 
 def _name(toks: list[tuple], i: int) -> tuple[tuple[str, ...], int]:
-    from sqlparse import tokens as T
-
     parts = [_unquote(toks[i][1])]
     i += 1
-    while i + 1 < len(toks) and toks[i][0] in T.Punctuation and toks[i][1] == ".":
+    while i + 1 < len(toks) and toks[i][0] == "punct" and toks[i][1] == ".":
         parts.append(_unquote(toks[i + 1][1]))
         i += 2
     return tuple(parts), i
@@ -223,27 +242,21 @@ def _groups(toks: list[tuple], i: int) -> tuple[list[list[tuple]], int, bool]:
     while i < len(toks):
         tt, v, line = toks[i]
         i += 1
-        if v == "(" and tt is not None and _is_punct(tt):
+        if v == "(" and tt == "punct":
             depth += 1
             if depth == 1:
                 continue
-        elif v == ")" and _is_punct(tt):
+        elif v == ")" and tt == "punct":
             depth -= 1
             if depth == 0:
                 groups.append(cur)
                 return groups, i, True
-        elif v == "," and depth == 1 and _is_punct(tt):
+        elif v == "," and depth == 1 and tt == "punct":
             groups.append(cur)
             cur = []
             continue
         cur.append((tt, v, line))
     return groups, i, False
-
-
-def _is_punct(tt) -> bool:
-    from sqlparse import tokens as T
-
-    return tt in T.Punctuation
 
 
 def _create_columns(toks: list[tuple]) -> tuple[tuple[str, ...], list[str]] | None:
@@ -254,8 +267,8 @@ def _create_columns(toks: list[tuple]) -> tuple[tuple[str, ...], list[str]] | No
     if i >= len(toks) - 1:
         return None
     i += 1
-    while i < len(toks) and toks[i][1].upper().startswith("IF"):
-        i += 1  # IF NOT EXISTS
+    while i < len(toks) and toks[i][1].upper().split() in (["IF", "NOT", "EXISTS"], ["IF"], ["NOT"], ["EXISTS"]):
+        i += 1
     name, i = _name(toks, i)
     if i >= len(toks) or toks[i][1] != "(":
         return None
@@ -306,8 +319,6 @@ def read_sql_dump(path: Path, options: dict) -> Iterator[RawRow | BadRow]:
 
 
 def _rows(path: Path, f, lexer, want: str | None, backslash: bool) -> Iterator[RawRow | BadRow]:
-    from sqlparse import tokens as T
-
     columns: dict[tuple[str, ...], list[str]] = {}
     seen: dict[str, int] = {}
     chosen: tuple[str, ...] | None = None
@@ -363,7 +374,7 @@ def _rows(path: Path, f, lexer, want: str | None, backslash: bool) -> Iterator[R
         if head not in ("INSERT", "REPLACE"):
             continue
         where0 = f"{path}:{toks[0][2]}"
-        if any(tt is T.Error and v in "'\"`" for tt, v, _ in toks):
+        if any(tt == "error" and v in "'\"`" for tt, v, _ in toks):
             yield BadRow(where0, "unterminated string: a quote opened in this INSERT is never closed", str(item)[:200])
             continue
         i = next((k for k, (_, v, _) in enumerate(toks) if v.upper() == "INTO"), None)
