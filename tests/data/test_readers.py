@@ -155,3 +155,14 @@ def test_parquet_nested_messages(tmp_path):
     assert rows[0].data["messages"][1] == {"role": "assistant", "content": fx.QA_EN[0][1]}
     with pytest.raises(DataError, match="no column.*nope"):
         _read(p, columns=["nope"])
+
+
+def test_western_legacy_csv_and_unclosed_quote(tmp_path):
+    p = tmp_path / "fr.csv"
+    p.write_bytes("question,réponse\ncafé?,naïve résumé\n".encode("cp1252"))
+    assert _read(p)[0].data == {"question": "café?", "réponse": "naïve résumé"}
+    q = tmp_path / "quote.csv"
+    q.write_text('a,b\n"never closed,1\n2,3\n', encoding="utf-8")
+    with pytest.raises(DataError) as e:
+        _read(q)
+    assert e.value.where.startswith(str(q)) and "EOF inside string" in e.value.what and "quote" in e.value.fix

@@ -18,6 +18,9 @@ _WIDEN = {"gbk": "gb18030", "gb2312": "gb18030", "cp936": "gb18030", "hz": "gb18
           "big5": "big5hkscs", "shift_jis": "cp932", "euc_kr": "cp949"}
 
 
+_PREFERRED = ("gb18030", "gbk", "gb2312", "cp1252", "latin_1", "iso8859_15")
+
+
 def _samples(path: Path) -> list[bytes]:
     size = path.stat().st_size
     with open(path, "rb") as f:
@@ -67,10 +70,12 @@ def detect_encoding(path: Path, explicit: str | None = None) -> str:
     results = list(from_bytes(telling or bad))
     best = results[0] if results else None
     if best is not None:
-        # Short CJK samples often tie between GB18030, CP949 and Shift-JIS (all decode cleanly, no chaos).
-        # Ties go to GB18030: Chinese spreadsheets are the commonest such files here; `encoding:` overrides.
+        # Short samples often tie: GB18030 / CP949 / Shift-JIS for CJK, CP1250 / CP1252 / CP1257 for Latin
+        # text. Ties go to the commonest source of such files (Chinese and Western Windows exports);
+        # `encoding:` overrides.
         ties = [m for m in results if m.chaos <= best.chaos + 0.01 and m.coherence >= best.coherence - 0.01]
-        best = next((m for m in ties if m.encoding in ("gb18030", "gbk", "gb2312")), best)
+        ranked = sorted(ties, key=lambda m: _PREFERRED.index(m.encoding) if m.encoding in _PREFERRED else len(_PREFERRED))
+        best = ranked[0] if ranked else best
     if best is None:
         raise DataError("cannot tell this file's text encoding", where=str(path),
                         fix="set it on the dataset, e.g. options: {encoding: gb18030} (Chinese) or {encoding: latin-1}")

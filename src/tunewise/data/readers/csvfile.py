@@ -35,6 +35,13 @@ def _sniff_sep(path: Path, encoding: str) -> str:
         return ","
 
 
+def _parse_error(path: Path, e: Exception, row: int) -> DataError:
+    return DataError(f"cannot parse this CSV ({str(e).strip().removeprefix('Error tokenizing data. ')})",
+                     where=f"{path}: after row {row}",
+                     fix="a quote that is opened but never closed is the usual cause; fix it, or set options: {sep: ...} "
+                     "if the separator is not what was detected")
+
+
 def _chunks(path: Path, options: dict, default_sep: str | None):
     import pandas as pd
 
@@ -49,6 +56,8 @@ def _chunks(path: Path, options: dict, default_sep: str | None):
                          on_bad_lines="warn", engine="c", skip_blank_lines=False)
     except pd.errors.EmptyDataError:
         raise DataError("the file is empty (not even a header row)", where=str(path), fix="add a header row with column names and data rows") from None
+    except pd.errors.ParserError as e:
+        raise _parse_error(path, e, header_row) from None
     except UnicodeDecodeError as e:
         raise decode_error(path, encoding, e, f"{path}:row {header_row}") from None
     return it, encoding, header_row
@@ -68,9 +77,7 @@ def _read(path: Path, options: dict, default_sep: str | None) -> Iterator[RawRow
             except UnicodeDecodeError as e:
                 raise decode_error(path, encoding, e, f"{path}: after row {row}") from None
             except pd.errors.ParserError as e:
-                raise DataError(f"cannot parse this CSV ({str(e).strip()})", where=f"{path}: after row {row}",
-                                fix="a quote that is opened but never closed is the usual cause; fix it, or set options: {sep: ...} "
-                                "if the separator is not what was detected") from None
+                raise _parse_error(path, e, row) from None
         bad: dict[int, str] = {}
         for w in caught:
             for m in _SKIPPED.finditer(str(w.message)):
