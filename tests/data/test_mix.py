@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from conftest import write_config
 from tunewise.config import load_config
 from tunewise.data.prepare import prepare
+from tunewise.errors import DataError
 
 
 def _jsonl(path, rows):
@@ -64,3 +67,11 @@ def test_same_file_name_twice_gets_two_report_rows(tmp_path):
     b = _jsonl(tmp_path / "y" / "data.jsonl", [{"instruction": f"second {i}", "output": "b"} for i in range(5)])
     p = prepare(_cfg(tmp_path, [{"path": str(a), "weight": 2.0}, str(b)], clean={"dedup_near": False}), None)
     assert {k: v["train"] for k, v in p.stats["datasets"].items()} == {"data": 10, "data#2": 5}
+
+
+def test_empty_after_cleaning_still_writes_dropped(tmp_path):
+    a = _jsonl(tmp_path / "a.jsonl", [{"instruction": "q", "output": "As an AI language model, I cannot."}])
+    with pytest.raises(DataError, match="empty after reading and cleaning") as e:
+        prepare(_cfg(tmp_path, [str(a)]), tmp_path / "run")
+    dropped = (tmp_path / "run" / "data" / "dropped.jsonl").read_text(encoding="utf-8")
+    assert "ai_phrases" in dropped and "dropped.jsonl" in e.value.fix

@@ -221,6 +221,8 @@ def prepare(cfg: Config, run_dir: Path | None = None, *, clean: bool = True) -> 
             val, dropped = vres.kept, dropped + [{**x, "split": "val"} for x in vres.dropped]
     if not all_train:
         reasons = Counter(x["step"] for x in dropped)
+        if run_dir is not None:  # the fix below points at it, so it must exist
+            write_jsonl(Path(run_dir) / "data" / "dropped.jsonl", dropped)
         raise DataError(
             "the training set is empty after reading and cleaning"
             + (f" (dropped: {', '.join(f'{k}={v}' for k, v in reasons.items())})" if reasons else ""),
