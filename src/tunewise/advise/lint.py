@@ -8,7 +8,7 @@ is unit-tested without a model (STYLE rule 3). `lint_before_training` is the hoo
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from tunewise.config.load import LORA_LIKE
@@ -247,7 +247,7 @@ def template_facts(cfg: Config, tokenizer, template, model_type: str | None) -> 
                 out["template_matches_own"] = mine == theirs
             except Exception:  # an exotic own template that cannot render the probe: do not guess
                 out["template_matches_own"] = None
-    else:
+    elif model_type:  # unknown family: no basis to call the template foreign
         out["family_template"] = choose_template("auto", tokenizer, model_type).name
     return out
 

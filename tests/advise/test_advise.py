@@ -1,0 +1,107 @@
+"""`tunewise advise`: recommendations from model facts, data lengths and (fake or real) hardware."""
+
+import json
+
+import pytest
+
+from tunewise.advise.advise import percentile, recommend, target_batch
+from tunewise.advise.hardware import cpu_only, detect_hardware, with_gpus
+from tunewise.advise.modelfacts import synthetic_facts
+from tunewise.config.schema import Config
+
+LLAMA_7B = synthetic_facts(layers=32, hidden=4096, intermediate=11008, heads=32, vocab=32000, tied=False)
+
+
+def _cfg(**sections):
+    return Config.model_validate(sections)
+
+
+def test_percentiles_and_target_batch():
+    xs = list(range(1, 101))
+    assert percentile(xs, 0.95) == 95 and percentile(xs, 0.99) == 99 and percentile(xs, 1.0) == 100
+    assert target_batch(5000) == 16 and target_batch(40) == 4 and target_batch(100) == 8
+
+
+def test_7b_on_a_fake_24gb_gpu_recommends_lora_in_bf16_with_fitting_batch():
+    lengths = [300] * 900 + [700] * 100
+    r = recommend(_cfg(method={"name": "full"}), LLAMA_7B, with_gpus(24), lengths=lengths, supervised=[100] * 1000)
+    rec = r["recommendations"]
+    assert r["hardware"]["precision"] == "bf16" and r["hardware"]["cuda"]
+    assert not r["memory"]["full"]["fits"] and r["memory"]["full"]["fitted"] is None
+    assert rec["method.name"] == "lora" and "does not fit" in r["reasons"]["method.name"]["en"]
+    assert rec["data.max_length"] == 704  # p99 = 700, rounded up to a multiple of 64
+    b, acc = rec["train.per_device_batch_size"], rec["train.gradient_accumulation_steps"]
+    assert b * acc >= 16 and r["memory"]["lora"]["fitted"]["per_device_batch_size"] == b
+    assert rec["method.lora_alpha"] == 2 * rec["method.lora_r"]
+    assert "sqrt(" in r["reasons"]["train.learning_rate"]["en"] and 1e-4 <= rec["train.learning_rate"] <= 1e-3
+
+
+def test_bigger_gpu_allows_bigger_batch_and_nproc_divides_the_work():
+    lengths, sup = [512] * 2000, [200] * 2000
+    small = recommend(_cfg(), LLAMA_7B, with_gpus(24), lengths=lengths, supervised=sup)["recommendations"]
+    big = recommend(_cfg(), LLAMA_7B, with_gpus(80), lengths=lengths, supervised=sup)["recommendations"]
+    assert big["train.per_device_batch_size"] > small["train.per_device_batch_size"] or small["train.gradient_checkpointing"]
+    four = recommend(_cfg(), LLAMA_7B, with_gpus(80, 4), lengths=lengths, supervised=sup, nproc=4)
+    rec = four["recommendations"]
+    assert rec["train.per_device_batch_size"] * rec["train.gradient_accumulation_steps"] * 4 == 16
+    assert "x 4 processes" in four["reasons"]["train.gradient_accumulation_steps"]["en"]
+    with pytest.raises(Exception):
+        recommend(_cfg(), LLAMA_7B, with_gpus(80, 2), lengths=lengths, supervised=sup, nproc=4)
+
+
+def test_nothing_fits_is_a_user_error():
+    from tunewise.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        recommend(_cfg(), LLAMA_7B, cpu_only(4), lengths=[512] * 100, supervised=[100] * 100)
+    assert "no tuning method fits" in e.value.what
+
+
+def test_epochs_rank_and_warmup_follow_dataset_size():
+    tiny = synthetic_facts(layers=2, hidden=64, intermediate=128, heads=4, vocab=1000)
+    few = recommend(_cfg(), tiny, cpu_only(8), lengths=[50] * 200, supervised=[20] * 200)["recommendations"]
+    many = recommend(_cfg(), tiny, cpu_only(8), lengths=[50] * 20000, supervised=[20] * 20000)["recommendations"]
+    assert few["train.num_epochs"] == 3 and many["train.num_epochs"] == 1
+    assert few["method.lora_r"] < many["method.lora_r"]
+    assert few["train.warmup_ratio"] == 0.1 and many["train.warmup_ratio"] == 0.03
+
+
+def test_detect_hardware_is_plain_data():
+    hw = detect_hardware()
+    assert hw.ram_bytes > 0 and hw.cpu_cores >= 1 and isinstance(hw.gpus, tuple)
+    assert json.dumps(hw.to_dict())
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path, demo_jsonl, tiny_model_dirs):
+    from conftest import tiny_config, write_config
+
+    return write_config(tmp_path / "c.yaml", tiny_config(tmp_path, demo_jsonl, train={"warmup_steps": 5, "warmup_ratio": 0.1}))
+
+
+def test_cli_json_shape_and_apply(tiny_cfg, tmp_path, capsys):
+    from tunewise.cli import main
+    from tunewise.config import load_config
+
+    out = tmp_path / "other" / "advised.yaml"
+    assert main(["advise", str(tiny_cfg), "--json", "--apply", str(out)]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert set(r) >= {"hardware", "memory", "recommendations", "reasons", "lint"}
+    assert set(r["memory"]) == {"lora", "qlora", "full", "freeze", "prefix", "prompt", "adapter"}
+    assert all(k in r["reasons"] for k in r["recommendations"])
+    assert {x["code"] for x in r["lint"]} >= {"warmup-both"}
+    assert all(set(x) >= {"code", "message", "fix", "severity"} for x in r["lint"])
+    cfg = load_config(out)  # written elsewhere: dataset paths still resolve
+    for k, v in r["recommendations"].items():
+        section, key = k.split(".")
+        assert getattr(getattr(cfg, section), key) == v
+    assert cfg.train.warmup_steps == 0
+
+
+def test_cli_text_in_chinese_and_nproc(tiny_cfg, capsys):
+    from tunewise.cli import main
+
+    assert main(["advise", str(tiny_cfg), "--lang", "zh", "--nproc", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "建议" in out and "峰值内存" in out and "2 个进程" in out
+    assert main(["advise", str(tiny_cfg), "--nproc", "0"]) == 2
