@@ -62,10 +62,11 @@ def test_unknown_clean_key_is_a_config_error(tmp_path):
         load_config(write_config(tmp_path / "c.yaml", {"data": {"clean": {"dedup_nearr": False}}}))
 
 
-def test_data_prepare_cli_reports_steps_and_histogram(tmp_path, tiny_model_dirs):
+def test_data_prepare_cli_reports_steps_and_histogram(tmp_path, tiny_model_dirs, capsys):
     import json
 
-    from conftest import run_cli, write_config
+    from conftest import write_config
+    from tunewise.cli import main
 
     data = tmp_path / "d.jsonl"
     import random
@@ -77,7 +78,8 @@ def test_data_prepare_cli_reports_steps_and_histogram(tmp_path, tiny_model_dirs)
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = write_config(tmp_path / "c.yaml", {"model": {"name_or_path": "tiny-llama"}, "run": {"root": str(tmp_path / "runs")},
                                              "data": {"datasets": [str(data)], "val_size": 0.1}})
-    code, out, err = run_cli("data", "prepare", str(cfg))
+    code = main(["data", "prepare", str(cfg)])
+    err = capsys.readouterr().err
     assert code == 0, err
     d = tmp_path / "runs" / "c" / "data"
     stats = json.loads((d / "stats.json").read_text())
