@@ -42,7 +42,8 @@ def cmd_data_prepare(a) -> int:
     from tunewise.config import load_config
     from tunewise.data.commands import prepare_command
 
-    cfg = load_config(a.config, a.overrides + (["data.strict=true"] if a.strict else []))
+    strict = ["data.strict=true"] if a.strict else (["data.strict=false"] if a.no_strict else [])
+    cfg = load_config(a.config, a.overrides + strict)
     print(prepare_command(cfg, out=a.out))
     return 0
 
@@ -93,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     dp = dsub.add_parser("prepare", help="read, clean, split and report; writes data/ of the run directory")
     _common_config(dp)
-    dp.add_argument("--strict", action="store_true", help="stop on the first malformed row or record")
+    strictness = dp.add_mutually_exclusive_group()
+    strictness.add_argument("--strict", action="store_true", help="stop on the first malformed row or record (the default: data.strict)")
+    strictness.add_argument("--no-strict", action="store_true", help="skip malformed rows/records and list them in data/dropped.jsonl")
     dp.add_argument("--out", help="write data/ here instead of the run directory")
     dp.set_defaults(func=cmd_data_prepare)
     dv = dsub.add_parser("preview", help="print decoded examples with the supervised (trained) span marked [[...]]")
