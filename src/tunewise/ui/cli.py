@@ -23,6 +23,12 @@ def cmd_ui(a) -> int:
     warn = exposure_warning(a.host)
     if warn:
         print(warn, file=sys.stderr, flush=True)
+    import signal
+
+    def _terminate(signum, frame):  # SIGTERM stops the board like Ctrl+C, so its jobs are stopped too
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     from tunewise.ui.app import serve
 
     print(f"[tunewise] board at http://{'127.0.0.1' if a.host in ('0.0.0.0', '::') else a.host}:{a.port} "

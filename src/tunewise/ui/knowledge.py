@@ -94,13 +94,19 @@ def _cli_json(args: list[str], timeout: float = 120) -> Any | None:
 def explanations(lang: str = "en") -> tuple[dict[str, dict], str]:
     """(key -> explanation entry, source). Source is 'advisor' or 'schema'."""
     base = schema_entries()
-    if advise_available():
-        got = _cli_json(["explain", "--json"] + (["--lang", "zh"] if lang == "zh" else []))
-        if isinstance(got, dict) and got:
-            merged = {k: {**base.get(k, {}), **v} for k, v in got.items() if isinstance(v, dict)}
-            for k, v in base.items():
-                merged.setdefault(k, v)
-            return merged, "advisor"
+    got = None
+    try:  # the advise stage's own function, in-process (fast); else its CLI
+        from tunewise.advise.explain import explain_json
+
+        got = explain_json()
+    except Exception:  # absent or half-written: fall back, never break the board
+        if advise_available():
+            got = _cli_json(["explain", "--json"] + (["--lang", "zh"] if lang == "zh" else []))
+    if isinstance(got, dict) and got:
+        merged = {k: {**base.get(k, {}), **v} for k, v in got.items() if isinstance(v, dict)}
+        for k, v in base.items():
+            merged.setdefault(k, v)
+        return merged, "advisor"
     return base, "schema"
 
 
@@ -116,7 +122,7 @@ def describe(entry: dict, lang: str) -> str:
             v = v.get(lang) or v.get("en")
         if v not in (None, ""):
             extras.append(f"{label_zh if lang == 'zh' else label_en}: {v}")
-    return text + (" (" + "; ".join(extras) + ")" if extras else "")
+    return " | ".join([text.strip()] + [e.rstrip(".。") for e in extras])
 
 
 def advise(config_path: str | Path) -> dict | None:

@@ -1,0 +1,228 @@
+"""End to end in a real browser: headless Chromium (Playwright) drives `tunewise ui` on a tiny model.
+
+Configure (parameters, check, YAML, preview) -> train (live curve, verdict) -> evaluate -> chat ->
+export -> switch to Chinese. Screenshots of each tab go to tmp_path, or to $TUNEWISE_SCREENSHOTS
+(docs/make_screenshots.py sets it to docs/screenshots).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+REPO = Path(__file__).resolve().parents[2]
+
+sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("gradio")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the board exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"the board did not answer at {url} within {timeout}s")
+
+
+@pytest.fixture
+def board(tmp_path, tiny_model_dirs, tw_home):
+    port = _free_port()
+    root = tmp_path / "runs"
+    env = dict(os.environ, TUNEWISE_HOME=str(tw_home), GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1",
+               PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""), NO_PROXY="127.0.0.1,localhost")
+    log = open(tmp_path / "board.log", "w")
+    # own process group: the board and every job it starts are ended together at teardown
+    proc = subprocess.Popen([sys.executable, "-m", "tunewise", "ui", "--port", str(port), "--root", str(root)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_http(url, proc, 120)
+        yield url, root
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # the board stops its jobs, then exits
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # anything left in the group
+        except ProcessLookupError:
+            pass
+        proc.wait(10)
+        log.close()
+
+
+def _shot(page, name: str, tmp_path: Path) -> None:
+    out = Path(os.environ.get("TUNEWISE_SCREENSHOTS") or tmp_path / "screenshots")
+    out.mkdir(parents=True, exist_ok=True)
+    raw = tmp_path / f"{name}.raw.png"
+    page.screenshot(path=str(raw), full_page=True)
+    from PIL import Image
+
+    img = Image.open(raw).convert("RGB")
+    if img.width > 1100:
+        img = img.resize((1100, round(img.height * 1100 / img.width)), Image.LANCZOS)
+    img.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(out / f"{name}.png", optimize=True)
+
+
+def _box(page, elem_id: str):
+    return page.locator(f"#{elem_id}").locator("textarea, input").first
+
+
+def _set_number(page, elem_id: str, value) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]").first
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def _text(page, elem_id: str) -> str:
+    return page.locator(f"#{elem_id}").inner_text()
+
+
+def _wait_text(page, elem_id: str, pattern: str, timeout: float) -> str:
+    end = time.time() + timeout
+    txt = ""
+    while time.time() < end:
+        txt = _text(page, elem_id)
+        if re.search(pattern, txt, re.S):
+            return txt
+        time.sleep(0.5)
+    raise AssertionError(f"#{elem_id} never matched {pattern!r} within {timeout}s; it shows: {txt[:800]!r}")
+
+
+def test_board_end_to_end(board, tmp_path):
+    url, root = board
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu",
+                                                                   "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(30_000)
+            page.goto(url)
+            page.wait_for_selector("#tw-check", timeout=60_000)
+
+            # --- configure: name, demo data, parameters, more settings, check, preview
+            _box(page, "tw-run-name").fill("ui-run")
+            page.click("#tw-demo-data")
+            assert _wait_text_value(page, "tw-data-path", r"demo\.jsonl", 20)
+            _set_number(page, "tw-p-train-max_steps", 12)
+            _set_number(page, "tw-p-train-learning_rate", 0.0001)
+            _set_number(page, "tw-p-train-logging_steps", 2)
+            _set_number(page, "tw-p-train-eval_steps", 3)
+            _set_number(page, "tw-p-train-per_device_batch_size", 8)
+            _set_number(page, "tw-p-train-gradient_accumulation_steps", 1)
+            _set_number(page, "tw-p-data-max_length", 128)
+            _box(page, "tw-more").fill("data.clean.dedup_near=false")
+            page.click("#tw-check")
+            _wait_text(page, "tw-check-result", r"valid", 120)
+            yaml_text = (root / ".board" / "ui-run.yaml").read_text(encoding="utf-8")
+            assert "max_steps: 12" in yaml_text and "learning_rate: 0.0001" in yaml_text and "dedup_near: false" in yaml_text
+            assert "name: ui-run" in _text(page, "tw-yaml")  # the editor renders only the lines in view
+            # the download is the same file `tunewise train` would take
+            href = page.locator("#tw-yaml-file a").first.get_attribute("href")
+            assert href and "ui-run.yaml" in href
+            with urllib.request.urlopen(href if href.startswith("http") else url.rstrip("/") + href, timeout=10) as r:
+                assert r.read().decode("utf-8") == yaml_text
+            # every parameter carries its explanation
+            assert "Peak learning rate" in _text(page, "tw-p-train-learning_rate") or "学习率" in _text(page, "tw-p-train-learning_rate")
+            page.click("#tw-preview-btn")
+            page.wait_for_selector("#tw-preview mark.tw-sup", timeout=120_000)
+            assert "supervised" in _text(page, "tw-preview")
+            _wait_text_value(page, "tw-data-report", r"train", 10)
+            _shot(page, "configure", tmp_path)
+
+            # --- train: start, live curve, verdict
+            page.get_by_role("tab", name=re.compile("Train")).click()
+            page.click("#tw-start")
+            _wait_text(page, "tw-train-msg", r"Training started", 60)
+            first = _wait_text(page, "tw-status", r"running", 60)
+            s1 = _wait_step(page, lambda s: s >= 1, 150)
+            page.wait_for_selector("#tw-loss-plot canvas, #tw-loss-plot svg", timeout=30_000)
+            s2 = _wait_step(page, lambda s: s > s1, 150)
+            assert s2 > s1, first
+            verdict = _wait_text(page, "tw-verdict", r"Verdict", 180)
+            assert re.search(r"underfit|well_fit|overfit|unstable|too_short|diverged", verdict)
+            assert "What to do" in verdict
+            status = _text(page, "tw-status")
+            assert "finished" in status and "12" in status
+            run = root / "ui-run"
+            assert (run / "adapter").exists() and (run / "ui_train.log").exists()
+            _shot(page, "train", tmp_path)
+
+            # --- evaluate (background) and chat
+            page.get_by_role("tab", name=re.compile("Evaluate")).click()
+            _set_number(page, "tw-eval-samples", 4)
+            page.click("#tw-eval-btn")
+            _box(page, "tw-chat-input").fill("Who are you?")
+            page.click("#tw-send")
+            page.wait_for_function(
+                "() => { const c = document.querySelector('#tw-chatbot'); return c && c.innerText.includes('Who are you?')"
+                " && c.querySelectorAll('.message, [data-testid=bot], [data-testid=user]').length >= 2 }", timeout=120_000)
+            _wait_text(page, "tw-eval-status", r"report\.md|Report", 180)
+            table = _text(page, "tw-eval-table")
+            assert "perplexity" in table and "before" in table
+            _shot(page, "evaluate_chat", tmp_path)
+
+            # --- export
+            page.get_by_role("tab", name=re.compile("Export")).click()
+            page.click("#tw-export-btn")
+            result = _wait_text(page, "tw-export-result", r"PASS|FAIL|not installed", 240)
+            _shot(page, "export", tmp_path)
+            if "not installed" not in result:
+                assert "PASS" in result, result
+
+            # --- language switch
+            page.locator("#tw-lang").get_by_text("中文").click()
+            page.get_by_role("tab", name=re.compile("训练")).wait_for(timeout=20_000)
+            page.get_by_role("tab", name=re.compile("配置")).click()
+            _wait_text(page, "tw-run-name", r"运行名称", 10)
+            _shot(page, "configure_zh", tmp_path)
+        finally:
+            browser.close()
+
+
+def _wait_text_value(page, elem_id: str, pattern: str, timeout: float) -> bool:
+    end = time.time() + timeout
+    while time.time() < end:
+        if re.search(pattern, _box(page, elem_id).input_value()):
+            return True
+        time.sleep(0.3)
+    raise AssertionError(f"#{elem_id} value never matched {pattern!r}: {_box(page, elem_id).input_value()!r}")
+
+
+def _wait_step(page, ok, timeout: float) -> int:
+    end = time.time() + timeout
+    step = -1
+    while time.time() < end:
+        m = re.search(r"(?<![\d.])(\d+)/12(?!\d)", _text(page, "tw-status"))
+        if m:
+            step = int(m.group(1))
+            if ok(step):
+                return step
+        time.sleep(0.3)
+    raise AssertionError(f"the step shown never advanced as expected (last {step}); status: {_text(page, 'tw-status')!r}")
