@@ -26,7 +26,7 @@ def test_real_runs_get_the_right_verdicts(tmp_path, tiny_model_dirs, demo_jsonl)
     small.write_text("".join(demo_jsonl.read_text().splitlines(keepends=True)[:40]))
     cfg = tiny_config(tmp_path, small, method={"lora_r": 64, "lora_alpha": 128, "lora_dropout": 0.0,
                                                 "modules_to_save": ["embed_tokens", "lm_head"]},
-                      train={"learning_rate": 3e-3, "num_epochs": 60, "per_device_batch_size": 4, "logging_steps": 5,
+                      train={"learning_rate": 2e-3, "num_epochs": 50, "per_device_batch_size": 4, "logging_steps": 5,
                              "eval_steps": 20, "early_stopping": False, "lr_scheduler": "constant"},
                       data={"val_size": 0.3})
     cfg["run"]["name"] = "overfit"

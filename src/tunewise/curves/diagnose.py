@@ -23,7 +23,7 @@ class Thresholds:
     spike_ratio: float = 1.5          # a point 50% above the smoothed trend is a spike
     spike_share: float = 0.15         # that many spikes (share of points) -> unstable
     overfit_rise: float = 0.05        # final val 5% above its minimum ...
-    underfit_last_quarter: float = 0.05  # loss still fell >5% over the last quarter -> underfit
+    underfit_tail_ratio: float = 0.3     # last-quarter slope above 30% of the run's average slope -> underfit
     underfit_total_drop: float = 0.05    # or fell <5% overall -> underfit
     smoothing: float = 0.6
 
@@ -122,18 +122,30 @@ def rule_overfit(train, val, th) -> dict | None:
 
 
 def rule_underfit(curve, th) -> dict | None:
-    """Still clearly falling at the end (last quarter vs third quarter), or hardly fell at all."""
-    ys = [v for _, v in curve]
-    if len(ys) < 4:
+    """Still clearly falling at the end, or hardly fell at all.
+
+    "Still falling" compares the slope over the last quarter with the average slope of the whole run: an
+    exponential-looking curve that has levelled off falls at a small fraction of its average rate at the
+    end, however long it fell before; a curve still on its way down falls at a large fraction of it.
+    """
+    pts = [(s, v) for s, v in curve]
+    if len(pts) < 4:
         return None
-    n = len(ys)
-    q3 = ys[n // 2: max(n // 2 + 1, (3 * n) // 4)]
-    q4 = ys[(3 * n) // 4:]
-    m3, m4 = sum(q3) / len(q3), sum(q4) / len(q4)
-    last_drop = (m3 - m4) / max(abs(m3), 1e-8)
-    total_drop = (ys[0] - m4) / max(abs(ys[0]), 1e-8)
-    if last_drop > th.underfit_last_quarter or total_drop < th.underfit_total_drop:
-        return {"last_quarter_drop": last_drop, "total_drop": total_drop}
+    n = len(pts)
+    w = max(1, n // 10)
+    end = pts[-w:]
+    mid = pts[(3 * n) // 4 - w // 2: (3 * n) // 4 - w // 2 + w] or [pts[(3 * n) // 4]]
+
+    def centre(seg):
+        return sum(s for s, _ in seg) / len(seg), sum(v for _, v in seg) / len(seg)
+
+    (s_end, y_end), (s_mid, y_mid), (s0, y0) = centre(end), centre(mid), pts[0]
+    total_drop = (y0 - y_end) / max(abs(y0), 1e-8)
+    avg_slope = (y0 - y_end) / max(s_end - s0, 1e-8)
+    tail_slope = (y_mid - y_end) / max(s_end - s_mid, 1e-8)
+    ratio = tail_slope / avg_slope if avg_slope > 0 else 0.0
+    if ratio > th.underfit_tail_ratio or total_drop < th.underfit_total_drop:
+        return {"tail_slope_ratio": ratio, "total_drop": total_drop}
     return None
 
 
@@ -181,7 +193,7 @@ def format_diagnosis(d: Diagnosis | dict, lang: str = "en") -> str:
     lines = [f"verdict: {d['verdict']} — {d['summary'][lang]}"]
     ev = d["evidence"]
     keys = ["val_min_step", "val_min", "final_val", "final_train", "train_val_gap", "val_rise_from_min",
-            "last_quarter_drop", "total_drop", "spike_count", "nan_step", "note"]
+            "tail_slope_ratio", "total_drop", "spike_count", "nan_step", "note"]
     shown = [f"{k}={ev[k]:.4g}" if isinstance(ev.get(k), float) else f"{k}={ev[k]}" for k in keys if k in ev]
     if shown:
         lines.append(("证据: " if lang == "zh" else "evidence: ") + ", ".join(shown))
