@@ -70,3 +70,42 @@ def test_prefix_and_prompt_runs_generate_on_gemma3(tmp_path, tiny_model_dirs, de
         conf = model.get_base_model().config
         per_token = conf.num_hidden_layers * 2 * conf.head_dim * conf.num_key_value_heads if name == "prefix" else conf.hidden_size
         assert summary["trainable_parameters"] == 4 * per_token
+
+
+def test_prompt_learning_resume_and_projected_prefix_best_model(tmp_path, tiny_model_dirs, demo_jsonl, capsys):
+    # resume a prompt-tuning run (peft cannot load prompt-learning adapters as trainable: we load them ourselves)
+    cfg = write_config(tmp_path / "pr.yaml", tiny_config(tmp_path, demo_jsonl, "tiny-gemma3", data={"val_size": 0},
+                                                         method={"name": "prompt", "num_virtual_tokens": 4},
+                                                         train={"max_steps": 2, "save_steps": 2, "learning_rate": 1e-1}))
+    assert main(["train", str(cfg)]) == 0
+    run = tmp_path / "runs" / "t"
+    first = load_file(run / "checkpoints" / "checkpoint-2" / "adapter_model.safetensors")["prompt_embeddings"]
+    assert main(["train", str(cfg), "--resume", "--set", "train.max_steps=4"]) == 0
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["global_step"] == 4
+    steps = [m["step"] for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in m]
+    assert steps == [1, 2, 4]  # logged every 2 steps (and step 1); steps 1-2 were not trained again
+    final = load_file(run / "adapter" / "adapter_model.safetensors")["prompt_embeddings"]
+    assert not torch.equal(final, first)
+    # and a new run continues those virtual tokens (lr 1e-9: they stay what they were)
+    cont = _run(tmp_path, "t2", demo_jsonl, model=str(run), method={"name": "prompt", "num_virtual_tokens": 9},
+                train={"max_steps": 1, "learning_rate": 1e-9}, data={"val_size": 0, "replay_ratio": 0})
+    again = load_file(cont / "adapter" / "adapter_model.safetensors")["prompt_embeddings"]
+    assert again.shape == final.shape and torch.allclose(again, final, atol=1e-6)
+
+    # prefix with a projection MLP and a validation set: the best checkpoint becomes the (projected) result
+    run = _run(tmp_path, "pp", demo_jsonl, method={"name": "prefix", "num_virtual_tokens": 4, "prefix_projection": True},
+               train={"max_steps": 4, "eval_steps": 2, "learning_rate": 1e-2})
+    best = json.loads((run / "train_summary.json").read_text())["best_checkpoint"]
+    saved = load_file(run / "adapter" / "adapter_model.safetensors")["prompt_embeddings"]
+    assert torch.equal(saved, load_file(f"{best}/adapter_model.safetensors")["prompt_embeddings"])
+    model = methods.load_trained(run)
+    assert model.peft_config["default"].prefix_projection and model.prompt_encoder["default"].embedding.weight.shape == saved.shape
+    # ... and resuming it is refused with an explanation rather than a peft traceback
+    cfg = write_config(tmp_path / "pp2.yaml", tiny_config(tmp_path, demo_jsonl, "tiny-gemma3",
+                                                          method={"name": "prefix", "num_virtual_tokens": 4, "prefix_projection": True},
+                                                          train={"max_steps": 6, "eval_steps": 2}))
+    capsys.readouterr()
+    assert main(["train", str(cfg), "--set", "run.name=pp", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume prefix tuning with method.prefix_projection" in err and "Traceback" not in err

@@ -24,6 +24,7 @@ CASES = {
     "full": ({"name": "full"}, 3e-3),
     "freeze": ({"name": "freeze", "freeze_trainable_layers": 1, "freeze_extra_modules": ["norm"]}, 3e-3),
     "prefix": ({"name": "prefix", "num_virtual_tokens": 4}, 3e-1),
+    "prefix-projection": ({"name": "prefix", "num_virtual_tokens": 4, "prefix_projection": True}, 3e-2),
     "prompt": ({"name": "prompt", "num_virtual_tokens": 4}, 1.0),
     "adapter-pfeiffer": ({"name": "adapter", "adapter_size": 8}, 5e-2),
     "adapter-houlsby": ({"name": "adapter", "adapter_size": 8, "adapter_placement": "houlsby"}, 5e-2),
@@ -92,7 +93,11 @@ def _expected_trainable(base, cfg: Config) -> int:
         top = layers[-m.freeze_trainable_layers:]
         return sum(p.numel() for p in top.parameters()) + base.model.norm.weight.numel()
     if m.name == "prefix":
-        return m.num_virtual_tokens * conf.num_hidden_layers * 2 * conf.head_dim * conf.num_key_value_heads
+        kv = conf.head_dim * conf.num_key_value_heads  # per layer, keys or values of one token
+        if m.prefix_projection:  # embedding (T x kv) -> Linear(kv, kv) -> tanh -> Linear(kv, layers x 2 x kv)
+            out = conf.num_hidden_layers * 2 * kv
+            return m.num_virtual_tokens * kv + kv * kv + kv + kv * out + out
+        return m.num_virtual_tokens * conf.num_hidden_layers * 2 * kv
     if m.name == "prompt":
         return m.num_virtual_tokens * conf.hidden_size
     if m.name == "adapter":

@@ -119,7 +119,7 @@ class MethodConfig(Section):
     freeze_trainable_layers: int = Field(2, ge=1, description="freeze: number of top transformer layers to train.")
     freeze_extra_modules: list[str] = Field(default_factory=list, description="freeze: extra module names to train (e.g. [norm, lm_head]).")
     num_virtual_tokens: int = Field(20, ge=1, description="prefix/prompt: number of virtual tokens learned.")
-    prefix_projection: bool = Field(False, description="prefix: learn the prefix through a small MLP (reparameterisation; steadier training, more parameters while training).")
+    prefix_projection: bool = Field(False, description="prefix: learn the prefix through a small MLP (reparameterisation; steadier training, more parameters while training; the saved result holds only the projected prefix).")
     prompt_init_text: str | None = Field(None, description="prompt: start the virtual tokens from this text's embeddings, e.g. 'Classify the sentiment:' (None = random).")
     adapter_size: int = Field(64, ge=1, description="adapter: bottleneck width of each adapter.")
     adapter_placement: Literal["pfeiffer", "houlsby"] = Field(

@@ -26,10 +26,64 @@ def check(cfg) -> None:
                           fix="set train.gradient_checkpointing: false, or use method.name: prompt or lora")
 
 
-def _continue(model, ctx):
-    from peft import PeftModel
+def load_weights(model, path) -> None:
+    """Load saved virtual-token weights (an adapter folder or a trainer checkpoint) into a live peft model.
 
-    return PeftModel.from_pretrained(model, ctx["previous_adapter"], is_trainable=True)
+    peft refuses `is_trainable=True` for prompt-learning adapters in `from_pretrained`/`load_adapter`,
+    so continuing a run and resuming a checkpoint load the weights into a freshly built trainable model.
+    """
+    from pathlib import Path
+
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(str(Path(path) / "adapter_model.safetensors")))
+
+
+def is_prompt_learning(model) -> bool:
+    conf = getattr(model, "peft_config", {}).get(getattr(model, "active_adapter", None))
+    return bool(getattr(conf, "is_prompt_learning", False))
+
+
+def load_checkpoint(model, path, *, for_training: bool) -> None:
+    """Trainer checkpoint -> live model (what Trainer's resume and best-model loading would do).
+
+    With prefix_projection the checkpoint holds only the projected prefix: resuming training exactly
+    is impossible, but the best checkpoint can become the final result: the encoder is switched to its
+    inference form (the projected prefix as a plain table), which is also what gets saved.
+    """
+    from tunewise.errors import RunError
+
+    name = model.active_adapter
+    conf = model.peft_config[name]
+    if getattr(conf, "prefix_projection", False) and not conf.inference_mode:
+        if for_training:
+            raise RunError("cannot resume prefix tuning with method.prefix_projection: checkpoints hold only the "
+                           "projected prefix, not the projection MLP", where=str(path),
+                           fix="start the run again (--overwrite), or train without method.prefix_projection")
+        import copy
+
+        from peft.tuners.prefix_tuning import PrefixEncoder
+
+        conf = copy.copy(conf)
+        conf.inference_mode = True
+        old = model.prompt_encoder[name]
+        model.prompt_encoder[name] = PrefixEncoder(conf).to(old.embedding.weight.device, old.embedding.weight.dtype)
+        model.peft_config[name] = conf
+    load_weights(model, path)
+
+
+def _continue(model, ctx):
+    from peft import PeftConfig, get_peft_model
+
+    conf = PeftConfig.from_pretrained(str(ctx["previous_adapter"]))
+    conf.inference_mode = False
+    # A saved prefix is the projection's output (the MLP is not saved): keep training that output directly.
+    if getattr(conf, "prefix_projection", False):
+        conf.prefix_projection = False
+    model = get_peft_model(model, conf)
+    load_weights(model, ctx["previous_adapter"])
+    return model
 
 
 def _smoke(model, method: str):

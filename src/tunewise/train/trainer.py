@@ -130,6 +130,23 @@ class TunewiseTrainer(Trainer):
                 logs["loss"] = math.nan
         super().log(logs, *args, **kwargs)
 
+    # peft refuses to load prompt-learning adapters as trainable (resume) and fails on prefix projection
+    # (best model, peft issue #2256); these load the saved virtual tokens into the live model instead.
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        from tunewise.methods.prompt_learning import is_prompt_learning, load_checkpoint
+
+        m = model if model is not None else self.model
+        if is_prompt_learning(m):
+            return load_checkpoint(m, resume_from_checkpoint, for_training=True)
+        return super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_best_model(self):
+        from tunewise.methods.prompt_learning import is_prompt_learning, load_checkpoint
+
+        if is_prompt_learning(self.model) and self.state.best_model_checkpoint:
+            return load_checkpoint(self.model, self.state.best_model_checkpoint, for_training=False)
+        return super()._load_best_model()
+
     def _save_checkpoint(self, model, trial):
         if self.nan_step is not None:
             return  # never save weights that saw a NaN
