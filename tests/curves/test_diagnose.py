@@ -118,4 +118,4 @@ def test_final_evaluation_is_not_a_curve_point(tmp_path):
     cb.on_train_end(None, state, None)
     cb.on_log(None, state, None, logs={"eval_loss": 0.5})
     got = [json.loads(x) for x in (tmp_path / "m.jsonl").read_text().splitlines()]
-    assert got == [{"step": 10, "epoch": 1.0, "val_loss": 0.9}, {"step": 10, "event": "final_eval", "final_val_loss": 0.5}]
+    assert got == [{"step": 10, "epoch": 1.0, "val_loss": 0.9}, {"step": 10, "epoch": 1.0, "event": "final_eval", "final_val_loss": 0.5}]

@@ -136,7 +136,8 @@ def test_methods_lists_lora_in_both_languages():
 
 def test_separate_validation_dataset_and_modules_to_save(tmp_path, tiny_model_dirs, demo_jsonl):
     val = tmp_path / "val.jsonl"
-    val.write_text('{"instruction": "Who are you?", "output": "A test."}\n' * 3, encoding="utf-8")
+    val.write_text("".join(f'{{"instruction": "Question {i}: who are you?", "output": "Test answer {i}."}}\n' for i in "abc"),
+                   encoding="utf-8")
     cfg = tiny_config(tmp_path, demo_jsonl, train={"max_steps": 2},
                       method={"modules_to_save": ["embed_tokens", "lm_head"]})
     cfg["data"]["val_datasets"] = [str(val)]

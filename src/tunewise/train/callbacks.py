@@ -38,7 +38,8 @@ class MetricsJsonl(TrainerCallback):
             # The evaluation after training scores the saved result (the best checkpoint when there is a
             # validation set), not a point on the curve: logged apart so the diagnosis is not misled.
             if "eval_loss" in logs:
-                self._write({"step": state.global_step, "event": "final_eval", "final_val_loss": _clean(float(logs["eval_loss"]))})
+                self._write({"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "event": "final_eval",
+                             "final_val_loss": _clean(float(logs["eval_loss"]))})
             return
         row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
         for k, ours in _KEYS.items():
@@ -51,9 +52,9 @@ class MetricsJsonl(TrainerCallback):
         self.train_ended = True
         tr = self.trainer_ref() if self.trainer_ref else None
         if tr is not None and tr.nan_step is not None and state.is_world_process_zero:
-            self._write({"step": tr.nan_step, "event": "nan_stop", "loss": math.nan})
+            self._write({"step": tr.nan_step, "epoch": round(state.epoch or 0.0, 4), "event": "nan_stop", "loss": math.nan})
         elif state.is_world_process_zero and state.max_steps and state.global_step < state.max_steps:
-            self._write({"step": state.global_step, "event": "early_stop"})
+            self._write({"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "event": "early_stop"})
 
 
 try:
