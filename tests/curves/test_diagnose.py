@@ -72,15 +72,24 @@ def test_rules_are_unit_testable():
     assert rule_underfit([(i, 1.0) for i in range(10)], th)["total_drop"] == pytest.approx(0)
 
 
+OVER = [2.0, 1.5, 1.2, 1.1, 1.2, 1.4, 1.6]
+FINE = [2.0, 1.6, 1.3, 1.1, 1.0, 0.98, 0.97]
+
+
+def _run_dir(tmp_path, name, val):
+    """A run directory whose metrics.jsonl has a falling train curve and the given validation losses."""
+    run = tmp_path / name
+    run.mkdir()
+    r = rows(0.2 + 2 * np.exp(-np.arange(35) / 8), val)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in r))
+    return run
+
+
 def test_report_files_and_overlay(tmp_path):
     from tunewise.curves.report import analyze_run, compare_runs
 
-    for name, val in (("a", [2.0, 1.5, 1.2, 1.1, 1.2, 1.4, 1.6]), ("b", [2.0, 1.6, 1.3, 1.1, 1.0, 0.98, 0.97])):
-        run = tmp_path / name
-        run.mkdir()
-        r = rows(0.2 + 2 * np.exp(-np.arange(35) / 8), val)
-        (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in r))
-        (run / "checkpoints" / "checkpoint-20").mkdir(parents=True)
+    for name, val in (("a", OVER), ("b", FINE)):
+        (_run_dir(tmp_path, name, val) / "checkpoints" / "checkpoint-20").mkdir(parents=True)
     d = analyze_run(tmp_path / "a")
     assert d.verdict == "overfit"
     diag = json.loads((tmp_path / "a" / "diagnosis.json").read_text())
@@ -96,12 +105,8 @@ def test_report_files_and_overlay(tmp_path):
 def test_result_note_only_when_overfit(tmp_path):
     from tunewise.curves.report import analyze_run, result_note
 
-    for name, val in (("over", [2.0, 1.5, 1.2, 1.1, 1.2, 1.4, 1.6]), ("fine", [2.0, 1.6, 1.3, 1.1, 1.0, 0.98, 0.97])):
-        run = tmp_path / name
-        run.mkdir()
-        r = rows(0.2 + 2 * np.exp(-np.arange(35) / 8), val)
-        (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in r))
-        analyze_run(run)
+    for name, val in (("over", OVER), ("fine", FINE)):
+        analyze_run(_run_dir(tmp_path, name, val))
     assert "best checkpoint" in result_note(tmp_path / "over") and "最佳" in result_note(tmp_path / "over", "zh")
     assert result_note(tmp_path / "fine") is None and result_note(tmp_path / "missing") is None
 
