@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("gradio")
+from tunewise.ui import knowledge  # noqa: E402
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 
 
@@ -85,9 +86,10 @@ def _shot(page, name: str, tmp_path: Path) -> None:
     from PIL import Image
 
     img = Image.open(raw).convert("RGB")
-    if img.width > 1100:
-        img = img.resize((1100, round(img.height * 1100 / img.width)), Image.LANCZOS)
-    img.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(out / f"{name}.png", optimize=True)
+    img = img.crop((0, 0, img.width, min(img.height, 2600)))  # the long Configure page: its first screens
+    if img.width > 960:
+        img = img.resize((960, round(img.height * 960 / img.width)), Image.LANCZOS)
+    img.quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(out / f"{name}.png", optimize=True)
 
 
 def _box(page, elem_id: str):
@@ -137,9 +139,16 @@ def test_board_end_to_end(board, tmp_path):
             _set_number(page, "tw-p-train-per_device_batch_size", 8)
             _set_number(page, "tw-p-train-gradient_accumulation_steps", 1)
             _set_number(page, "tw-p-data-max_length", 128)
+            _set_number(page, "tw-p-method-lora_alpha", 4)  # alpha/r = 4/16: the advisor's lint flags it
             _box(page, "tw-more").fill("data.clean.dedup_near=false")
             page.click("#tw-check")
-            _wait_text(page, "tw-check-result", r"valid", 120)
+            check = _wait_text(page, "tw-check-result", r"valid", 120)
+            if knowledge.advise_available():  # advice and lint come from the advise stage
+                assert "lora-alpha-ratio" in check, check
+                assert "Hardware" in _text(page, "tw-advisor")
+                assert "advisor:" in _text(page, "tw-p-train-learning_rate")
+            else:
+                assert "unavailable" in _text(page, "tw-advisor")
             yaml_text = (root / ".board" / "ui-run.yaml").read_text(encoding="utf-8")
             assert "max_steps: 12" in yaml_text and "learning_rate: 0.0001" in yaml_text and "dedup_near: false" in yaml_text
             assert "name: ui-run" in _text(page, "tw-yaml")  # the editor renders only the lines in view
@@ -159,7 +168,9 @@ def test_board_end_to_end(board, tmp_path):
             # --- train: start, live curve, verdict
             page.get_by_role("tab", name=re.compile("Train")).click()
             page.click("#tw-start")
-            _wait_text(page, "tw-train-msg", r"Training started", 60)
+            started = _wait_text(page, "tw-train-msg", r"Training started", 120)
+            if knowledge.advise_available():
+                assert "Checks before training" in started and "lora-alpha-ratio" in started, started
             first = _wait_text(page, "tw-status", r"running", 60)
             s1 = _wait_step(page, lambda s: s >= 1, 150)
             page.wait_for_selector("#tw-loss-plot canvas, #tw-loss-plot svg", timeout=30_000)

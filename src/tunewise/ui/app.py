@@ -120,7 +120,9 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
                 train_msg = gr.Markdown(elem_id="tw-train-msg")
                 status_md = gr.Markdown(elem_id="tw-status")
                 with gr.Row():
+                    # a fixed colour map: the plot takes its series from the first value, which is empty
                     loss_plot = reg(gr.LinePlot(live.loss_frame([]), x="step", y="value", color="series",
+                                                color_map={"train loss": "#4c78a8", "val loss": "#e45756"},
                                                 label=L("loss_plot"), show_label=True, height=300,
                                                 elem_id="tw-loss-plot", scale=2), "loss_plot")
                     lr_plot = reg(gr.LinePlot(live.lr_frame([]), x="step", y="lr", label=L("lr_plot"), show_label=True,
@@ -215,7 +217,7 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
                         [check_md, advisor_md, yaml_code, yaml_file, advice_state, all_df, checked_state, *comps])
 
         def on_apply(advice, *values):
-            recs = (advice or {}).get("recommendations") or {}
+            recs = (handlers.knowledge.pick(advice, "en") or {}).get("recommendations") or {}
             out = []
             for key, v in zip(handlers.PARAM_KEYS, values):
                 out.append(recs[key] if key in recs else v)
@@ -245,7 +247,7 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
             if not r["cfg"].data.datasets:
                 return r["message"], gr.update(), r["advice"]
             msg, run = handlers.start_training(root, lang_, r["path"], r["cfg"], overwrite)
-            lint = handlers.lint_markdown(handlers.knowledge.lint_items(r["advice"]), lang_)
+            lint = handlers.lint_markdown(handlers.knowledge.lint_items(handlers.knowledge.pick(r["advice"], lang_)), lang_)
             msg = msg + ("\n\n" + lint if lint else "")
             if run is None:
                 return msg, gr.update(), r["advice"]
@@ -258,7 +260,10 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
         resume_btn.click(handlers.resume_training, [run_dd, lang_state], [train_msg])
 
         def on_compare(selected):
-            return live.compare_frame(selected or [])
+            df = live.compare_frame(selected or [])
+            palette = ["#4c78a8", "#e45756", "#54a24b", "#f58518", "#b279a2", "#72b7b2", "#9d755d", "#bab0ac"]
+            cmap = {name: palette[i % len(palette)] for i, name in enumerate(sorted(set(df["series"])))}
+            return gr.update(value=df, color_map=cmap)
 
         cmp_btn.click(on_compare, [cmp_cg], [cmp_plot])
 

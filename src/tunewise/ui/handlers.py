@@ -26,7 +26,7 @@ def _err(e: Exception) -> str:
 def param_info(key: str, lang: str, advice: dict | None) -> str:
     entries, _ = knowledge.explanations(lang)
     text = knowledge.describe(entries.get(key, {}), lang)
-    rec = knowledge.recommendation(advice, key, lang)
+    rec = knowledge.recommendation(knowledge.pick(advice, lang), key, lang)
     if rec is not None:
         value, reason = rec
         text += f"\n→ {'顾问建议' if lang == 'zh' else 'advisor'}: {value}" + (f" — {reason}" if reason else "")
@@ -46,7 +46,7 @@ def all_params_table(lang: str, cfg=None, advice: dict | None = None) -> pd.Data
         current = _flatten(cfg.model_dump(mode="json"))
     rows = []
     for key, e in entries.items():
-        rec = knowledge.recommendation(advice, key, lang)
+        rec = knowledge.recommendation(knowledge.pick(advice, lang), key, lang)
         rows.append({"key": key, "explanation": knowledge.describe(e, lang),
                      "default": _short(e.get("default")), "current": _short(current.get(key, "")),
                      "advisor": _short(rec[0]) if rec else ""})
@@ -75,6 +75,9 @@ def form_dict(root: str, name: str, model: str, data_path: str, values: tuple) -
 
 def advisor_markdown(advice: dict | None, lang: str) -> str:
     zh = lang == "zh"
+    if advice and "error" in advice:
+        return ("**顾问无法给出建议**：" if zh else "**The advisor could not judge this config**: ") + advice["error"]
+    advice = knowledge.pick(advice, lang)
     if advice is None:
         return ("顾问不可用：advise 模块尚未安装，参数说明来自配置模式本身。" if zh
                 else "Advisor unavailable: the advise stage is not installed; explanations come from the config schema.")
@@ -84,14 +87,17 @@ def advisor_markdown(advice: dict | None, lang: str) -> str:
         gpus = hw.get("gpus") or []
         hw_text = f"{hw.get('cpu_cores', '?')} CPU cores, {hw.get('ram_gib', '?')} GiB RAM" + (
             ", GPUs: " + ", ".join(f"{g.get('name')}" for g in gpus) if gpus else ", no GPU")
-        lines.append(("**硬件**：" if zh else "**Hardware**: ") + hw_text)
+        lines.append(("**硬件**：" if zh else "**Hardware**: ") + hw_text + "\n")
     mem = advice.get("memory")
-    if isinstance(mem, dict):
-        parts = [f"{k}: {v}" for k, v in mem.items() if not isinstance(v, (dict, list))]
-        lines.append(("**显存/内存估计**：" if zh else "**Memory estimate**: ") + "; ".join(parts))
+    if isinstance(mem, dict) and mem:
+        lines.append("\n**显存/内存估计（每进程）**：" if zh else "\n**Memory estimate (per process)**:")
+        for method, m in mem.items():
+            if isinstance(m, dict) and "total_gib" in m:
+                fits = ("放得下" if zh else "fits") if m.get("fits_as_configured", m.get("fits")) else ("放不下" if zh else "does NOT fit")
+                lines.append(f"- {method}: {m['total_gib']} GiB / {m.get('budget_gib', '?')} GiB ({m.get('device', '')}) — {fits}")
     recs = advice.get("recommendations") or {}
     if recs:
-        lines.append("**建议**：" if zh else "**Recommendations**:")
+        lines.append("\n**建议**：" if zh else "\n**Recommendations**:")
         for k, v in recs.items():
             why = knowledge.recommendation(advice, k, lang)
             lines.append(f"- `{k}` = **{v}**" + (f" — {why[1]}" if why and why[1] else ""))
@@ -120,8 +126,8 @@ def check(root: str, lang: str, name: str, model: str, data_path: str, more: str
     except Exception as e:  # a person reads this: show it, do not crash the page
         return {"ok": False, "message": _err(e)}
     path = configure.save_config(cfg, root)
-    advice = knowledge.advise(path)
-    lint = knowledge.lint_items(advice)
+    advice = knowledge.advise(path, cfg)
+    lint = knowledge.lint_items(knowledge.pick(advice, lang))
     yaml_text = path.read_text(encoding="utf-8")
     ok_text = (f"配置有效，已保存到 `{path}`。" if lang == "zh" else f"The config is valid; saved to `{path}`.")
     if not cfg.data.datasets:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _TOTAL_RE = re.compile(r"\[tunewise\] training (\d+) steps")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # tqdm's cursor moves: noise in a log file
 
 
 @dataclass
@@ -125,6 +126,7 @@ def _pump(job: Job, hold_until_config: bool) -> None:
 
     assert job.proc.stdout is not None
     for line in iter(job.proc.stdout.readline, ""):
+        line = _ANSI.sub("", line)
         m = _TOTAL_RE.search(line)
         if m:
             job.total_steps = int(m.group(1))

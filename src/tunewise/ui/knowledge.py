@@ -125,12 +125,38 @@ def describe(entry: dict, lang: str) -> str:
     return " | ".join([text.strip()] + [e.rstrip(".。") for e in extras])
 
 
-def advise(config_path: str | Path) -> dict | None:
-    """The advisor's JSON for a config file, or None when the advise stage is unavailable or fails."""
-    if not advise_available():
+def advise(config_path: str | Path, cfg=None) -> dict | None:
+    """The advisor's JSON for a config in both languages, {"en": {...}, "zh": {...}}.
+
+    In-process through tunewise.advise when it is installed, else through `tunewise advise --json`;
+    None when there is no advisor, {"error": text} when the advisor could not judge this config.
+    """
+    try:
+        from tunewise.advise.advise import advise_config, to_json
+        from tunewise.advise.hardware import detect_hardware
+    except ImportError:
+        if not advise_available():
+            return None
+        out = {lang: _cli_json(["advise", str(config_path), "--json", "--lang", lang], timeout=300) for lang in ("en", "zh")}
+        return out if all(isinstance(v, dict) for v in out.values()) else {"error": "`tunewise advise` failed on this config"}
+    try:
+        if cfg is None:
+            from tunewise.config import load_config
+
+            cfg = load_config(config_path)
+        result = advise_config(cfg, detect_hardware())
+        return {"en": to_json(result, "en"), "zh": to_json(result, "zh")}
+    except Exception as e:  # shown to the person, the board keeps working
+        from tunewise.errors import TunewiseError
+
+        return {"error": e.render() if isinstance(e, TunewiseError) else f"{type(e).__name__}: {e}"}
+
+
+def pick(advice: dict | None, lang: str) -> dict | None:
+    """The advisor's JSON in one language (None without usable advice)."""
+    if not advice or "error" in advice:
         return None
-    got = _cli_json(["advise", str(config_path), "--json"], timeout=300)
-    return got if isinstance(got, dict) else None
+    return advice.get(lang) or advice.get("en")
 
 
 def lint_items(advice: dict | None) -> list[dict]:

@@ -30,6 +30,14 @@ def read_rows(run: str | Path) -> list[dict]:
     return rows
 
 
+_TYPES = {"step": "int64", "value": "float64", "series": "str", "lr": "float64"}
+
+
+def _typed(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    """A frame with numeric step/value even when empty: the plot fixes its axis types from the first value."""
+    return pd.DataFrame(rows, columns=columns).astype({c: _TYPES[c] for c in columns})
+
+
 def _finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
@@ -42,12 +50,12 @@ def loss_frame(rows: list[dict], label: str = "") -> pd.DataFrame:
             if _finite(r.get(key)):
                 out.append({"step": int(r["step"]), "value": float(r[key]),
                             "series": f"{label} {name}".strip()})
-    return pd.DataFrame(out, columns=["step", "value", "series"])
+    return _typed(out, ["step", "value", "series"])
 
 
 def lr_frame(rows: list[dict]) -> pd.DataFrame:
     out = [{"step": int(r["step"]), "lr": float(r["lr"])} for r in rows if _finite(r.get("lr"))]
-    return pd.DataFrame(out, columns=["step", "lr"])
+    return _typed(out, ["step", "lr"])
 
 
 def compare_frame(runs: list[str | Path]) -> pd.DataFrame:
@@ -61,9 +69,9 @@ def compare_frame(runs: list[str | Path]) -> pd.DataFrame:
         if not val:
             val = [{"step": int(r["step"]), "value": float(r["loss"]), "series": f"{name} train loss"}
                    for r in rows if _finite(r.get("loss"))]
-        frames.append(pd.DataFrame(val, columns=["step", "value", "series"]))
+        frames.append(_typed(val, ["step", "value", "series"]))
     if not frames:
-        return pd.DataFrame(columns=["step", "value", "series"])
+        return _typed([], ["step", "value", "series"])
     return pd.concat(frames, ignore_index=True)
 
 
