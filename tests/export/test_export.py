@@ -37,7 +37,7 @@ def runs(tmp_path_factory, tiny_model_dirs, tw_home):
 
 
 def _stopping_full_run(lora_run, base_dir, dest):
-    """A full-weight run (RUN/model/) whose model answers "A B" and then ends its turn with <|eot_id|>:
+    """A full-weight run (RUN/model/: weights and tokenizer) whose model answers "A B" and then ends its turn with <|eot_id|>:
     attention and MLP outputs zeroed make the next token depend on the current one only, and lm_head rows
     point at the chain prompt-end -> A -> B -> <|eot_id|>. Deterministic, no training needed."""
     import torch
@@ -67,6 +67,7 @@ def _stopping_full_run(lora_run, base_dir, dest):
             h = model.model.norm(emb[cur][None])[0]
             model.lm_head.weight[nxt] = 40 * h / h.norm()
     model.save_pretrained(dest / "model", safe_serialization=True)
+    tok.save_pretrained(dest / "model")  # as `tunewise train` saves a full-weight result (train/workflow.py)
     return dest
 
 
@@ -103,7 +104,8 @@ def test_lora_export_gguf_ollama_passes(runs, capsys):
     assert "PARAMETER num_ctx 128" in mf and "PARAMETER temperature 0.7" in mf and "PARAMETER repeat_penalty 1.1" in mf
     v = _verdict(run)
     assert v["status"] == "PASS", v
-    assert v["templates_agree"] and v["tokens_agree"] and v["stops_agree"] and len(v["prompts"]) == 4
+    n_val = sum(1 for line in (run / "data" / "val.jsonl").read_text().splitlines() if line.strip())
+    assert v["templates_agree"] and v["tokens_agree"] and v["stops_agree"] and len(v["prompts"]) == min(4, n_val) > 0
     assert all(p["prompt_tokens_match"] for p in v["prompts"])
 
 
@@ -115,6 +117,12 @@ def test_other_architectures_and_quantisation(runs, arch, gtype):
     assert v["status"] == "PASS" and v["gguf_type"] == gtype and v["tokens_agree"], v
     with open(run / "export" / "model.gguf", "rb") as f:
         assert f.read(4) == b"GGUF"
+    if arch == "tiny-gemma3":  # llama.cpp must window the layers HF windows, not Google's default 5-in-6
+        from gguf import GGUFReader
+
+        layer_types = json.loads((run / "export" / "merged" / "config.json").read_text())["layer_types"]
+        field = GGUFReader(run / "export" / "model.gguf").fields["gemma3.attention.sliding_window_pattern"]
+        assert field.contents() == [t == "sliding_attention" for t in layer_types] == [True, False]
 
 
 def test_full_weight_run_stops_like_training(runs):
@@ -173,6 +181,19 @@ def _tok(run):
     from tunewise.runs import read_run_config
 
     return load_tokenizer(resolve_model(read_run_config(run).model.name_or_path).path)
+
+
+def test_overfit_run_says_the_best_checkpoint_is_exported(runs, tmp_path, capsys):
+    from tunewise.curves.report import result_note
+
+    run = tmp_path / "over"
+    shutil.copytree(runs["tiny-llama"], run, ignore=shutil.ignore_patterns("export", "checkpoints"))
+    diag = json.loads((run / "diagnosis.json").read_text())
+    diag["verdict"] = "overfit"
+    diag["note"] = {"en": "the saved result is the best checkpoint (step 1); eval and export use it", "zh": "最佳"}
+    (run / "diagnosis.json").write_text(json.dumps(diag))
+    assert main(["export", str(run)]) == 0
+    assert f"training overfit: {result_note(run)}" in capsys.readouterr().err
 
 
 def test_virtual_token_methods_cannot_export(runs, tmp_path, capsys):

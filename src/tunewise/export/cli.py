@@ -46,6 +46,10 @@ def export_run(run: str | Path, *, dtype: str = "float32", out: str | Path | Non
         if bad:
             raise RunError("the Ollama template does not render like the training template: " + bad[0], where="template.json",
                            fix="report this; export without --ollama meanwhile")
+    from tunewise.curves.report import result_note
+
+    if checkpoint is None and (note := result_note(run)):
+        _say(f"[tunewise] training overfit: {note}")
     _say(f"[tunewise] merging {run} into {export_dir / 'merged'} ({dtype})")
     merged = merge_run(run, export_dir / "merged", dtype=dtype, checkpoint=checkpoint)
     result["merged"] = str(merged)
