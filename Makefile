@@ -9,9 +9,11 @@ INSTALLED := $(VENV)/.installed
 
 install: $(INSTALLED) browser
 
-# The browser test drives Debian's chromium (playwright cannot download a browser here).
+# The browser test drives Debian's chromium (playwright cannot download a browser here); CJK fonts so the
+# board's Chinese labels render in screenshots.
 browser:
-	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@test -x /usr/bin/chromium && test -d /usr/share/fonts/opentype/noto || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; }
 
 $(INSTALLED): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
