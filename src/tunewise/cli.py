@@ -32,7 +32,7 @@ def cmd_train(a) -> int:
                 argv.append(x)
         return launch(argv, a.nproc)
     cfg = load_config(a.config, a.overrides + (["data.strict=false"] if a.no_strict else []))
-    run = train(cfg, resume=a.resume, overwrite=a.overwrite)
+    run = train(cfg, resume=a.resume, overwrite=a.overwrite, strict_lint=a.strict_lint)
     if os.environ.get("RANK", "0") == "0":
         print(run)
     return 0
@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of this run")
     t.add_argument("--overwrite", action="store_true", help="delete an existing run directory of the same name first")
     t.add_argument("--no-strict", action="store_true", help="skip malformed records (listed in data/dropped.jsonl) instead of stopping")
+    t.add_argument("--strict-lint", action="store_true", help="refuse to train when `tunewise lint` finds anything")
     t.add_argument("--nproc", type=int, default=0, help="data-parallel processes on this machine (launched with torchrun)")
     t.set_defaults(func=cmd_train)
 
@@ -138,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tunewise never needs the Hub at run time
+    import warnings
+
+    # Library deprecation chatter is for library authors, not for someone fine-tuning a model.
+    warnings.filterwarnings("ignore", category=FutureWarning)
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]

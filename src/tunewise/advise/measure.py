@@ -51,15 +51,11 @@ def child(config_path: str, steps: int) -> dict:
     resolved, tok, tpl = tokenizer_and_template(cfg)
     prepared = prepare(cfg, None)
     train_ds, _val, _ = encode_for_training(cfg, tok, tpl, prepared)
-    if cfg.method.name == "full" and "full" not in {m.name for m in methods.all_methods()}:
-        model = load_model(resolved.path, dtype=cfg.model.dtype, attn=cfg.model.attn_implementation)
-        method_note = "full: every parameter trains (no method module registered; model used as loaded)"
-    else:
-        info = methods.get(cfg.method.name)
-        extra = info.load_kwargs(cfg.method) if info.load_kwargs else {}
-        model = load_model(resolved.path, dtype=cfg.model.dtype, attn=cfg.model.attn_implementation, **extra)
-        model = info.apply(model, cfg.method, {"previous_adapter": None, "tokenizer": tok})
-        method_note = cfg.method.name
+    info = methods.get(cfg.method.name)
+    model = load_model(resolved.path, dtype=cfg.model.dtype, attn=cfg.model.attn_implementation,
+                       **methods.base_load_kwargs(info, cfg))
+    model = methods.apply_method(cfg, model, tokenizer=tok)
+    method_note = cfg.method.name
     if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(model, "enable_input_require_grads"):

@@ -84,9 +84,12 @@ def encode_pretrain(tokenizer, records: list[dict], *, block_size: int) -> tuple
     """Continued pretraining: documents + EOS concatenated and cut into full blocks; loss on every token."""
     stats = EncodeStats()
     stream: list[int] = []
+    # transformers 5 tokenizers no longer expose add_bos_token reliably (Gemma's says False yet adds
+    # <bos>): ask the tokenizer what it does.
+    add_bos = tokenizer.bos_token_id is not None and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
     for rec in records:
         ids = tokenizer(rec["text"], add_special_tokens=False)["input_ids"]
-        if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", True):
+        if add_bos:
             ids = [tokenizer.bos_token_id] + ids
         stream += ids + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
         stats.examples += 1

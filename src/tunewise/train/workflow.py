@@ -22,11 +22,14 @@ def _say(msg: str) -> None:
 
 def start_run_dir(cfg: Config, *, resume: bool, overwrite: bool) -> Path:
     run = run_dir_for(cfg)
-    if run.exists() and any(run.iterdir()) and not resume:
+    # The web board may create its log file (ui_*.log) before training starts: that is not a previous run.
+    previous = [p for p in run.iterdir() if not p.name.startswith("ui_")] if run.exists() else []
+    if previous and not resume:
         if not overwrite:
             raise RunError("run directory already exists", where=str(run),
                            fix="add --resume to continue it, --overwrite to start over, or --set run.name=NEW")
-        shutil.rmtree(run)
+        for p in previous:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
     run.mkdir(parents=True, exist_ok=True)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run / "tensorboard")
     write_text(run / "config.yaml", dump_config(cfg))  # written first, before anything can fail
@@ -51,17 +54,20 @@ def precision_flags(precision: str) -> dict:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
-def tokenizer_and_template(cfg: Config):
-    """Resolve the model, load its tokenizer and fix the chat template for this run."""
+def model_type_of(cfg: Config, path) -> str:
     from transformers import AutoConfig
 
+    return AutoConfig.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code).model_type
+
+
+def tokenizer_and_template(cfg: Config):
+    """Resolve the model, load its tokenizer and fix the chat template for this run."""
     from tunewise.models.load import load_tokenizer, resolve_model
     from tunewise.templates import choose_template
 
     resolved = resolve_model(cfg.model.name_or_path)
     tokenizer = load_tokenizer(resolved.path, cfg.model.trust_remote_code)
-    model_type = AutoConfig.from_pretrained(resolved.path, trust_remote_code=cfg.model.trust_remote_code).model_type
-    return resolved, tokenizer, choose_template(cfg.template.name, tokenizer, model_type)
+    return resolved, tokenizer, choose_template(cfg.template.name, tokenizer, model_type_of(cfg, resolved.path))
 
 
 def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool):
@@ -90,7 +96,7 @@ def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool):
     )
 
 
-def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path:
+def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_lint: bool = False) -> Path:
     import torch
     from transformers import EarlyStoppingCallback
 
@@ -128,13 +134,18 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False) -> Path
     train_ds, val_ds, enc_stats = encode_for_training(cfg, tokenizer, template, prepared, previous_run=resolved.previous_run)
     enc_lengths = [len(e.input_ids) for e in train_ds.examples]
     if main_proc:
-        stats = {**read_json(run / "data" / "stats.json"), "tokens": enc_stats}
+        from tunewise.advise.lint import lint_before_training
+        from tunewise.data.report import length_histogram, write_length_histogram
+
+        stats = {**read_json(run / "data" / "stats.json"), "tokens": enc_stats,
+                 "length_histogram": length_histogram(enc_lengths)}
         write_json(run / "data" / "stats.json", stats)
         _print_data_summary(stats)
         if enc_lengths:
-            from tunewise.data.report import write_length_histogram
-
             write_length_histogram(enc_lengths, run / "data" / "lengths.png", cfg.data.max_length)
+        # Common mistakes, with what training already has in hand; --strict-lint refuses to go on.
+        lint_before_training(cfg, tokenizer, template, prepared, enc_stats, model_type=model_type_of(cfg, resolved.path),
+                             world=dist.world_size(), strict=strict_lint)
 
     # 3. model + method (a previous run's adapter is continued or folded in by the method rules)
     extra = methods.base_load_kwargs(info, cfg)
