@@ -20,3 +20,13 @@ def test_demo_quick_on_gemma3_270m(tmp_path, real_home):
     rows = json.loads((run / "demo_comparison.json").read_text())
     assert len(rows) == 6 and all("base" in r and "tuned" in r for r in rows)
     assert "Held-out prompts" in out and "base model" in out and "tuned model" in out
+
+    # evaluation on the real model: before/after table, stopping, forgetting probes (kept small)
+    code, out, err = run_cli("eval", str(run), "--max-samples", "2", "--max-new-tokens", "24")
+    assert code == 0, err[-3000:]
+    rep = json.loads((run / "eval" / "report.json").read_text())
+    for label in ("before", "after"):
+        s = rep[label]["sets"]["val"]
+        assert s["count"] == 2 and s["loss"] > 0 and 0 <= s["no_stop_rate"] <= 1
+        assert rep[label]["sets"]["general_qa"]["count"] == 2 and rep[label]["general_text"]["perplexity"] > 1
+    assert "forgetting" in rep and "val after" in out

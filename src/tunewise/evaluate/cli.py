@@ -26,16 +26,14 @@ def cmd_eval(a) -> int:
     from tunewise.evaluate.runner import run_eval
 
     report = run_eval(run, data=a.data, max_samples=a.max_samples, forgetting=not a.no_forgetting,
-                      checkpoint=a.checkpoint)
+                      checkpoint=a.checkpoint, max_new_tokens=a.max_new_tokens)
     items = report.pop("_items")
     table = Table(title=f"Evaluation of {run} (greedy decoding; before = base model, after = tuned)")
     for h in report["table"]["header"]:
         table.add_column(h, justify="right" if h != "metric" else "left")
     for row in report["table"]["rows"]:
         table.add_row(*row)
-    import sys as _sys
-
-    console = Console(width=None if _sys.stdout.isatty() else 160)
+    console = Console(width=None if sys.stdout.isatty() else 160)
     console.print(table)
     fg = report.get("forgetting")
     if fg:
@@ -62,7 +60,8 @@ def register(sub) -> None:
     e = sub.add_parser("eval", help="evaluate base vs tuned: loss, ROUGE, BLEU, stopping, forgetting; blind review sheets")
     e.add_argument("run", help="run directory")
     e.add_argument("--data", action="append", default=[], metavar="FILE", help="extra eval set (repeatable)")
-    e.add_argument("--max-samples", type=int, help="at most this many prompts per set")
+    e.add_argument("--max-samples", type=int, help="at most this many prompts per set (the general QA probe too)")
+    e.add_argument("--max-new-tokens", type=int, help="longest generated answer (default: the run's eval.max_new_tokens)")
     e.add_argument("--no-forgetting", action="store_true", help="skip the general-ability (forgetting) probes")
     e.add_argument("--checkpoint", help="evaluate this checkpoint instead of the final result")
     e.add_argument("--blind-sheet", action="store_true", help="also write a blind A/B review sheet (CSV + HTML)")

@@ -73,7 +73,8 @@ def _encode_text(lm, records, max_length):
     return encode_pretrain(lm.tokenizer, records, block_size=max_length)[0]
 
 
-def evaluate_model(lm, sets: dict[str, list[dict]], cfg, general_text: list[dict], general_qa: list[dict]) -> dict:
+def evaluate_model(lm, sets: dict[str, list[dict]], cfg, general_text: list[dict], general_qa: list[dict],
+                   max_new_tokens: int | None = None) -> dict:
     from tunewise.evaluate.metrics import perplexity, score_generations
     from tunewise.infer.generate import generate
 
@@ -84,7 +85,7 @@ def evaluate_model(lm, sets: dict[str, list[dict]], cfg, general_text: list[dict
     for name, recs in all_sets.items():
         loss = mean_loss(lm, _encode_sft(lm, recs, cfg.data.max_length), cfg.eval.batch_size)
         convs = [r["messages"][:-1] for r in recs]
-        gens = generate(lm, convs, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size)
+        gens = generate(lm, convs, max_new_tokens=max_new_tokens or cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size)
         items = [{"prompt": c[-1]["content"], "reference": r["messages"][-1]["content"], "prediction": g["text"],
                   "hit_max_new_tokens": g["hit_max_new_tokens"], "num_new_tokens": g["num_new_tokens"]}
                  for c, r, g in zip(convs, recs, gens)]
@@ -120,13 +121,14 @@ def report_table(before: dict, after: dict) -> tuple[list[str], list[list[str]]]
 
 
 def run_eval(run: str | Path, *, data: list[str] | None = None, max_samples: int | None = None,
-             forgetting: bool = True, checkpoint: str | None = None) -> dict:
+             forgetting: bool = True, checkpoint: str | None = None, max_new_tokens: int | None = None) -> dict:
     from tunewise.evaluate.forgetting import forgetting_verdict, general_qa_path, general_text_path
     from tunewise.infer.generate import load_run_model
 
     run = require_run(run)
     cfg = read_run_config(run)
-    sets = load_eval_sets(run, data, max_samples or cfg.eval.max_samples)
+    limit = max_samples or cfg.eval.max_samples
+    sets = load_eval_sets(run, data, limit)
     if not sets:
         from tunewise.errors import RunError
 
@@ -137,13 +139,13 @@ def run_eval(run: str | Path, *, data: list[str] | None = None, max_samples: int
     if checkpoint is None and (note := result_note(run)):
         _say(f"[tunewise] training overfit: {note}")
     gtext = [r for _, r in read_jsonl(general_text_path())] if forgetting else []
-    gqa = [r for _, r in read_jsonl(general_qa_path())] if forgetting else []
+    gqa = [r for _, r in read_jsonl(general_qa_path())][:limit] if forgetting else []
     results = {}
     for label, tuned in (("before", False), ("after", True)):
         _say(f"[tunewise] evaluating the {'tuned' if tuned else 'base'} model on {', '.join(sets)}"
              + (" + forgetting probes" if forgetting else ""))
         lm = load_run_model(run, tuned=tuned, checkpoint=checkpoint if tuned else None)
-        results[label] = evaluate_model(lm, sets, cfg, gtext, gqa)
+        results[label] = evaluate_model(lm, sets, cfg, gtext, gqa, max_new_tokens)
         del lm
     eval_dir = run / "eval"
     for label in ("before", "after"):
