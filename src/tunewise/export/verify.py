@@ -28,7 +28,7 @@ FIXES = {
             "PARAMETER stop lines), or add `PARAMETER stop \"<token>\"` for the token named above to the Modelfile",
     "tokenizer": "llama.cpp splits the prompt into different tokens than the training tokenizer; use a base model "
                  "whose tokenizer llama.cpp supports, or serve the merged model (export/merged) with transformers",
-    "drift_quant": "quantisation changed the answers: export with --gguf q8_0 or f16",
+    "drift_quant": "quantisation changed the answers: export a wider type (--gguf f16; q8_0 instead of q4_k_m)",
     "drift": "the converted weights do not compute what the trained model computes: re-export with --gguf f32 "
              "to rule out precision, and report the model architecture if that also fails",
 }
