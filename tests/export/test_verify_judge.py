@@ -35,9 +35,15 @@ def test_tokenizer_then_stop():
 
 
 @pytest.mark.parametrize("gtype,prefix,status", [("f16", 9, "PASS"), ("f16", 5, "FAIL"), ("q8_0", 5, "PASS"),
-                                                 ("q4_k_m", 0, "PASS"), ("f32", 8, "FAIL")])
+                                                 ("q4_k_m", 3, "PASS"), ("q4_k_m", 1, "FAIL"),
+                                                 ("f32", 8, "FAIL")])
 def test_drift_tolerance_by_type(gtype, prefix, status):
     v = judge([row(match_tokens_prefix=prefix)], gtype, T, has_modelfile=False)
     assert v["status"] == status
     if status == "FAIL":
         assert ("quantisation" in v["cause"]) == (gtype in ("q8_0", "q4_k_m"))
+
+
+def test_two_empty_answers_agree():
+    v = judge([row(hf_tokens=0, gguf_tokens=0, match_tokens_prefix=0)], "f16", T, has_modelfile=True)
+    assert v["status"] == "PASS" and v["prefix_agreement"] == 1.0

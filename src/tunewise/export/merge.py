@@ -16,7 +16,6 @@ from tunewise.fileio import atomic_path, write_json
 from tunewise.runs import read_run_config, read_template, require_run
 
 DTYPES = ("float32", "bfloat16", "float16")
-_VIRTUAL_TOKENS = {"prefix", "prompt", "p_tuning", "prompt_tuning", "prefix_tuning"}
 
 
 def _note(msg: str) -> None:
@@ -24,64 +23,32 @@ def _note(msg: str) -> None:
 
 
 def _not_mergeable(method: str, run: Path) -> RunError:
-    return RunError(
-        f"method '{method}' learns virtual tokens that live outside the weights; they cannot be merged, "
-        "and a GGUF (llama.cpp, Ollama) cannot hold virtual tokens",
-        where=str(run),
-        fix="retrain with method.name: lora (or full) to export; chat and eval still work with this run",
-    )
-
-
-def _method_info(name: str):
-    """The method registry's entry, when the method is registered (None otherwise)."""
-    try:
-        from tunewise import methods
-
-        return methods.get(name)
-    except Exception:
-        return None
-
-
-def result_dir(run: Path, checkpoint: str | Path | None = None) -> Path:
-    result = Path(checkpoint) if checkpoint else (run / "model" if (run / "model").exists() else run / "adapter")
-    if not result.exists():
-        raise RunError("the run has no trained result to export", where=str(run), fix="finish `tunewise train` first")
-    return result
+    why = ("its bottleneck adapters put a nonlinearity between two projections, which cannot be folded into the "
+           "base weights" if method == "adapter" else
+           "it learns virtual tokens that live outside the weights, and a GGUF (llama.cpp, Ollama) cannot hold them")
+    return RunError(f"method '{method}' cannot be merged into a standalone model: {why}", where=str(run),
+                    fix="retrain with method.name: lora (or full) to export; chat and eval still work with this run")
 
 
 def load_merged(run: Path, *, checkpoint: str | Path | None = None):
     """(model in float32 with the result merged in, tokenizer, template, config)."""
-    from tunewise.models.load import load_model, load_tokenizer, resolve_model
+    from tunewise import methods
+    from tunewise.models.load import load_tokenizer, resolve_model
 
     cfg = read_run_config(run)
     template = read_template(run)
-    info = _method_info(cfg.method.name)
-    if cfg.method.name in _VIRTUAL_TOKENS or (info is not None and not getattr(info, "mergeable", True)):
+    if not methods.get(cfg.method.name).mergeable:
         raise _not_mergeable(cfg.method.name, run)
-    result = result_dir(run, checkpoint)
-    resolved = resolve_model(cfg.model.name_or_path)
-    tokenizer = load_tokenizer(resolved.path, cfg.model.trust_remote_code)
-    trust = cfg.model.trust_remote_code
-    if (result / "adapter_config.json").exists():
-        if cfg.method.name == "qlora":
-            _note("QLoRA trained against a 4-bit base: merging into the de-quantised (full-precision) base, "
-                  "so the merged weights are quantised at most once, by the export you choose")
-        base = load_model(resolved.path, dtype="float32", trust_remote_code=trust)
-        custom = getattr(info, "merge", None) if info is not None else None
-        if callable(custom):  # a method with its own (non-PEFT) adapter format merges itself
-            model = custom(base, result)
-        else:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(base, result)
-            if getattr(model.peft_config[model.active_adapter], "is_prompt_learning", False):
-                raise _not_mergeable(cfg.method.name, run)
-            model = model.merge_and_unload()
-    elif (result / "config.json").exists():
-        model = load_model(result, dtype="float32", trust_remote_code=trust)
-    else:
-        raise RunError(f"no adapter_config.json or config.json in {result.name}/, so there is nothing tunewise can merge",
-                       where=str(result), fix="retrain, or pass --checkpoint with a complete checkpoint folder")
+    if checkpoint is not None and not Path(checkpoint).exists():
+        raise RunError("no such checkpoint", where=str(checkpoint), fix="pick one of RUN/checkpoints/checkpoint-N")
+    if cfg.method.name == "qlora":
+        _note("QLoRA trained against a 4-bit base: merging into the de-quantised (full-precision) base, "
+              "so the merged weights are quantised at most once, by the export you choose")
+    tokenizer = load_tokenizer(resolve_model(cfg.model.name_or_path).path, cfg.model.trust_remote_code)
+    # The same loader as chat and eval: whatever the method saved, full precision for merging.
+    model = methods.load_trained(run, checkpoint=checkpoint, dtype="float32")
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
     return model, tokenizer, template, cfg
 
 

@@ -19,7 +19,8 @@ from tunewise.templates import ChatTemplate
 
 # Share of the HF answer (tokens) the GGUF answer must reproduce from the start, by GGUF type, on
 # average over the prompts. Stopping must agree for every type.
-MIN_PREFIX = {"f32": 0.9, "f16": 0.75, "bf16": 0.5, "q8_0": 0.5, "q4_k_m": 0.0}
+# q4_k_m: measured 0.78 mean (worst prompt 0.47) on a Gemma 3 270M LoRA run; 0.25 still catches a broken file.
+MIN_PREFIX = {"f32": 0.9, "f16": 0.75, "bf16": 0.5, "q8_0": 0.5, "q4_k_m": 0.25}
 
 FIXES = {
     "template": "re-export with `tunewise export RUN --gguf TYPE --ollama` and do not edit the Modelfile TEMPLATE "
@@ -166,7 +167,9 @@ def judge(rows: list[dict], gguf_type: str, template: ChatTemplate, *, has_model
     bad_tpl = [r for r in rows if not r["template_match"]]
     bad_tok = [r for r in rows if r["template_match"] and not r["prompt_tokens_match"]]
     bad_stop = [r for r in rows if r["hf_stopped"] != r["gguf_stopped"]]
-    ratios = [r["match_tokens_prefix"] / max(r["hf_tokens"], r["gguf_tokens"], 1) for r in rows]
+    # Two empty answers (both stopped at once) agree fully; they are not a 0% match.
+    ratios = [1.0 if r["hf_tokens"] == r["gguf_tokens"] == 0 else r["match_tokens_prefix"] / max(r["hf_tokens"], r["gguf_tokens"])
+              for r in rows]
     mean_ratio = sum(ratios) / len(ratios) if ratios else 0.0
     if bad_tpl:
         r = bad_tpl[0]

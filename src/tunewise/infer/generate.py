@@ -28,22 +28,13 @@ def load_run_model(run: str | Path, *, tuned: bool = True, checkpoint: str | Pat
     template = read_template(run)
     resolved = resolve_model(cfg.model.name_or_path)
     tokenizer = load_tokenizer(resolved.path, cfg.model.trust_remote_code)
-    result = Path(checkpoint) if checkpoint else None
-    if tuned and result is None:
-        result = run / "model" if (run / "model").exists() else run / "adapter"
-    if tuned and result is not None and (result / "config.json").exists() and not (result / "adapter_config.json").exists():
-        model = load_model(result, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
+    if tuned:
+        from tunewise.methods import load_trained
+
+        # Every method's result (peft adapter, bottleneck adapter, full weights, a checkpoint) loads one way.
+        model = load_trained(run, checkpoint=checkpoint, dtype=cfg.model.dtype)
     else:
         model = load_model(resolved.path, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
-        if tuned:
-            from peft import PeftModel
-
-            if result is None or not (result / "adapter_config.json").exists():
-                from tunewise.errors import RunError
-
-                raise RunError("the run has no trained adapter or model yet", where=str(run),
-                               fix="finish `tunewise train` first (or pass --checkpoint)")
-            model = PeftModel.from_pretrained(model, result)
     model.eval()
     return LoadedModel(model, tokenizer, template, "tuned" if tuned else "base")
 
