@@ -53,6 +53,22 @@ def test_unstable():
     assert diagnose(rows(train)).verdict == "unstable"
 
 
+def test_noisy_train_with_steadily_falling_val_is_not_unstable():
+    # small mixed batches: the per-step train loss jumps, but validation improves every time
+    train = 0.3 + 2.0 * np.exp(-steps / 8) * (1 + 0.8 * (np.arange(N) % 2))
+    val = 0.4 + 2.0 * np.exp(-np.arange(1, 13) * 5 / 8)
+    d = diagnose(rows(train, val))
+    assert d.verdict == "well_fit" and d.evidence["train_noise_but_val_steady"]
+    assert diagnose(rows(train)).verdict == "unstable"  # without validation the noise is all we have
+
+
+def test_val_zigzag_is_unstable():
+    train = 0.5 + 2.0 * np.exp(-steps / 8) + noise
+    val = [2.0, 1.5, 1.9, 1.2, 1.6, 1.0, 1.4, 0.9, 0.9, 0.9, 0.9, 0.9]
+    d = diagnose(rows(train, val))
+    assert d.verdict == "unstable" and d.evidence["val_zigzags"] >= 2
+
+
 def test_diverged_nan_and_explosion():
     d = diagnose(rows([2.0, 1.9, 1.8]) + [{"step": 4, "event": "nan_stop", "loss": math.nan}])
     assert d.verdict == "diverged" and d.evidence["nan_step"] == 4

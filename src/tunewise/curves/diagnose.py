@@ -26,6 +26,7 @@ class Thresholds:
     underfit_tail_ratio: float = 0.3     # last-quarter slope above 30% of the run's average slope -> underfit
     underfit_total_drop: float = 0.05    # or fell <5% overall -> underfit
     smoothing: float = 0.6
+    val_jump: float = 0.1             # a validation point 10% above the previous (or the lowest) one is a jump
 
 
 @dataclass
@@ -89,6 +90,25 @@ def _median(xs: list[float]) -> float:
     ys = sorted(xs)
     n = len(ys)
     return ys[n // 2] if n % 2 else (ys[n // 2 - 1] + ys[n // 2]) / 2
+
+
+def val_steady(val, th) -> bool:
+    """At least 4 validation points, none more than 10% above the lowest one before it."""
+    if len(val) < 4:
+        return False
+    low = val[0][1]
+    for _, v in val[1:]:
+        if v > low * (1 + th.val_jump):
+            return False
+        low = min(low, v)
+    return True
+
+
+def rule_val_zigzag(val, th) -> dict | None:
+    """Validation loss that rises sharply and falls back more than once: the optimiser is thrashing."""
+    vs = [v for _, v in val]
+    ups = [i for i in range(1, len(vs) - 1) if vs[i] > vs[i - 1] * (1 + th.val_jump) and vs[i + 1] < vs[i] / (1 + th.val_jump)]
+    return {"val_zigzags": len(ups)} if len(ups) >= 2 else None
 
 
 def rule_overfit(train, val, th) -> dict | None:
@@ -176,8 +196,17 @@ def diagnose(rows: list[dict], *, thresholds: Thresholds | None = None) -> Diagn
     else:
         sp = rule_spikes(ft, th)
         ev.update(sp)
-        if sp["spike_share"] >= th.spike_share and sp["spike_count"] >= 3 or sp["big_flips"] >= max(4, len(ft) // 3):
+        zig = rule_val_zigzag(finite_val, th)
+        noisy_train = sp["spike_share"] >= th.spike_share and sp["spike_count"] >= 3 or sp["big_flips"] >= max(4, len(ft) // 3)
+        steady = val_steady(finite_val, th)
+        if noisy_train and steady:
+            # Per-batch train loss of a small, mixed dataset jumps; a validation loss that fell steadily
+            # says the model was learning, not thrashing.
+            ev["train_noise_but_val_steady"] = True
+        if zig or (noisy_train and not steady):
             verdict = "unstable"
+            if zig:
+                ev.update(zig)
         elif (of := rule_overfit(ft, finite_val, th)):
             verdict, ev = "overfit", {**ev, **of}
         elif (uf := rule_underfit(finite_val if len(finite_val) >= 4 else ft, th)):
