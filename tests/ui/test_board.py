@@ -176,6 +176,9 @@ def test_board_end_to_end(board, tmp_path):
             page.wait_for_selector("#tw-loss-plot canvas, #tw-loss-plot svg", timeout=30_000)
             s2 = _wait_step(page, lambda s: s > s1, 150)
             assert s2 > s1, first
+            # after a few logged steps the curves are drawn, not just their axes: a visible train-loss line ...
+            _wait_lines(page, "tw-loss-plot", 1, 60)
+            _wait_lines(page, "tw-lr-plot", 1, 30)
             verdict = _wait_text(page, "tw-verdict", r"Verdict", 180)
             assert re.search(r"underfit|well_fit|overfit|unstable|too_short|diverged", verdict)
             assert "What to do" in verdict
@@ -183,6 +186,8 @@ def test_board_end_to_end(board, tmp_path):
             assert "finished" in status and "12" in status
             run = root / "ui-run"
             assert (run / "adapter").exists() and (run / "ui_train.log").exists()
+            # ... and by the end both train and validation loss, each in its own colour
+            _wait_lines(page, "tw-loss-plot", 2, 30)
             _shot(page, "train", tmp_path)
 
             # --- evaluate (background) and chat
@@ -237,3 +242,28 @@ def _wait_step(page, ok, timeout: float) -> int:
                 return step
         time.sleep(0.3)
     raise AssertionError(f"the step shown never advanced as expected (last {step}); status: {_text(page, 'tw-status')!r}")
+
+
+# Lines in a plot that a reader can see: Vega's SVG path of each line mark, with at least two points
+# and a stroke that paints. A series the colour scale does not know still gets a path (with its `d`),
+# only without a stroke, so counting paths alone would not catch an empty-looking chart.
+_DRAWN_LINES = """(id) => [...document.querySelectorAll('#' + id + ' svg g.mark-line path')].filter(p => {
+    const cs = getComputedStyle(p);
+    return /L/.test(p.getAttribute('d') || '') && cs.stroke !== 'none' && cs.visibility !== 'hidden'
+        && parseFloat(cs.strokeOpacity) > 0 && parseFloat(cs.strokeWidth) > 0 && parseFloat(cs.opacity) > 0;
+}).map(p => getComputedStyle(p).stroke)"""
+
+
+def _wait_lines(page, elem_id: str, n: int, timeout: float) -> list[str]:
+    """Wait until #elem_id shows at least n visible lines of different colours; their colours."""
+    end = time.time() + timeout
+    while True:
+        strokes = page.evaluate(_DRAWN_LINES, elem_id)
+        if len(set(strokes)) >= n:
+            return strokes
+        if time.time() > end:
+            paths = page.evaluate("(id) => [...document.querySelectorAll('#' + id + ' svg path')].map(p => "
+                                  "[(p.getAttribute('d') || '').slice(0, 40), getComputedStyle(p).stroke])", elem_id)
+            raise AssertionError(f"#{elem_id} draws {len(set(strokes))} visible line(s), expected {n}; "
+                                 f"its paths (d, stroke): {paths[:12]}")
+        time.sleep(0.5)

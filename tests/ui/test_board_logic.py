@@ -105,6 +105,17 @@ def test_live_frames_and_verdict(tmp_path):
     assert set(cmp["series"]) == {"r val loss"}
 
 
+def test_plot_value_names_every_series():
+    """The loss plot's colours are fixed from its first value: each value must name train and val loss."""
+    empty = live.with_all_series(live.loss_frame([]))
+    assert list(empty["series"]) == list(live.LOSS_COLORS) and empty["value"].isna().all()
+    assert dict(empty.dtypes.astype(str)) == {"step": "int64", "value": "float64", "series": "str"}
+    train_only = live.with_all_series(live.loss_frame([{"step": 4, "loss": 2.0}, {"step": 6, "loss": 1.5}]))
+    assert set(train_only["series"]) == {"train loss", "val loss"}
+    assert train_only["step"].min() == 4  # the blank rows do not stretch the x axis
+    assert train_only.dropna()["value"].tolist() == [2.0, 1.5]
+
+
 def _wait(pred, timeout: float, every: float = 0.5) -> bool:
     end = time.time() + timeout
     while time.time() < end:

@@ -120,11 +120,14 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
                 train_msg = gr.Markdown(elem_id="tw-train-msg")
                 status_md = gr.Markdown(elem_id="tw-status")
                 with gr.Row():
-                    # a fixed colour map: the plot takes its series from the first value, which is empty
-                    loss_plot = reg(gr.LinePlot(live.loss_frame([]), x="step", y="value", color="series",
-                                                color_map={"train loss": "#4c78a8", "val loss": "#e45756"},
-                                                label=L("loss_plot"), show_label=True, height=300,
-                                                elem_id="tw-loss-plot", scale=2), "loss_plot")
+                    # every value carries both series (see live.with_all_series): the plot's colours are
+                    # fixed from its first value, and a series it did not see then is never drawn.
+                    # The title sits on the legend: a shown label pushes the legend's entries out of the box.
+                    loss_plot = reg(gr.LinePlot(live.with_all_series(live.loss_frame([])), x="step", y="value",
+                                                color="series", color_map=live.LOSS_COLORS,
+                                                label=L("loss_plot"), show_label=False, color_title=L("loss_plot"),
+                                                height=300, elem_id="tw-loss-plot", scale=2), "loss_plot")
+                    reg(loss_plot, "loss_plot", "color_title")
                     lr_plot = reg(gr.LinePlot(live.lr_frame([]), x="step", y="lr", label=L("lr_plot"), show_label=True,
                                               height=300, elem_id="tw-lr-plot", scale=1), "lr_plot")
                 verdict_md = gr.Markdown(elem_id="tw-verdict")
@@ -263,14 +266,14 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
             df = live.compare_frame(selected or [])
             palette = ["#4c78a8", "#e45756", "#54a24b", "#f58518", "#b279a2", "#72b7b2", "#9d755d", "#bab0ac"]
             cmap = {name: palette[i % len(palette)] for i, name in enumerate(sorted(set(df["series"])))}
-            return gr.update(value=df, color_map=cmap)
+            return gr.update(value=live.with_all_series(df, cmap), color_map=cmap)
 
         cmp_btn.click(on_compare, [cmp_cg], [cmp_plot])
 
         def on_tick(run, lang_, seen):
             s = handlers.train_status(run, lang_)
             sig = (run, len(s["rows"]), s.get("state"))
-            plots = ([live.loss_frame(s["rows"]), live.lr_frame(s["rows"])] if sig != seen
+            plots = ([live.with_all_series(live.loss_frame(s["rows"])), live.lr_frame(s["rows"])] if sig != seen
                      else [gr.skip(), gr.skip()])
             ev_msg, ev_df, fg = handlers.eval_status(run, lang_)
             ex_md, ex_log = handlers.export_status(run, lang_)

@@ -53,6 +53,22 @@ def loss_frame(rows: list[dict], label: str = "") -> pd.DataFrame:
     return _typed(out, ["step", "value", "series"])
 
 
+LOSS_COLORS = {"train loss": "#4c78a8", "val loss": "#e45756"}
+
+
+def with_all_series(frame: pd.DataFrame, colors: dict[str, str] = LOSS_COLORS) -> pd.DataFrame:
+    """The frame plus one blank (NaN) row per series in `colors`, for a LinePlot with color="series".
+
+    Gradio's plot fixes its colour scale to the series present in the value it is first drawn with and
+    later only swaps the data; a series missing from that first value is drawn without a stroke, i.e. not
+    at all. The board first draws an empty frame, so every value names every series up front. The blank
+    rows sit at the first step (they still count for the x axis) and draw nothing.
+    """
+    step = int(frame["step"].min()) if len(frame) else 0
+    blank = pd.DataFrame({"step": step, "value": float("nan"), "series": list(colors)})
+    return pd.concat([blank.astype(frame.dtypes.to_dict()), frame], ignore_index=True)
+
+
 def lr_frame(rows: list[dict]) -> pd.DataFrame:
     out = [{"step": int(r["step"]), "lr": float(r["lr"])} for r in rows if _finite(r.get("lr"))]
     return _typed(out, ["step", "lr"])
