@@ -74,7 +74,7 @@ def cmd_chat(a) -> int:
 def cmd_demo(a) -> int:
     from tunewise.demo import run_demo
 
-    run_demo(root=a.root, quick=a.quick, overwrite=not a.keep)
+    run_demo(root=a.root, quick=a.quick, overwrite=not a.keep, export=not a.no_export)
     return 0
 
 
@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--root", default="runs", help="folder for the demo run")
     dm.add_argument("--quick", action="store_true", help="a few steps only (for smoke tests)")
     dm.add_argument("--keep", action="store_true", help="keep an existing demo run instead of retraining")
+    dm.add_argument("--no-export", action="store_true", help="skip the GGUF/Ollama export and its verification")
     dm.set_defaults(func=cmd_demo)
 
     from tunewise import cli_extra

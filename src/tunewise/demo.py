@@ -64,7 +64,7 @@ def print_comparison(rows: list[dict]) -> None:
         print(f"{who:>5}: {ok}/{len(checkable)} task answers exactly right, {stops}/{len(rows)} answers stopped on their own")
 
 
-def run_demo(root: str = "runs", quick: bool = False, overwrite: bool = True) -> Path:
+def run_demo(root: str = "runs", quick: bool = False, overwrite: bool = True, export: bool = True) -> Path:
     from tunewise.train.workflow import train
 
     t0 = time.time()
@@ -77,6 +77,13 @@ def run_demo(root: str = "runs", quick: bool = False, overwrite: bool = True) ->
     from tunewise.fileio import write_json
 
     write_json(run / "demo_comparison.json", rows)
+    if export:
+        # The user's worst day was a model fine in training and "drunk" in Ollama: export it the way Ollama
+        # runs it and prove, with llama.cpp, that it answers and stops like the trained model.
+        from tunewise.export.cli import export_run
+
+        print("\nExporting to GGUF (q8_0) + Ollama Modelfile and verifying it with llama.cpp ...", file=sys.stderr, flush=True)
+        export_run(run, gguf="q8_0", ollama=True, name="tunewise-demo")
     print(f"\nDone in {time.time() - t0:.0f}s. Run directory: {run}", file=sys.stderr)
     print(run)
     return run

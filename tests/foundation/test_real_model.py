@@ -1,4 +1,4 @@
-"""Smoke test on the real offline model: the demo pipeline end to end, a few steps."""
+"""Smoke test on the real offline model: the demo pipeline end to end (train, compare, export, verify, eval)."""
 
 import json
 
@@ -20,6 +20,13 @@ def test_demo_quick_on_gemma3_270m(tmp_path, real_home):
     rows = json.loads((run / "demo_comparison.json").read_text())
     assert len(rows) == 6 and all("base" in r and "tuned" in r for r in rows)
     assert "Held-out prompts" in out and "base model" in out and "tuned model" in out
+    # the demo ends with the export the user's Ollama runs, verified by llama.cpp against the trained model
+    v = json.loads((run / "export" / "verify.json").read_text())
+    assert v["status"] == "PASS", v
+    assert v["tokens_agree"] and v["templates_agree"] and v["stops_agree"]
+    mf = (run / "export" / "Modelfile").read_text()
+    assert 'PARAMETER stop "<end_of_turn>"' in mf and "<start_of_turn>model" in mf
+    assert "verify: PASS" in out and "ollama create tunewise-demo -f Modelfile" in out
 
     # evaluation on the real model: before/after table, stopping, forgetting probes (kept small)
     code, out, err = run_cli("eval", str(run), "--max-samples", "2", "--max-new-tokens", "24")
