@@ -28,24 +28,35 @@ def prepare_command(cfg, out: str | None = None) -> Path:
     return target / "data"
 
 
-def preview_command(cfg, n: int = 3, color: bool = True) -> None:
-    from rich.console import Console
+def encode_sample(cfg, n: int):
+    """The first n training records as training encodes them: (tokenizer, template, records, encoded, stats).
 
+    `data preview` and the web board's preview both show exactly this.
+    """
     from tunewise.data.prepare import prepare
-    from tunewise.templates.encode import encode_pretrain, encode_records, render_preview
+    from tunewise.templates.encode import encode_pretrain, encode_records
     from tunewise.train.workflow import tokenizer_and_template
 
     prepared = prepare(cfg, None)
     _, tokenizer, template = tokenizer_and_template(cfg)
+    records = prepared.train[:n]
+    if cfg.train.stage == "pretrain":
+        encoded, st = encode_pretrain(tokenizer, records, block_size=cfg.data.max_length)
+    else:
+        encoded, st = encode_records(tokenizer, template, records, max_length=cfg.data.max_length,
+                                     train_on_prompt=cfg.data.train_on_prompt)
+    return tokenizer, template, records, encoded, {**prepared.stats, "tokens": {"train": st.to_dict()}}
+
+
+def preview_command(cfg, n: int = 3, color: bool = True) -> None:
+    from rich.console import Console
+
+    from tunewise.templates.encode import render_preview
+
+    tokenizer, template, records, encoded, _ = encode_sample(cfg, n)
     console = Console(highlight=False, no_color=not color, soft_wrap=True)
     console.print(f"template: [bold]{template.name}[/bold] ({template.source}); stop tokens: {template.stop_strings}")
     console.print("supervised tokens (the loss is computed on them) are shown as [[...]]" + (" in green" if color else ""))
-    records = prepared.train[:n]
-    if cfg.train.stage == "pretrain":
-        encoded, _ = encode_pretrain(tokenizer, records, block_size=cfg.data.max_length)
-    else:
-        encoded, _ = encode_records(tokenizer, template, records, max_length=cfg.data.max_length,
-                                    train_on_prompt=cfg.data.train_on_prompt)
     for i, (rec, enc) in enumerate(zip(records, encoded)):
         console.rule(f"example {i + 1} — {rec.get('where', '')} — {len(enc.input_ids)} tokens, "
                      f"{sum(1 for x in enc.labels if x != -100)} supervised")

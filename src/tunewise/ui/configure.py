@@ -148,20 +148,11 @@ def segments(tokenizer, enc) -> list[tuple[str, bool]]:
 
 def preview(cfg: Config, n: int = 3, stats_cap: int = 5000) -> dict:
     """Examples with the supervised span marked, the data report and token lengths (like `data preview`)."""
-    from tunewise.data.prepare import prepare
+    from tunewise.data.commands import encode_sample
     from tunewise.data.report import format_summary
-    from tunewise.templates.encode import encode_pretrain, encode_records
-    from tunewise.train.workflow import tokenizer_and_template
 
-    prepared = prepare(cfg, None)
-    _, tokenizer, template = tokenizer_and_template(cfg)
-    records = prepared.train[:stats_cap]
-    if cfg.train.stage == "pretrain":
-        encoded, st = encode_pretrain(tokenizer, records, block_size=cfg.data.max_length)
-    else:
-        encoded, st = encode_records(tokenizer, template, records, max_length=cfg.data.max_length,
-                                     train_on_prompt=cfg.data.train_on_prompt)
-    stats = {**prepared.stats, "tokens": {"train": st.to_dict()}}
+    tokenizer, template, records, encoded, stats = encode_sample(cfg, stats_cap)
+    st_lengths = [len(e.input_ids) for e in encoded]
     examples = []
     for i, enc in enumerate(encoded[:n]):
         where = records[i].get("where", "") if cfg.train.stage != "pretrain" else ""
@@ -169,7 +160,7 @@ def preview(cfg: Config, n: int = 3, stats_cap: int = 5000) -> dict:
                          "supervised": sum(1 for x in enc.labels if x != -100),
                          "segments": segments(tokenizer, enc)})
     return {"template": f"{template.name} ({template.source})", "stop": list(template.stop_strings),
-            "examples": examples, "summary": format_summary(stats), "lengths": list(st.lengths), "stats": stats}
+            "examples": examples, "summary": format_summary(stats), "lengths": st_lengths, "stats": stats}
 
 
 def preview_html(p: dict, lang: str) -> str:
