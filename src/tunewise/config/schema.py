@@ -150,7 +150,8 @@ class TrainConfig(Section):
     early_stopping: bool = Field(True, description="Stop when validation loss stops improving (needs a validation set).")
     early_stopping_patience: int = Field(3, ge=1, description="Evaluations without improvement before stopping.")
     early_stopping_threshold: float = Field(0.0, ge=0, description="Minimum decrease of validation loss that counts as improvement.")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Training precision. 'auto': bf16 where the hardware supports it, else fp32.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Training precision. 'auto': bf16 on GPUs that support it, else fp32. bf16 also runs on "
+        "CPUs, but is usually slower there than fp32 (measure with `make bench`).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory, ~30% slower.")
     packing: bool = Field(False, description="Concatenate short examples into full rows (attention never crosses examples).")
     group_by_length: bool = Field(True, description="Batch examples of similar length together to waste less padding.")
