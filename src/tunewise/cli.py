@@ -142,8 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tunewise never needs the Hub at run time
     import warnings
 
-    # Library deprecation chatter is for library authors, not for someone fine-tuning a model.
+    # Library deprecation chatter is for library authors, not for someone fine-tuning a model; bitsandbytes
+    # announces at import that an optional CPU kernel package is missing (4-bit works without it).
     warnings.filterwarnings("ignore", category=FutureWarning)
+    import logging
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]
