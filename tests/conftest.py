@@ -85,6 +85,18 @@ def write_config(path: Path, cfg: dict) -> Path:
     return path
 
 
+def train_demo_run(root: Path, tw_home: Path, **sections) -> Path:
+    """Train tiny-llama on the demo data under root and return the run (for module-scoped fixtures, where the
+    function-scoped TUNEWISE_HOME fixture does not apply yet)."""
+    from tunewise.cli import main
+    from tunewise.data.demo import write_demo_dataset
+
+    os.environ["TUNEWISE_HOME"] = str(tw_home)
+    data = write_demo_dataset(root / "demo.jsonl")
+    assert main(["train", str(write_config(root / "c.yaml", tiny_config(root, data, **sections)))]) == 0
+    return root / "runs" / "t"
+
+
 def tiny_config(tmp_path: Path, data_path: Path, model: str = "tiny-llama", **sections) -> dict:
     cfg = {
         "run": {"root": str(tmp_path / "runs"), "name": "t"},

@@ -5,21 +5,15 @@ import json
 
 import pytest
 
-from conftest import run_cli, tiny_config, write_config
-from tunewise.cli import main
+from conftest import run_cli, train_demo_run
 from tunewise.errors import DataError
 from tunewise.evaluate.blind import score_blind, write_blind_sheet
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, tiny_model_dirs):
-    from tunewise.data.demo import write_demo_dataset
-
-    tmp = tmp_path_factory.mktemp("evalrun")
-    data = write_demo_dataset(tmp / "demo.jsonl")
-    cfg = tiny_config(tmp, data, train={"max_steps": 6}, eval={"max_new_tokens": 8, "max_samples": 6})
-    assert main(["train", str(write_config(tmp / "c.yaml", cfg))]) == 0
-    return tmp / "runs" / "t"
+def tiny_run(tmp_path_factory, tiny_model_dirs, tw_home):
+    return train_demo_run(tmp_path_factory.mktemp("evalrun"), tw_home, train={"max_steps": 6},
+                          eval={"max_new_tokens": 8, "max_samples": 6})
 
 
 def test_eval_writes_report_and_predictions(tiny_run, tmp_path):

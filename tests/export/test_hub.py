@@ -4,22 +4,13 @@ import json
 
 import pytest
 
-from conftest import tiny_config, write_config
+from conftest import train_demo_run
 from tunewise.cli import main
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_model_dirs, tw_home):
-    import os
-
-    os.environ["TUNEWISE_HOME"] = str(tw_home)
-    from tunewise.data.demo import write_demo_dataset
-
-    root = tmp_path_factory.mktemp("hub")
-    data = write_demo_dataset(root / "demo.jsonl")
-    cfg = tiny_config(root, data, train={"max_steps": 1}, data={"val_size": 4})
-    assert main(["train", str(write_config(root / "c.yaml", cfg))]) == 0
-    return root / "runs" / "t"
+    return train_demo_run(tmp_path_factory.mktemp("hub"), tw_home, train={"max_steps": 1}, data={"val_size": 4})
 
 
 def test_push_without_token_fails_fast_and_writes_only_the_card(run, monkeypatch, capsys):
