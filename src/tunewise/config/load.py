@@ -138,7 +138,10 @@ def _resolve_path(p: str | None, base: Path) -> str | None:
     q = Path(p).expanduser()
     if not q.is_absolute() and (base / q).exists():
         return str((base / q).resolve())
-    return str(q.resolve()) if q.exists() else p
+    if q.exists():
+        return str(q.resolve())
+    # Found nowhere: name the config-relative path, so the error says exactly where tunewise looked first.
+    return str(base / q) if not q.is_absolute() else p
 
 
 def resolve(cfg: Config, cfg_dir: Path) -> Config:

@@ -146,7 +146,7 @@ def files_of(path: Path, explicit: str | None = None) -> list[Path]:
 def read(path: str | Path, explicit: str | None = None, options: dict | None = None) -> Iterator[RawRow | BadRow]:
     path = Path(path)
     if not path.exists():
-        raise DataError("file not found", where=str(path), fix="check the path (relative paths are resolved from the config file's folder)")
+        raise DataError("file not found", where=str(path), fix="check the path: a relative path is looked up next to the config file first, then in the current folder")
     options = options or {}
     for file in files_of(path, explicit):
         name, reader = for_path(file, explicit)
