@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PEERS = ["tunewise", "trl_default", "trl_best", "plain"]
+# tunewise_nopack takes exactly the optimizer steps of trl_default and plain (one padded batch per step), so
+# its validation loss compares with theirs one to one; tunewise and trl_best pack rows.
+PEERS = ["tunewise", "tunewise_nopack", "trl_default", "trl_best", "plain"]
 
 
 def matmul_gflops(dtype_name: str, n: int = 1024, seconds: float = 1.5) -> float:
@@ -133,7 +135,8 @@ def render(results, model, examples, epochs, fp32, bf16, fpt) -> str:
                      f"{r['val_loss']:.4f} | {r['mfu_fp32']:.1%} | {r['mfu_bf16']:.1%} | {speed} | {mem} |")
     lines += ["", "tunewise speed-up = tunewise tokens/s ÷ peer tokens/s; memory ratio = tunewise peak RSS ÷ peer peak RSS.",
               "Real tokens are the same for every peer (the same examples), so tokens/s compares wall time directly.",
-              "TRL's best settings pack examples into full rows, so it takes fewer, larger optimizer steps."]
+              "tunewise and TRL's best settings pack examples into full rows, so they take fewer, larger optimizer steps;",
+              "tunewise_nopack takes the same optimizer steps as TRL defaults and the plain Trainer (compare val loss there)."]
     return "\n".join(lines) + "\n"
 
 
