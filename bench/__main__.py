@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# tunewise_nopack takes exactly the optimizer steps of trl_default and plain (one padded batch per step), so
-# its validation loss compares with theirs one to one; tunewise and trl_best pack rows.
+# tunewise packs each batch into one padding-free row and tunewise_nopack pads it: both take the optimizer
+# steps of trl_default and plain (one batch per step); only trl_best packs examples into fewer, fuller rows.
 PEERS = ["tunewise", "tunewise_nopack", "trl_default", "trl_best", "plain"]
 
 
@@ -135,8 +135,9 @@ def render(results, model, examples, epochs, fp32, bf16, fpt) -> str:
                      f"{r['val_loss']:.4f} | {r['mfu_fp32']:.1%} | {r['mfu_bf16']:.1%} | {speed} | {mem} |")
     lines += ["", "tunewise speed-up = tunewise tokens/s ÷ peer tokens/s; memory ratio = tunewise peak RSS ÷ peer peak RSS.",
               "Real tokens are the same for every peer (the same examples), so tokens/s compares wall time directly.",
-              "tunewise and TRL's best settings pack examples into full rows, so they take fewer, larger optimizer steps;",
-              "tunewise_nopack takes the same optimizer steps as TRL defaults and the plain Trainer (compare val loss there)."]
+              "TRL's best settings pack examples into full rows, so they take fewer, larger optimizer steps; tunewise packs",
+              "each batch into one padding-free row, so it takes the same optimizer steps as TRL defaults and the plain",
+              "Trainer (tunewise_nopack pads instead)."]
     return "\n".join(lines) + "\n"
 
 
