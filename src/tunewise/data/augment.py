@@ -12,6 +12,7 @@ import random
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterable, Iterator
 
 _RESOURCE = Path(__file__).parent / "resources" / "synonyms.txt"
 
@@ -89,12 +90,16 @@ def augment_text(text: str, cfg, rng: random.Random) -> str:
     return text
 
 
-def augment_records(records: list[dict], cfg, seed: int) -> list[dict]:
+def augment_records(records: Iterable[dict], cfg, seed: int) -> list[dict]:
     """Augmented copies of `records` (the originals are not included). Identical copies are skipped."""
+    return list(iter_augmented(records, cfg, seed))
+
+
+def iter_augmented(records: Iterable[dict], cfg, seed: int) -> Iterator[dict]:
+    """The copies of `augment_records`, one at a time, so a large training split is never held."""
     if not cfg.enabled:
-        return []
+        return
     rng = random.Random(seed)
-    out = []
     for rec in records:
         for _ in range(cfg.copies):
             if "messages" in rec:
@@ -108,5 +113,4 @@ def augment_records(records: list[dict], cfg, seed: int) -> list[dict]:
                 changed = new["text"] != rec["text"]
             if changed:
                 new["augmented"] = True
-                out.append(new)
-    return out
+                yield new

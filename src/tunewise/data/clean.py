@@ -4,18 +4,26 @@ Steps, in order: unicode (NFKC + whitespace), markup (leftover HTML tags/entitie
 (boilerplate like "As an AI language model" / "作为一个AI语言模型"), empty, length (too short/long),
 exact duplicates, near duplicates (MinHash over character shingles, so Chinese works), and — between
 the splits — validation items that near-duplicate training items (leakage).
+
+The steps stream: `Cleaner` takes records a chunk at a time and hands each kept or dropped one to a sink
+(the spill file of `tunewise.data.prepare`, or lists for `clean_records`), so memory does not grow with
+the data beyond the compact duplicate indexes of `tunewise.data.dedup`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import html
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
+from typing import Callable, Iterable, Iterator, Protocol
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+from tunewise.data.dedup import ABSENT, BandHasher, BandIndex, digests
 
 _RES = Path(__file__).parent / "resources"
 
@@ -106,45 +114,61 @@ def load_phrases(cfg: CleanConfig) -> list[str]:
     return [unicodedata.normalize("NFKC", x).strip().lower() for x in lines if x.strip() and not x.lstrip().startswith("#")]
 
 
-def _shingles(text: str, k: int) -> set[str]:
-    t = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text).lower())
-    return {t[i:i + k] for i in range(max(1, len(t) - k + 1))}
+Item = tuple[dict | None, dict | None]  # (record, None), or (None, drop entry) for a row the reader could not use
+CHUNK = 2048  # records cleaned together: dedup lookups and MinHash banding are vectorised per chunk
 
 
-def _minhash(text: str, cfg: CleanConfig):
-    from datasketch import MinHash
+class Sink(Protocol):
+    """Where the cleaner puts records, in input order. Ids count from 0 in each of the two streams."""
 
-    m = MinHash(num_perm=cfg.num_perm, seed=1)
-    for sh in _shingles(text, cfg.shingle_size):
-        m.update(sh.encode("utf-8"))
-    return m
+    def keep(self, rec: dict, band_keys: np.ndarray | None) -> int: ...
+    def drop(self, entry: dict) -> int: ...
+    def kept_where(self, i: int) -> str: ...
+    def dropped_where(self, i: int) -> str: ...
 
 
-def clean_records(records: list[dict], cfg: CleanConfig) -> CleanResult:
-    kept = list(records)
-    dropped: list[dict] = []
-    steps: list[dict] = []
+class ListSink:
+    """A sink holding everything in lists: for small in-memory uses and tests."""
 
-    def step(name: str, fn_keep=None, fn_map=None):
-        nonlocal kept
-        before, changed, out = len(kept), 0, []
-        for rec in kept:
-            if fn_map is not None:
-                new = fn_map(rec)
-                changed += new != rec
-                rec = new
-            reason = fn_keep(rec) if fn_keep is not None else None
-            if reason:
-                dropped.append({"step": name, "reason": reason, "where": rec.get("where"), "record": rec})
-            else:
-                out.append(rec)
-        kept = out
-        steps.append({"step": name, "before": before, "after": len(kept), "changed": changed})
+    def __init__(self):
+        self.kept: list[dict] = []
+        self.dropped: list[dict] = []
+        self.keys: list[np.ndarray] = []
 
+    def keep(self, rec, band_keys):
+        self.kept.append(rec)
+        if band_keys is not None:
+            self.keys.append(band_keys)
+        return len(self.kept) - 1
+
+    def drop(self, entry):
+        self.dropped.append(entry)
+        return len(self.dropped) - 1
+
+    def kept_where(self, i):
+        return _where(self.kept[i])
+
+    def dropped_where(self, i):
+        return _where(self.dropped[i])
+
+
+def _where(rec: dict) -> str:
+    return rec.get("where") or "an earlier record"
+
+
+def batched(items: Iterable, n: int) -> Iterator[list]:
+    it = iter(items)
+    while chunk := list(islice(it, n)):
+        yield chunk
+
+
+def _record_steps(cfg: CleanConfig) -> list[tuple[str, Callable | None, Callable | None]]:
+    """(name, map, keep) for each per-record step, in order; `keep` returns a drop reason or None."""
+    steps: list[tuple[str, Callable | None, Callable | None]] = []
     if cfg.normalize_unicode:
-        step("unicode", fn_map=lambda r: _map_text(r, normalize_text))
+        steps.append(("unicode", lambda r: _map_text(r, normalize_text), None))
     if cfg.strip_markup:
-        step("markup", fn_map=lambda r: _map_text(r, lambda s: normalize_text(strip_markup(s)) if "<" in s or "&" in s else s))
+        steps.append(("markup", lambda r: _map_text(r, lambda s: normalize_text(strip_markup(s)) if "<" in s or "&" in s else s), None))
     if cfg.ai_phrases:
         phrases = load_phrases(cfg)
 
@@ -153,15 +177,13 @@ def clean_records(records: list[dict], cfg: CleanConfig) -> CleanResult:
             hit = next((p for p in phrases if p in low), None)
             return f"boilerplate AI phrase: '{hit}'" if hit else None
 
-        step("ai_phrases", fn_keep=ai)
+        steps.append(("ai_phrases", None, ai))
 
     def empty(rec):
         if "messages" in rec:
             bad = next((m["role"] for m in rec["messages"] if m["role"] != "system" and not m["content"].strip()), None)
             return f"empty {bad} turn" if bad else None
         return "empty text" if not rec["text"].strip() else None
-
-    step("empty", fn_keep=empty)
 
     def length(rec):
         n_ans, n_all = len(_answer(rec)), len(record_text(rec))
@@ -171,58 +193,152 @@ def clean_records(records: list[dict], cfg: CleanConfig) -> CleanResult:
             return f"too long: {n_all} characters (data.clean.max_chars = {cfg.max_chars})"
         return None
 
-    step("length", fn_keep=length)
+    return steps + [("empty", None, empty), ("length", None, length)]
 
-    if cfg.dedup_exact:
-        seen: dict[str, str] = {}
 
-        def exact(rec):
-            h = hashlib.sha1(record_text(rec).encode("utf-8")).hexdigest()
-            if h in seen:
-                return f"exact duplicate of {seen[h]}"
-            seen[h] = rec.get("where") or "an earlier record"
-            return None
+class Cleaner:
+    """Every clean step over a stream of records, a chunk at a time, in bounded memory.
 
-        step("dedup_exact", fn_keep=exact)
-    if cfg.dedup_near and kept:
-        from datasketch import MinHashLSH
+    Per-record steps run record by record; exact and near duplicates are found with compact indexes
+    (`tunewise.data.dedup`) that hold digests, band hashes and ids, never records. When a duplicate is
+    found, the earlier record's `where` is asked of the sink by its id. Results go to the sink in input
+    order, so the output does not depend on the chunk size. `keys=True` hands each kept record's LSH band
+    keys to the sink even without near-dedup (the leakage check needs them).
+    """
 
-        lsh = MinHashLSH(threshold=cfg.near_threshold, num_perm=cfg.num_perm)
-        where_of: dict[str, str] = {}
-        counter = iter(range(10**12))
+    def __init__(self, cfg: CleanConfig, sink: Sink, *, keys: bool = False, tag: dict | None = None):
+        self.cfg, self.sink, self.tag = cfg, sink, dict(tag or {})
+        self._record_steps = _record_steps(cfg)
+        names = [s[0] for s in self._record_steps] + ["dedup_exact"] * cfg.dedup_exact + ["dedup_near"] * cfg.dedup_near
+        self._counts = {n: {"step": n, "before": 0, "after": 0, "changed": 0} for n in names}
+        self.hasher = BandHasher(cfg.near_threshold, cfg.num_perm, cfg.shingle_size) if cfg.dedup_near or keys else None
+        self._exact = BandIndex(1) if cfg.dedup_exact else None
+        self._near = BandIndex(self.hasher.bands, np.uint32) if cfg.dedup_near else None
 
-        def near(rec):
-            m = _minhash(record_text(rec), cfg)
-            hits = lsh.query(m)
-            if hits:
-                return f"near duplicate of {where_of[sorted(hits)[0]]}"
-            k = f"r{next(counter):012d}"
-            lsh.insert(k, m)
-            where_of[k] = rec.get("where") or "an earlier record"
-            return None
+    @staticmethod
+    def bands_for(cfg: CleanConfig) -> int:
+        """How many band keys per record the near-duplicate index of `cfg` uses."""
+        return BandHasher(cfg.near_threshold, cfg.num_perm, cfg.shingle_size).bands
 
-        step("dedup_near", fn_keep=near)
-    return CleanResult(kept, dropped, steps)
+    @property
+    def steps(self) -> list[dict]:
+        # near-dedup is reported only when some record reached it, as before streaming
+        return [dict(c) for n, c in self._counts.items() if n != "dedup_near" or c["before"]]
+
+    def run(self, items: Iterable[Item], chunk_size: int = CHUNK) -> None:
+        for chunk in batched(items, chunk_size):
+            self._chunk(chunk)
+
+    def _drop(self, step: str, reason: str, rec: dict) -> dict:
+        return {"step": step, "reason": reason, "where": rec.get("where"), "record": rec, **self.tag}
+
+    def _per_record(self, rec: dict) -> tuple[dict, dict | None]:
+        for name, fn_map, fn_keep in self._record_steps:
+            c = self._counts[name]
+            c["before"] += 1
+            if fn_map is not None:
+                new = fn_map(rec)
+                c["changed"] += new != rec
+                rec = new
+            reason = fn_keep(rec) if fn_keep is not None else None
+            if reason:
+                return rec, self._drop(name, reason, rec)
+            c["after"] += 1
+        return rec, None
+
+    def _ticket_where(self, ticket: int) -> str:
+        return self.sink.dropped_where(ticket // 2) if ticket % 2 else self.sink.kept_where(ticket // 2)
+
+    def _dedup(self, step: str, index: BandIndex, keys: np.ndarray, live: list[int], out: list, where_of) -> np.ndarray:
+        """Drop the rows of `live` that duplicate an earlier kept record; returns the mask of rows kept."""
+        indexed, earlier = index.claim(keys)
+        keep = (indexed == ABSENT) & (earlier == ABSENT)
+        c = self._counts[step]
+        c["before"] += len(live)
+        c["after"] += int(keep.sum())
+        kind = "exact" if step == "dedup_exact" else "near"
+        for i in np.flatnonzero(~keep):
+            first = where_of(int(indexed[i])) if indexed[i] != ABSENT else _where(out[live[earlier[i]]][1])
+            out[live[i]] = ("drop", self._drop(step, f"{kind} duplicate of {first}", out[live[i]][1]))
+        return keep
+
+    def _chunk(self, items: list[Item]) -> None:
+        out: list[tuple[str, dict]] = []  # ("keep", record) or ("drop", entry), one per input row
+        live: list[int] = []  # positions still kept
+        for pos, (rec, bad) in enumerate(items):
+            if bad is not None:
+                out.append(("drop", bad))
+                continue
+            rec, dropped = self._per_record(rec)
+            out.append(("drop", dropped) if dropped else ("keep", rec))
+            if not dropped:
+                live.append(pos)
+        texts = [record_text(out[p][1]) for p in live]
+        exact_pos, exact_keys = [], None
+        if self._exact is not None and live:
+            exact_keys = digests(texts)
+            keep = self._dedup("dedup_exact", self._exact, exact_keys, live, out, self._ticket_where)
+            exact_keys, live = exact_keys[keep], [p for p, k in zip(live, keep) if k]
+            texts = [t for t, k in zip(texts, keep) if k]
+            exact_pos = live
+        band_keys = self.hasher.band_keys(texts) if self.hasher is not None and live else None
+        if self._near is not None and live:
+            keep = self._dedup("dedup_near", self._near, band_keys, live, out, self.sink.kept_where)
+            band_keys, live = band_keys[keep], [p for p, k in zip(live, keep) if k]
+        tickets, row_of = [], {p: i for i, p in enumerate(live)}
+        kept_ids = []
+        for pos, (kind, obj) in enumerate(out):
+            if kind == "keep":
+                kept_ids.append(self.sink.keep(obj, None if band_keys is None else band_keys[row_of[pos]]))
+                tickets.append(2 * kept_ids[-1])
+            else:
+                tickets.append(2 * self.sink.drop(obj) + 1)
+        if exact_keys is not None and len(exact_pos):
+            self._exact.add(exact_keys, np.array([tickets[p] for p in exact_pos], dtype=np.int64))
+        if self._near is not None and live:
+            self._near.add(band_keys, np.array(kept_ids, dtype=np.uint32))
+
+
+def clean_records(records: Iterable[dict], cfg: CleanConfig) -> CleanResult:
+    """Clean records held in memory (the same Cleaner `prepare` streams through)."""
+    sink = ListSink()
+    cleaner = Cleaner(cfg, sink)
+    cleaner.run((r, None) for r in records)
+    return CleanResult(sink.kept, sink.dropped, cleaner.steps)
+
+
+def leak_entry(rec: dict, train_where: str) -> dict:
+    return {"step": "leakage", "reason": f"validation item near-duplicates training item {train_where}",
+            "where": rec.get("where"), "record": rec}
+
+
+def find_leakage(bands: int, train: Iterable[tuple[np.ndarray, np.ndarray]],
+                 val: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[int, int]]:
+    """(validation id, training id) for each validation item whose band keys collide with a training item's.
+
+    `train` and `val` are chunks of (band keys, ids); training ids must come in increasing order, and the
+    earliest colliding training item is named.
+    """
+    index = BandIndex(bands, np.uint32)
+    for keys, ids in train:
+        index.add(keys, ids)
+    for keys, ids in val:
+        hit = index.first_hit(keys)
+        for v, t in zip(ids[hit != ABSENT].tolist(), hit[hit != ABSENT].tolist()):
+            yield v, t
 
 
 def drop_leakage(train: list[dict], val: list[dict], cfg: CleanConfig) -> tuple[list[dict], list[dict]]:
     """Validation items that near-duplicate a training item would make validation loss look too good."""
     if not cfg.leakage_check or not train or not val:
         return val, []
-    from datasketch import MinHashLSH
+    hasher = BandHasher(cfg.near_threshold, cfg.num_perm, cfg.shingle_size)
 
-    lsh = MinHashLSH(threshold=cfg.near_threshold, num_perm=cfg.num_perm)
-    where_of = {}
-    for i, rec in enumerate(train):
-        key = f"t{i}"
-        lsh.insert(key, _minhash(record_text(rec), cfg))
-        where_of[key] = rec.get("where") or f"training record {i}"
-    kept, dropped = [], []
-    for rec in val:
-        hits = lsh.query(_minhash(record_text(rec), cfg))
-        if hits:
-            dropped.append({"step": "leakage", "reason": f"validation item near-duplicates training item {where_of[sorted(hits)[0]]}",
-                            "where": rec.get("where"), "record": rec})
-        else:
-            kept.append(rec)
-    return kept, dropped
+    def chunks(recs):
+        for start in range(0, len(recs), CHUNK):
+            part = recs[start:start + CHUNK]
+            yield hasher.band_keys([record_text(r) for r in part]), np.arange(start, start + len(part))
+
+    leaked = dict(find_leakage(hasher.bands, chunks(train), chunks(val)))
+    dropped = [leak_entry(val[v], _where(train[t])) for v, t in leaked.items()]
+    return [r for i, r in enumerate(val) if i not in leaked], dropped

@@ -3,13 +3,52 @@
 from __future__ import annotations
 
 import sys
+from itertools import islice
 from pathlib import Path
+from typing import Iterable
+
+import numpy as np
 
 from tunewise.runs import run_dir_for
 
 
+TOKEN_CHUNK = 1024  # records tokenised together for the stats; only counts are kept between chunks
+
+
+def token_stats(cfg, tokenizer, template, records: Iterable[dict], chunk_size: int = TOKEN_CHUNK) -> tuple[dict | None, np.ndarray]:
+    """The token stats `tunewise train` reports for `records` (EncodeStats.to_dict()), and how many
+    examples have each length (index = tokens), in bounded memory: encodings are dropped after each chunk.
+
+    None when there are no records. For continued pretraining each chunk is packed on its own, so block
+    counts can differ from one packed stream by a partial block per chunk.
+    """
+    from tunewise.data.clean import batched
+    from tunewise.train.data import _encode
+
+    totals: dict[str, int] = {}
+    hist = np.zeros(cfg.data.max_length + 1, dtype=np.int64)
+    for chunk in batched(records, chunk_size):
+        _, st = _encode(cfg, tokenizer, template, chunk)
+        for k, v in st.__dict__.items():
+            if k != "lengths":
+                totals[k] = totals.get(k, 0) + v
+        counts = np.bincount(np.asarray(st.lengths, dtype=np.int64), minlength=len(hist))
+        if len(counts) > len(hist):
+            hist = np.concatenate([hist, np.zeros(len(counts) - len(hist), dtype=np.int64)])
+        hist[: len(counts)] += counts
+    if not totals:
+        return None, hist
+    n = int(hist.sum())
+    if n:  # the summary EncodeStats.to_dict() gives, from counts instead of a list of every length
+        present = np.flatnonzero(hist)
+        totals.update(min_length=int(present[0]), max_length=int(present[-1]),
+                      mean_length=round(float(np.dot(np.arange(len(hist)), hist)) / n, 1),
+                      p95_length=int(np.searchsorted(np.cumsum(hist), int(0.95 * (n - 1)) + 1)))
+    return totals, hist
+
+
 def prepare_command(cfg, out: str | None = None) -> Path:
-    from tunewise.data.prepare import prepare
+    from tunewise.data.prepare import PreparedData, prepare
     from tunewise.fileio import read_json, write_json
     from tunewise.train.data import encode_for_training
     from tunewise.train.workflow import tokenizer_and_template
@@ -17,11 +56,15 @@ def prepare_command(cfg, out: str | None = None) -> Path:
     target = Path(out) if out else run_dir_for(cfg)
     prepared = prepare(cfg, target)
     _, tokenizer, template = tokenizer_and_template(cfg)
-    train_ds, _, enc = encode_for_training(cfg, tokenizer, template, prepared)
+    train_tok, hist = token_stats(cfg, tokenizer, template, prepared.records("train"))
+    if not hist.sum():
+        encode_for_training(cfg, tokenizer, template, PreparedData([], []))  # raises training's own "no example" error
+    val_tok, _ = token_stats(cfg, tokenizer, template, prepared.records("val"))
     from tunewise.data.report import format_summary, length_histogram, write_length_histogram
 
-    lengths = [len(e.input_ids) for e in train_ds.examples]
-    stats = {**read_json(target / "data" / "stats.json"), "tokens": enc, "length_histogram": length_histogram(lengths)}
+    lengths = np.repeat(np.arange(len(hist), dtype=np.int32), hist)
+    stats = {**read_json(target / "data" / "stats.json"), "tokens": {"train": train_tok, "val": val_tok},
+             "length_histogram": length_histogram(lengths)}
     write_json(target / "data" / "stats.json", stats)
     write_length_histogram(lengths, target / "data" / "lengths.png", cfg.data.max_length)
     print(format_summary(stats), file=sys.stderr)
@@ -39,7 +82,7 @@ def encode_sample(cfg, n: int):
 
     prepared = prepare(cfg, None)
     _, tokenizer, template = tokenizer_and_template(cfg)
-    records = prepared.train[:n]
+    records = list(islice(prepared.records("train"), n))
     if cfg.train.stage == "pretrain":
         encoded, st = encode_pretrain(tokenizer, records, block_size=cfg.data.max_length)
     else:

@@ -2,28 +2,72 @@
 
 Writes `data/train.jsonl`, `data/val.jsonl`, `data/dropped.jsonl` and `data/stats.json` in the run
 directory. Only records cross into the next stage; tokens are made by `tunewise.templates.encode`.
+
+One streaming pass reads, converts and cleans every record and appends the survivors to a spill file
+(`tunewise.data.spill`); dropped records go straight to dropped.jsonl. Splitting, the leakage check,
+augmentation, mixing and shuffling then work on index arrays over the spill file, and the outputs are
+copied out of it. Memory grows by a few dozen bytes per record (offsets, sources, dedup indexes), never
+by the records themselves, so small and very large inputs take the same path.
 """
 
 from __future__ import annotations
 
-import random
+import tempfile
+from array import array
 from collections import Counter
-from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
 
 from tunewise.config.schema import Config, DatasetSpec
 from tunewise.data import formats, readers
+from tunewise.data.clean import CHUNK, Cleaner, Item, find_leakage, leak_entry
 from tunewise.data.readers import BadRow
+from tunewise.data.spill import DropLog, Spill
 from tunewise.errors import DataError
-from tunewise.fileio import read_json, write_json, write_jsonl
+from tunewise.fileio import atomic_path, read_json, read_jsonl, write_json
 
 
-@dataclass
 class PreparedData:
-    train: list[dict]
-    val: list[dict]
-    dropped: list[dict] = field(default_factory=list)
-    stats: dict = field(default_factory=dict)
+    """Prepared records and their stats.
+
+    Records given as lists stay lists. `prepare()` leaves them in their files and reads a split on first
+    use of `.train` / `.val` / `.dropped`; `records(split)` streams one without holding it.
+    """
+
+    def __init__(self, train: list[dict] | None = None, val: list[dict] | None = None,
+                 dropped: list[dict] | None = None, stats: dict | None = None, *,
+                 files: dict[str, Path] | None = None, owner: tempfile.TemporaryDirectory | None = None):
+        self._lists = {"train": train, "val": val, "dropped": dropped}
+        self.files = dict(files or {})
+        self.stats = stats if stats is not None else {}
+        self._owner = owner  # keeps a temporary folder (no run directory) alive as long as this object
+
+    def records(self, split: str) -> Iterator[dict]:
+        if self._lists[split] is not None:
+            yield from self._lists[split]
+        elif split in self.files:
+            for _, rec in read_jsonl(self.files[split]):
+                yield rec
+
+    def _load(self, split: str) -> list[dict]:
+        if self._lists[split] is None:
+            self._lists[split] = list(self.records(split))
+        return self._lists[split]
+
+    @property
+    def train(self) -> list[dict]:
+        return self._load("train")
+
+    @property
+    def val(self) -> list[dict]:
+        return self._load("val")
+
+    @property
+    def dropped(self) -> list[dict]:
+        return self._load("dropped")
 
 
 def _from_dataset_info(spec: DatasetSpec, info_path: str | None) -> DatasetSpec:
@@ -67,26 +111,29 @@ def source_name(spec: DatasetSpec) -> str:
     return spec.name or Path(spec.path or "data").stem
 
 
-def read_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, default_system: str | None = None,
-                 source: str | None = None) -> tuple[list[dict], list[dict]]:
-    """Read one dataset into records; returns (records, dropped). Strict mode raises on the first bad row."""
+def source_name(spec: DatasetSpec) -> str:
+    return spec.name or Path(spec.path or "data").stem
+
+
+def iter_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, default_system: str | None = None,
+                 source: str | None = None) -> Iterator[Item]:
+    """Stream one dataset as (record, None) and (None, drop entry) in file order. Strict mode raises on the first bad row."""
     spec = _from_dataset_info(spec, dataset_info)
     if not spec.path:
         raise DataError("dataset has neither path nor name", where="data.datasets", fix="add `path: your_file.jsonl`")
     source = source or source_name(spec)
-    records, dropped = [], []
     fmt = spec.format
     columns, tags = dict(spec.columns), dict(spec.tags)
     system = spec.system or default_system
 
-    def bad(where: str, reason: str, raw=None, fix: str | None = None):
+    def bad(where: str, reason: str, raw=None, fix: str | None = None) -> Item:
         if strict:
             raise DataError(reason, where=where, fix=fix or "fix or remove this record, or set data.strict: false to skip bad records")
-        dropped.append({"step": "read", "reason": reason, "where": where, "source": source, "record": raw})
+        return None, {"step": "read", "reason": reason, "where": where, "source": source, "record": raw}
 
     for row in readers.read(spec.path, spec.reader, spec.options):
         if isinstance(row, BadRow):
-            bad(row.where, row.reason, row.raw, fix="fix the syntax of this row, or set data.strict: false to skip malformed rows")
+            yield bad(row.where, row.reason, row.raw, fix="fix the syntax of this row, or set data.strict: false to skip malformed rows")
             continue
         if fmt == "auto":
             try:
@@ -96,82 +143,127 @@ def read_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, d
         try:
             rec = formats.convert(row.data, fmt, columns, tags)
         except formats.RecordError as e:
-            bad(f"{row.where}", f"record field '{e.field}': {e.reason}", row.data,
-                fix=f"fix field '{e.field}' in this record, map the right column with `columns:`, or set data.strict: false")
+            yield bad(f"{row.where}", f"record field '{e.field}': {e.reason}", row.data,
+                      fix=f"fix field '{e.field}' in this record, map the right column with `columns:`, or set data.strict: false")
             continue
         if system and "messages" in rec and rec["messages"][0]["role"] != "system":
             rec["messages"].insert(0, {"role": "system", "content": system})
         rec["source"], rec["where"] = source, row.where
-        records.append(rec)
+        yield rec, None
+
+
+def read_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, default_system: str | None = None,
+                 source: str | None = None) -> tuple[list[dict], list[dict]]:
+    """Read one dataset into lists: (records, dropped)."""
+    records, dropped = [], []
+    for rec, bad in iter_dataset(spec, dataset_info=dataset_info, strict=strict, default_system=default_system, source=source):
+        (records.append(rec) if bad is None else dropped.append(bad))
     return records, dropped
 
 
-def _split(records: list[dict], val_size: float, rng: random.Random) -> tuple[list[dict], list[dict]]:
-    if val_size <= 0 or len(records) < 2:
-        return records, []
-    n_val = int(round(len(records) * val_size)) if val_size < 1 else int(val_size)
-    n_val = max(1, min(n_val, len(records) - 1))
-    idx = list(range(len(records)))
-    rng.shuffle(idx)
-    val_idx = set(idx[:n_val])
-    return [r for i, r in enumerate(records) if i not in val_idx], [r for i, r in enumerate(records) if i in val_idx]
+def _counted(items: Iterable[Item], info: dict) -> Iterator[Item]:
+    for item in items:
+        info["rows_read"] += 1
+        info["bad_rows" if item[1] is not None else "records"] += 1
+        yield item
 
 
-def _mix(records: list[dict], weights: dict[str, float], rng: random.Random) -> list[dict]:
+def _feed(items: Iterable[Item], spill: Spill, cleaner: Cleaner | None, chunk_size: int) -> None:
+    if cleaner is not None:
+        cleaner.run(items, chunk_size)
+        return
+    for rec, bad in items:
+        spill.add(rec) if bad is None else spill.drop(bad)
+
+
+_NO_INDEX = np.zeros(0, dtype=np.int64)
+
+
+def _split(pool: np.ndarray, val_size: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    if val_size <= 0 or len(pool) < 2:
+        return pool, _NO_INDEX
+    n_val = int(round(len(pool) * val_size)) if val_size < 1 else int(val_size)
+    n_val = max(1, min(n_val, len(pool) - 1))
+    chosen = np.zeros(len(pool), dtype=bool)
+    chosen[rng.permutation(len(pool))[:n_val]] = True
+    return pool[~chosen], pool[chosen]
+
+
+def _mix(idx: np.ndarray, src: np.ndarray, weights: dict[int, float], rng: np.random.Generator) -> np.ndarray:
     """Apply per-dataset weights: whole copies plus a seeded sample for the fraction.
 
     A dataset of n records with weight w contributes round(n * w) records, so the realised shares
     match the requested ones n_i*w_i / sum(n_j*w_j) up to rounding, and the same seed gives the same mix.
     """
-    by_src: dict[str, list[dict]] = {}
-    for r in records:
-        by_src.setdefault(r["source"], []).append(r)
-    out = []
-    for src, recs in by_src.items():
-        w = weights.get(src, 1.0)
+    out = [_NO_INDEX]
+    for sid in np.unique(src[idx]).tolist():
+        recs = idx[src[idx] == sid]
+        w = weights.get(sid, 1.0)
         whole, frac = int(w), w - int(w)
-        out += recs * whole
+        out.append(np.tile(recs, whole))
         if frac > 0:
-            out += rng.sample(recs, int(round(len(recs) * frac)))
-    return out
+            out.append(rng.choice(recs, int(round(len(recs) * frac)), replace=False))
+    return np.concatenate(out)
 
 
-def _sample(records: list[dict], n: int, rng: random.Random) -> list[dict]:
-    if not records or n <= 0:
-        return []
-    if n <= len(records):
-        return rng.sample(records, n)
-    return records * (n // len(records)) + rng.sample(records, n % len(records))
+def _sample(pool: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    if not len(pool) or n <= 0:
+        return _NO_INDEX
+    if n <= len(pool):
+        return rng.choice(pool, n, replace=False)
+    return np.concatenate([np.tile(pool, n // len(pool)), rng.choice(pool, n % len(pool), replace=False)])
 
 
-def _replay(cfg: Config, n_new: int, rng: random.Random) -> list[dict]:
+def _is_mixed_in(rec: dict) -> bool:
+    return str(rec.get("source", "")).startswith(("replay:", "general:"))
+
+
+def _replay(cfg: Config, n_new: int, rng: np.random.Generator, spill: Spill) -> np.ndarray:
     """Incremental training: mix back part of the previous run's training data (catastrophic forgetting)."""
     from tunewise.models.load import is_run_dir
 
     prev = Path(cfg.model.name_or_path)
     if cfg.data.replay_ratio <= 0 or not prev.is_dir() or not is_run_dir(prev):
-        return []
+        return _NO_INDEX
     old_path = prev / "data" / "train.jsonl"
     if not old_path.exists():
-        return []
-    from tunewise.fileio import read_jsonl
+        return _NO_INDEX
+    lines = np.array(array("q", (n for n, r in read_jsonl(old_path) if not _is_mixed_in(r))), dtype=np.int64)
+    picks = _sample(np.arange(len(lines)), int(round(n_new * cfg.data.replay_ratio)), rng)
+    wanted = np.unique(picks)
+    at = np.empty(len(wanted), dtype=np.int64)  # spill index of each wanted old record
+    k = 0
+    for lineno, r in read_jsonl(old_path):  # one more pass, copying only the picked records
+        if k < len(wanted) and lineno == lines[wanted[k]]:
+            at[k] = spill.add({**r, "source": f"replay:{r.get('source', prev.name)}"})
+            k += 1
+    return at[np.searchsorted(wanted, picks)]
 
-    old = [r for _, r in read_jsonl(old_path) if not str(r.get("source", "")).startswith(("replay:", "general:"))]
-    picked = _sample(old, int(round(n_new * cfg.data.replay_ratio)), rng)
-    return [{**r, "source": f"replay:{r.get('source', prev.name)}"} for r in picked]
 
-
-def _general(cfg: Config, n_new: int, rng: random.Random) -> list[dict]:
+def _general(cfg: Config, n_new: int, rng: np.random.Generator, spill: Spill) -> np.ndarray:
     if not cfg.data.general or cfg.data.general_ratio <= 0:
-        return []
-    pool: list[dict] = []
+        return _NO_INDEX
+    start = len(spill)
     for spec in cfg.data.general:
-        recs, _ = read_dataset(spec, dataset_info=cfg.data.dataset_info, strict=cfg.data.strict)
-        pool += recs
-    if cfg.train.stage == "sft":
-        pool = [r for r in pool if "messages" in r]
-    picked = _sample(pool, int(round(n_new * cfg.data.general_ratio)), rng)
-    return [{**r, "source": f"general:{r['source']}"} for r in picked]
+        for rec, bad in iter_dataset(spec, dataset_info=cfg.data.dataset_info, strict=cfg.data.strict):
+            if bad is None and (cfg.train.stage != "sft" or "messages" in rec):
+                spill.add({**rec, "source": f"general:{rec['source']}"})
+    return _sample(np.arange(start, len(spill)), int(round(n_new * cfg.data.general_ratio)), rng)
+
+
+def _leakage(spill: Spill, train: np.ndarray, val: np.ndarray, chunk_size: int) -> np.ndarray:
+    """Validation items that near-duplicate a training item would make validation loss look too good."""
+    keys = spill.band_keys()
+
+    def chunks(idx: np.ndarray):
+        for start in range(0, len(idx), chunk_size):
+            part = idx[start:start + chunk_size]
+            yield np.asarray(keys[part]), part
+
+    leaked = dict(find_leakage(spill.bands, chunks(np.sort(train)), chunks(val)))
+    for v, t in sorted(leaked.items()):
+        spill.drop(leak_entry(spill.record(v), spill.kept_where(t)))
+    return val[~np.isin(val, np.fromiter(leaked, dtype=np.int64, count=len(leaked)))]
 
 
 def _unique_sources(specs: list[DatasetSpec]) -> list[str]:
@@ -184,98 +276,123 @@ def _unique_sources(specs: list[DatasetSpec]) -> list[str]:
     return names
 
 
-def prepare(cfg: Config, run_dir: Path | None = None, *, clean: bool = True) -> PreparedData:
+def prepare(cfg: Config, run_dir: Path | None = None, *, clean: bool = True, chunk_size: int = CHUNK) -> PreparedData:
+    """Prepare the data of `cfg` into run_dir/data (or a temporary folder): see the module docstring.
+
+    `chunk_size` records are cleaned together; it bounds the memory of the cleaning pass, not the result.
+    """
     d = cfg.data
     if not d.datasets:
         raise DataError("no training data configured", where="data.datasets",
                         fix="add at least one dataset, e.g. data: {datasets: [my_data.jsonl]}")
-    rng = random.Random(cfg.train.seed)
-    all_train, dropped = [], []
-    weights: dict[str, float] = {}
-    per: dict[str, dict] = {}
-    for spec, src in zip(d.datasets, _unique_sources(d.datasets)):
-        recs, bad = read_dataset(spec, dataset_info=d.dataset_info, strict=d.strict, default_system=cfg.template.system,
-                                 source=src)
-        weights[src] = spec.weight
-        per[src] = {"path": spec.path, "reader": spec.reader, "rows_read": len(recs) + len(bad), "bad_rows": len(bad),
-                    "records": len(recs), "weight": spec.weight, "system": spec.system}
-        all_train += recs
-        dropped += bad
-    val: list[dict] = []
-    for spec, src in zip(d.val_datasets, _unique_sources(d.val_datasets)):
-        recs, bad = read_dataset(spec, dataset_info=d.dataset_info, strict=d.strict, default_system=cfg.template.system,
-                                 source=f"val:{src}")
-        val += recs
-        dropped += bad
+    owner = None if run_dir is not None else tempfile.TemporaryDirectory(prefix="tunewise-data-")
+    data_dir = Path(run_dir) / "data" if run_dir is not None else Path(owner.name)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    files = {split: data_dir / f"{split}.jsonl" for split in ("train", "val", "dropped")}
+    leak = clean and d.clean.leakage_check and (bool(d.val_datasets) or d.val_size > 0)
+    bands = Cleaner.bands_for(d.clean) if leak else None
+    empty = None
+    with atomic_path(files["dropped"]) as dropped_tmp, DropLog(dropped_tmp) as drops, \
+            Spill(data_dir, drops, bands) as spill:
+        per, steps = _read_and_clean(cfg, spill, clean=clean, leak=leak, chunk_size=chunk_size)
+        n_pool = sum(v["kept"] for v in per.values())
+        if n_pool:
+            stats = _split_mix_write(cfg, spill, per, steps, n_pool, files, clean=clean, chunk_size=chunk_size)
+        else:  # leave the block normally, so dropped.jsonl is written for the error to point at
+            reasons = drops.by_step
+            empty = DataError(
+                "the training set is empty after reading and cleaning"
+                + (f" (dropped: {', '.join(f'{k}={v}' for k, v in reasons.items())})" if reasons else ""),
+                fix="check data/dropped.jsonl for why records were dropped, relax data.clean settings, or add data"
+                + ("" if run_dir is None else f" ({files['dropped']})"),
+            )
+    if empty is not None:
+        raise empty
+    write_json(data_dir / "stats.json", stats)
+    return PreparedData(stats=stats, files=files, owner=owner)
 
+
+def _read_and_clean(cfg: Config, spill: Spill, *, clean: bool, leak: bool, chunk_size: int) -> tuple[dict, list]:
+    """The streaming pass: training datasets, then separate validation datasets (cleaned on their own)."""
+    d = cfg.data
+    per: dict[str, dict] = {}
+
+    def stream(specs, sources, prefix=""):
+        for spec, src in zip(specs, sources):
+            info = per.setdefault(prefix + src, {"path": spec.path, "reader": spec.reader, "rows_read": 0, "bad_rows": 0,
+                                                 "records": 0, "weight": spec.weight, "system": spec.system})
+            items = iter_dataset(spec, dataset_info=d.dataset_info, strict=d.strict, default_system=cfg.template.system,
+                                 source=prefix + src)
+            yield from _counted(items, info)
+
+    cleaner = Cleaner(d.clean, spill, keys=leak) if clean else None
+    _feed(stream(d.datasets, _unique_sources(d.datasets)), spill, cleaner, chunk_size)
     n_read = sum(v["records"] for v in per.values())
     steps = [{"step": "read", "before": sum(v["rows_read"] for v in per.values()), "after": n_read}]
-    from tunewise.data.clean import clean_records, drop_leakage
-
-    ccfg = d.clean
-    if clean:
-        res = clean_records(all_train, ccfg)
-        all_train, dropped, steps = res.kept, dropped + res.dropped, steps + res.steps
-        if val:
-            vres = clean_records(val, ccfg)
-            val, dropped = vres.kept, dropped + [{**x, "split": "val"} for x in vres.dropped]
-    if not all_train:
-        reasons = Counter(x["step"] for x in dropped)
-        if run_dir is not None:  # the fix below points at it, so it must exist
-            write_jsonl(Path(run_dir) / "data" / "dropped.jsonl", dropped)
-        raise DataError(
-            "the training set is empty after reading and cleaning"
-            + (f" (dropped: {', '.join(f'{k}={v}' for k, v in reasons.items())})" if reasons else ""),
-            fix="check data/dropped.jsonl for why records were dropped, relax data.clean settings, or add data"
-            + ("" if run_dir is None else f" ({Path(run_dir) / 'data' / 'dropped.jsonl'})"),
-        )
-    kept_by_src = Counter(r["source"] for r in all_train)
-    if d.shuffle:
-        rng.shuffle(all_train)
-    if not d.val_datasets:
-        all_train, val = _split(all_train, d.val_size, rng)
-    if clean and val:
-        val, leaked = drop_leakage(all_train, val, ccfg)
-        dropped += leaked
-        steps.append({"step": "leakage", "before": len(val) + len(leaked), "after": len(val)})
-    from tunewise.data.augment import augment_records
-
-    augmented = augment_records(all_train, d.augment, cfg.train.seed)  # training split only
-    pre_mix = Counter(r["source"] for r in all_train + augmented)
-    train = _mix(all_train + augmented, weights, rng)
-    steps.append({"step": "mix", "before": len(all_train) + len(augmented), "after": len(train)})
-    n_new = len(train)
-    train += _replay(cfg, n_new, rng)
-    train += _general(cfg, n_new, rng)
-    if d.shuffle:
-        rng.shuffle(train)
-    in_train, in_val = Counter(r["source"] for r in train), Counter(r["source"] for r in val)
-    wanted_total = sum(pre_mix[s] * weights[s] for s in per) or 1.0
+    steps += cleaner.steps if cleaner else []
+    kept = Counter(spill.sources[s] for s in spill.source_ids().tolist())
     for src, info in per.items():
-        info.update(kept=kept_by_src[src], dropped=info["bad_rows"] + (info["records"] - kept_by_src[src]),
-                    val=in_val[src], train_before_weight=pre_mix[src], train=in_train[src],
-                    requested_share=round(pre_mix[src] * weights[src] / wanted_total * n_new / max(1, len(train)), 4),
-                    share=round(in_train[src] / len(train), 4))
-    stats = {
-        "num_train": len(train), "num_val": len(val), "num_dropped": len(dropped),
+        info["kept"] = kept[src]
+    val_cleaner = Cleaner(d.clean, spill, keys=leak, tag={"split": "val"}) if clean else None
+    _feed(stream(d.val_datasets, _unique_sources(d.val_datasets), "val:"), spill, val_cleaner, chunk_size)
+    for src in [s for s in per if s.startswith("val:")]:
+        del per[src]  # validation datasets are not part of the training report
+    return per, steps
+
+
+def _split_mix_write(cfg: Config, spill: Spill, per: dict, steps: list, n_pool: int, files: dict, *, clean: bool,
+                     chunk_size: int) -> dict:
+    d = cfg.data
+    rng = np.random.default_rng(cfg.train.seed)
+    pool = rng.permutation(n_pool) if d.shuffle else np.arange(n_pool)
+    if d.val_datasets:
+        train, val = pool, np.arange(n_pool, len(spill))
+    else:
+        train, val = _split(pool, d.val_size, rng)
+    if clean and len(val):
+        before = len(val)
+        if d.clean.leakage_check and len(train):
+            val = _leakage(spill, train, val, chunk_size)
+        steps.append({"step": "leakage", "before": before, "after": len(val)})
+    added: list[int] = []
+    if d.augment.enabled:  # training split only
+        from tunewise.data.augment import iter_augmented
+
+        added = [spill.add(r) for r in iter_augmented((spill.record(i) for i in train.tolist()), d.augment, cfg.train.seed)]
+        train = np.concatenate([train, np.asarray(added, dtype=np.int64)])
+    src = spill.source_ids()
+    sid = {name: i for i, name in enumerate(spill.sources)}
+    weights = {sid[name]: info["weight"] for name, info in per.items() if name in sid}
+    pre_mix = _by_source(spill, src, train)
+    mixed = _mix(train, src, weights, rng)
+    steps.append({"step": "mix", "before": len(train), "after": len(mixed)})
+    n_new = len(mixed)
+    train = np.concatenate([mixed, _replay(cfg, n_new, rng, spill), _general(cfg, n_new, rng, spill)])
+    if d.shuffle:
+        train = train[rng.permutation(len(train))]
+    src = spill.source_ids()
+    in_train, in_val = _by_source(spill, src, train), _by_source(spill, src, val)
+    wanted_total = sum(pre_mix[s] * info["weight"] for s, info in per.items()) or 1.0
+    for name, info in per.items():
+        info.update(dropped=info["bad_rows"] + (info["records"] - info["kept"]), val=in_val[name],
+                    train_before_weight=pre_mix[name], train=in_train[name],
+                    requested_share=round(pre_mix[name] * info["weight"] / wanted_total * n_new / max(1, len(train)), 4),
+                    share=round(in_train[name] / len(train), 4))
+    spill.write(train, files["train"])
+    spill.write(val, files["val"])
+    return {
+        "num_train": len(train), "num_val": len(val), "num_dropped": len(spill.drops),
         "steps": steps,
         "datasets": per,
-        "sources_read": {src: info["records"] for src, info in per.items()},
-        "mix": {src: {"records": n, "share": round(n / len(train), 4), "weight": weights.get(src, 1.0)}
-                for src, n in sorted(in_train.items())},
-        "dropped_by_step": dict(Counter(x["step"] for x in dropped)),
-        "augmented": len(augmented),
+        "sources_read": {name: info["records"] for name, info in per.items()},
+        "mix": {name: {"records": n, "share": round(n / len(train), 4), "weight": per[name]["weight"] if name in per else 1.0}
+                for name, n in sorted(in_train.items())},
+        "dropped_by_step": dict(spill.drops.by_step),
+        "augmented": len(added),
         "seed": cfg.train.seed,
     }
-    out = PreparedData(train, val, dropped, stats)
-    if run_dir is not None:
-        write_prepared(out, Path(run_dir))
-    return out
 
 
-def write_prepared(p: PreparedData, run_dir: Path) -> None:
-    data_dir = run_dir / "data"
-    write_jsonl(data_dir / "train.jsonl", p.train)
-    write_jsonl(data_dir / "val.jsonl", p.val)
-    write_jsonl(data_dir / "dropped.jsonl", p.dropped)
-    write_json(data_dir / "stats.json", p.stats)
+def _by_source(spill: Spill, src: np.ndarray, idx: np.ndarray) -> Counter:
+    counts = np.bincount(src[idx], minlength=len(spill.sources)) if len(idx) else np.zeros(len(spill.sources), int)
+    return Counter({spill.sources[i]: int(n) for i, n in enumerate(counts.tolist()) if n})

@@ -32,7 +32,7 @@ def length_histogram(lengths: list[int], bins: int = 20) -> dict:
     """The same histogram as the PNG, as numbers for stats.json: bin edges and counts."""
     import numpy as np
 
-    if not lengths:
+    if len(lengths) == 0:
         return {"edges": [], "counts": []}
     counts, edges = np.histogram(lengths, bins=min(bins, max(1, len(set(lengths)))))
     return {"edges": [round(float(e), 1) for e in edges], "counts": [int(c) for c in counts]}

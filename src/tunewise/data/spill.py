@@ -1,0 +1,165 @@
+"""Spill files of the streaming data stage: records written once, then read back by index.
+
+`Spill` holds the records that survive cleaning as JSON lines in a temporary file next to the output,
+with their byte offsets and sources in compact arrays (and, when the leakage check needs them, their LSH
+band keys in a side file). Splitting, mixing and shuffling are then index arrays over it, and
+train.jsonl / val.jsonl are copied out of it line by line. `DropLog` streams dropped records to
+dropped.jsonl as they happen. Both are the `Sink` that `tunewise.data.clean.Cleaner` writes to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from array import array
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from tunewise.fileio import atomic_path
+
+
+def _json_line(obj: dict) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _where(obj: dict) -> str:
+    return obj.get("where") or "an earlier record"
+
+
+class DropLog:
+    """Dropped records, one JSON line each, appended to `path` as they are dropped; ids are byte offsets."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._f = open(self.path, "wb", buffering=1 << 16)
+        self._pos = 0
+        self.by_step: Counter = Counter()
+
+    def __len__(self) -> int:
+        return sum(self.by_step.values())
+
+    def drop(self, entry: dict) -> int:
+        line = _json_line(entry)
+        self._f.write(line)
+        at, self._pos = self._pos, self._pos + len(line)
+        self.by_step[entry["step"]] += 1
+        return at
+
+    def dropped_where(self, offset: int) -> str:
+        self._f.flush()
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            return _where(json.loads(f.readline()))
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "DropLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Spill:
+    """Records as JSON lines in a temporary file in `folder`; removed on close."""
+
+    def __init__(self, folder: Path, drops: DropLog, bands: int | None = None):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.drops, self.bands = drops, bands
+        fd, name = tempfile.mkstemp(prefix=".spill-", suffix=".jsonl", dir=folder)
+        self.path = Path(name)
+        self._w = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._r = os.open(self.path, os.O_RDONLY)
+        self._dirty = False
+        self._offsets = array("q", [0])  # line i is bytes offsets[i]:offsets[i+1]
+        self._src = array("I")
+        self.sources: list[str] = []
+        self._source_id: dict[str, int] = {}
+        self.keys_path: Path | None = None
+        self._keys_w = None
+        if bands:
+            fd, name = tempfile.mkstemp(prefix=".spill-", suffix=".keys", dir=folder)
+            self.keys_path, self._keys_w = Path(name), os.fdopen(fd, "wb", buffering=1 << 20)
+        self._n_keys = 0
+
+    def __len__(self) -> int:
+        return len(self._src)
+
+    def source_id(self, name: str) -> int:
+        if name not in self._source_id:
+            self._source_id[name] = len(self.sources)
+            self.sources.append(name)
+        return self._source_id[name]
+
+    def add(self, rec: dict, band_keys: np.ndarray | None = None) -> int:
+        line = _json_line(rec)
+        self._w.write(line)
+        self._dirty = True
+        self._offsets.append(self._offsets[-1] + len(line))
+        self._src.append(self.source_id(rec["source"]))
+        if band_keys is not None and self._keys_w is not None:
+            if self._n_keys != len(self._src) - 1:
+                raise RuntimeError("band keys must be given for every spilled record or for none")
+            self._keys_w.write(np.ascontiguousarray(band_keys, dtype="<u8").tobytes())
+            self._n_keys += 1
+        return len(self._src) - 1
+
+    # the Sink protocol of tunewise.data.clean
+    def keep(self, rec: dict, band_keys: np.ndarray | None) -> int:
+        return self.add(rec, band_keys)
+
+    def drop(self, entry: dict) -> int:
+        return self.drops.drop(entry)
+
+    def kept_where(self, i: int) -> str:
+        return _where(self.record(i))
+
+    def dropped_where(self, i: int) -> str:
+        return self.drops.dropped_where(i)
+
+    def line(self, i: int) -> bytes:
+        if self._dirty:
+            self._w.flush()
+            self._dirty = False
+        start = self._offsets[i]
+        return os.pread(self._r, self._offsets[i + 1] - start, start)
+
+    def record(self, i: int) -> dict:
+        return json.loads(self.line(i))
+
+    def source_ids(self) -> np.ndarray:
+        """Source id of every spilled record (names in `sources`)."""
+        return np.array(self._src, dtype=np.uint32)
+
+    def band_keys(self) -> np.ndarray:
+        """(records with keys, bands) uint64, memory-mapped from the side file."""
+        if self._keys_w is None or not self._n_keys:
+            return np.zeros((0, self.bands or 1), dtype=np.uint64)
+        self._keys_w.flush()
+        return np.memmap(self.keys_path, dtype="<u8", mode="r", shape=(self._n_keys, self.bands))
+
+    def write(self, indices: np.ndarray, path: Path) -> Path:
+        """Copy the records at `indices`, in that order, into `path` (atomically)."""
+        with atomic_path(path) as tmp, open(tmp, "wb", buffering=1 << 20) as f:
+            for i in indices.tolist():
+                f.write(self.line(i))
+        return path
+
+    def close(self) -> None:
+        for h in (self._w, self._keys_w):
+            if h is not None:
+                h.close()
+        os.close(self._r)
+        self.path.unlink(missing_ok=True)
+        if self.keys_path is not None:
+            self.keys_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "Spill":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
