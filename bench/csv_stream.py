@@ -1,14 +1,18 @@
-"""Streaming benchmark: a 1 GB CSV read by tunewise's CSV reader stays under 2 GB peak memory.
+"""Streaming benchmark: `tunewise data prepare` on a 1 GB CSV stays under 2 GB peak memory.
 
-    python bench/csv_stream.py                 # 1024 MB, limit 2048 MB
-    python bench/csv_stream.py --size-mb 64    # quicker
-    python bench/csv_stream.py --csv big.csv   # your own file
+    python bench/csv_stream.py                    # 1024 MB, limit 2048 MB: the full data stage
+    python bench/csv_stream.py --size-mb 64       # quicker
+    python bench/csv_stream.py --reader-only      # only the CSV reader and record conversion
+    python bench/csv_stream.py --csv big.csv      # your own file (columns question, answer)
 
-Writes a CSV of question/answer rows (English and Chinese, quoted fields with commas, quotes and line
-breaks) into a temporary folder, then reads it in a fresh process — reader plus record conversion, as
-`tunewise data prepare` does before cleaning — and reports rows, seconds and peak resident memory
-(ru_maxrss of that process). The exit status is 1 when the peak is over --limit-mb. Not a unit test:
-the suite runs it on a few MB only to prove it works.
+Writes a CSV of question/answer rows into a temporary folder: random words from a seeded vocabulary of a
+few thousand English and Chinese words (quoted fields with commas, quotes and line breaks), with about 5%
+exact repeats and 5% near repeats (one word changed) of recent rows, so most rows survive cleaning and
+the duplicate indexes grow with the file. Then, in a fresh process, runs `tunewise data prepare` on it
+(`prepare_command`: read, clean, dedup, split, write, token stats with the tiny test tokenizer), or with
+--reader-only just reads and converts every row. Reports rows read and kept, drops per step, seconds
+and peak resident memory (ru_maxrss of that process). The exit status is 1 when the peak is over
+--limit-mb. Not a unit test: the suite runs it on a few MB only to prove it works.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import subprocess
 import sys
@@ -24,75 +29,151 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = {"prompt": "question", "response": "answer"}
 
 
-def write_csv(path: Path, size_mb: float) -> int:
-    """Write rows until the file reaches size_mb; returns the number of data rows."""
+def _vocab(rng: random.Random) -> tuple[list[str], list[str]]:
+    """About 3,000 made-up English words and 3,000 two-character Chinese words."""
+    syll = ["ka", "lo", "mi", "ren", "tas", "vel", "or", "qui", "ston", "bra", "el", "dun", "fi", "gor", "hap", "jes"]
+    en = sorted({"".join(rng.choice(syll) for _ in range(rng.randint(1, 3))) for _ in range(4000)})
+    chars = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本去把性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比或但质气第向道命此变条只没结解问意建月公无系军很情者最立代想已通并提直题党程展五果料象员革位入常文总次品式活设及管特件长求老头基资边流路级少图山统接知较将组见计别她手角期根论运农指几九区强放决西被干做必战先回则任取据处理"
+    zh = sorted({rng.choice(chars) + rng.choice(chars) for _ in range(3500)})
+    return en, zh
+
+
+def _sentence(rng: random.Random, words: list[str], n: int, sep: str) -> str:
+    return sep.join(rng.choice(words) for _ in range(n))
+
+
+def _csv(field: str) -> str:
+    return '"' + field.replace('"', '""') + '"'
+
+
+def write_csv(path: Path, size_mb: float, seed: int = 0) -> dict:
+    """Write rows until the file reaches size_mb; returns row counts (total, exact and near repeats)."""
+    rng = random.Random(seed)
+    en, zh = _vocab(rng)
     target = int(size_mb * 1024 * 1024)
-    topics = ["password reset", "invoice download", "退款流程", "dark mode", "数据导出", "account deletion"]
-    n, written = 0, 0
+    recent: list[tuple[str, str]] = []  # the last rows, for repeats (bounded: the generator is not measured)
+    n = exact = near = written = 0
     with open(path, "w", encoding="utf-8", newline="") as f:
         f.write("id,question,answer,category\n")
         while written < target:
             block = []
             for _ in range(2000):
                 n += 1
-                t = topics[n % len(topics)]
-                block.append(f'{n},"How do I handle {t}, case {n}?","Step 1: open ""Settings"".\nStep 2: find {t} '
-                             f'(ticket {n * 7919 % 100003}); 然后点击确认。",{t}\n')
+                roll = rng.random()
+                if roll < 0.05 and recent:
+                    q, a = rng.choice(recent)
+                    exact += 1
+                elif roll < 0.10 and recent:
+                    q, a = rng.choice(recent)
+                    words = a.split(" ")
+                    if len(words) > 8:  # one word changed in a long English answer: Jaccard ~0.9
+                        words[rng.randrange(len(words))] = rng.choice(en)
+                        a = " ".join(words)
+                    else:
+                        a = a[:-2] + rng.choice(zh)  # Chinese: the last word changed
+                    near += 1
+                elif roll < 0.55:
+                    q = _sentence(rng, en, rng.randint(5, 10), " ") + ", please?"
+                    a = (f'Step 1: open "{rng.choice(en)}".\nStep 2: ' + _sentence(rng, en, rng.randint(12, 30), " ")
+                         + f" (ticket {rng.randint(1, 99999)}).")
+                else:
+                    q = _sentence(rng, zh, rng.randint(4, 8), "") + "？"
+                    a = "第一步：打开“" + rng.choice(zh) + "”，" + _sentence(rng, zh, rng.randint(10, 25), "") + "。"
+                recent.append((q, a))
+                if len(recent) > 1000:
+                    recent.pop(rng.randrange(len(recent)))
+                block.append(f"{n},{_csv(q)},{_csv(a)},{'en' if q.endswith('?') else 'zh'}\n")
             chunk = "".join(block)
             f.write(chunk)
             written += len(chunk.encode("utf-8"))
-    return n
+    return {"rows": n, "exact_repeats": exact, "near_repeats": near}
+
+
+def _peak_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux reports KiB
 
 
 def read_child(path: Path) -> dict:
-    """Runs in its own process so ru_maxrss is the reader's peak, not the writer's."""
-    sys.path.insert(0, str(ROOT / "src"))
+    """Reader and record conversion only. Runs in its own process so ru_maxrss is the reader's peak."""
     from tunewise.data import formats, readers
 
     t0 = time.perf_counter()
     rows = bad = chars = 0
-    columns = {"prompt": "question", "response": "answer"}
     for row in readers.read(path):
         if isinstance(row, readers.BadRow):
             bad += 1
             continue
-        rec = formats.convert(row.data, "alpaca", columns, {})
+        rec = formats.convert(row.data, "alpaca", COLUMNS, {})
         chars += len(rec["messages"][-1]["content"])
         rows += 1
+    return {"mode": "reader-only", "rows": rows, "bad_rows": bad, "answer_chars": chars,
+            "seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": _peak_mb()}
+
+
+def prepare_child(path: Path, work: Path) -> dict:
+    """The whole `tunewise data prepare`, as the CLI runs it, in its own process."""
+    import yaml
+
+    from tunewise.config import load_config
+    from tunewise.data.commands import prepare_command
+
+    cfg_path = work / "bench.yaml"
+    cfg_path.write_text(yaml.safe_dump({
+        "model": {"name_or_path": "tiny-llama"},
+        "run": {"root": str(work / "runs"), "name": "csv-stream"},
+        "data": {"datasets": [{"path": str(path), "columns": COLUMNS}], "max_length": 256, "strict": False},
+    }), encoding="utf-8")
+    t0 = time.perf_counter()
+    data_dir = prepare_command(load_config(cfg_path))
     seconds = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-    return {"rows": rows, "bad_rows": bad, "answer_chars": chars, "seconds": round(seconds, 2), "peak_rss_mb": round(peak_mb, 1)}
+    stats = json.loads((data_dir / "stats.json").read_text(encoding="utf-8"))
+    steps = {s["step"]: s["before"] - s["after"] for s in stats["steps"]}
+    read = stats["steps"][0]
+    kept = [s["after"] for s in stats["steps"] if s["step"] not in ("leakage", "mix")][-1]  # after the last clean step
+    return {"mode": "prepare", "rows": read["before"], "bad_rows": read["before"] - read["after"], "kept": kept,
+            "dropped_by_step": {k: v for k, v in steps.items() if k != "mix"}, "num_train": stats["num_train"],
+            "num_val": stats["num_val"], "supervised_tokens": stats["tokens"]["train"]["supervised_tokens"],
+            "seconds": round(seconds, 2), "peak_rss_mb": _peak_mb()}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size-mb", type=float, default=1024, help="size of the generated CSV (default 1024)")
     p.add_argument("--limit-mb", type=float, default=2048, help="peak memory allowed (default 2048)")
-    p.add_argument("--csv", help="read this CSV instead of generating one")
+    p.add_argument("--csv", help="use this CSV instead of generating one")
+    p.add_argument("--reader-only", action="store_true", help="measure only the reader and record conversion")
     p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--work", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
-        print(json.dumps(read_child(Path(a.child))))
+        res = read_child(Path(a.child)) if a.reader_only else prepare_child(Path(a.child), Path(a.work))
+        print(json.dumps(res))
         return 0
     with tempfile.TemporaryDirectory(prefix="tw-csv-bench-") as tmp:
         path = Path(a.csv) if a.csv else Path(tmp) / "big.csv"
         t0 = time.perf_counter()
-        written = None if a.csv else write_csv(path, a.size_mb)
+        gen = None if a.csv else write_csv(path, a.size_mb)
         gen_s = time.perf_counter() - t0
         size_mb = path.stat().st_size / 1024 / 1024
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        out = subprocess.run([sys.executable, __file__, "--child", str(path)], capture_output=True, text=True, env=env)
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        cmd = [sys.executable, __file__, "--child", str(path), "--work", tmp] + (["--reader-only"] if a.reader_only else [])
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if out.returncode != 0:
             print(out.stderr, file=sys.stderr)
             return 2
         res = json.loads(out.stdout.strip().splitlines()[-1])
-    res.update(file_mb=round(size_mb, 1), generated_rows=written, generate_seconds=round(gen_s, 2),
-               mb_per_s=round(size_mb / max(res["seconds"], 1e-9), 1), limit_mb=a.limit_mb,
+    written = gen["rows"] if gen else None
+    res.update(file_mb=round(size_mb, 1), generated_rows=written, generated=gen, generate_seconds=round(gen_s, 2),
+               mb_per_s=round(size_mb / max(res["seconds"], 1e-9), 2), limit_mb=a.limit_mb,
                ok=res["peak_rss_mb"] <= a.limit_mb and (written is None or res["rows"] == written))
-    print(f"csv {res['file_mb']} MB, {res['rows']:,} rows in {res['seconds']} s ({res['mb_per_s']} MB/s); "
-          f"peak memory {res['peak_rss_mb']} MB (limit {a.limit_mb:g} MB): {'OK' if res['ok'] else 'FAIL'}")
+    kept = f", {res['kept']:,} kept after cleaning" if "kept" in res else ""
+    print(f"{res['mode']}: csv {res['file_mb']} MB, {res['rows']:,} rows{kept} in {res['seconds']} s "
+          f"({res['mb_per_s']} MB/s); peak memory {res['peak_rss_mb']} MB (limit {a.limit_mb:g} MB): "
+          f"{'OK' if res['ok'] else 'FAIL'}")
     print(json.dumps(res))
     return 0 if res["ok"] else 1
 

@@ -111,10 +111,20 @@ def test_unknown_reader_in_config_lists_the_readers(tmp_path, sources, capsys):
     assert "unknown reader 'xls'" in err and "csv, excel, html, json, jsonl, parquet, sql, sqlite, text, tsv" in err
 
 
-def test_csv_stream_benchmark_runs_small(tmp_path):
-    out = subprocess.run([sys.executable, str(REPO / "bench" / "csv_stream.py"), "--size-mb", "1"],
+def _bench(*args):
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "csv_stream.py"), *args],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    assert res["ok"] and res["rows"] == res["generated_rows"] > 1000 and res["bad_rows"] == 0
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_csv_stream_benchmark_runs_small(tmp_path):
+    res = _bench("--size-mb", "0.3")  # the whole `tunewise data prepare`
+    assert res["ok"] and res["mode"] == "prepare" and res["rows"] == res["generated_rows"] > 1000 and res["bad_rows"] == 0
     assert 0 < res["peak_rss_mb"] < res["limit_mb"]
+    gen, drops = res["generated"], res["dropped_by_step"]
+    assert drops["dedup_exact"] >= gen["exact_repeats"] * 0.9 and drops["dedup_near"] >= gen["near_repeats"] * 0.5
+    assert res["kept"] == res["rows"] - sum(drops.values()) + drops["leakage"]
+    assert res["kept"] - drops["leakage"] == res["num_train"] + res["num_val"]
+    res = _bench("--size-mb", "1", "--reader-only")
+    assert res["ok"] and res["mode"] == "reader-only" and res["rows"] == res["generated_rows"] > 1000 and res["bad_rows"] == 0

@@ -27,9 +27,9 @@ def _texts(n=80, seed=0):
             k = rng.randrange(len(base))
             out.append(base[:k] + ("！" if "\u4e00" <= base[k] <= "\u9fff" else "#") + base[k + 1:])
         elif i % 2:
-            out.append("".join(rng.choice(ZH) for _ in range(40)))
+            out.append("".join(rng.choice(ZH) for _ in range(80)))
         else:
-            out.append(" ".join(rng.choice(EN) for _ in range(14)))
+            out.append(" ".join(rng.choice(EN) for _ in range(30)))
     return out
 
 

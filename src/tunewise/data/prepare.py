@@ -25,7 +25,7 @@ from tunewise.config.schema import Config, DatasetSpec
 from tunewise.data import formats, readers
 from tunewise.data.clean import CHUNK, Cleaner, Item, find_leakage, leak_entry
 from tunewise.data.readers import BadRow
-from tunewise.data.spill import DropLog, Spill
+from tunewise.data.spill import DropLog, Spill, iter_indices
 from tunewise.errors import DataError
 from tunewise.fileio import atomic_path, read_json, read_jsonl, write_json
 
@@ -253,14 +253,16 @@ def _general(cfg: Config, n_new: int, rng: np.random.Generator, spill: Spill) ->
 
 def _leakage(spill: Spill, train: np.ndarray, val: np.ndarray, chunk_size: int) -> np.ndarray:
     """Validation items that near-duplicate a training item would make validation loss look too good."""
-    keys = spill.band_keys()
 
-    def chunks(idx: np.ndarray):
-        for start in range(0, len(idx), chunk_size):
-            part = idx[start:start + chunk_size]
-            yield np.asarray(keys[part]), part
+    def chunks(members: np.ndarray):
+        mask = np.zeros(len(spill), dtype=bool)
+        mask[members] = True
+        for start, keys in spill.band_key_blocks(chunk_size):  # in spill order: training ids increase
+            ids = start + np.flatnonzero(mask[start:start + len(keys)])
+            if len(ids):
+                yield keys[ids - start], ids
 
-    leaked = dict(find_leakage(spill.bands, chunks(np.sort(train)), chunks(val)))
+    leaked = dict(find_leakage(spill.bands, chunks(train), chunks(val)))
     for v, t in sorted(leaked.items()):
         spill.drop(leak_entry(spill.record(v), spill.kept_where(t)))
     return val[~np.isin(val, np.fromiter(leaked, dtype=np.int64, count=len(leaked)))]
@@ -330,7 +332,7 @@ def _read_and_clean(cfg: Config, spill: Spill, *, clean: bool, leak: bool, chunk
     n_read = sum(v["records"] for v in per.values())
     steps = [{"step": "read", "before": sum(v["rows_read"] for v in per.values()), "after": n_read}]
     steps += cleaner.steps if cleaner else []
-    kept = Counter(spill.sources[s] for s in spill.source_ids().tolist())
+    kept = _by_source(spill, spill.source_ids(), np.arange(len(spill)))
     for src, info in per.items():
         info["kept"] = kept[src]
     val_cleaner = Cleaner(d.clean, spill, keys=leak, tag={"split": "val"}) if clean else None
@@ -358,7 +360,7 @@ def _split_mix_write(cfg: Config, spill: Spill, per: dict, steps: list, n_pool: 
     if d.augment.enabled:  # training split only
         from tunewise.data.augment import iter_augmented
 
-        added = [spill.add(r) for r in iter_augmented((spill.record(i) for i in train.tolist()), d.augment, cfg.train.seed)]
+        added = [spill.add(r) for r in iter_augmented((spill.record(i) for i in iter_indices(train)), d.augment, cfg.train.seed)]
         train = np.concatenate([train, np.asarray(added, dtype=np.int64)])
     src = spill.source_ids()
     sid = {name: i for i, name in enumerate(spill.sources)}

@@ -15,6 +15,7 @@ import tempfile
 from array import array
 from collections import Counter
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -27,6 +28,12 @@ def _json_line(obj: dict) -> bytes:
 
 def _where(obj: dict) -> str:
     return obj.get("where") or "an earlier record"
+
+
+def iter_indices(indices: np.ndarray, block: int = 1 << 16) -> Iterator[int]:
+    """The indices as Python ints, converted a block at a time (a list of millions of ints is ~36 bytes each)."""
+    for start in range(0, len(indices), block):
+        yield from indices[start:start + block].tolist()
 
 
 class DropLog:
@@ -135,17 +142,21 @@ class Spill:
         """Source id of every spilled record (names in `sources`)."""
         return np.array(self._src, dtype=np.uint32)
 
-    def band_keys(self) -> np.ndarray:
-        """(records with keys, bands) uint64, memory-mapped from the side file."""
-        if self._keys_w is None or not self._n_keys:
-            return np.zeros((0, self.bands or 1), dtype=np.uint64)
+    def band_key_blocks(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(first index, (n, bands) uint64 keys) for consecutive blocks of the records that have band keys."""
+        if self._keys_w is None:
+            return
         self._keys_w.flush()
-        return np.memmap(self.keys_path, dtype="<u8", mode="r", shape=(self._n_keys, self.bands))
+        width = 8 * self.bands
+        with open(self.keys_path, "rb") as f:
+            for start in range(0, self._n_keys, rows):
+                raw = f.read(width * min(rows, self._n_keys - start))
+                yield start, np.frombuffer(raw, dtype="<u8").reshape(-1, self.bands)
 
     def write(self, indices: np.ndarray, path: Path) -> Path:
         """Copy the records at `indices`, in that order, into `path` (atomically)."""
         with atomic_path(path) as tmp, open(tmp, "wb", buffering=1 << 20) as f:
-            for i in indices.tolist():
+            for i in iter_indices(indices):
                 f.write(self.line(i))
         return path
 
