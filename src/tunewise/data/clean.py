@@ -146,13 +146,14 @@ class ListSink:
         return len(self.dropped) - 1
 
     def kept_where(self, i):
-        return _where(self.kept[i])
+        return where_of(self.kept[i])
 
     def dropped_where(self, i):
-        return _where(self.dropped[i])
+        return where_of(self.dropped[i])
 
 
-def _where(rec: dict) -> str:
+def where_of(rec: dict) -> str:
+    """How a duplicate names the record it repeats."""
     return rec.get("where") or "an earlier record"
 
 
@@ -249,7 +250,7 @@ class Cleaner:
     def _ticket_where(self, ticket: int) -> str:
         return self.sink.dropped_where(ticket // 2) if ticket % 2 else self.sink.kept_where(ticket // 2)
 
-    def _dedup(self, step: str, index: BandIndex, keys: np.ndarray, live: list[int], out: list, where_of) -> np.ndarray:
+    def _dedup(self, step: str, index: BandIndex, keys: np.ndarray, live: list[int], out: list, indexed_where) -> np.ndarray:
         """Drop the rows of `live` that duplicate an earlier kept record; returns the mask of rows kept."""
         indexed, earlier = index.claim(keys)
         keep = (indexed == ABSENT) & (earlier == ABSENT)
@@ -258,7 +259,7 @@ class Cleaner:
         c["after"] += int(keep.sum())
         kind = "exact" if step == "dedup_exact" else "near"
         for i in np.flatnonzero(~keep):
-            first = where_of(int(indexed[i])) if indexed[i] != ABSENT else _where(out[live[earlier[i]]][1])
+            first = indexed_where(int(indexed[i])) if indexed[i] != ABSENT else where_of(out[live[earlier[i]]][1])
             out[live[i]] = ("drop", self._drop(step, f"{kind} duplicate of {first}", out[live[i]][1]))
         return keep
 
@@ -340,5 +341,5 @@ def drop_leakage(train: list[dict], val: list[dict], cfg: CleanConfig) -> tuple[
             yield hasher.band_keys([record_text(r) for r in part]), np.arange(start, start + len(part))
 
     leaked = dict(find_leakage(hasher.bands, chunks(train), chunks(val)))
-    dropped = [leak_entry(val[v], _where(train[t])) for v, t in leaked.items()]
+    dropped = [leak_entry(val[v], where_of(train[t])) for v, t in leaked.items()]
     return [r for i, r in enumerate(val) if i not in leaked], dropped

@@ -19,15 +19,12 @@ from typing import Iterator
 
 import numpy as np
 
+from tunewise.data.clean import where_of
 from tunewise.fileio import atomic_path
 
 
 def _json_line(obj: dict) -> bytes:
     return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def _where(obj: dict) -> str:
-    return obj.get("where") or "an earlier record"
 
 
 def iter_indices(indices: np.ndarray, block: int = 1 << 16) -> Iterator[int]:
@@ -59,7 +56,7 @@ class DropLog:
         self._f.flush()
         with open(self.path, "rb") as f:
             f.seek(offset)
-            return _where(json.loads(f.readline()))
+            return where_of(json.loads(f.readline()))
 
     def close(self) -> None:
         self._f.close()
@@ -123,7 +120,7 @@ class Spill:
         return self.drops.drop(entry)
 
     def kept_where(self, i: int) -> str:
-        return _where(self.record(i))
+        return where_of(self.record(i))
 
     def dropped_where(self, i: int) -> str:
         return self.drops.dropped_where(i)
