@@ -15,7 +15,6 @@ from __future__ import annotations
 import tempfile
 from array import array
 from collections import Counter
-from itertools import chain
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -157,7 +156,10 @@ def read_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, d
     """Read one dataset into lists: (records, dropped)."""
     records, dropped = [], []
     for rec, bad in iter_dataset(spec, dataset_info=dataset_info, strict=strict, default_system=default_system, source=source):
-        (records.append(rec) if bad is None else dropped.append(bad))
+        if bad is None:
+            records.append(rec)
+        else:
+            dropped.append(bad)
     return records, dropped
 
 
@@ -173,7 +175,10 @@ def _feed(items: Iterable[Item], spill: Spill, cleaner: Cleaner | None, chunk_si
         cleaner.run(items, chunk_size)
         return
     for rec, bad in items:
-        spill.add(rec) if bad is None else spill.drop(bad)
+        if bad is None:
+            spill.add(rec)
+        else:
+            spill.drop(bad)
 
 
 _NO_INDEX = np.zeros(0, dtype=np.int64)
