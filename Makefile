@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch is pinned in requirements.txt to the CPU build (an unpinned torch pulls a multi-GB CUDA build).
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install browser test test-fast demo bench clean
+.PHONY: install browser test test-fast demo bench bench-venvs clean
 
 install: $(INSTALLED) browser
 
@@ -33,8 +33,24 @@ test-fast: install
 demo: install
 	$(BIN)/tunewise demo
 
-bench: install
+bench: install bench-venvs
 	$(BIN)/python -m bench
 
+# LLaMA-Factory, a bench peer, in its own virtual environment with the same CPU torch. No torchaudio or
+# torchvision build matches torch 2.13 on PyPI (theirs fail to load); LLaMA-Factory imports torchaudio only
+# for audio inputs, so it gets an empty stand-in module. A failed install leaves the peer out, with the reason.
+LF_VENV := .venv-llamafactory
+bench-venvs:
+	@test -f $(LF_VENV)/.installed || { \
+	  $(PYTHON) -m venv $(LF_VENV) && \
+	  $(LF_VENV)/bin/python -m pip install -q torch==2.13.0 && \
+	  echo "torch==2.13.0" > $(LF_VENV)/constraints.txt && \
+	  $(LF_VENV)/bin/python -m pip install -q -c $(LF_VENV)/constraints.txt llamafactory==0.9.5 && \
+	  $(LF_VENV)/bin/python -m pip uninstall -y -q torchaudio torchvision && \
+	  mkdir -p $$($(LF_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/torchaudio && \
+	  echo '"""Stand-in: no torchaudio build matches torch 2.13."""' > \
+	    $$($(LF_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/torchaudio/__init__.py && \
+	  touch $(LF_VENV)/.installed; } || echo "[bench] LLaMA-Factory did not install; the bench reports it as not installed"
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(LF_VENV) runs .pytest_cache

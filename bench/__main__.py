@@ -19,7 +19,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # tunewise packs each batch into one padding-free row and tunewise_nopack pads it: both take the optimizer
 # steps of trl_default and plain (one batch per step); only trl_best packs examples into fewer, fuller rows.
-PEERS = ["tunewise", "tunewise_nopack", "trl_default", "trl_best", "plain"]
+PEERS = ["tunewise", "tunewise_nopack", "trl_default", "trl_best", "plain", "llamafactory"]
+QUICK_PEERS = PEERS[:-1]  # LLaMA-Factory's template is Gemma's; the quick run uses a tiny Llama
 
 
 def matmul_gflops(dtype_name: str, n: int = 1024, seconds: float = 1.5) -> float:
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None)
     ap.add_argument("--examples", type=int, default=None)
     ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--peers", default=",".join(PEERS))
+    ap.add_argument("--peers", default=None, help=f"comma-separated, from {','.join(PEERS)}")
     ap.add_argument("--out", default=None, help="results markdown (default bench/RESULTS.md; --quick: a temp file)")
     a = ap.parse_args(argv)
     model = a.model or ("tiny-llama" if a.quick else "gemma3-270m")
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
     fpt = model_flops_per_token(Path(data["model_path"]))
     results = []
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent / "src"), str(HERE.parent)]))
-    for peer in a.peers.split(","):
+    for peer in (a.peers or ",".join(QUICK_PEERS if a.quick else PEERS)).split(","):
         print(f"[bench] {peer} ...", file=sys.stderr, flush=True)
         p = subprocess.run([sys.executable, "-m", "bench.peers", peer, str(work / "spec.json")], capture_output=True,
                            text=True, env=env)
@@ -123,21 +124,26 @@ def render(results, model, examples, epochs, fp32, bf16, fpt) -> str:
              f"measured matmul: fp32 {fp32:.1f} GFLOP/s, bf16 {bf16:.1f} GFLOP/s",
              f"- data: demo dataset repeated to {examples} examples, max_length 256, batch 8, {epochs:g} epoch(s); "
              f"model FLOPs/token (training) {fpt / 1e9:.2f} GFLOP", "",
-             "| peer | wall (s) | real tokens/s | peak RSS (MB) | val loss | MFU fp32 | MFU bf16 | tunewise speed-up | tunewise memory ratio |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| peer | wall (s) | real tokens/s | peak RSS (MB) | val loss | optimizer steps | MFU fp32 | MFU bf16 | tunewise speed-up | tunewise memory ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['peer']} | failed: {r['error'][-120:]!r} | | | | | | | |")
+            lines.append(f"| {r['peer']} | failed: {r['error'][-160:]!r} | | | | | | | | |")
             continue
         speed = f"{tw['tokens_per_s'] / r['tokens_per_s']:.2f}x" if tw else "-"
         mem = f"{tw['peak_rss_mb'] / r['peak_rss_mb']:.2f}" if tw else "-"
         lines.append(f"| {r['peer']} | {r['wall_s']:.1f} | {r['tokens_per_s']:.1f} | {r['peak_rss_mb']:.0f} | "
-                     f"{r['val_loss']:.4f} | {r['mfu_fp32']:.1%} | {r['mfu_bf16']:.1%} | {speed} | {mem} |")
+                     f"{r['val_loss']:.4f} | {r.get('optimizer_steps', '-')} | {r['mfu_fp32']:.1%} | {r['mfu_bf16']:.1%} | {speed} | {mem} |")
     lines += ["", "tunewise speed-up = tunewise tokens/s ÷ peer tokens/s; memory ratio = tunewise peak RSS ÷ peer peak RSS.",
               "Real tokens are the same for every peer (the same examples), so tokens/s compares wall time directly.",
               "TRL's best settings pack examples into full rows, so they take fewer, larger optimizer steps; tunewise packs",
               "each batch into one padding-free row, so it takes the same optimizer steps as TRL defaults and the plain",
-              "Trainer (tunewise_nopack pads instead)."]
+              "Trainer (tunewise_nopack pads instead).",
+              "Every peer sees the examples in the same order (the Trainer's seeded sampler; tunewise's own shuffle is off",
+              "here) and puts the loss on the answers only (TRL gets prompt-completion rows), so validation losses compare",
+              "one to one. TRL-best packs about batch-size examples into each row and takes one row per step, so its steps",
+              "and examples per step roughly match the others. LLaMA-Factory runs with its defaults (it turns on gradient",
+              "checkpointing) in its own virtual environment (`make bench-venvs`); its peak is its own process's."]
     return "\n".join(lines) + "\n"
 
 

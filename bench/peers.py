@@ -7,13 +7,17 @@ epochs, learning rate and seed. Validation loss is computed afterwards by the sa
 from __future__ import annotations
 
 import json
+import os
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+ROOT = Path(__file__).resolve().parents[1]
+LF_PYTHON = Path(os.environ.get("TUNEWISE_LF_PYTHON", ROOT / ".venv-llamafactory" / "bin" / "python"))
 LORA = dict(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
 
 
@@ -56,7 +60,7 @@ def run_tunewise(spec, out, train, val, packing: bool = True):
     cfg = load_config(None, base={
         "run": {"root": str(out), "name": "tw"}, "model": {"name_or_path": spec["model"]},
         "data": {"datasets": [{"path": str(out / "train.jsonl")}], "val_size": 0, "max_length": spec["max_length"],
-                 "shuffle": True, "clean": {"dedup_exact": False, "dedup_near": False}},
+                 "shuffle": False, "clean": {"dedup_exact": False, "dedup_near": False}},
         "template": {"name": spec["template_name"]},
         "method": {"name": "lora", "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0},
         "train": {"num_epochs": spec["epochs"], "learning_rate": spec["lr"], "per_device_batch_size": spec["batch_size"],
@@ -71,8 +75,7 @@ def run_tunewise(spec, out, train, val, packing: bool = True):
 
     path, tok = _load(spec)
     model = PeftModel.from_pretrained(load_model(path), run / "adapter")
-    stats = json.loads((run / "data" / "stats.json").read_text())
-    return wall, stats["tokens"]["train"]["total_tokens"], model, tok
+    return wall, json.loads((run / "train_summary.json").read_text())["global_step"], model, tok
 
 
 def run_plain(spec, out, train, val):
@@ -89,7 +92,7 @@ def run_plain(spec, out, train, val):
                       data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100))
     t0 = time.perf_counter()
     trainer.train()
-    return time.perf_counter() - t0, sum(len(e.input_ids) for e in enc), model, tok
+    return time.perf_counter() - t0, trainer.state.global_step, model, tok
 
 
 def run_trl(spec, out, train, val, best: bool):
@@ -102,19 +105,74 @@ def run_trl(spec, out, train, val, best: bool):
 
     path, tok = _load(spec)
     tok.chat_template = ChatTemplate.from_json(spec["template"]).chat_template
-    ds = Dataset.from_list([{"messages": r["messages"]} for r in train])
+    # Prompt-completion rows: TRL's default then puts the loss on the answer only, as tunewise and the plain
+    # peer do, so validation losses compare like for like.
+    ds = Dataset.from_list([{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in train])
     extra = dict(max_length=spec["max_length"])
-    if best:  # TRL's own speed settings that apply on a CPU: padding-free packing, loss on answers only
-        extra.update(packing=True, packing_strategy="bfd", padding_free=True, assistant_only_loss=False,
-                     completion_only_loss=None)
-    cfg = SFTConfig(**_args(spec, out), **extra)
+    args = _args(spec, out)
+    if best:  # TRL's own speed settings that apply on a CPU: padding-free best-fit-decreasing packing
+        extra.update(packing=True, packing_strategy="bfd", padding_free=True)
+        # One packed row of max_length holds about batch_size examples of these lengths, so rows per step are
+        # chosen to see as many examples per optimizer step as the other peers.
+        mean_len = spec["train_tokens_per_epoch"] / max(1, len(train))
+        args["per_device_train_batch_size"] = max(1, round(spec["batch_size"] * mean_len / spec["max_length"]))
+    cfg = SFTConfig(**args, **extra)
     trainer = SFTTrainer(model=load_model(path), args=cfg, train_dataset=ds, processing_class=tok,
                          peft_config=LoraConfig(**LORA))
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0
-    tokens = sum(int(sum(x["attention_mask"])) if "attention_mask" in x else len(x["input_ids"]) for x in trainer.train_dataset)
-    return wall, tokens * spec["epochs"] / max(spec["epochs"], 1), trainer.model, tok
+    return wall, trainer.state.global_step, trainer.model, tok
+
+
+def run_llamafactory(spec, out, train, val):
+    """LLaMA-Factory's own CLI in its own virtual environment (`make bench-venvs`), with its matching gemma template.
+
+    Its process is a child of this one, so its peak memory is RUSAGE_CHILDREN's; validation loss is computed
+    here from the adapter it saved, by the same function as for every other peer.
+    """
+    import yaml
+
+    cli = LF_PYTHON.parent / "llamafactory-cli"
+    if not cli.exists():
+        raise SystemExit(f"LLaMA-Factory is not installed at {LF_PYTHON.parent.parent}: run `make bench-venvs`")
+    data_dir, result = out / "data", out / "result"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "train.jsonl").write_text("".join(json.dumps({"messages": r["messages"]}, ensure_ascii=False) + "\n"
+                                                  for r in train), encoding="utf-8")
+    (data_dir / "dataset_info.json").write_text(json.dumps({"bench": {
+        "file_name": "train.jsonl", "formatting": "sharegpt", "columns": {"messages": "messages"},
+        "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
+                 "system_tag": "system"}}}))
+    cfg = {"model_name_or_path": str(_load(spec)[0]), "stage": "sft", "do_train": True, "finetuning_type": "lora",
+           "lora_rank": LORA["r"], "lora_alpha": LORA["lora_alpha"], "lora_dropout": LORA["lora_dropout"],
+           "lora_target": "all", "dataset": "bench", "dataset_dir": str(data_dir), "template": "gemma",
+           "cutoff_len": spec["max_length"], "overwrite_cache": True, "output_dir": str(result),
+           "per_device_train_batch_size": spec["batch_size"], "gradient_accumulation_steps": 1,
+           "learning_rate": spec["lr"], "num_train_epochs": spec["epochs"], "lr_scheduler_type": "linear",
+           "warmup_steps": 0, "logging_steps": 10, "save_strategy": "no", "report_to": "none", "seed": spec["seed"],
+           "data_seed": spec["seed"], "bf16": False, "use_cpu": True, "disable_tqdm": True,
+           "max_steps": spec.get("max_steps", -1), "plot_loss": False}
+    (out / "lf.yaml").write_text(yaml.safe_dump(cfg))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    env.update(HF_HUB_OFFLINE="1", DISABLE_VERSION_CHECK="1", CUDA_VISIBLE_DEVICES="", WANDB_DISABLED="true")
+    p = subprocess.run([str(cli), "train", str(out / "lf.yaml")], env=env, capture_output=True, text=True)
+    (out / "lf.log").write_text(p.stdout + p.stderr)
+    if p.returncode != 0:
+        raise SystemExit(f"llamafactory-cli failed:\n{(p.stderr or p.stdout)[-2000:]}")
+    global PEAK_MB
+    PEAK_MB = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    state = json.loads((result / "trainer_state.json").read_text())
+    wall = json.loads((result / "train_results.json").read_text())["train_runtime"]
+    from peft import PeftModel
+
+    from tunewise.models.load import load_model
+
+    path, tok = _load(spec)
+    return wall, state["global_step"], PeftModel.from_pretrained(load_model(path), result), tok
+
+
+PEAK_MB = None  # set by peers whose training ran in a child process
 
 
 def main() -> None:
@@ -129,14 +187,15 @@ def main() -> None:
     val = [json.loads(x) for x in Path(spec["val"]).read_text().splitlines()]
     fn = {"tunewise": run_tunewise, "tunewise_nopack": lambda *a: run_tunewise(*a, packing=False), "plain": run_plain,
           "trl_default": lambda *a: run_trl(*a, best=False),
-          "trl_best": lambda *a: run_trl(*a, best=True)}[peer]
-    wall, _, model, tok = fn(spec, out, train, val)
+          "trl_best": lambda *a: run_trl(*a, best=True), "llamafactory": run_llamafactory}[peer]
+    wall, steps, model, tok = fn(spec, out, train, val)
     epochs_tokens = spec["train_tokens"]  # the same examples for every peer: count real tokens once
     val_enc = _encoded(spec, tok, val)
     vloss = _val_loss(model, tok, val_enc)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = PEAK_MB or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("BENCH " + json.dumps({"peer": peer, "wall_s": wall, "tokens": epochs_tokens, "tokens_per_s": epochs_tokens / wall,
-                                 "val_loss": vloss, "peak_rss_mb": rss_mb}))
+                                 "val_loss": vloss, "peak_rss_mb": rss_mb,
+                                 "optimizer_steps": steps}))
 
 
 if __name__ == "__main__":
