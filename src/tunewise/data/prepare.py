@@ -110,10 +110,6 @@ def source_name(spec: DatasetSpec) -> str:
     return spec.name or Path(spec.path or "data").stem
 
 
-def source_name(spec: DatasetSpec) -> str:
-    return spec.name or Path(spec.path or "data").stem
-
-
 def iter_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, default_system: str | None = None,
                  source: str | None = None) -> Iterator[Item]:
     """Stream one dataset as (record, None) and (None, drop entry) in file order. Strict mode raises on the first bad row."""
