@@ -133,7 +133,7 @@ def render(results, model, examples, epochs, fp32, bf16, fpt) -> str:
         speed = f"{tw['tokens_per_s'] / r['tokens_per_s']:.2f}x" if tw else "-"
         mem = f"{tw['peak_rss_mb'] / r['peak_rss_mb']:.2f}" if tw else "-"
         lines.append(f"| {r['peer']} | {r['wall_s']:.1f} | {r['tokens_per_s']:.1f} | {r['peak_rss_mb']:.0f} | "
-                     f"{r['val_loss']:.4f} | {r.get('optimizer_steps', '-')} | {r['mfu_fp32']:.1%} | {r['mfu_bf16']:.1%} | {speed} | {mem} |")
+                     f"{r['val_loss']:.4g} | {r.get('optimizer_steps', '-')} | {r['mfu_fp32']:.1%} | {r['mfu_bf16']:.1%} | {speed} | {mem} |")
     lines += ["", "tunewise speed-up = tunewise tokens/s ÷ peer tokens/s; memory ratio = tunewise peak RSS ÷ peer peak RSS.",
               "Real tokens are the same for every peer (the same examples), so tokens/s compares wall time directly.",
               "TRL's best settings pack examples into full rows, so they take fewer, larger optimizer steps; tunewise packs",
