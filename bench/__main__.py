@@ -136,9 +136,8 @@ def render(results, model, examples, epochs, fp32, bf16, fpt) -> str:
                      f"{r['val_loss']:.4g} | {r.get('optimizer_steps', '-')} | {r['mfu_fp32']:.1%} | {r['mfu_bf16']:.1%} | {speed} | {mem} |")
     lines += ["", "tunewise speed-up = tunewise tokens/s ÷ peer tokens/s; memory ratio = tunewise peak RSS ÷ peer peak RSS.",
               "Real tokens are the same for every peer (the same examples), so tokens/s compares wall time directly.",
-              "TRL's best settings pack examples into full rows, so they take fewer, larger optimizer steps; tunewise packs",
-              "each batch into one padding-free row, so it takes the same optimizer steps as TRL defaults and the plain",
-              "Trainer (tunewise_nopack pads instead).",
+              "tunewise packs each batch into one padding-free row, so it takes the same optimizer steps as TRL defaults and",
+              "the plain Trainer (tunewise_nopack pads instead).",
               "Every peer sees the examples in the same order (the Trainer's seeded sampler; tunewise's own shuffle is off",
               "here) and puts the loss on the answers only (TRL gets prompt-completion rows), so validation losses compare",
               "one to one. TRL-best packs about batch-size examples into each row and takes one row per step, so its steps",
