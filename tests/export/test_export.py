@@ -176,6 +176,35 @@ def test_undeclared_end_of_turn_fails(runs, tmp_path):
     assert verify_gguf(run, gguf, "f16", modelfile_path=mf, n_prompts=2)["status"] == "PASS"
 
 
+def test_gguf_computing_something_else_fails_on_drift(runs, tmp_path, tiny_model_dirs):
+    """Weights that are not the trained model's: the free-running answers part and the teacher-forced logits
+    are off by far more than f16 rounding, so verify names drift (not a template, token or stop problem)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tunewise.export.gguf import build_gguf, special_tokens
+    from tunewise.export.ollama import training_bos
+    from tunewise.export.verify import MAX_LOGIT_ERROR, verify_gguf
+    from tunewise.runs import read_template
+
+    run = runs["tiny-llama"]
+    template = read_template(run)
+    tok = _tok(run)
+    other = AutoModelForCausalLM.from_pretrained(tiny_model_dirs["tiny-llama"], dtype=torch.float32)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in other.named_parameters():
+            if name.endswith("proj.weight"):
+                p.copy_(torch.randn_like(p) * p.std())
+    other.save_pretrained(tmp_path / "other")
+    tok.save_pretrained(tmp_path / "other")
+    gguf = build_gguf(tmp_path / "other", tmp_path / "other.gguf", "f16",
+                      special_tokens(tok, template, add_bos=training_bos(template)))
+    v = verify_gguf(run, gguf, "f16", n_prompts=2)
+    assert v["status"] == "FAIL" and v["cause"].startswith("numerical drift"), v
+    assert v["templates_agree"] and v["tokens_agree"] and v["logit_error"] > 5 * MAX_LOGIT_ERROR["f16"], v
+
+
 def _tok(run):
     from tunewise.models.load import load_tokenizer, resolve_model
     from tunewise.runs import read_run_config

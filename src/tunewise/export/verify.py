@@ -1,5 +1,12 @@
 """Does the GGUF answer like the trained model? Greedy answers from both, compared token by token.
 
+Free-running answers part for good at the first near-tie a quantised file breaks the other way, which
+says little when the model is unsure (undertrained, or a base model rambling). So drift is also judged
+teacher-forced: both read the trained model's answer, and at each position the GGUF's logits must
+match the trained model's up to the type's rounding error, relative to the logits' own spread (so a
+nearly flat, unsure distribution is held to the same standard as a confident one). A file that computes
+something else (wrong weights, a wrong attention pattern) is off by the order of the logits themselves.
+
 The prompt on the GGUF side is built the way the runtime will build it: from the Modelfile TEMPLATE
 (Ollama) when there is one, else from the chat template embedded in the GGUF, tokenized by llama.cpp.
 A stop counts only when it is *declared*: the GGUF's EOS/EOT ids or a Modelfile `stop`, so a model that
@@ -21,6 +28,8 @@ from tunewise.templates import ChatTemplate
 # average over the prompts. Stopping must agree for every type.
 # q4_k_m: measured 0.78 mean (worst prompt 0.47) on a Gemma 3 270M LoRA run; 0.25 still catches a broken file.
 MIN_PREFIX = {"f32": 0.9, "f16": 0.75, "bf16": 0.5, "q8_0": 0.5, "q4_k_m": 0.25}
+# Teacher-forced: median over answer positions of |gguf - hf| / |hf| on mean-centred logit vectors.
+MAX_LOGIT_ERROR = {"f32": 0.01, "f16": 0.03, "bf16": 0.08, "q8_0": 0.15, "q4_k_m": 0.4}
 
 FIXES = {
     "template": "re-export with `tunewise export RUN --gguf TYPE --ollama` and do not edit the Modelfile TEMPLATE "
@@ -81,7 +90,7 @@ class _GGUF:
             raise ModelError("llama-cpp-python is not installed, so the GGUF cannot be verified",
                              fix="pip install llama-cpp-python") from None
         self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=max(1, os.cpu_count() or 1),
-                         n_batch=min(512, n_ctx), verbose=False, seed=0)
+                         n_batch=min(512, n_ctx), verbose=False, seed=0, logits_all=True)
         self.meta = dict(self.llm.metadata)
         self.add_bos = self.meta.get("tokenizer.ggml.add_bos_token", "false").lower() == "true"
         self.chat_template = self.meta.get("tokenizer.chat_template")
@@ -104,8 +113,34 @@ class _GGUF:
                 break
         return out, False, None
 
+    def forced_logits(self, ids: list[int], answer: list[int]):
+        """(len(answer), vocab) logits predicting each answer token, reading ids + answer."""
+        self.llm.reset()
+        self.llm.eval(ids + answer)
+        return self.llm.scores[len(ids) - 1: len(ids) - 1 + len(answer)].copy()
+
     def close(self) -> None:
         self.llm.close()
+
+
+def _hf_logits(lm, ids: list[int], answer: list[int]):
+    import torch
+
+    with torch.no_grad():
+        out = lm.model(input_ids=torch.tensor([ids + answer], device=lm.model.device)).logits[0]
+    return out[len(ids) - 1: len(ids) - 1 + len(answer)].float().cpu().numpy()
+
+
+def logit_error(hf, gguf) -> float | None:
+    """Median over positions of the relative error between mean-centred logit vectors (None: no positions)."""
+    import numpy as np
+
+    if len(hf) == 0:
+        return None
+    h = hf - hf.mean(axis=1, keepdims=True)
+    g = gguf[:, : h.shape[1]] - gguf[:, : h.shape[1]].mean(axis=1, keepdims=True)
+    return float(np.median(np.linalg.norm(g - h, axis=1) / np.maximum(np.linalg.norm(h, axis=1), 1e-12)))
+
 
 
 def _gguf_prompt(g: _GGUF, template: ChatTemplate, msgs: list[dict], modelfile: dict | None) -> tuple[str, list[int]]:
@@ -145,6 +180,8 @@ def verify_gguf(run: Path, gguf_path: Path, gguf_type: str, *, modelfile_path: P
                           batch_size=1)[0]
             toks, stopped, stop_tok = g.greedy(ids_gguf, max_new_tokens, stop_strings)
             same_text_ids = g.tokenize(train_text, add_special=False) == ids_hf
+            answer = list(hf["token_ids"])
+            err = logit_error(_hf_logits(lm, ids_hf, answer), g.forced_logits(ids_gguf, answer)) if answer else None
             rows.append({
                 "prompt": msgs[-1]["content"][:200],
                 "hf_text": hf["text"], "gguf_text": g.llm.detokenize(toks).decode("utf-8", errors="replace").strip(),
@@ -152,6 +189,7 @@ def verify_gguf(run: Path, gguf_path: Path, gguf_type: str, *, modelfile_path: P
                 "gguf_stop_token": g.piece(stop_tok) if stop_tok is not None else None,
                 "hf_tokens": len(hf["token_ids"]), "gguf_tokens": len(toks),
                 "match_tokens_prefix": _prefix(hf["token_ids"], toks),
+                "logit_error": None if err is None else round(err, 4),
                 "template_match": gguf_text == train_text, "prompt_tokens_match": ids_gguf == ids_hf,
                 "tokenizer_match": same_text_ids,
                 "_hf_ids": hf["token_ids"], "_gguf_ids": toks, "_train_text": train_text, "_gguf_text": gguf_text,
@@ -171,6 +209,9 @@ def judge(rows: list[dict], gguf_type: str, template: ChatTemplate, *, has_model
     ratios = [1.0 if r["hf_tokens"] == r["gguf_tokens"] == 0 else r["match_tokens_prefix"] / max(r["hf_tokens"], r["gguf_tokens"])
               for r in rows]
     mean_ratio = sum(ratios) / len(ratios) if ratios else 0.0
+    errs = [r["logit_error"] for r in rows if r.get("logit_error") is not None]
+    forced = max(errs) if errs else None
+    max_err = MAX_LOGIT_ERROR.get(gguf_type, 0.03)
     if bad_tpl:
         r = bad_tpl[0]
         cause = (f"template: {where} builds a different prompt than training. Training: {r['_train_text'][:160]!r} "
@@ -191,16 +232,19 @@ def judge(rows: list[dict], gguf_type: str, template: ChatTemplate, *, has_model
             cause = (f"EOS/stop token: the exported model stops (on {r['gguf_stop_token']!r}) where the trained model "
                      "goes on; a stop is declared that the model does not use to end its turn")
         fix = FIXES["stop"]
-    elif mean_ratio < MIN_PREFIX.get(gguf_type, 0.75):
+    elif mean_ratio < MIN_PREFIX.get(gguf_type, 0.75) and (forced is None or forced > max_err):
         quant = gguf_type in QUANTISED
         cause = (f"{'quantisation drift' if quant else 'numerical drift'}: the GGUF's greedy answers share only "
                  f"{mean_ratio:.0%} of their tokens from the start with the trained model's "
-                 f"(needed: {MIN_PREFIX.get(gguf_type, 0.75):.0%} for {gguf_type})")
+                 f"(needed: {MIN_PREFIX.get(gguf_type, 0.75):.0%} for {gguf_type})"
+                 + ("" if forced is None else f", and reading the trained model's answers its logits are off by {forced:.1%} "
+                    f"(allowed: {max_err:.0%} for {gguf_type})"))
         fix = FIXES["drift_quant" if quant else "drift"]
     status = "PASS" if cause is None else "FAIL"
     return {
         "status": status, "cause": cause, "fix": fix, "gguf_type": gguf_type,
         "checked_prompts": len(rows), "prefix_agreement": round(mean_ratio, 3),
+        "logit_error": forced,
         "stops_agree": not bad_stop, "templates_agree": not bad_tpl, "tokens_agree": not bad_tok,
         "prompts": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
     }
@@ -211,7 +255,9 @@ def write_verdict(path: Path, verdict: dict) -> None:
     line = f"verify: {verdict['status']}"
     if verdict["status"] == "PASS":
         line += (f" ({verdict['checked_prompts']} held-out prompts: same prompt tokens, same stopping, "
-                 f"{verdict['prefix_agreement']:.0%} of answer tokens identical from the start)")
+                 f"{verdict['prefix_agreement']:.0%} of answer tokens identical from the start"
+                 + ("" if verdict["logit_error"] is None else f", logits within {verdict['logit_error']:.1%} reading the same answers")
+                 + ")")
     print(line, file=sys.stderr if verdict["status"] == "FAIL" else sys.stdout, flush=True)
     if verdict["status"] == "FAIL":
         print(f"  cause: {verdict['cause']}\n  fix: {verdict['fix']}", file=sys.stderr, flush=True)
