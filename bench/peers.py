@@ -68,14 +68,15 @@ def run_tunewise(spec, out, train, val, packing: bool = True):
                   "seed": spec["seed"], "packing": packing, "max_steps": spec.get("max_steps")},
     })
     run = tw_train(cfg, overwrite=True)
-    wall = json.loads((run / "train_summary.json").read_text())["train_runtime_s"]  # trainer.train() only, like peers
+    summary = json.loads((run / "train_summary.json").read_text())
     from peft import PeftModel
 
     from tunewise.models.load import load_model
 
     path, tok = _load(spec)
     model = PeftModel.from_pretrained(load_model(path), run / "adapter")
-    return wall, json.loads((run / "train_summary.json").read_text())["global_step"], model, tok
+    # train_runtime_s is trainer.train() only, timed like the other peers
+    return summary["train_runtime_s"], summary["global_step"], model, tok
 
 
 def run_plain(spec, out, train, val):
@@ -136,6 +137,7 @@ def run_llamafactory(spec, out, train, val):
     cli = LF_PYTHON.parent / "llamafactory-cli"
     if not cli.exists():
         raise SystemExit(f"LLaMA-Factory is not installed at {LF_PYTHON.parent.parent}: run `make bench-venvs`")
+    path, tok = _load(spec)
     data_dir, result = out / "data", out / "result"
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "train.jsonl").write_text("".join(json.dumps({"messages": r["messages"]}, ensure_ascii=False) + "\n"
@@ -144,7 +146,7 @@ def run_llamafactory(spec, out, train, val):
         "file_name": "train.jsonl", "formatting": "sharegpt", "columns": {"messages": "messages"},
         "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
                  "system_tag": "system"}}}))
-    cfg = {"model_name_or_path": str(_load(spec)[0]), "stage": "sft", "do_train": True, "finetuning_type": "lora",
+    cfg = {"model_name_or_path": str(path), "stage": "sft", "do_train": True, "finetuning_type": "lora",
            "lora_rank": LORA["r"], "lora_alpha": LORA["lora_alpha"], "lora_dropout": LORA["lora_dropout"],
            "lora_target": "all", "dataset": "bench", "dataset_dir": str(data_dir), "template": "gemma",
            "cutoff_len": spec["max_length"], "overwrite_cache": True, "output_dir": str(result),
@@ -152,7 +154,7 @@ def run_llamafactory(spec, out, train, val):
            "learning_rate": spec["lr"], "num_train_epochs": spec["epochs"], "lr_scheduler_type": "linear",
            "warmup_steps": 0, "logging_steps": 10, "save_strategy": "no", "report_to": "none", "seed": spec["seed"],
            "data_seed": spec["seed"], "bf16": False, "use_cpu": True, "disable_tqdm": True,
-           "max_steps": spec.get("max_steps", -1), "plot_loss": False}
+           "max_steps": spec.get("max_steps", -1), "plot_loss": False, "overwrite_output_dir": True}
     (out / "lf.yaml").write_text(yaml.safe_dump(cfg))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env.update(HF_HUB_OFFLINE="1", DISABLE_VERSION_CHECK="1", CUDA_VISIBLE_DEVICES="", WANDB_DISABLED="true")
@@ -168,7 +170,6 @@ def run_llamafactory(spec, out, train, val):
 
     from tunewise.models.load import load_model
 
-    path, tok = _load(spec)
     return wall, state["global_step"], PeftModel.from_pretrained(load_model(path), result), tok
 
 

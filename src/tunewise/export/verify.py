@@ -131,16 +131,13 @@ def _hf_logits(lm, ids: list[int], answer: list[int]):
     return out[len(ids) - 1: len(ids) - 1 + len(answer)].float().cpu().numpy()
 
 
-def logit_error(hf, gguf) -> float | None:
-    """Median over positions of the relative error between mean-centred logit vectors (None: no positions)."""
+def logit_error(hf, gguf) -> float:
+    """Median over answer positions of the relative error between mean-centred logit vectors."""
     import numpy as np
 
-    if len(hf) == 0:
-        return None
     h = hf - hf.mean(axis=1, keepdims=True)
     g = gguf[:, : h.shape[1]] - gguf[:, : h.shape[1]].mean(axis=1, keepdims=True)
     return float(np.median(np.linalg.norm(g - h, axis=1) / np.maximum(np.linalg.norm(h, axis=1), 1e-12)))
-
 
 
 def _gguf_prompt(g: _GGUF, template: ChatTemplate, msgs: list[dict], modelfile: dict | None) -> tuple[str, list[int]]:
