@@ -91,3 +91,30 @@ def test_packed_training_runs_end_to_end(tmp_path, tiny_model_dirs, demo_jsonl):
     assert main(["train", str(write_config(tmp_path / "c.yaml", cfg))]) == 0
     losses = [r["loss"] for r in read_metrics(tmp_path / "runs" / "t") if "loss" in r]
     assert len(losses) == 4 and all(x == x for x in losses)
+
+
+def test_flush_denormals_is_scoped_and_flushes():
+    from tunewise.train.trainer import flush_denormals
+
+    tiny = torch.tensor([1e-39], dtype=torch.float32)  # a denormal float32
+    assert float(tiny * 1.5) != 0.0
+    with flush_denormals(True):
+        assert float(tiny * 1.5) == 0.0
+    assert float(tiny * 1.5) != 0.0  # the process default is back
+    with flush_denormals(False):
+        assert float(tiny * 1.5) != 0.0
+
+
+def test_flush_denormal_training_matches_plain(tmp_path, tiny_model_dirs, demo_jsonl):
+    from conftest import read_metrics, tiny_config, write_config
+    from tunewise.cli import main
+
+    losses = {}
+    for flush in (True, False):
+        root = tmp_path / str(flush)
+        root.mkdir()
+        cfg = tiny_config(root, demo_jsonl, train={"flush_denormal": flush, "max_steps": 3, "logging_steps": 1})
+        assert main(["train", str(write_config(root / "c.yaml", cfg))]) == 0
+        losses[flush] = [r["loss"] for r in read_metrics(root / "runs" / "t") if "loss" in r]
+    assert len(losses[True]) == 3
+    assert losses[True] == pytest.approx(losses[False], rel=1e-6)

@@ -160,6 +160,9 @@ class TrainConfig(Section):
     fast_loss: bool = Field(True, description="Compute logits only where there are labels, in chunks (same loss, much faster for large vocabularies).")
     loss_chunk_size: int = Field(1024, ge=16, description="fast_loss: positions per logits chunk (lower = less memory).")
     num_threads: int | None = Field(None, ge=1, description="CPU threads for torch. Default: all cores.")
+    flush_denormal: bool = Field(True, description="CPU: treat denormal floats (below ~1e-38) as zero during training. Late in a run "
+        "tiny gradients and Adam states become denormal and each such multiply is many times slower (measured: 229 -> 163 "
+        "tokens/s over one run; 220 tokens/s throughout with this on, same loss).")
     resume: bool = Field(False, description="Continue from the newest checkpoint of this run directory.")
     l1: float = Field(0.0, ge=0, description="L1 penalty on trainable parameters added to the loss (pushes weights to exactly zero; 0 = off).")
     neftune_alpha: float | None = Field(None, gt=0, description="NEFTune: noise added to input embeddings during training only (5 is typical; None = off).")

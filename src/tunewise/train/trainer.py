@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +71,22 @@ def supervised_loss(model, inputs: dict, chunk_size: int = 1024, num_items: torc
     if torch.is_tensor(denom):
         denom = denom.to(total.device)
     return total / denom
+
+
+@contextmanager
+def flush_denormals(on: bool = True):
+    """Denormal floats count as zero inside the block (x86 FTZ/DAZ), the process default outside it.
+
+    Late in a CPU run, tiny LoRA gradients and Adam moments turn denormal and every multiply on them
+    takes a slow microcode path; flushing them changes values below ~1e-38 only.
+    """
+    if not on or not torch.set_flush_denormal(True):  # False where the CPU has no such mode
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def l1_penalty(model, coef: float) -> torch.Tensor:

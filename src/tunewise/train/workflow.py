@@ -106,7 +106,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
     from tunewise.train.callbacks import MetricsJsonl
     from tunewise.train.collate import PackCollator, PadCollator
     from tunewise.train.data import encode_for_training
-    from tunewise.train.trainer import TunewiseTrainer
+    from tunewise.train.trainer import TunewiseTrainer, flush_denormals
     from tunewise.stamp import stamp
 
     from tunewise.train import distributed as dist
@@ -187,7 +187,8 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
     if resume and ckpt is None:
         _say("[tunewise] --resume: no checkpoint yet, starting from the beginning")
     _say(f"[tunewise] training {plan['total']} steps ({len(train_ds)} examples, effective batch {plan['per_step']})")
-    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    with flush_denormals(t.flush_denormal):
+        result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
 
     # 6. save (atomically: a failed run never leaves a half-written adapter)
     summary = {"global_step": trainer.state.global_step, "train_loss": result.training_loss,
