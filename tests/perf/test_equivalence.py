@@ -118,3 +118,51 @@ def test_flush_denormal_training_matches_plain(tmp_path, tiny_model_dirs, demo_j
         losses[flush] = [r["loss"] for r in read_metrics(root / "runs" / "t") if "loss" in r]
     assert len(losses[True]) == 3
     assert losses[True] == pytest.approx(losses[False], rel=1e-6)
+
+
+@pytest.mark.parametrize("softcap", [None, 5.0])
+@pytest.mark.parametrize("chunk", [3, 64])
+def test_fused_linear_ce_matches_autograd(softcap, chunk):
+    """Loss and the gradients of h, W and b equal plain autograd through logits and cross_entropy."""
+    from tunewise.train.trainer import FusedLinearCE
+
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(10, 8, generator=g, dtype=torch.float64).float()
+    w = torch.randn(50, 8, generator=g) * 2
+    b = torch.randn(50, generator=g)
+    y = torch.randint(0, 50, (10,), generator=g)
+    ref_in = [t.clone().requires_grad_() for t in (h, w, b)]
+    z = torch.nn.functional.linear(*ref_in)
+    if softcap:
+        z = torch.tanh(z / softcap) * softcap
+    ref = torch.nn.functional.cross_entropy(z, y, reduction="sum")
+    (ref * 0.5).backward()
+    got_in = [t.clone().requires_grad_() for t in (h, w, b)]
+    got = FusedLinearCE.apply(got_in[0], got_in[1], got_in[2], y, chunk, softcap)
+    (got * 0.5).backward()
+    torch.testing.assert_close(got, ref.detach(), rtol=1e-5, atol=1e-5)
+    for r, o in zip(ref_in, got_in):
+        torch.testing.assert_close(o.grad, r.grad, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # evaluation: the loss alone, no gradient buffers
+        torch.testing.assert_close(FusedLinearCE.apply(h, w, b, y, chunk, softcap), ref.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_fused_loss_only_for_a_plain_head(setup):
+    """A head with an adapter of its own (LoRA on lm_head) takes the checkpointed chunk path, same loss."""
+    from peft import LoraConfig, get_peft_model
+
+    from tunewise.train.trainer import _causal_lm, _fusable
+
+    model, tok, feats = setup
+    assert _fusable(model.get_output_embeddings())
+    batch = PadCollator(tok.pad_token_id)(feats[:3])
+    with torch.no_grad():
+        ref_sum, n = _plain_loss_sum(model, batch)
+    import copy
+
+    peft = get_peft_model(copy.deepcopy(model), LoraConfig(r=2, target_modules=["lm_head"], init_lora_weights=True))
+    assert not _fusable(_causal_lm(peft).get_output_embeddings())
+    loss = supervised_loss(peft, batch, chunk_size=4)
+    assert float(loss.detach()) == pytest.approx(float(ref_sum) / n, rel=1e-5)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for k, p in peft.named_parameters() if "lora_" in k)

@@ -10,10 +10,11 @@ The terms, per process (per device):
                + A_KV x kv_dim) x bytes, plus attention scores for eager attention and one extra layer
                for the backward pass; with gradient checkpointing only each layer's input is kept
   logits       tunewise's fast_loss makes logits only at supervised positions, in chunks of
-               train.loss_chunk_size, so this is ~3 x min(supervised, chunk) x vocab x 4 bytes
-               (logits, log-softmax, their gradient), not batch x seq x vocab
-  overhead     CPU: the Python/torch/transformers process itself (resident before the model loads) and
-               the tokenizer (~1.4 KB per vocabulary entry); GPU: CUDA context and kernels
+               train.loss_chunk_size, turned into their own gradient in place, so this is
+               ~min(supervised, chunk) x vocab x 4 bytes, not 3 x batch x seq x vocab
+  overhead     CPU: the Python/torch/transformers process itself (resident before the model loads; the
+               tokenizer, ~1.4 KB per vocabulary entry, is freed before training starts); GPU: CUDA
+               context and kernels
 The constants marked "measured" were calibrated against bench/memory.py (see bench/MEMORY.md).
 """
 
@@ -36,7 +37,6 @@ A_HIDDEN = 12
 A_INTER = 5
 A_KV = 4
 CPU_OVERHEAD = int(520 * MiB)   # measured: RSS of a process after importing torch, transformers, peft, tunewise
-TOKENIZER_BYTES_PER_ENTRY = 1360  # measured: Gemma 3's fast tokenizer (262k entries) holds ~340 MiB of RAM
 GPU_OVERHEAD = int(600 * MiB)   # CUDA context + cuBLAS workspace (typical; not measured on this machine)
 FIT_SHARE = 0.9                 # use at most this share of the budget: allocators fragment, other programs run
 NF4_BYTES = 0.5 + 0.0161        # 4 bits + double-quantised absmax per 64-value block
@@ -53,7 +53,7 @@ class Shape:
     precision: str = "fp32"             # fp32 | bf16 | fp16 (resolved, not 'auto')
     weight_dtype: str = "float32"       # float32 | bfloat16 | float16 (resolved, not 'auto')
     fast_loss: bool = True
-    loss_chunk_size: int = 1024
+    loss_chunk_size: int = 128
     eager_attention: bool = False
     nproc: int = 1
     strategy: str = "ddp"               # ddp | fsdp | deepspeed
@@ -191,11 +191,12 @@ def activation_bytes(facts: ModelFacts, method: str, mp: MethodParams, s: Shape)
     acts += 4 * tokens * facts.hidden * ab  # embeddings out, final norm in/out, gathered hidden states
     # logits: prefix/prompt go through peft's own forward, which makes the full logits
     fast = s.fast_loss and method not in ("prefix", "prompt")
-    if fast:
+    if fast:  # one fp32 chunk, made into its gradient in place (train/trainer.py FusedLinearCE)
         rows = min(max(1, int(tokens * s.supervised_share)), s.loss_chunk_size)
-    else:
-        rows = tokens
-    logits = rows * facts.vocab * (3 * 4 + (ab if ab != 4 else 0))
+        per_row = 4
+    else:  # logits, log-softmax and their gradient for every position
+        rows, per_row = tokens, 3 * 4
+    logits = rows * facts.vocab * (per_row + (ab if ab != 4 else 0))
     return int(acts), int(logits)
 
 
@@ -218,7 +219,7 @@ def estimate(facts: ModelFacts, method: str, mp: MethodParams, shape: Shape, hw:
         grads *= 2  # DDP's gradient buckets hold a second copy while reducing
     acts, logits = activation_bytes(facts, method, mp, shape)
     device = "cuda" if hw.cuda else "cpu"
-    overhead = GPU_OVERHEAD if hw.cuda else CPU_OVERHEAD + TOKENIZER_BYTES_PER_ENTRY * facts.vocab
+    overhead = GPU_OVERHEAD if hw.cuda else CPU_OVERHEAD
     total = weights + trainable + grads + optim + acts + logits + overhead
     if hw.cuda:
         budget = min(g.memory_bytes for g in hw.gpus)

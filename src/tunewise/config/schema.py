@@ -158,7 +158,7 @@ class TrainConfig(Section):
         "Off by default: on small datasets it fills batches with near-identical examples and slows learning "
         "(measured: validation loss 1.13 vs 0.48 after the same steps, bench/RESULTS.md).")
     fast_loss: bool = Field(True, description="Compute logits only where there are labels, in chunks (same loss, much faster for large vocabularies).")
-    loss_chunk_size: int = Field(1024, ge=16, description="fast_loss: positions per logits chunk (lower = less memory).")
+    loss_chunk_size: int = Field(128, ge=16, description="fast_loss: supervised positions per logits chunk; each chunk holds chunk x vocabulary floats (lower = less memory, below ~64 slower).")
     num_threads: int | None = Field(None, ge=1, description="CPU threads for torch. Default: all cores.")
     flush_denormal: bool = Field(True, description="CPU: treat denormal floats (below ~1e-38) as zero during training. Late in a run "
         "tiny gradients and Adam states become denormal and each such multiply is many times slower (measured: 229 -> 163 "

@@ -44,7 +44,65 @@ def _ce_sum(h: torch.Tensor, y: torch.Tensor, lm_head, softcap: float | None) ->
     return F.cross_entropy(logits, y, reduction="sum")
 
 
-def supervised_loss(model, inputs: dict, chunk_size: int = 1024, num_items: torch.Tensor | int | None = None):
+class FusedLinearCE(torch.autograd.Function):
+    """sum_i CE(softcap(h_i W^T + b), y_i), one chunk of rows at a time, with the gradients made in forward.
+
+    The loss is a scalar, so d loss / d h (and d / dW when the head trains) is known as soon as a chunk's
+    softmax is: forward keeps only those gradients, and backward just scales them. Only one chunk's logits
+    ever exist (chunk x vocab floats, reused in place for the softmax and its gradient), and nothing is
+    recomputed, unlike a checkpointed chunk loop, which runs the head twice.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, y, chunk: int, softcap):
+        want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        want_b = bias is not None and ctx.needs_input_grad[2]
+        grad_h = torch.empty_like(h) if want_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
+        grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if want_b else None
+        total = torch.zeros((), dtype=torch.float32, device=h.device)
+        for i in range(0, h.shape[0], chunk):
+            hc, yc = h[i:i + chunk], y[i:i + chunk]
+            z = F.linear(hc, weight, bias).float()
+            t = None
+            if softcap:
+                t = torch.tanh(z.div_(softcap))
+                z = torch.mul(t, softcap, out=z)
+            lse = torch.logsumexp(z, dim=-1)
+            total += (lse - z.gather(1, yc[:, None]).squeeze(1)).sum()
+            if not (want_h or want_w or want_b):
+                continue
+            g = z.sub_(lse[:, None]).exp_()  # softmax, in place
+            g[torch.arange(g.shape[0], device=g.device), yc] -= 1.0
+            if t is not None:  # d softcap(z) / dz = 1 - tanh^2
+                g.mul_(t.mul_(t).neg_().add_(1.0))
+            if want_b:
+                grad_b += g.sum(0)
+            if want_h:
+                grad_h[i:i + chunk] = g.to(weight.dtype) @ weight
+            if want_w:
+                grad_w.addmm_(g.t(), hc.float())
+        ctx.save_for_backward(*(x for x in (grad_h, grad_w, grad_b) if x is not None))
+        ctx.which = (want_h, want_w, want_b)
+        ctx.dtypes = (weight.dtype, bias.dtype if bias is not None else None)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        saved = iter(ctx.saved_tensors)
+        out = []
+        for want, dtype in zip(ctx.which, (None, *ctx.dtypes)):
+            g = next(saved) if want else None
+            out.append(None if g is None else (g * grad_out.to(g.dtype)).to(dtype or g.dtype))
+        return (*out, None, None, None)
+
+
+def _fusable(head) -> bool:
+    """A plain Linear head (no adapter or hook of its own): its weight and bias are all the head computes."""
+    return type(head) is torch.nn.Linear and not head._forward_hooks and not head._forward_pre_hooks
+
+
+def supervised_loss(model, inputs: dict, chunk_size: int = 128, num_items: torch.Tensor | int | None = None):
     """Causal-LM loss computed from hidden states at supervised positions only.
 
     Returns the loss summed over supervised tokens divided by `num_items` (the count over the whole
@@ -60,7 +118,9 @@ def supervised_loss(model, inputs: dict, chunk_size: int = 1024, num_items: torc
     y = y[mask]
     softcap = getattr(lm.config, "final_logit_softcapping", None)
     head = lm.get_output_embeddings()
-    if h.shape[0] <= chunk_size:
+    if _fusable(head):
+        total = FusedLinearCE.apply(h, head.weight, head.bias, y, chunk_size, softcap)
+    elif h.shape[0] <= chunk_size:
         total = _ce_sum(h, y, head, softcap)
     else:
         total = h.new_zeros((), dtype=torch.float32)
@@ -71,6 +131,18 @@ def supervised_loss(model, inputs: dict, chunk_size: int = 1024, num_items: torc
     if torch.is_tensor(denom):
         denom = denom.to(total.device)
     return total / denom
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc), so they leave the process's RSS."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: freed memory is reused, just not returned
+        pass
 
 
 @contextmanager
@@ -95,7 +167,7 @@ def l1_penalty(model, coef: float) -> torch.Tensor:
 
 
 class TunewiseTrainer(Trainer):
-    def __init__(self, *args, fast_loss: bool = True, loss_chunk_size: int = 1024, l1: float = 0.0, **kwargs):
+    def __init__(self, *args, fast_loss: bool = True, loss_chunk_size: int = 128, l1: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.l1 = l1
         self.fast_loss = fast_loss and _causal_lm(self.model) is not None
