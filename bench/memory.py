@@ -116,8 +116,7 @@ def write_md(rows: list[dict], steps: int, out: Path) -> None:
                      f"{r['measured_peak'] / GiB:.2f} GiB | {100 * r['err_total']:+.0f}% | {r['pred_delta'] / GiB:.2f} GiB | "
                      f"{r['measured_delta'] / GiB:.2f} GiB | {100 * r['err_delta']:+.0f}% | {r['trainable']:,} |")
     lines += ["", "Calibration stated in `src/tunewise/advise/memory.py`: a constant per-process overhead of "
-              f"{mem.CPU_OVERHEAD / 2**20:.0f} MiB (measured RSS after imports), the tokenizer at "
-              f"{mem.TOKENIZER_BYTES_PER_ENTRY} bytes per vocabulary entry (measured: Gemma 3's 262k-entry tokenizer), "
+              f"{mem.CPU_OVERHEAD / 2**20:.0f} MiB (measured RSS after imports; the tokenizer is freed before training), "
               f"activation coefficients A_HIDDEN={mem.A_HIDDEN}, A_INTER={mem.A_INTER}, A_KV={mem.A_KV} (counted, then checked here). "
               "GPU numbers (bf16, CUDA context) are not measured on this machine.", ""]
     out.write_text("\n".join(lines), encoding="utf-8")

@@ -41,7 +41,7 @@ def child(config_path: str, steps: int) -> dict:
     from tunewise.models.load import load_model
     from tunewise.train.collate import PadCollator
     from tunewise.train.data import encode_for_training
-    from tunewise.train.trainer import TunewiseTrainer
+    from tunewise.train.trainer import TunewiseTrainer, release_memory
     from tunewise.train.workflow import steps_plan, tokenizer_and_template, training_arguments
 
     cfg = load_config(config_path, [f"train.max_steps={steps}", "train.save_steps=100000", "train.logging_steps=100000"])
@@ -55,6 +55,9 @@ def child(config_path: str, steps: int) -> dict:
     model = load_model(resolved.path, dtype=cfg.model.dtype, attn=cfg.model.attn_implementation,
                        **methods.base_load_kwargs(info, cfg))
     model = methods.apply_method(cfg, model, tokenizer=tok)
+    pad_id = tok.pad_token_id
+    del tok
+    release_memory()  # as `tunewise train` does: training never needs the tokenizer
     method_note = cfg.method.name
     if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -66,7 +69,7 @@ def child(config_path: str, steps: int) -> dict:
         plan = steps_plan(cfg, len(train_ds))
         args = training_arguments(cfg, Path(tmp), plan, has_val=False)
         args.report_to = []
-        trainer = TunewiseTrainer(model=model, args=args, train_dataset=train_ds, data_collator=PadCollator(tok.pad_token_id),
+        trainer = TunewiseTrainer(model=model, args=args, train_dataset=train_ds, data_collator=PadCollator(pad_id),
                                   fast_loss=cfg.train.fast_loss, loss_chunk_size=cfg.train.loss_chunk_size)
         trainer.train()
         peak = _maxrss()
