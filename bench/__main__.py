@@ -135,6 +135,8 @@ def render(results, model, examples, epochs, fp32, bf16, fpt) -> str:
         lines.append(f"| {r['peer']} | {r['wall_s']:.1f} | {r['tokens_per_s']:.1f} | {r['peak_rss_mb']:.0f} | "
                      f"{r['val_loss']:.4g} | {r.get('optimizer_steps', '-')} | {r['mfu_fp32']:.1%} | {r['mfu_bf16']:.1%} | {speed} | {mem} |")
     lines += ["", "tunewise speed-up = tunewise tokens/s ÷ peer tokens/s; memory ratio = tunewise peak RSS ÷ peer peak RSS.",
+              "Peak RSS is each peer's process while it loads and trains (read as training ends, before the validation",
+              "pass loads the result again); LLaMA-Factory's is its CLI process's.",
               "Real tokens are the same for every peer (the same examples), so tokens/s compares wall time directly.",
               "tunewise packs each batch into one padding-free row, so it takes the same optimizer steps as TRL defaults and",
               "the plain Trainer (tunewise_nopack pads instead).",
@@ -142,7 +144,7 @@ def render(results, model, examples, epochs, fp32, bf16, fpt) -> str:
               "here) and puts the loss on the answers only (TRL gets prompt-completion rows), so validation losses compare",
               "one to one. TRL-best packs about batch-size examples into each row and takes one row per step, so its steps",
               "and examples per step roughly match the others. LLaMA-Factory runs with its defaults (it turns on gradient",
-              "checkpointing) in its own virtual environment (`make bench-venvs`); its peak is its own process's."]
+              "checkpointing) in its own virtual environment (`make bench-venvs`)."]
     return "\n".join(lines) + "\n"
 
 

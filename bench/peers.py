@@ -68,6 +68,7 @@ def run_tunewise(spec, out, train, val, packing: bool = True):
                   "seed": spec["seed"], "packing": packing, "max_steps": spec.get("max_steps")},
     })
     run = tw_train(cfg, overwrite=True)
+    _training_done()
     summary = json.loads((run / "train_summary.json").read_text())
     from peft import PeftModel
 
@@ -93,7 +94,9 @@ def run_plain(spec, out, train, val):
                       data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100))
     t0 = time.perf_counter()
     trainer.train()
-    return time.perf_counter() - t0, trainer.state.global_step, model, tok
+    wall = time.perf_counter() - t0
+    _training_done()
+    return wall, trainer.state.global_step, model, tok
 
 
 def run_trl(spec, out, train, val, best: bool):
@@ -123,6 +126,7 @@ def run_trl(spec, out, train, val, best: bool):
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0
+    _training_done()
     return wall, trainer.state.global_step, trainer.model, tok
 
 
@@ -163,7 +167,7 @@ def run_llamafactory(spec, out, train, val):
     if p.returncode != 0:
         raise SystemExit(f"llamafactory-cli failed:\n{(p.stderr or p.stdout)[-2000:]}")
     global PEAK_MB
-    PEAK_MB = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    PEAK_MB = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # its whole run is training
     state = json.loads((result / "trainer_state.json").read_text())
     wall = json.loads((result / "train_results.json").read_text())["train_runtime"]
     from peft import PeftModel
@@ -173,7 +177,13 @@ def run_llamafactory(spec, out, train, val):
     return wall, state["global_step"], PeftModel.from_pretrained(load_model(path), result), tok
 
 
-PEAK_MB = None  # set by peers whose training ran in a child process
+PEAK_MB = None  # the training's peak RSS: set as training ends, before validation loads another copy of the model
+
+
+def _training_done() -> None:
+    """Peak RSS so far (ru_maxrss never falls): loading plus training, not the validation pass that follows."""
+    global PEAK_MB
+    PEAK_MB = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -193,7 +203,7 @@ def main() -> None:
     epochs_tokens = spec["train_tokens"]  # the same examples for every peer: count real tokens once
     val_enc = _encoded(spec, tok, val)
     vloss = _val_loss(model, tok, val_enc)
-    rss_mb = PEAK_MB or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = PEAK_MB
     print("BENCH " + json.dumps({"peer": peer, "wall_s": wall, "tokens": epochs_tokens, "tokens_per_s": epochs_tokens / wall,
                                  "val_loss": vloss, "peak_rss_mb": rss_mb,
                                  "optimizer_steps": steps}))
