@@ -82,19 +82,14 @@ class FusedLinearCE(torch.autograd.Function):
                 grad_h[i:i + chunk] = g.to(weight.dtype) @ weight
             if want_w:
                 grad_w.addmm_(g.t(), hc.float())
-        ctx.save_for_backward(*(x for x in (grad_h, grad_w, grad_b) if x is not None))
-        ctx.which = (want_h, want_w, want_b)
-        ctx.dtypes = (weight.dtype, bias.dtype if bias is not None else None)
+        ctx.save_for_backward(grad_h, None if grad_w is None else grad_w.to(weight.dtype),
+                              None if grad_b is None else grad_b.to(bias.dtype))
         return total
 
     @staticmethod
     def backward(ctx, grad_out):
-        saved = iter(ctx.saved_tensors)
-        out = []
-        for want, dtype in zip(ctx.which, (None, *ctx.dtypes)):
-            g = next(saved) if want else None
-            out.append(None if g is None else (g * grad_out.to(g.dtype)).to(dtype or g.dtype))
-        return (*out, None, None, None)
+        grads = tuple(None if g is None else g * grad_out.to(g.dtype) for g in ctx.saved_tensors)
+        return (*grads, None, None, None)
 
 
 def _fusable(head) -> bool:
