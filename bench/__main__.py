@@ -19,7 +19,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # tunewise packs each batch into one padding-free row and tunewise_nopack pads it: both take the optimizer
 # steps of trl_default and plain (one batch per step); only trl_best packs examples into fewer, fuller rows.
-PEERS = ["tunewise", "tunewise_nopack", "trl_default", "trl_best", "plain", "llamafactory"]
+# tunewise_bf16base is tunewise with train.frozen_dtype=bfloat16 (the low-memory setting).
+PEERS = ["tunewise", "tunewise_nopack", "tunewise_bf16base", "trl_default", "trl_best", "plain", "llamafactory"]
 QUICK_PEERS = PEERS[:-1]  # LLaMA-Factory's template is Gemma's; the quick run uses a tiny Llama
 
 
@@ -139,7 +140,8 @@ def render(results, model, examples, epochs, fp32, bf16, fpt) -> str:
               "pass loads the result again); LLaMA-Factory's is its CLI process's.",
               "Real tokens are the same for every peer (the same examples), so tokens/s compares wall time directly.",
               "tunewise packs each batch into one padding-free row, so it takes the same optimizer steps as TRL defaults and",
-              "the plain Trainer (tunewise_nopack pads instead).",
+              "the plain Trainer (tunewise_nopack pads instead). tunewise_bf16base keeps the frozen base weights in bf16",
+              "(train.frozen_dtype=bfloat16; float32 arithmetic), the setting for when memory is short.",
               "Every peer sees the examples in the same order (the Trainer's seeded sampler; tunewise's own shuffle is off",
               "here) and puts the loss on the answers only (TRL gets prompt-completion rows), so validation losses compare",
               "one to one. TRL-best packs about batch-size examples into each row and takes one row per step, so its steps",

@@ -51,7 +51,7 @@ def _args(spec, out, **extra):
                 use_cpu=True, disable_tqdm=True, max_steps=spec.get("max_steps", -1), **extra)
 
 
-def run_tunewise(spec, out, train, val, packing: bool = True):
+def run_tunewise(spec, out, train, val, packing: bool = True, frozen_dtype: str = "float32"):
     from tunewise.config import load_config
     from tunewise.fileio import write_jsonl
     from tunewise.train.workflow import train as tw_train
@@ -65,7 +65,8 @@ def run_tunewise(spec, out, train, val, packing: bool = True):
         "method": {"name": "lora", "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0},
         "train": {"num_epochs": spec["epochs"], "learning_rate": spec["lr"], "per_device_batch_size": spec["batch_size"],
                   "gradient_accumulation_steps": 1, "lr_scheduler": "linear", "warmup_ratio": 0.0, "logging_steps": 10,
-                  "seed": spec["seed"], "packing": packing, "max_steps": spec.get("max_steps")},
+                  "seed": spec["seed"], "packing": packing, "max_steps": spec.get("max_steps"), "frozen_dtype": frozen_dtype,
+                  **spec.get("tunewise_train", {})},
     })
     run = tw_train(cfg, overwrite=True)
     _training_done()
@@ -196,7 +197,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     train = [json.loads(x) for x in Path(spec["train"]).read_text().splitlines()]
     val = [json.loads(x) for x in Path(spec["val"]).read_text().splitlines()]
-    fn = {"tunewise": run_tunewise, "tunewise_nopack": lambda *a: run_tunewise(*a, packing=False), "plain": run_plain,
+    fn = {"tunewise": run_tunewise, "tunewise_nopack": lambda *a: run_tunewise(*a, packing=False),
+          "tunewise_bf16base": lambda *a: run_tunewise(*a, frozen_dtype="bfloat16"), "plain": run_plain,
           "trl_default": lambda *a: run_trl(*a, best=False),
           "trl_best": lambda *a: run_trl(*a, best=True), "llamafactory": run_llamafactory}[peer]
     wall, steps, model, tok = fn(spec, out, train, val)

@@ -105,3 +105,25 @@ def test_cli_text_in_chinese_and_nproc(tiny_cfg, capsys):
     out = capsys.readouterr().out
     assert "建议" in out and "峰值内存" in out and "2 个进程" in out
     assert main(["advise", str(tiny_cfg), "--nproc", "0"]) == 2
+
+
+def test_a_tight_cpu_gets_a_bf16_frozen_base_before_checkpointing():
+    from dataclasses import replace
+
+    from tunewise.advise.memory import FIT_SHARE, GiB, MethodParams, Shape, estimate
+
+    facts = synthetic_facts(layers=24, hidden=2048, intermediate=5632, heads=16, vocab=32000)
+    lengths, sup = [512] * 1000, [200] * 1000
+    mp, one = MethodParams(), Shape(batch=1, seq=512, supervised_share=200 / 512)
+    roomy = cpu_only(1000)
+    wide = estimate(facts, "lora", mp, one, roomy).total
+    wide_gc = estimate(facts, "lora", mp, replace(one, gradient_checkpointing=True), roomy).total
+    narrow = estimate(facts, "lora", mp, replace(one, frozen_dtype="bfloat16"), roomy).total
+    assert narrow < wide and wide_gc < wide
+    # Room for the narrow base or for checkpointing, not for the float32 base without checkpointing.
+    hw = cpu_only(64, available_gib=(max(narrow, wide_gc) + wide) / 2 / FIT_SHARE / GiB)
+    r = recommend(_cfg(), facts, hw, lengths=lengths, supervised=sup)
+    rec = r["recommendations"]
+    assert rec["train.frozen_dtype"] == "bfloat16" and rec["train.gradient_checkpointing"] is False
+    assert "without gradient checkpointing" in r["reasons"]["train.frozen_dtype"]["en"]
+    assert "train.frozen_dtype" not in recommend(_cfg(), facts, roomy, lengths=lengths, supervised=sup)["recommendations"]

@@ -17,7 +17,7 @@ def test_bench_quick_runs_every_peer(tmp_path, tiny_model_dirs):
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     md = out.read_text()
-    for peer in ("tunewise", "tunewise_nopack", "trl_default", "trl_best", "plain"):
+    for peer in ("tunewise", "tunewise_nopack", "tunewise_bf16base", "trl_default", "trl_best", "plain"):
         row = next(line for line in md.splitlines() if line.startswith(f"| {peer} |"))
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[2]) > 0 and float(cells[4]) > 0  # tokens/s and val loss measured

@@ -41,8 +41,8 @@ def child(config_path: str, steps: int) -> dict:
     from tunewise.models.load import load_model
     from tunewise.train.collate import PadCollator
     from tunewise.train.data import encode_for_training
-    from tunewise.train.trainer import TunewiseTrainer, release_memory
-    from tunewise.train.workflow import steps_plan, tokenizer_and_template, training_arguments
+    from tunewise.train.trainer import TunewiseTrainer
+    from tunewise.train.workflow import ready_for_training, steps_plan, tokenizer_and_template, training_arguments
 
     cfg = load_config(config_path, [f"train.max_steps={steps}", "train.save_steps=100000", "train.logging_steps=100000"])
     if cfg.train.num_threads:
@@ -57,12 +57,8 @@ def child(config_path: str, steps: int) -> dict:
     model = methods.apply_method(cfg, model, tokenizer=tok)
     pad_id = tok.pad_token_id
     del tok
-    release_memory()  # as `tunewise train` does: training never needs the tokenizer
+    ready_for_training(cfg, model)  # as `tunewise train` does: tokenizer gone, frozen weights narrowed, checkpointing
     method_note = cfg.method.name
-    if cfg.train.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if hasattr(model, "enable_input_require_grads"):
-            model.enable_input_require_grads()
     after_load, peak_load = _rss(), _maxrss()
     lengths = sorted(len(e.input_ids) for e in train_ds.examples)
     with tempfile.TemporaryDirectory() as tmp:

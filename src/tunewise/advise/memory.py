@@ -52,6 +52,7 @@ class Shape:
     gradient_checkpointing: bool = False
     precision: str = "fp32"             # fp32 | bf16 | fp16 (resolved, not 'auto')
     weight_dtype: str = "float32"       # float32 | bfloat16 | float16 (resolved, not 'auto')
+    frozen_dtype: str = "float32"       # train.frozen_dtype: frozen weights of adapter methods kept in this dtype
     fast_loss: bool = True
     loss_chunk_size: int = 128
     eager_attention: bool = False
@@ -161,6 +162,7 @@ def trainable_params(facts: ModelFacts, method: str, mp: MethodParams) -> int:
 
 
 def _weights_bytes(facts: ModelFacts, method: str, mp: MethodParams, wb: int) -> int:
+    """The base model's weights; adapter methods' frozen ones at `wb`, already narrowed by train.frozen_dtype."""
     if method != "qlora":
         return facts.params * wb
     quant = sum(x.in_features * x.out_features for x in facts.linears if x.layer is not None)
@@ -207,7 +209,8 @@ def estimate(facts: ModelFacts, method: str, mp: MethodParams, shape: Shape, hw:
     wb = _BYTES[shape.weight_dtype]
     n_train = trainable_params(facts, method, mp)
     tb = 4 if method in PEFT_LIKE else wb  # peft keeps adapter weights in fp32 even on a bf16 base
-    weights = _weights_bytes(facts, method, mp, wb)
+    # train.frozen_dtype narrows the frozen matrices of adapter methods (norms stay wide: a rounding error here)
+    weights = _weights_bytes(facts, method, mp, min(wb, _BYTES[shape.frozen_dtype]) if method in PEFT_LIKE else wb)
     trainable = n_train * tb if method in PEFT_LIKE else 0  # full/freeze train the weights in place
     if method in ("lora", "qlora") and mp.modules_to_save:
         trainable += _module_params(facts, mp.modules_to_save) * (tb - 4 + wb)  # peft keeps the original too

@@ -102,7 +102,18 @@ def check_config(cfg) -> MethodInfo:
     info = get(cfg.method.name)
     if info.check is not None:
         info.check(cfg)
+    check_frozen_dtype(info, cfg.train.frozen_dtype)
     return info
+
+
+def check_frozen_dtype(info: MethodInfo, frozen_dtype: str) -> None:
+    """Narrow frozen weights only where the result leaves them out: a full-weight result would save them rounded."""
+    if frozen_dtype != "float32" and not info.peft:
+        raise ConfigError(
+            f"train.frozen_dtype={frozen_dtype} does not go with method '{info.name}', which saves the whole model "
+            "(its frozen weights would be saved rounded)",
+            where="train.frozen_dtype", fix="set train.frozen_dtype=float32, or use lora/qlora to train with a narrow base",
+        )
 
 
 def base_load_kwargs(info: MethodInfo, cfg) -> dict:

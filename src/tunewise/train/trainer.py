@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from transformers import Trainer
 
+from tunewise.train.narrow import NarrowLinear, widen_logits, widen_mm_t
+
 IGNORE = -100
 
 
@@ -63,7 +65,10 @@ class FusedLinearCE(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=h.device)
         for i in range(0, h.shape[0], chunk):
             hc, yc = h[i:i + chunk], y[i:i + chunk]
-            z = F.linear(hc, weight, bias).float()
+            if weight.dtype == hc.dtype:
+                z = F.linear(hc, weight, bias).float()
+            else:  # a narrow frozen head (train.frozen_dtype): widened a block of rows at a time
+                z = widen_logits(hc.float(), weight, bias)
             t = None
             if softcap:
                 t = torch.tanh(z.div_(softcap))
@@ -79,7 +84,7 @@ class FusedLinearCE(torch.autograd.Function):
             if want_b:
                 grad_b += g.sum(0)
             if want_h:
-                grad_h[i:i + chunk] = g.to(weight.dtype) @ weight
+                grad_h[i:i + chunk] = g.to(weight.dtype) @ weight if weight.dtype == h.dtype else widen_mm_t(g, weight)
             if want_w:
                 grad_w.addmm_(g.t(), hc.float())
         ctx.save_for_backward(grad_h, None if grad_w is None else grad_w.to(weight.dtype),
@@ -94,7 +99,7 @@ class FusedLinearCE(torch.autograd.Function):
 
 def _fusable(head) -> bool:
     """A plain Linear head (no adapter or hook of its own): its weight and bias are all the head computes."""
-    return type(head) is torch.nn.Linear and not head._forward_hooks and not head._forward_pre_hooks
+    return type(head) in (torch.nn.Linear, NarrowLinear) and not head._forward_hooks and not head._forward_pre_hooks
 
 
 def supervised_loss(model, inputs: dict, chunk_size: int = 128, num_items: torch.Tensor | int | None = None):

@@ -106,7 +106,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
     from tunewise.train.callbacks import MetricsJsonl
     from tunewise.train.collate import PackCollator, PadCollator
     from tunewise.train.data import encode_for_training
-    from tunewise.train.trainer import TunewiseTrainer, flush_denormals, release_memory
+    from tunewise.train.trainer import TunewiseTrainer, flush_denormals
     from tunewise.stamp import stamp
 
     from tunewise.train import distributed as dist
@@ -160,13 +160,9 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
         with atomic_path(tokenizer_files, is_dir=True) as tmp:
             tokenizer.save_pretrained(tmp)
     del tokenizer
-    release_memory()
+    ready_for_training(cfg, model)
     trainable, total = methods.count_parameters(model)
     _say(f"[tunewise] method {info.name}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / max(total, 1):.3f}%)")
-    if cfg.train.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if hasattr(model, "enable_input_require_grads"):
-            model.enable_input_require_grads()
 
     # 4. trainer
     plan = steps_plan(cfg, len(train_ds), dist.world_size())
@@ -221,6 +217,23 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
     stamp(run, cfg)
     _finish_curves(run)
     return run
+
+
+def ready_for_training(cfg: Config, model) -> None:
+    """The last touches to a loaded model with its method applied (and the tokenizer already dropped):
+    frozen weights narrowed (train.frozen_dtype), freed memory handed back, gradient checkpointing."""
+    from tunewise.train.trainer import release_memory
+
+    if cfg.train.frozen_dtype != "float32":
+        from tunewise.train.narrow import narrow_frozen
+
+        saved = narrow_frozen(model, cfg.train.frozen_dtype)
+        _say(f"[tunewise] frozen weights kept in {cfg.train.frozen_dtype}: {saved / 2**20:,.0f} MiB less memory")
+    release_memory()
+    if cfg.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
 
 
 _DROPOUT_ATTRS = {
