@@ -105,6 +105,20 @@ def test_flush_denormals_is_scoped_and_flushes():
         assert float(tiny * 1.5) != 0.0
 
 
+def test_flush_denormals_reaches_every_thread():
+    from tunewise.train.trainer import flush_denormals
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        big = torch.full((1 << 22,), 1e-39)  # large enough that each thread takes a share of the multiply
+        with flush_denormals(True):
+            assert bool(((big * 1.5) == 0).all())  # not just the calling thread's half
+        assert bool(((big * 1.5) != 0).all())  # and every thread is back to the default after
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_flush_denormal_training_matches_plain(tmp_path, tiny_model_dirs, demo_jsonl):
     from conftest import read_metrics, tiny_config, write_config
     from tunewise.cli import main

@@ -3,7 +3,8 @@
 LoRA-style methods never change the base model's matrices, yet a float32 base holds 4 bytes per weight.
 Keeping the frozen matrices in bfloat16 halves that (Gemma 3 270M: 1.07 GB -> 0.54 GB). The arithmetic
 stays float32: a weight is widened just before its matmul (the large vocabulary matrix a block of rows at
-a time), so CPUs, where bf16 matmuls run at about half the fp32 rate, keep their speed. What changes is
+a time), so CPUs, where bf16 matmuls run at about half the fp32 rate, pay only for the widening (about 15%
+of a Gemma 3 270M LoRA step on this project's 2-core machine). What changes is
 the frozen weights themselves, rounded to bf16's 8 significant bits, as when a GPU run loads its base in
 bf16. The trained adapter is saved as usual; the base on disk is untouched.
 
@@ -40,18 +41,13 @@ def _wide(w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return buf[:w.numel()].view(w.shape).copy_(w)
 
 
-def widen_mm(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """x @ w.T in x's dtype for a (possibly narrow) weight w, widening at most BLOCK rows of w at a time."""
+def widen_mm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x @ w.T in x's dtype for a (possibly narrow) 2-D x and weight w."""
     if w.dtype == x.dtype:
-        return torch.matmul(x, w.t(), out=out) if out is not None else x @ w.t()
-    if w.shape[0] <= BLOCK and out is None:
+        return x @ w.t()
+    if w.shape[0] <= BLOCK:
         return x @ _wide(w, x.dtype).t()
-    # Column blocks of the result, written in place when `out` is the transposed view of a [rows_w, rows_x]
-    # buffer; otherwise a plain copy per block.
-    out = out if out is not None else x.new_empty(x.shape[0], w.shape[0])
-    for i in range(0, w.shape[0], BLOCK):
-        out[:, i:i + BLOCK] = x @ _wide(w[i:i + BLOCK], x.dtype).t()
-    return out
+    return widen_logits(x, w).contiguous()
 
 
 def widen_logits(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
