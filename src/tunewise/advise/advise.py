@@ -110,8 +110,8 @@ def recommend(cfg: Config, model: ModelFacts, hw: Hardware, *, lengths: list[int
             rec["train.frozen_dtype"] = "bfloat16"
             why["train.frozen_dtype"] = (
                 "bfloat16: with the frozen base in bf16 the run fits without gradient checkpointing "
-                "(about 15% slower on this kind of CPU, against about 40% for checkpointing)",
-                "bfloat16：冻结基座用 bf16 就不必开梯度检查点也放得下（这类 CPU 上约慢 15%，梯度检查点约慢 40%）")
+                "(about 10% slower on this kind of CPU, against about 40% for checkpointing)",
+                "bfloat16：冻结基座用 bf16 就不必开梯度检查点也放得下（这类 CPU 上约慢 10%，梯度检查点约慢 40%）")
     accum = max(1, math.ceil(eff_target / (b * nproc)))
     eff = b * accum * nproc
     rec["train.per_device_batch_size"], rec["train.gradient_accumulation_steps"] = b, accum

@@ -3,8 +3,8 @@
 LoRA-style methods never change the base model's matrices, yet a float32 base holds 4 bytes per weight.
 Keeping the frozen matrices in bfloat16 halves that (Gemma 3 270M: 1.07 GB -> 0.54 GB). The arithmetic
 stays float32: a weight is widened just before its matmul (the large vocabulary matrix a block of rows at
-a time), so CPUs, where bf16 matmuls run at about half the fp32 rate, pay only for the widening (about 15%
-of a Gemma 3 270M LoRA step on this project's 2-core machine). What changes is
+a time), so CPUs, where bf16 matmuls run at about half the fp32 rate, pay only for the widening (about 10%
+of a Gemma 3 270M LoRA run on this project's 2-core machine, bench/RESULTS.md). What changes is
 the frozen weights themselves, rounded to bf16's 8 significant bits, as when a GPU run loads its base in
 bf16. The trained adapter is saved as usual; the base on disk is untouched.
 
