@@ -64,12 +64,12 @@ class FusedLinearCE(torch.autograd.Function):
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
         grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if want_b else None
         total = torch.zeros((), dtype=torch.float32, device=h.device)
+        # A frozen head stored narrower than the activations (train.frozen_dtype) is widened a block of rows at
+        # a time; a head as wide as them (or wider, under autocast) goes through F.linear as before.
+        narrow = weight.element_size() < h.element_size()
         for i in range(0, h.shape[0], chunk):
             hc, yc = h[i:i + chunk], y[i:i + chunk]
-            if weight.dtype == hc.dtype:
-                z = F.linear(hc, weight, bias).float()
-            else:  # a narrow frozen head (train.frozen_dtype): widened a block of rows at a time
-                z = widen_logits(hc.float(), weight, bias)
+            z = widen_logits(hc, weight, bias) if narrow else F.linear(hc, weight, bias).float()
             t = None
             if softcap:
                 t = torch.tanh(z.div_(softcap))
@@ -85,7 +85,7 @@ class FusedLinearCE(torch.autograd.Function):
             if want_b:
                 grad_b += g.sum(0)
             if want_h:
-                grad_h[i:i + chunk] = g.to(weight.dtype) @ weight if weight.dtype == h.dtype else widen_mm_t(g, weight)
+                grad_h[i:i + chunk] = widen_mm_t(g, weight) if narrow else g.to(weight.dtype) @ weight
             if want_w:
                 grad_w.addmm_(g.t(), hc.float())
         ctx.save_for_backward(grad_h, None if grad_w is None else grad_w.to(weight.dtype),
