@@ -191,7 +191,7 @@ def narrow_frozen(model: nn.Module, dtype: str = "bfloat16") -> int:
             blocked.add(id(w))
     saved, maps = 0, _file_mappings()
     for key, (w, mods) in holders.items():
-        if key in blocked or w.dtype == narrow or w.element_size() <= torch.tensor([], dtype=narrow).element_size():
+        if key in blocked or w.element_size() <= narrow.itemsize:  # already this narrow (or narrower)
             continue
         old = w.data
         w.data = _narrowed(old, narrow, maps)
