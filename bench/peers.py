@@ -65,8 +65,7 @@ def run_tunewise(spec, out, train, val, packing: bool = True, frozen_dtype: str 
         "method": {"name": "lora", "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0},
         "train": {"num_epochs": spec["epochs"], "learning_rate": spec["lr"], "per_device_batch_size": spec["batch_size"],
                   "gradient_accumulation_steps": 1, "lr_scheduler": "linear", "warmup_ratio": 0.0, "logging_steps": 10,
-                  "seed": spec["seed"], "packing": packing, "max_steps": spec.get("max_steps"), "frozen_dtype": frozen_dtype,
-                  **spec.get("tunewise_train", {})},
+                  "seed": spec["seed"], "packing": packing, "max_steps": spec.get("max_steps"), "frozen_dtype": frozen_dtype},
     })
     run = tw_train(cfg, overwrite=True)
     _training_done()
