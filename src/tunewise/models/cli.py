@@ -22,7 +22,7 @@ def cmd_inspect(a) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("inspect", help="show a model's layers, sizes, module names (LoRA targets) and chat template")
-    p.add_argument("model", help="alias (gemma3-270m, tiny-llama), local folder, .gguf file, run directory or cached hub id")
+    p.add_argument("model", help="alias (gemma3-270m, smollm2-135m-instruct, tiny-llama), local folder, .gguf file, run directory or cached hub id")
     p.add_argument("--json", action="store_true")
     p.add_argument("--trust-remote-code", action="store_true")
     p.set_defaults(func=cmd_inspect)

@@ -23,10 +23,10 @@ def is_run_dir(p: Path) -> bool:
 
 def resolve_model(name_or_path: str) -> ResolvedModel:
     from tunewise.models import tiny
-    from tunewise.models.default import DEFAULT_ALIAS, dequantize_gguf, ensure_default_model
+    from tunewise.models.default import BUNDLED, dequantize_gguf, ensure_bundled_model
 
-    if name_or_path == DEFAULT_ALIAS:
-        return ResolvedModel(ensure_default_model(), name_or_path)
+    if name_or_path in BUNDLED:
+        return ResolvedModel(ensure_bundled_model(name_or_path), name_or_path)
     if name_or_path in tiny.ARCHS:
         out = home() / "models" / name_or_path
         if not (out / "model.safetensors").exists():

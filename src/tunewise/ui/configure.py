@@ -14,7 +14,7 @@ from typing import Any
 from tunewise.config import dump_config, load_config
 from tunewise.config.schema import Config
 
-MODEL_ALIASES = ["tiny-llama", "tiny-qwen2", "tiny-gemma3", "gemma3-270m"]
+MODEL_ALIASES = ["tiny-llama", "tiny-qwen2", "tiny-gemma3", "gemma3-270m", "smollm2-135m-instruct"]
 
 # The parameters the form shows, in order: (dotted key, widget kind). Everything else is reachable
 # through the "more settings" box (section.key=value lines) and listed in the all-parameters table.
