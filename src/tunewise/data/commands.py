@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import sys
 from itertools import islice
 from pathlib import Path
@@ -80,15 +82,23 @@ def encode_sample(cfg, n: int):
     from tunewise.templates.encode import encode_pretrain, encode_records
     from tunewise.train.workflow import tokenizer_and_template
 
+    from tunewise.templates.system import settle_system
+
     prepared = prepare(cfg, None)
     _, tokenizer, template = tokenizer_and_template(cfg)
+    choice = settle_system(template, cfg.template.system, list(prepared.records("train")))
     records = list(islice(prepared.records("train"), n))
     if cfg.train.stage == "pretrain":
         encoded, st = encode_pretrain(tokenizer, records, block_size=cfg.data.max_length)
     else:
         encoded, st = encode_records(tokenizer, template, records, max_length=cfg.data.max_length,
                                      train_on_prompt=cfg.data.train_on_prompt)
-    return tokenizer, template, records, encoded, {**prepared.stats, "tokens": {"train": st.to_dict()}}
+    return tokenizer, template, records, encoded, {**prepared.stats, "tokens": {"train": st.to_dict()},
+                                                  "system": asdict(choice)}
+
+
+def _esc(s: str) -> str:
+    return s.replace("[", "\\[")
 
 
 def preview_command(cfg, n: int = 3, color: bool = True) -> None:
@@ -96,9 +106,20 @@ def preview_command(cfg, n: int = 3, color: bool = True) -> None:
 
     from tunewise.templates.encode import render_preview
 
-    tokenizer, template, records, encoded, _ = encode_sample(cfg, n)
+    tokenizer, template, records, encoded, stats = encode_sample(cfg, n)
     console = Console(highlight=False, no_color=not color, soft_wrap=True)
+    from tunewise.templates.system import describe
+
     console.print(f"template: [bold]{template.name}[/bold] ({template.source}); stop tokens: {template.stop_strings}")
+    from tunewise.templates.system import SystemChoice
+
+    choice = SystemChoice(**stats["system"])
+    if choice.builtin:
+        console.print(f"the template's built-in system prompt: {_esc(choice.builtin)!r}")
+    if note := describe(choice):
+        console.print(f"[yellow]note: {_esc(note)}[/yellow]")
+    elif template.system:
+        console.print(f"system prompt for conversations without one: {template.system!r}")
     console.print("supervised tokens (the loss is computed on them) are shown as [[...]]" + (" in green" if color else ""))
     for i, (rec, enc) in enumerate(zip(records, encoded)):
         console.rule(f"example {i + 1} — {rec.get('where', '')} — {len(enc.input_ids)} tokens, "

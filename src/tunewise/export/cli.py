@@ -66,7 +66,8 @@ def export_run(run: str | Path, *, dtype: str = "float32", out: str | Path | Non
             modelfile = export_dir / "Modelfile"
             write_text(modelfile, modelfile_text(
                 gguf_name=gguf_path.name, go_template=go_template, stops=template.stop_strings,
-                generation=cfg.generation, num_ctx=cfg.data.max_length, system=cfg.template.system))
+                generation=cfg.generation, num_ctx=cfg.data.max_length,
+                system=template.system if template.system is not None else cfg.template.system))
             result["modelfile"] = str(modelfile)
         from tunewise.export.verify import verify_gguf, write_verdict
 

@@ -242,7 +242,7 @@ def special_tokens(tokenizer, template, *, add_bos: bool) -> dict:
     return {
         "bos_token_id": tokenizer.bos_token_id, "eos_token_id": eos if eos is not None else (stops[0] if stops else None),
         "eot_token_id": eot, "pad_token_id": tokenizer.pad_token_id, "unk_token_id": tokenizer.unk_token_id,
-        "add_bos_token": add_bos, "add_eos_token": False, "chat_template": template.chat_template,
+        "add_bos_token": add_bos, "add_eos_token": False, "chat_template": template.standalone_jinja(),
     }
 
 

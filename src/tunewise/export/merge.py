@@ -65,7 +65,7 @@ def merge_run(run: str | Path, out_dir: str | Path | None = None, *, dtype: str 
     model, tokenizer, template, cfg = load_merged(run, checkpoint=checkpoint)
     model = model.to(getattr(torch, dtype))
     model.config.dtype = dtype
-    tokenizer.chat_template = template.chat_template
+    tokenizer.chat_template = template.standalone_jinja()
     stop_ids = list(dict.fromkeys(list(template.stop_token_ids) + [tokenizer.eos_token_id]))
     gc = model.generation_config
     gc.eos_token_id = stop_ids if len(stop_ids) > 1 else stop_ids[0]
@@ -82,7 +82,7 @@ def merge_run(run: str | Path, out_dir: str | Path | None = None, *, dtype: str 
     with atomic_path(out_dir, is_dir=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / "chat_template.jinja").write_text(template.chat_template, encoding="utf-8")
+        (tmp / "chat_template.jinja").write_text(template.standalone_jinja(), encoding="utf-8")
         write_json(tmp / "tunewise_export.json", {
             "run": str(run.resolve()), "base_model": cfg.model.name_or_path, "method": cfg.method.name,
             "dtype": dtype, "template": template.name, "stop_strings": template.stop_strings,

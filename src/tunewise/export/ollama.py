@@ -33,7 +33,7 @@ def _registry_template(name: str, like: ChatTemplate) -> ChatTemplate:
 
     entry = _registry_entry(name)
     return ChatTemplate(name=name, chat_template=entry["chat_template"], bos_token=like.bos_token,
-                        eos_token=like.eos_token)
+                        eos_token=like.eos_token, system=like.system)
 
 
 def registry_equivalent(template: ChatTemplate) -> str | None:
@@ -85,7 +85,8 @@ def check_equivalent(go_template: str, template: ChatTemplate) -> list[str]:
     bad = []
     for p in PROBES:
         want = template.render(p, add_generation_prompt=True)
-        got = render_ollama(go_template, p, bos)
+        # Ollama gives the Modelfile's SYSTEM to a conversation without a system message, as training did.
+        got = render_ollama(go_template, template.with_system(p), bos)
         if got != want:
             bad.append(f"{json.dumps(p, ensure_ascii=False)}: training {want!r} vs Ollama {got!r}")
     return bad

@@ -144,6 +144,8 @@ def _gguf_prompt(g: _GGUF, template: ChatTemplate, msgs: list[dict], modelfile: 
     """(prompt text as the runtime builds it, with an added BOS written out; token ids)."""
     bos = template.bos_token or ""
     if modelfile is not None:
+        if modelfile.get("system") and not (msgs and msgs[0]["role"] == "system"):
+            msgs = [{"role": "system", "content": modelfile["system"]}, *msgs]  # Ollama gives SYSTEM to such requests
         text = render_ollama(modelfile.get("template", "{{ .Prompt }}"), msgs)
     else:
         embedded = ChatTemplate(name="gguf", chat_template=g.chat_template or "", bos_token=bos, eos_token=template.eos_token)
@@ -194,6 +196,32 @@ def verify_gguf(run: Path, gguf_path: Path, gguf_type: str, *, modelfile_path: P
     finally:
         g.close()
     return judge(rows, gguf_type, template, has_modelfile=modelfile is not None)
+
+
+def gguf_answers(run: Path, gguf_path: Path, conversations: list[list[dict]], *, max_new_tokens: int = 128,
+                 modelfile_path: Path | None = None) -> list[dict]:
+    """Greedy answers of an exported GGUF, run by llama.cpp with the prompt the runtime builds (the Modelfile's
+    TEMPLATE and SYSTEM when given, else the GGUF's embedded chat template) and only its declared stops."""
+    from tunewise.runs import read_template
+
+    template = read_template(run)
+    modelfile = parse_modelfile(Path(modelfile_path).read_text(encoding="utf-8")) if modelfile_path else None
+    stop_strings = modelfile["stop"] if modelfile else []
+    probe = _GGUF(gguf_path, n_ctx=64)
+    try:
+        prompts = [_gguf_prompt(probe, template, msgs, modelfile)[1] for msgs in conversations]
+    finally:
+        probe.close()
+    g = _GGUF(gguf_path, n_ctx=max(len(p) for p in prompts) + max_new_tokens + 16)
+    out = []
+    try:
+        for ids in prompts:
+            toks, stopped, _ = g.greedy(ids, max_new_tokens, stop_strings)
+            out.append({"text": g.llm.detokenize(toks).decode("utf-8", errors="replace").strip(), "stopped": stopped,
+                        "num_new_tokens": len(toks)})
+    finally:
+        g.close()
+    return out
 
 
 def judge(rows: list[dict], gguf_type: str, template: ChatTemplate, *, has_modelfile: bool) -> dict:

@@ -73,7 +73,12 @@ class ChatTemplate:
     pad_token: str | None = None
     stop_strings: list[str] = field(default_factory=list)
     stop_token_ids: list[int] = field(default_factory=list)
-    default_system: str | None = None
+    # The system prompt the template itself writes into a conversation that has none (SmolLM2's "You are a
+    # helpful AI assistant named SmolLM...", Qwen's "You are a helpful assistant."); None when it writes none.
+    builtin_system: str | None = None
+    # The system prompt this run gives every conversation without one, in training, chat, eval and export
+    # alike (template.system, or a replacement for a built-in one that contradicts the data); None: as rendered.
+    system: str | None = None
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -81,11 +86,7 @@ class ChatTemplate:
         entry = _registry_entry(name)
         eos = tokenizer.eos_token or ""
         stops = [eos if s == "{eos}" else s for s in entry["stop"]]
-        return cls._finish(
-            cls(name=name, chat_template=entry["chat_template"], source="registry",
-                default_system=entry.get("default_system")),
-            tokenizer, stops,
-        )
+        return cls._finish(cls(name=name, chat_template=entry["chat_template"], source="registry"), tokenizer, stops)
 
     @classmethod
     def from_tokenizer(cls, tokenizer, name: str = "tokenizer") -> "ChatTemplate":
@@ -109,11 +110,13 @@ class ChatTemplate:
             if s in vocab:
                 ids.append(vocab[s])
         t.stop_token_ids = list(dict.fromkeys(ids))
+        t.builtin_system = find_builtin_system(t)
         return t
 
     @classmethod
     def from_json(cls, src: str | Path | dict) -> "ChatTemplate":
         data = src if isinstance(src, dict) else json.loads(Path(src).read_text(encoding="utf-8"))
+        data = {("builtin_system" if k == "default_system" else k): v for k, v in data.items()}  # older runs
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -121,7 +124,24 @@ class ChatTemplate:
         return asdict(self)
 
     # ---- rendering ----------------------------------------------------------------------
+    def with_system(self, messages: list[dict]) -> list[dict]:
+        """`messages` with this run's system prompt first when they have none (and the run sets one)."""
+        if self.system is None or (messages and messages[0]["role"] == "system"):
+            return messages
+        return [{"role": "system", "content": self.system}, *messages]
+
+    def standalone_jinja(self) -> str:
+        """The Jinja template for an exported model: renders like this run, system prompt included, on its own
+        (apply_chat_template on the merged model, the GGUF's embedded template)."""
+        if self.system is None:
+            return self.chat_template
+        prelude = ("{%- if not messages or messages[0]['role'] != 'system' -%}"
+                   "{%- set messages = [{'role': 'system', 'content': " + json.dumps(self.system, ensure_ascii=False)
+                   + "}] + messages -%}{%- endif -%}")
+        return prelude + self.chat_template
+
     def render(self, messages: list[dict], add_generation_prompt: bool = False, **extra) -> str:
+        messages = self.with_system(messages)
         try:
             return _compile(self.chat_template).render(
                 messages=messages, add_generation_prompt=add_generation_prompt,
@@ -141,6 +161,7 @@ class ChatTemplate:
         It relies on the template being prefix-stable (rendering a shorter conversation with a
         generation prompt gives a prefix of the longer one), which every sane template is.
         """
+        messages = self.with_system(messages)
         full = self.render(messages)
         spans = []
         for i, m in enumerate(messages):
@@ -155,6 +176,41 @@ class ChatTemplate:
                 )
             spans.append((len(before), len(upto)))
         return full, spans
+
+
+_PROBE_SYSTEM = "TUNEWISE-PROBE-SYSTEM-PROMPT"
+
+
+def find_builtin_system(template: ChatTemplate) -> str | None:
+    """The system prompt a template writes into a conversation without one, found by rendering: the text
+    that stands where a given system prompt would stand. None when the template writes none."""
+    bare = ChatTemplate(name=template.name, chat_template=template.chat_template, bos_token=template.bos_token,
+                        eos_token=template.eos_token)
+    try:
+        given = bare.render([{"role": "system", "content": _PROBE_SYSTEM}, {"role": "user", "content": "Hi"}])
+        plain = bare.render([{"role": "user", "content": "Hi"}])
+    except (DataError, TemplateError):
+        return None
+    if _PROBE_SYSTEM not in given:
+        return None
+    pre, post = given.split(_PROBE_SYSTEM, 1)
+    if len(plain) > len(pre) + len(post) and plain.startswith(pre) and plain.endswith(post):
+        return plain[len(pre):len(plain) - len(post)]
+    return None
+
+
+def control_token_ids(template: ChatTemplate, tokenizer) -> list[int]:
+    """Ids of the special tokens the template writes around turns (start and end of turn), BOS excluded.
+
+    These are the tokens a base model has barely seen: their embedding rows can be trained along with an
+    adapter so the model learns to predict the end of its turn (method.train_stop_tokens).
+    """
+    sample = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    ids = tokenizer(template.render(sample), add_special_tokens=False)["input_ids"]
+    special = set(tokenizer.all_special_ids) | set((getattr(tokenizer, "added_tokens_encoder", None) or {}).values())
+    skip = {tokenizer.bos_token_id, tokenizer.pad_token_id} - set(template.stop_token_ids)
+    found = [i for i in dict.fromkeys(ids) if i in special and i not in skip]
+    return sorted(set(found) | set(template.stop_token_ids))
 
 
 def _stops_from_template(tpl: str, tokenizer) -> list[str]:

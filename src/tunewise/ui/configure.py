@@ -170,6 +170,10 @@ def preview_html(p: dict, lang: str) -> str:
             f"template <b>{html.escape(p['template'])}</b>; stop tokens {html.escape(str(p['stop']))}. "
             "The <mark class='tw-sup'>green</mark> part is supervised (the loss is computed on it); the rest is context.")
     out = [f"<div class='tw-preview'><p>{head}</p>"]
+    from tunewise.templates.system import SystemChoice, describe
+
+    if (sysd := (p.get("stats") or {}).get("system")) and (note := describe(SystemChoice(**sysd), "zh" if zh else "en")):
+        out.append(f"<p class='tw-note'>{html.escape(note)}</p>")
     for i, ex in enumerate(p["examples"], 1):
         label = (f"样本 {i} — {ex['tokens']} 个词元，其中 {ex['supervised']} 个被监督" if zh
                  else f"example {i} — {ex['tokens']} tokens, {ex['supervised']} supervised")
