@@ -123,3 +123,55 @@ def score_generations(items: list[dict]) -> dict:
     out["repetition_rate"] = sum(repetition_rate(p) for p in preds) / n
     out["count"] = len(items)
     return out
+
+
+# ---- key terms: what a dataset teaches that a prompt does not already say ---------------------------------
+_LATIN = re.compile(r"[A-Za-z][A-Za-z0-9'-]{2,}")
+_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_STOPWORDS = frozenset(
+    "the and for are was were you your yours with that this these those from have has had not but can could would should "
+    "will shall may might must what which who whom whose when where why how all any each some such than then there their "
+    "they them our ours its it's i'm i've i'll don't can't won't here just also very more most much many into onto over "
+    "under about after before again once only own same too out off upon while because until been being does did doing "
+    "let let's yes sure please thank thanks".split())
+
+
+def term_set(text: str) -> set[str]:
+    """Lower-cased Latin words of 3+ characters (minus stopwords) and CJK character bigrams of a text."""
+    terms = {w.lower() for w in _LATIN.findall(text or "")} - _STOPWORDS
+    for run in _CJK_RUN.findall(text or ""):
+        terms.update(run[i:i + 2] for i in range(len(run) - 1))
+    return terms
+
+
+def key_terms(answers: list[str], prompts: list[str], *, min_share: float = 0.25, max_prompt_share: float = 0.05,
+              exclude: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Terms the answers of a dataset keep repeating that its prompts do not contain: a name, a maker, a label.
+
+    A term is key when it is in at least `min_share` of the answers and at most `max_prompt_share` of the
+    prompts; `exclude` drops terms a model already says without training (its answers before training).
+    """
+    if not answers:
+        return []
+    a_df: Counter = Counter()
+    p_df: Counter = Counter()
+    for a in answers:
+        a_df.update(term_set(a))
+    for p in prompts:
+        p_df.update(term_set(p))
+    n_a, n_p = len(answers), max(len(prompts), 1)
+    keys = [t for t, c in a_df.items() if c / n_a >= min_share and p_df[t] / n_p <= max_prompt_share and t not in exclude]
+    return sorted(keys, key=lambda t: (-a_df[t], t))
+
+
+def key_term_hits(preds: list[str], refs: list[str], keys: list[str]) -> tuple[int, int]:
+    """(answers that name a key term their reference names, references that name one)."""
+    hits = judged = 0
+    keyset = set(keys)
+    for p, r in zip(preds, refs):
+        wanted = term_set(r) & keyset
+        if not wanted:
+            continue
+        judged += 1
+        hits += bool(term_set(p) & wanted)
+    return hits, judged

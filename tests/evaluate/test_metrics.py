@@ -2,7 +2,7 @@ import pytest
 
 from tunewise.evaluate.blind import sign_test_p
 from tunewise.evaluate.forgetting import forgetting_verdict
-from tunewise.evaluate.metrics import (bleu4, exact_match, perplexity, repetition_rate, rouge, score_generations,
+from tunewise.textmetrics import (bleu4, exact_match, perplexity, repetition_rate, rouge, score_generations,
                                        tokenize_for_metrics)
 
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-VERDICTS = ["diverged", "too_short", "unstable", "overfit", "underfit", "well_fit"]
+VERDICTS = ["diverged", "does_not_stop", "not_learned_yet", "too_short", "unstable", "overfit", "underfit", "well_fit"]
 _ADVICE = json.loads((Path(__file__).parent / "advice.json").read_text(encoding="utf-8"))
 
 
@@ -27,6 +27,8 @@ class Thresholds:
     underfit_total_drop: float = 0.05    # or fell <5% overall -> underfit
     smoothing: float = 0.6
     val_jump: float = 0.1             # a validation point 10% above the previous (or the lowest) one is a jump
+    min_stop_rate: float = 0.9        # generation check: fewer answers stopping on their own -> does_not_stop
+    min_key_term_rate: float = 0.8    # fewer answers naming the data's key terms -> not_learned_yet
 
 
 @dataclass
@@ -169,12 +171,53 @@ def rule_underfit(curve, th) -> dict | None:
     return None
 
 
+def behaviour_at_result(rows: list[dict], best_step: int | None) -> dict | None:
+    """The generation check's rates for the weights the run saved: measured on them after training when
+    logged (event final_eval), else at the best step, else at the last check. None without a check."""
+    final = next((r for r in reversed(rows) if r.get("event") == "final_eval" and "final_gen_stop_rate" in r), None)
+    if final is not None:
+        out = {k.removeprefix("final_"): v for k, v in final.items() if k.startswith("final_gen_")}
+        return {**out, "at_step": best_step if best_step is not None else final.get("step"), "measured": "saved result"}
+    checks = [r for r in rows if "gen_stop_rate" in r and r.get("event") != "before_training"]
+    if not checks:
+        return None
+    at = next((r for r in checks if r.get("step") == best_step), checks[-1])
+    return {**{k: v for k, v in at.items() if k.startswith("gen_")}, "at_step": at.get("step"), "measured": "during training"}
+
+
+def rule_does_not_stop(beh: dict | None, th) -> dict | None:
+    """Answers that run to the generation limit: the end-of-turn token is not learned, whatever the loss says."""
+    if beh is None or beh.get("gen_stop_rate") is None or beh["gen_stop_rate"] >= th.min_stop_rate:
+        return None
+    return {"stop_rate": beh["gen_stop_rate"], "repetition_rate": beh.get("gen_repetition_rate")}
+
+
+def rule_not_learned(beh: dict | None, th) -> dict | None:
+    """Answers that stop but do not yet name what the data keeps teaching (a name, a maker, a label)."""
+    if beh is None or beh.get("gen_key_term_rate") is None or beh["gen_key_term_rate"] >= th.min_key_term_rate:
+        return None
+    return {"key_term_rate": beh["gen_key_term_rate"]}
+
+
+def _before_training(rows: list[dict]) -> dict:
+    first = next((r for r in rows if r.get("event") == "before_training"), None)
+    if first is None:
+        return {}
+    out = {f"{k.removeprefix('gen_')}_before": v for k, v in first.items() if k in ("gen_stop_rate", "gen_key_term_rate")}
+    if first.get("key_terms"):
+        out["key_terms"] = ", ".join(first["key_terms"][:6])
+    return out
+
+
 def diagnose(rows: list[dict], *, thresholds: Thresholds | None = None) -> Diagnosis:
     th = thresholds or Thresholds()
     train, val = series(rows, "loss"), series(rows, "val_loss")
     ev: dict = {"num_train_points": len(train), "num_val_points": len(val)}
     finite_val = [(s, v) for s, v in val if _finite(v)]
     best_step = min(finite_val, key=lambda x: x[1])[0] if finite_val else None
+    guarded = [(s, v) for s, v in series(rows, "guarded_val_loss") if _finite(v)]
+    if guarded:  # the best checkpoint was chosen on validation loss plus the generation check's penalties
+        best_step = min(guarded, key=lambda x: x[1])[0]
     if finite_val:
         ev.update(val_min_step=best_step, val_min=min(v for _, v in finite_val), final_val=finite_val[-1][1])
     ft = [(s, v) for s, v in train if _finite(v)]
@@ -213,6 +256,17 @@ def diagnose(rows: list[dict], *, thresholds: Thresholds | None = None) -> Diagn
             verdict, ev = "underfit", {**ev, **uf}
         else:
             verdict = "well_fit"
+    beh = behaviour_at_result(rows, best_step)
+    if beh is not None:
+        ev.update({k.removeprefix("gen_"): v for k, v in beh.items() if k.startswith("gen_") and v is not None},
+                  behaviour_step=beh.get("at_step"), behaviour_measured=beh["measured"], **_before_training(rows))
+    # A verdict on the loss curve alone is not the last word: answers that do not stop or do not yet say
+    # what the data teaches override it (the curve's own verdict stays in the evidence).
+    if verdict != "diverged":
+        behaviour_verdict = ("does_not_stop" if rule_does_not_stop(beh, th)
+                             else "not_learned_yet" if rule_not_learned(beh, th) else None)
+        if behaviour_verdict:
+            ev["curve_verdict"], verdict = verdict, behaviour_verdict
     a = _ADVICE[verdict]
     return Diagnosis(verdict, ev, {"en": a["en"], "zh": a["zh"]}, a["summary"], best_step)
 
@@ -221,7 +275,8 @@ def format_diagnosis(d: Diagnosis | dict, lang: str = "en") -> str:
     d = d if isinstance(d, dict) else d.to_dict()
     lines = [f"verdict: {d['verdict']} — {d['summary'][lang]}"]
     ev = d["evidence"]
-    keys = ["val_min_step", "val_min", "final_val", "final_train", "train_val_gap", "val_rise_from_min",
+    keys = ["stop_rate", "stop_rate_before", "repetition_rate", "key_term_rate", "key_term_rate_before", "key_terms",
+            "curve_verdict", "val_min_step", "val_min", "final_val", "final_train", "train_val_gap", "val_rise_from_min",
             "tail_slope_ratio", "total_drop", "spike_count", "nan_step", "note"]
     shown = [f"{k}={ev[k]:.4g}" if isinstance(ev.get(k), float) else f"{k}={ev[k]}" for k in keys if k in ev]
     if shown:

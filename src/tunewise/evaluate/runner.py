@@ -75,7 +75,7 @@ def _encode_text(lm, records, max_length):
 
 def evaluate_model(lm, sets: dict[str, list[dict]], cfg, general_text: list[dict], general_qa: list[dict],
                    max_new_tokens: int | None = None) -> dict:
-    from tunewise.evaluate.metrics import perplexity, score_generations
+    from tunewise.textmetrics import perplexity, score_generations
     from tunewise.infer.generate import generate
 
     out: dict = {"sets": {}, "predictions": {}}

@@ -49,35 +49,16 @@ def generate(lm: LoadedModel, conversations: list[list[dict]], *, max_new_tokens
              top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0, batch_size: int = 8,
              streamer=None, seed: int | None = None) -> list[dict]:
     """Generate one answer per conversation. Returns text, token ids, whether it stopped on its own."""
+    from tunewise.models.generation import generate_ids
+
     tok = lm.tokenizer
     stop_ids = list(lm.template.stop_token_ids) or [tok.eos_token_id]
     pad = tok.pad_token_id if tok.pad_token_id is not None else stop_ids[0]
     if seed is not None:
         torch.manual_seed(seed)
-    out = []
-    for b in range(0, len(conversations), batch_size):
-        prompts = [build_prompt(lm, c) for c in conversations[b:b + batch_size]]
-        n = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), n), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, p in enumerate(prompts):  # left padding so every answer starts at column n
-            ids[i, n - len(p):] = torch.tensor(p)
-            mask[i, n - len(p):] = 1
-        sample = temperature > 0
-        gen = lm.model.generate(
-            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=sample,
-            temperature=temperature if sample else None, top_k=top_k if sample and top_k else None,
-            top_p=top_p if sample else None, repetition_penalty=repetition_penalty,
-            eos_token_id=stop_ids, pad_token_id=pad, streamer=streamer,
-        )
-        for row in gen[:, n:].tolist():
-            new = []
-            stopped = False
-            for t in row:
-                if t in stop_ids:
-                    stopped = True
-                    break
-                new.append(t)
-            out.append({"text": tok.decode(new, skip_special_tokens=True).strip(), "token_ids": new,
-                        "stopped": stopped, "hit_max_new_tokens": not stopped, "num_new_tokens": len(new)})
-    return out
+    prompts = [build_prompt(lm, c) for c in conversations]
+    res = generate_ids(lm.model, prompts, stop_ids=stop_ids, pad_id=pad, max_new_tokens=max_new_tokens,
+                       temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
+                       batch_size=batch_size, streamer=streamer)
+    return [{"text": tok.decode(new, skip_special_tokens=True).strip(), "token_ids": new, "stopped": stopped,
+             "hit_max_new_tokens": not stopped, "num_new_tokens": len(new)} for new, stopped in res]

@@ -10,7 +10,9 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 _KEYS = {"loss": "loss", "eval_loss": "val_loss", "learning_rate": "lr", "grad_norm": "grad_norm",
-         "tokens_per_s": "tokens_per_s"}
+         "tokens_per_s": "tokens_per_s", "eval_guarded_loss": "guarded_val_loss"}
+# The generation check's rates (train/behaviour.py) keep their names.
+GEN_KEYS = ("gen_stop_rate", "gen_repetition_rate", "gen_rougeL", "gen_exact_match", "gen_key_term_rate", "gen_answer_tokens")
 
 
 def _clean(v):
@@ -27,6 +29,10 @@ class MetricsJsonl(TrainerCallback):
         self.trainer_ref = trainer_ref
         self.train_ended = False
 
+    def write_before_training(self, rates: dict, key_terms: list[str]) -> None:
+        """The generation check on the untouched model: the step-0 point of the quality curves."""
+        self._write({"step": 0, "epoch": 0.0, "event": "before_training", **rates, "key_terms": key_terms})
+
     def _write(self, row: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -39,12 +45,16 @@ class MetricsJsonl(TrainerCallback):
             # validation set), not a point on the curve: logged apart so the diagnosis is not misled.
             if "eval_loss" in logs:
                 self._write({"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "event": "final_eval",
-                             "final_val_loss": _clean(float(logs["eval_loss"]))})
+                             "final_val_loss": _clean(float(logs["eval_loss"])),
+                             **{f"final_{k}": float(logs[k]) for k in GEN_KEYS if k in logs}})
             return
         row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
         for k, ours in _KEYS.items():
             if k in logs:
                 row[ours] = _clean(float(logs[k]))
+        for k in GEN_KEYS:
+            if k in logs:
+                row[k] = float(logs[k])
         if len(row) > 2:
             self._write(row)
 
@@ -78,6 +88,10 @@ class ConciseProgress(ProgressCallback):
             parts.append(f"lr {logs['learning_rate']:.2e}")
         if "grad_norm" in logs:
             parts.append(f"grad_norm {logs['grad_norm']:.2f}")
+        if "gen_stop_rate" in logs:
+            parts.append(f"answers stop {logs['gen_stop_rate']:.0%}")
+        if "gen_key_term_rate" in logs:
+            parts.append(f"key terms {logs['gen_key_term_rate']:.0%}")
         if "tokens_per_s" in logs:
             parts.append(f"{logs['tokens_per_s']:.0f} tok/s")
         if len(parts) > 2:

@@ -1,0 +1,134 @@
+"""The generation check during training: do the answers stop, loop, and carry what the data teaches?
+
+A low validation loss can hide a model that never emits its end-of-turn token: on answers of realistic
+length that token is one in a hundred supervised tokens, so the loss barely notices it. So at every
+evaluation (and once before training) a fixed sample of validation prompts is answered greedily and
+scored: the share of answers that stop on their own, the share of repeated n-grams, ROUGE-L and exact
+match against the references, and the share that name the data's key terms (a new name, a maker, a
+label: terms the training answers keep repeating that the prompts and the untrained model do not say).
+The numbers go to metrics.jsonl, TensorBoard, the curves and the verdict, and into the metric that
+picks the best checkpoint and drives early stopping (`eval_guarded_loss`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tunewise import textmetrics as tm
+
+STOP_PENALTY = 1.0     # eval_guarded_loss += this x (1 - stop rate)
+CONTENT_PENALTY = 0.5  # ... and this x (1 - key-term rate)
+LONG_ANSWER = 192      # tokens: a sample prefers references up to this long (a check must let answers finish)
+
+
+@dataclass
+class Probe:
+    prompts: list[list[int]]
+    references: list[str]
+    ref_tokens: list[int]
+    max_new_tokens: int
+    stop_ids: list[int]
+    pad_id: int
+    candidate_terms: list[str]
+    key_terms: list[str] = field(default_factory=list)
+
+
+def _turns(rec: dict) -> tuple[list[dict], str] | None:
+    msgs = rec.get("messages") or []
+    if len(msgs) < 2 or msgs[-1]["role"] != "assistant":
+        return None
+    return msgs[:-1], msgs[-1]["content"]
+
+
+def build_probe(val_records: list[dict], train_records: list[dict], tokenizer, template, *, samples: int,
+                seed: int = 0, max_new_tokens: int | None = None) -> Probe | None:
+    """A fixed sample of validation prompts with their references, or None when there is nothing to ask."""
+    pairs = [t for t in (_turns(r) for r in val_records) if t is not None]
+    if not pairs or samples <= 0:
+        return None
+    rng = random.Random(seed)
+    rng.shuffle(pairs)
+    lengths = [len(tokenizer(ref, add_special_tokens=False)["input_ids"]) for _, ref in pairs]
+    order = sorted(range(len(pairs)), key=lambda i: lengths[i] > LONG_ANSWER)  # stable: short ones first, shuffled
+    chosen = order[:samples]
+    longest = max(lengths[i] for i in chosen)
+    budget = max_new_tokens or max(32, int(longest * 1.5) + 16)
+    prompts = [tokenizer(template.render(pairs[i][0], add_generation_prompt=True), add_special_tokens=False)["input_ids"]
+               for i in chosen]
+    train_pairs = [t for t in (_turns(r) for r in train_records) if t is not None]
+    candidates = tm.key_terms([a for _, a in train_pairs], [m[-1]["content"] for m, _ in train_pairs])
+    stop_ids = list(template.stop_token_ids) or [tokenizer.eos_token_id]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
+    return Probe(prompts, [pairs[i][1] for i in chosen], [lengths[i] for i in chosen], budget, stop_ids, pad,
+                 candidates, list(candidates))
+
+
+def measure(model, probe: Probe, decode, batch_size: int = 8) -> dict:
+    """Greedy answers to the probe's prompts, scored. `decode(ids) -> str`."""
+    from tunewise.models.generation import generate_ids
+
+    was_training = model.training
+    model.eval()
+    try:
+        res = generate_ids(model, probe.prompts, stop_ids=probe.stop_ids, pad_id=probe.pad_id,
+                           max_new_tokens=probe.max_new_tokens, batch_size=batch_size)
+    finally:
+        model.train(was_training)
+    texts = [decode(ids) for ids, _ in res]
+    n = len(res)
+    out = {"gen_stop_rate": sum(s for _, s in res) / n,
+           "gen_repetition_rate": sum(tm.repetition_rate(t) for t in texts) / n,
+           "gen_rougeL": tm.rouge(texts, probe.references)["rougeL"] / 100,
+           "gen_answer_tokens": sum(len(ids) for ids, _ in res) / n}
+    short = [(t, r) for t, r, k in zip(texts, probe.references, probe.ref_tokens) if k <= 8]
+    if short:
+        out["gen_exact_match"] = tm.exact_match([t for t, _ in short], [r for _, r in short]) / 100
+    hits, judged = tm.key_term_hits(texts, probe.references, probe.key_terms)
+    if judged >= 3:
+        out["gen_key_term_rate"] = hits / judged
+    out["_texts"] = texts
+    return out
+
+
+def guarded_loss(eval_loss: float, rates: dict) -> float:
+    """Validation loss plus penalties for answers that do not stop or miss the data's key terms."""
+    g = eval_loss + STOP_PENALTY * (1 - rates.get("gen_stop_rate", 1.0))
+    if "gen_key_term_rate" in rates:
+        g += CONTENT_PENALTY * (1 - rates["gen_key_term_rate"])
+    return g
+
+
+class GenerationCheck:
+    """Runs `measure` before training and at evaluations (every `every`-th); keeps the latest rates."""
+
+    def __init__(self, probe: Probe, tokenizer, *, every: int = 1, batch_size: int = 8):
+        self.probe, self.every, self.batch_size = probe, max(1, every), batch_size
+        self._decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=True).strip()
+        self.latest: dict | None = None
+        self.baseline: dict | None = None
+        self._evals = 0
+
+    def before_training(self, model) -> dict:
+        """Measure the untouched model; terms it already says are not what the data teaches."""
+        base = measure(model, self.probe, self._decode, self.batch_size)
+        texts = base.pop("_texts")
+        said = Counter(t for text in texts for t in tm.term_set(text))
+        often = max(2, len(texts) // 4)  # said in a quarter of the answers: the model knew it already
+        self.probe.key_terms = [k for k in self.probe.candidate_terms if said[k] < often]
+        base.pop("gen_key_term_rate", None)
+        hits, judged = tm.key_term_hits(texts, self.probe.references, self.probe.key_terms)
+        if judged >= 3:
+            base["gen_key_term_rate"] = hits / judged
+        self.baseline = base
+        return base
+
+    def at_evaluation(self, model) -> dict | None:
+        due = self._evals % self.every == 0
+        self._evals += 1
+        if due or self.latest is None:
+            rates = measure(model, self.probe, self._decode, self.batch_size)
+            rates.pop("_texts")
+            self.latest = rates
+        return self.latest
