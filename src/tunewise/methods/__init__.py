@@ -150,7 +150,7 @@ def result_kind(path: Path | None) -> str | None:
     return None
 
 
-def apply_method(cfg, model, *, previous_run: Path | None = None, tokenizer=None):
+def apply_method(cfg, model, *, previous_run: Path | None = None, tokenizer=None, template=None):
     """Apply cfg.method to a loaded base model, continuing a previous run's adapter where that makes sense.
 
     - the same kind of adapter (LoRA for lora/qlora, prefix, prompt, bottleneck): keep training it;
@@ -162,7 +162,11 @@ def apply_method(cfg, model, *, previous_run: Path | None = None, tokenizer=None
         model = info.after_load(model)
     prev = Path(previous_run) / "adapter" if previous_run and (Path(previous_run) / "adapter").exists() else None
     kind = result_kind(prev)
-    ctx: dict = {"previous_adapter": None, "tokenizer": tokenizer}
+    ctx: dict = {"previous_adapter": None, "tokenizer": tokenizer, "token_ids": None}
+    if template is not None and tokenizer is not None and cfg.method.train_stop_tokens:
+        from tunewise.templates import control_token_ids
+
+        ctx["token_ids"] = control_token_ids(template, tokenizer)
     if kind is not None and kind in info.continues:
         ctx["previous_adapter"] = prev
         _say(f"continuing the previous run's {kind.lower()} adapter ({prev}); its own settings (rank, tokens, size) apply")

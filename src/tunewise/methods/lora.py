@@ -5,11 +5,13 @@ from __future__ import annotations
 from tunewise.methods import register
 
 
-def lora_config(cfg):
+def lora_config(cfg, token_ids: list[int] | None = None):
+    """peft LoraConfig; token_ids: embedding rows (tied output rows too) that train with the adapter."""
     from peft import LoraConfig, TaskType
 
     target = cfg.target_modules
     return LoraConfig(
+        trainable_token_indices=list(token_ids) if token_ids else None,
         task_type=TaskType.CAUSAL_LM, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
         target_modules=target if target == "all-linear" else list(target),
         modules_to_save=list(cfg.modules_to_save) or None, use_dora=cfg.use_dora, use_rslora=cfg.use_rslora,
@@ -22,7 +24,7 @@ def add_lora(model, cfg, ctx=None):
 
     if ctx is not None and ctx.get("previous_adapter"):
         return PeftModel.from_pretrained(model, ctx["previous_adapter"], is_trainable=True)
-    return get_peft_model(model, lora_config(cfg))
+    return get_peft_model(model, lora_config(cfg, (ctx or {}).get("token_ids")))
 
 
 @register(

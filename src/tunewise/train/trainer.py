@@ -18,6 +18,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers import Trainer
 
 from tunewise.train.narrow import NarrowLinear, widen_logits, widen_mm_t
+from tunewise.train.tokenrows import head_rows
 
 IGNORE = -100
 
@@ -54,15 +55,24 @@ class FusedLinearCE(torch.autograd.Function):
     softmax is: forward keeps only those gradients, and backward just scales them. Only one chunk's logits
     ever exist (chunk x vocab floats, reused in place for the softmax and its gradient), and nothing is
     recomputed, unlike a checkpointed chunk loop, which runs the head twice.
+
+    rows_idx / rows_w: a few rows of W replaced by trainable ones (method.train_stop_tokens, train/tokenrows.py):
+    their logits are written into their columns and their gradient comes from the same softmax.
     """
 
     @staticmethod
-    def forward(ctx, h, weight, bias, y, chunk: int, softcap):
+    def forward(ctx, h, weight, bias, y, chunk: int, softcap, rows_idx=None, rows_w=None):
         want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         want_b = bias is not None and ctx.needs_input_grad[2]
+        want_r = rows_w is not None and ctx.needs_input_grad[7]
         grad_h = torch.empty_like(h) if want_h else None
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
         grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if want_b else None
+        grad_r = torch.zeros(rows_w.shape, dtype=torch.float32, device=rows_w.device) if want_r else None
+        if rows_w is not None:
+            rw = rows_w.float()
+            rows_shift = (rw - weight[rows_idx].float()) if want_h else None  # W_eff = W + (rows - W[idx]) at idx
+            rows_b = None if bias is None else bias[rows_idx].float()
         total = torch.zeros((), dtype=torch.float32, device=h.device)
         # A frozen head stored narrower than the activations (train.frozen_dtype) is widened a block of rows at
         # a time; a head as wide as them (or wider, under autocast) goes through F.linear as before.
@@ -70,13 +80,15 @@ class FusedLinearCE(torch.autograd.Function):
         for i in range(0, h.shape[0], chunk):
             hc, yc = h[i:i + chunk], y[i:i + chunk]
             z = widen_logits(hc, weight, bias) if narrow else F.linear(hc, weight, bias).float()
+            if rows_w is not None:
+                z[:, rows_idx] = F.linear(hc.float(), rw, rows_b)
             t = None
             if softcap:
                 t = torch.tanh(z.div_(softcap))
                 z = torch.mul(t, softcap, out=z)
             lse = torch.logsumexp(z, dim=-1)
             total += (lse - z.gather(1, yc[:, None]).squeeze(1)).sum()
-            if not (want_h or want_w or want_b):
+            if not (want_h or want_w or want_b or want_r):
                 continue
             g = z.sub_(lse[:, None]).exp_()  # softmax, in place
             g[torch.arange(g.shape[0], device=g.device), yc] -= 1.0
@@ -85,17 +97,23 @@ class FusedLinearCE(torch.autograd.Function):
             if want_b:
                 grad_b += g.sum(0)
             if want_h:
-                grad_h[i:i + chunk] = widen_mm_t(g, weight) if narrow else g.to(weight.dtype) @ weight
+                gh = widen_mm_t(g, weight) if narrow else g.to(weight.dtype) @ weight
+                if rows_w is not None:
+                    gh = gh + (g[:, rows_idx] @ rows_shift).to(gh.dtype)
+                grad_h[i:i + chunk] = gh
             if want_w:
                 grad_w.addmm_(g.t(), hc.float())
+            if want_r:
+                grad_r.addmm_(g[:, rows_idx].t(), hc.float())
         ctx.save_for_backward(grad_h, None if grad_w is None else grad_w.to(weight.dtype),
-                              None if grad_b is None else grad_b.to(bias.dtype))
+                              None if grad_b is None else grad_b.to(bias.dtype),
+                              None if grad_r is None else grad_r.to(rows_w.dtype))
         return total
 
     @staticmethod
     def backward(ctx, grad_out):
-        grads = tuple(None if g is None else g * grad_out.to(g.dtype) for g in ctx.saved_tensors)
-        return (*grads, None, None, None)
+        gh, gw, gb, gr = (None if g is None else g * grad_out.to(g.dtype) for g in ctx.saved_tensors)
+        return gh, gw, gb, None, None, None, None, gr
 
 
 def _fusable(head) -> bool:
@@ -119,7 +137,11 @@ def supervised_loss(model, inputs: dict, chunk_size: int = 128, num_items: torch
     y = y[mask]
     softcap = getattr(lm.config, "final_logit_softcapping", None)
     head = lm.get_output_embeddings()
-    if _fusable(head):
+    rows = head_rows(head)  # a head with trainable token rows (method.train_stop_tokens)
+    if rows is not None and _fusable(rows[0]):
+        base, idx, rw = rows
+        total = FusedLinearCE.apply(h, base.weight, base.bias, y, chunk_size, softcap, idx, rw)
+    elif _fusable(head):
         total = FusedLinearCE.apply(h, head.weight, head.bias, y, chunk_size, softcap)
     elif h.shape[0] <= chunk_size:
         total = _ce_sum(h, y, head, softcap)
@@ -209,9 +231,12 @@ def l1_penalty(model, coef: float) -> torch.Tensor:
 
 
 class TunewiseTrainer(Trainer):
-    def __init__(self, *args, fast_loss: bool = True, loss_chunk_size: int = 128, l1: float = 0.0, **kwargs):
+    def __init__(self, *args, fast_loss: bool = True, loss_chunk_size: int = 128, l1: float = 0.0,
+                 generation_check=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.l1 = l1
+        self.generation_check = generation_check  # train.behaviour.GenerationCheck or None
+        self._gen_rates: dict | None = None
         self.fast_loss = fast_loss and _causal_lm(self.model) is not None
         self.loss_chunk_size = loss_chunk_size
         self.tokens_seen = 0
@@ -247,7 +272,20 @@ class TunewiseTrainer(Trainer):
             self.control.should_save = False
         return loss
 
+    def evaluate(self, *args, **kwargs):
+        # The generation check runs first so its rates join this evaluation's metrics (see `log`), where the
+        # best-checkpoint choice and early stopping read `eval_guarded_loss`.
+        if self.generation_check is not None:
+            self._gen_rates = self.generation_check.at_evaluation(self.model)
+        return super().evaluate(*args, **kwargs)
+
     def log(self, logs: dict, *args, **kwargs) -> None:
+        if "eval_loss" in logs and self._gen_rates is not None:
+            from tunewise.train.behaviour import guarded_loss
+
+            # In place: Trainer.evaluate logs the same dict it returns and hands to the callbacks.
+            logs.update(self._gen_rates)
+            logs["eval_guarded_loss"] = guarded_loss(logs["eval_loss"], self._gen_rates)
         if "loss" in logs:
             now = time.perf_counter()
             dt = now - self._t_last
