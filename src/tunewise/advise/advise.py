@@ -140,11 +140,23 @@ def recommend(cfg: Config, model: ModelFacts, hw: Hardware, *, lengths: list[int
         why["method.lora_r"] = (f"{r}: {n_train} examples ({'< 1000' if n_train < 1000 else '< 10000' if n_train < 10000 else '>= 10000'}); more data can use more rank",
                                 f"{r}：{n_train} 条样本；数据越多可用的秩越大")
         why["method.lora_alpha"] = (f"{2 * r}: alpha = 2r, the usual start", f"{2 * r}：alpha = 2r，常用起点")
-    epochs = 3 if n_train < 1000 else 2 if n_train < 10000 else 1
+    from tunewise.train.workflow import auto_epochs
+
+    per_epoch = max(1, math.ceil(n_train / eff))
+    if n_train < 1000:
+        epochs = auto_epochs(per_epoch, t.min_steps)
+        why["train.num_epochs"] = (
+            f"{epochs}: {n_train} examples give {per_epoch} steps a pass at batch {eff}; {epochs} passes make "
+            f"{per_epoch * epochs} steps (at least train.min_steps={t.min_steps}, at most 10 passes), because a few dozen "
+            "steps teach neither the content nor the end-of-turn token; early stopping guards against overfitting",
+            f"{epochs}：{n_train} 条样本在批大小 {eff} 下每轮 {per_epoch} 步；{epochs} 轮共 {per_epoch * epochs} 步"
+            f"（至少 train.min_steps={t.min_steps} 步，最多 10 轮），因为几十步既学不会内容也学不会结束符；早停防止过拟合")
+    else:
+        epochs = 2 if n_train < 10000 else 1
+        why["train.num_epochs"] = (f"{epochs}: {n_train} examples ({per_epoch * epochs} steps)",
+                                   f"{epochs}：{n_train} 条样本（共 {per_epoch * epochs} 步）")
     rec["train.num_epochs"] = epochs
-    why["train.num_epochs"] = (f"{epochs}: {n_train} examples" + (" (early stopping guards against overfitting)" if n_train < 1000 else ""),
-                               f"{epochs}：{n_train} 条样本" + ("（早停防止过拟合）" if n_train < 1000 else ""))
-    total_steps = max(1, math.ceil(n_train / eff)) * epochs
+    total_steps = per_epoch * epochs
     wr = round(min(0.1, max(0.03, 10 / total_steps)), 2)
     rec["train.warmup_ratio"] = wr
     why["train.warmup_ratio"] = (f"{wr}: about {max(1, round(wr * total_steps))} of {total_steps} steps (3-10%, at least ~10 steps when the run allows)",

@@ -7,6 +7,7 @@ is unit-tested without a model (STYLE rule 3). `lint_before_training` is the hoo
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -31,6 +32,7 @@ class Facts:
     stop_strings: tuple[str, ...] = ()
     nproc: int = 1
     explicit: frozenset[str] | None = None      # keys the user wrote (None: unknown)
+    system_choice: dict | None = None           # templates.system.SystemChoice as a dict: built-in system prompt vs data
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,14 @@ def many_epochs_small_data(cfg: Config, f: Facts):
     if f.n_train is None or f.n_train >= 1000:
         return None
     t = cfg.train
-    epochs = t.num_epochs if t.max_steps is None else t.max_steps * effective_batch(cfg, f.nproc) / max(f.n_train, 1)
+    if t.max_steps is not None:
+        epochs = t.max_steps * effective_batch(cfg, f.nproc) / max(f.n_train, 1)
+    elif t.num_epochs is not None:
+        epochs = t.num_epochs
+    else:
+        from tunewise.train.workflow import auto_epochs
+
+        epochs = auto_epochs(math.ceil(f.n_train / effective_batch(cfg, f.nproc)), t.min_steps)
     has_val = (f.n_val or 0) > 0 if f.n_val is not None else (cfg.data.val_size > 0 or bool(cfg.data.val_datasets))
     if epochs > 5 and not (t.early_stopping and has_val):
         return Finding("many-epochs-small-data", "train.num_epochs",
@@ -200,6 +209,33 @@ def template_differs(cfg: Config, f: Facts):
                        f"use template.name: auto ('{f.family_template}') unless you have a reason", f"除非有理由，使用 template.name: auto（“{f.family_template}”）")
 
 
+@rule("system-prompt-conflict")
+def system_prompt_conflict(cfg: Config, f: Facts):
+    c = f.system_choice
+    if not c or c.get("reason") != "replaced":
+        return None
+    names = ", ".join(c.get("names") or ())
+    return Finding("system-prompt-conflict", "template.system",
+                   f"the chat template writes its default system prompt \"{c['builtin']}\" into every conversation without one, "
+                   f"but {c['identity_answers']} answers in the data state an identity and only {c['naming_builtin']} name {names}: "
+                   f"training against it would pull the model two ways, so this run uses \"{c['system']}\" in training, chat, eval and export",
+                   f"聊天模板会把默认系统提示词“{c['builtin']}”写进每个没有系统提示的对话，但数据中有 {c['identity_answers']} 个回答陈述了身份，"
+                   f"只有 {c['naming_builtin']} 个提到 {names}：照此训练会让模型左右为难，因此本次训练、对话、评估和导出改用“{c['system']}”",
+                   "set template.system to the system prompt you want the model to live with (it then applies everywhere)",
+                   "用 template.system 指定你希望模型使用的系统提示词（训练、对话、导出都会用它）")
+
+
+def system_facts(cfg: Config, template, records: list[dict]) -> dict:
+    """The system-prompt decision (templates.system) as a lint fact."""
+    from dataclasses import asdict
+
+    from tunewise.templates.system import choose_system
+
+    if cfg.train.stage != "sft":
+        return {}
+    return {"system_choice": asdict(choose_system(cfg.template.system, template.builtin_system, records))}
+
+
 def lint(cfg: Config, facts: Facts | None = None) -> list[Finding]:
     facts = facts or Facts()
     out = []
@@ -271,7 +307,7 @@ def lint_before_training(cfg: Config, tokenizer, template, prepared, enc_stats: 
                                              train_on_prompt=cfg.data.train_on_prompt)
     facts = Facts(n_train=len(prepared.train), n_val=len(prepared.val), truncated_share=trunc,
                   stop_checked=checked, stop_labelled=labelled, stop_strings=tuple(template.stop_strings), nproc=world,
-                  **template_facts(cfg, tokenizer, template, model_type))
+                  **template_facts(cfg, tokenizer, template, model_type), **system_facts(cfg, template, prepared.train))
     found = lint(cfg, facts)
     for x in found:
         say("[tunewise] " + x.render(lang))
@@ -293,9 +329,13 @@ def gather_facts(cfg: Config, *, nproc: int = 1, explicit: frozenset[str] | None
     from tunewise.templates.encode import IGNORE, encode_messages, encode_pretrain
     from tunewise.train.workflow import tokenizer_and_template
 
+    from tunewise.templates.system import settle_system
+
     resolved, tok, tpl = tokenizer_and_template(cfg)
     model_type = AutoConfig.from_pretrained(resolved.path, trust_remote_code=cfg.model.trust_remote_code).model_type
     prepared = prepare(cfg, None)
+    if cfg.train.stage == "sft":
+        settle_system(tpl, cfg.template.system, prepared.train)  # lengths as training will see them
     lengths, supervised = [], []
     if cfg.train.stage == "sft":
         for rec in prepared.train:
@@ -315,7 +355,7 @@ def gather_facts(cfg: Config, *, nproc: int = 1, explicit: frozenset[str] | None
                                              train_on_prompt=cfg.data.train_on_prompt)
     facts = Facts(n_train=len(prepared.train), n_val=len(prepared.val), truncated_share=trunc, stop_checked=checked,
                   stop_labelled=labelled, stop_strings=tuple(tpl.stop_strings), nproc=nproc, explicit=explicit,
-                  **template_facts(cfg, tok, tpl, model_type))
+                  **template_facts(cfg, tok, tpl, model_type), **system_facts(cfg, tpl, prepared.train))
     extras = {"resolved": resolved, "tokenizer": tok, "template": tpl, "prepared": prepared, "model_type": model_type,
               "lengths": lengths, "supervised": supervised}
     return facts, extras

@@ -12,7 +12,7 @@ from pathlib import Path
 from tunewise.config import dump_config
 from tunewise.config.schema import Config
 from tunewise.errors import RunError
-from tunewise.fileio import atomic_path, read_json, write_json, write_text
+from tunewise.fileio import atomic_path, read_json, read_jsonl, write_json, write_text
 from tunewise.runs import newest_checkpoint, run_dir_for
 
 
@@ -36,14 +36,23 @@ def start_run_dir(cfg: Config, *, resume: bool, overwrite: bool) -> Path:
     return run
 
 
+DEFAULT_EPOCHS, MAX_AUTO_EPOCHS = 3, 10
+
+
+def auto_epochs(steps_per_epoch: int, min_steps: int) -> int:
+    """Passes when num_epochs is unset: 3, or enough for min_steps optimizer steps on small data (at most 10)."""
+    return min(MAX_AUTO_EPOCHS, max(DEFAULT_EPOCHS, math.ceil(min_steps / max(steps_per_epoch, 1))))
+
+
 def steps_plan(cfg: Config, n_train: int, world: int = 1) -> dict:
     t = cfg.train
     per_step = t.per_device_batch_size * t.gradient_accumulation_steps * world
     steps_per_epoch = max(1, math.ceil(n_train / per_step))
-    total = t.max_steps or max(1, math.ceil(steps_per_epoch * t.num_epochs))
+    epochs = t.num_epochs if t.num_epochs is not None else auto_epochs(steps_per_epoch, t.min_steps)
+    total = t.max_steps or max(1, math.ceil(steps_per_epoch * epochs))
     eval_steps = t.eval_steps or max(1, total // 10)
     return {"per_step": per_step, "steps_per_epoch": steps_per_epoch, "total": total, "eval_steps": eval_steps,
-            "save_steps": t.save_steps or eval_steps}
+            "save_steps": t.save_steps or eval_steps, "epochs": epochs, "auto_epochs": t.num_epochs is None}
 
 
 def precision_flags(precision: str) -> dict:
@@ -70,7 +79,7 @@ def tokenizer_and_template(cfg: Config):
     return resolved, tokenizer, choose_template(cfg.template.name, tokenizer, model_type_of(cfg, resolved.path))
 
 
-def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool):
+def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool, guarded: bool = False):
     """transformers TrainingArguments for this config (every knob the guides describe maps here)."""
     import torch
     from transformers import TrainingArguments
@@ -80,7 +89,7 @@ def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool):
     t = cfg.train
     return TrainingArguments(
         output_dir=str(run / "checkpoints"),
-        learning_rate=t.learning_rate, num_train_epochs=t.num_epochs, max_steps=t.max_steps or -1,
+        learning_rate=t.learning_rate, num_train_epochs=plan["epochs"], max_steps=t.max_steps or -1,
         per_device_train_batch_size=t.per_device_batch_size, per_device_eval_batch_size=t.per_device_batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps, lr_scheduler_type=t.lr_scheduler,
         lr_scheduler_kwargs=_scheduler_kwargs(t), warmup_steps=t.warmup_steps if t.warmup_steps > 0 else t.warmup_ratio,
@@ -88,7 +97,8 @@ def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool):
         logging_steps=t.logging_steps, logging_first_step=True, logging_nan_inf_filter=False,
         eval_strategy="steps" if has_val else "no", eval_steps=plan["eval_steps"],
         save_strategy="steps", save_steps=plan["eval_steps"] if has_val else plan["save_steps"], save_total_limit=t.save_total_limit,
-        load_best_model_at_end=has_val, metric_for_best_model="eval_loss", greater_is_better=False,
+        load_best_model_at_end=has_val, metric_for_best_model="eval_guarded_loss" if guarded else "eval_loss",
+        greater_is_better=False,
         report_to=["tensorboard"], prediction_loss_only=True, remove_unused_columns=False,
         train_sampling_strategy="group_by_length" if t.group_by_length and not t.packing else "random", dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(), disable_tqdm=False, save_only_model=False,
@@ -108,6 +118,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
     from tunewise.train.data import encode_for_training
     from tunewise.train.trainer import TunewiseTrainer, flush_denormals
     from tunewise.stamp import stamp
+    from tunewise.templates.system import describe, settle_system
 
     from tunewise.train import distributed as dist
 
@@ -125,12 +136,15 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
 
     # 1. model + tokenizer + template (the template is fixed here, for every later stage)
     resolved, tokenizer, template = tokenizer_and_template(cfg)
-    if main_proc:
-        write_json(run / "template.json", template.to_dict())
 
     # 2. data: records -> cleaned split -> tokens
     _say(f"[tunewise] preparing data for {run}")
     prepared = prepare(cfg, run if main_proc else None)  # deterministic: every rank gets the same split
+    # The system prompt for conversations without one, decided once from the data and kept in template.json.
+    if (note := describe(settle_system(template, cfg.template.system, prepared.train))) and main_proc:
+        _say(f"[tunewise] note: {note}")
+    if main_proc:
+        write_json(run / "template.json", template.to_dict())
     train_ds, val_ds, enc_stats = encode_for_training(cfg, tokenizer, template, prepared, previous_run=resolved.previous_run)
     enc_lengths = [len(e.input_ids) for e in train_ds.examples]
     if main_proc:
@@ -152,7 +166,8 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
     extra.update(dropout_overrides(cfg.model, resolved.path))
     model = load_model(resolved.path, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code,
                        attn=cfg.model.attn_implementation, **extra)
-    model = methods.apply_method(cfg, model, previous_run=resolved.previous_run, tokenizer=tokenizer)
+    model = methods.apply_method(cfg, model, previous_run=resolved.previous_run, tokenizer=tokenizer, template=template)
+    check = generation_check(cfg, tokenizer, template, prepared) if main_proc or dist.world_size() > 1 else None
     # Training never uses the tokenizer again: keep a saved copy for the result, free its memory now
     # (Gemma 3's holds ~300 MB, a tenth of the run's peak).
     pad_id, tokenizer_files = tokenizer.pad_token_id, run / "data" / "tokenizer"
@@ -168,15 +183,17 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
     plan = steps_plan(cfg, len(train_ds), dist.world_size())
     t = cfg.train
     has_val = len(val_ds) > 0
-    args = training_arguments(cfg, run, plan, has_val)
+    check = check if has_val else None
+    args = training_arguments(cfg, run, plan, has_val, guarded=check is not None)
     callbacks = []
     if has_val and t.early_stopping:
         callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
     collator = PackCollator() if t.packing else PadCollator(pad_id)
     trainer = TunewiseTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_val else None,
                               data_collator=collator, callbacks=callbacks, fast_loss=t.fast_loss, loss_chunk_size=t.loss_chunk_size,
-                              l1=t.l1)
-    trainer.add_callback(MetricsJsonl(run / "metrics.jsonl", weakref.ref(trainer)))
+                              l1=t.l1, generation_check=check)
+    metrics_cb = MetricsJsonl(run / "metrics.jsonl", weakref.ref(trainer))
+    trainer.add_callback(metrics_cb)
     from transformers.trainer_callback import ProgressCallback
 
     from tunewise.train.callbacks import ConciseProgress
@@ -185,12 +202,16 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
         trainer.add_callback(ConciseProgress())
     if not resume and main_proc:
         (run / "metrics.jsonl").unlink(missing_ok=True)
+    if check is not None:
+        _check_before_training(check, model, run, resume, metrics_cb if main_proc else None)
 
     # 5. train
     ckpt = newest_checkpoint(run) if resume else None
     if resume and ckpt is None:
         _say("[tunewise] --resume: no checkpoint yet, starting from the beginning")
-    _say(f"[tunewise] training {plan['total']} steps ({len(train_ds)} examples, effective batch {plan['per_step']})")
+    epochs = "" if t.max_steps else (f", {plan['epochs']:g} passes" + (f" (auto: at least {t.min_steps} steps)"
+                                                                       if plan["auto_epochs"] else ""))
+    _say(f"[tunewise] training {plan['total']} steps ({len(train_ds)} examples, effective batch {plan['per_step']}{epochs})")
     with flush_denormals(t.flush_denormal):
         result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
 
@@ -219,11 +240,41 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
     return run
 
 
+def generation_check(cfg: Config, tokenizer, template, prepared):
+    """The periodic generation check of this run (train/behaviour.py), or None when it does not apply."""
+    from tunewise.train.behaviour import GenerationCheck, build_probe
+
+    t = cfg.train
+    if not t.generation_check or t.stage != "sft" or not prepared.val:
+        return None
+    probe = build_probe(prepared.val, prepared.train, tokenizer, template, samples=t.generation_check_samples,
+                        seed=t.seed, max_new_tokens=t.generation_check_max_new_tokens)
+    return None if probe is None else GenerationCheck(probe, tokenizer, every=t.generation_check_every,
+                                                      batch_size=cfg.eval.batch_size)
+
+
+def _check_before_training(check, model, run: Path, resume: bool, metrics_cb) -> None:
+    """Measure the untouched model once (on resume: take its key terms from the first run's record)."""
+    if resume:
+        rows = [r for _, r in read_jsonl(run / "metrics.jsonl")] if (run / "metrics.jsonl").exists() else []
+        first = next((r for r in rows if r.get("event") == "before_training"), None)
+        if first is not None:
+            check.probe.key_terms = list(first.get("key_terms", []))
+            return
+    _say(f"[tunewise] generation check: {len(check.probe.prompts)} validation prompts, up to "
+         f"{check.probe.max_new_tokens} new tokens, before training and at evaluations")
+    rates = check.before_training(model)
+    if metrics_cb is not None:
+        metrics_cb.write_before_training(rates, check.probe.key_terms)
+
+
 def ready_for_training(cfg: Config, model) -> None:
     """The last touches to a loaded model with its method applied (and the tokenizer already dropped):
     frozen weights narrowed (train.frozen_dtype), freed memory handed back, gradient checkpointing."""
+    from tunewise.train.tokenrows import speed_up
     from tunewise.train.trainer import release_memory
 
+    speed_up(model)  # trainable token rows (method.train_stop_tokens) without copying the vocabulary matrix
     if cfg.train.frozen_dtype != "float32":
         from tunewise.train.narrow import narrow_frozen
 
