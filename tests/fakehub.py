@@ -166,9 +166,90 @@ class FakeHub:
                            "pullRequestUrl": None})
 
 
+def cached_snapshot(cache: Path, repo_id: str, sha: str, src: Path | None, refs: tuple[str, ...] = ("main",)) -> Path:
+    """A Hugging Face cache entry laid out as huggingface_hub writes it: refs/<rev> holds the commit, the files
+    lie in snapshots/<commit>/ (HF_HUB_CACHE=cache makes it the cache)."""
+    import shutil
+
+    root = cache / f"models--{repo_id.replace('/', '--')}"
+    snap = root / "snapshots" / sha
+    snap.mkdir(parents=True)
+    if src is not None:
+        for f in src.iterdir():
+            shutil.copy(f, snap / f.name)
+    (root / "refs").mkdir(exist_ok=True)
+    for r in refs:
+        (root / "refs" / r).write_text(sha)
+    return snap
+
+
 class _Reply(Exception):
     def __init__(self, status: int, body, headers: dict | None = None):
         self.status = status
         self.body = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.headers = {"Content-Type": "application/json", **(headers or {})} if not isinstance(body, bytes) \
             else dict(headers or {})
+
+
+# ------------------------------------------------------------------------------------------------------------------
+SENTINEL = '''"""Test-only network sentinel: logs every attempt to reach a host other than this machine."""
+import os
+import socket
+
+_LOG = os.environ["TUNEWISE_NET_LOG"]
+_LOCAL = {None, "127.0.0.1", "::1", "localhost", b"127.0.0.1", b"localhost"}
+
+
+def _note(what):
+    with open(_LOG, "a") as f:
+        f.write(what + "\\n")
+
+
+_getaddrinfo = socket.getaddrinfo
+_connect = socket.socket.connect
+
+
+def getaddrinfo(host, *a, **k):
+    if host not in _LOCAL:
+        _note(f"getaddrinfo {host!r}")
+    return _getaddrinfo(host, *a, **k)
+
+
+def connect(self, address):
+    if isinstance(address, tuple) and address[0] not in _LOCAL:
+        _note(f"connect {address!r}")
+    return _connect(self, address)
+
+
+socket.getaddrinfo = getaddrinfo
+socket.socket.connect = connect
+'''
+
+
+def tunewise_cli(*args: str, env: dict, sentinel: Path | None = None, timeout: float = 600):
+    """Run `python -m tunewise ARGS` in a fresh process, as a user would: huggingface_hub reads HF_ENDPOINT,
+    HF_HUB_CACHE and HF_HUB_OFFLINE at import, so each case needs its own process. The caller's HF_* variables are
+    dropped; HF_HOME defaults to the parent of HF_HUB_CACHE (so no stored token leaks in). With `sentinel` (a
+    folder), every attempt to reach a non-local host is logged to sentinel/net.log. Returns (rc, out, err, seconds)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
+    env = dict(env)
+    if "HF_HUB_CACHE" in env:
+        env.setdefault("HF_HOME", str(Path(env["HF_HUB_CACHE"]).parent))
+    path = [str(REPO / "src")]
+    if sentinel is not None:
+        sentinel.mkdir(parents=True, exist_ok=True)
+        (sentinel / "sitecustomize.py").write_text(SENTINEL)
+        path.insert(0, str(sentinel))
+        env["TUNEWISE_NET_LOG"] = str(sentinel / "net.log")
+    full.update(PYTHONPATH=os.pathsep.join(path), **env)
+    t = time.time()
+    p = subprocess.run([sys.executable, "-m", "tunewise", *args], capture_output=True, text=True, env=full,
+                       timeout=timeout)
+    return p.returncode, p.stdout, p.stderr, time.time() - t

@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tunewise never needs the Hub at run time
+    # No global offline switch: only a Hub id that is not cached yet (model.name_or_path) and `export --push` reach
+    # the Hub; local folders never do. Library telemetry stays off everywhere (tunewise/__init__.py).
     import warnings
 
     # Library deprecation chatter is for library authors, not for someone fine-tuning a model; bitsandbytes

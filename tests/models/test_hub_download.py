@@ -8,18 +8,12 @@ in a fresh process with its own environment, as a user would.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO
-from fakehub import FakeHub
+from fakehub import FakeHub, cached_snapshot, tunewise_cli
 
 ALLOWED = {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"}
 NOT_WANTED = {"pytorch_model.bin": b"\x80\x04pickle", "README.md": b"# card", "onnx/model.onnx": b"onnx",
@@ -27,11 +21,7 @@ NOT_WANTED = {"pytorch_model.bin": b"\x80\x04pickle", "README.md": b"# card", "o
 
 
 def cli(*args: str, env: dict) -> tuple[int, str, str, float]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
-    full.update(PYTHONPATH=str(REPO / "src"), HF_HOME=env.pop("HF_HOME", str(Path(env["HF_HUB_CACHE"]).parent)), **env)
-    t = time.time()
-    p = subprocess.run([sys.executable, "-m", "tunewise", *args], capture_output=True, text=True, env=full, timeout=300)
-    return p.returncode, p.stdout, p.stderr, time.time() - t
+    return tunewise_cli(*args, env=env, timeout=300)
 
 
 def closed_port() -> int:
@@ -72,23 +62,9 @@ def test_hub_id_downloads_once_then_loads_from_cache_without_network(tiny_model_
     assert rc == 0 and Path(out.strip()) == folder, err
 
 
-def _snapshot(cache: Path, repo_id: str, sha: str, src: Path | None, refs: tuple[str, ...] = ("main",)) -> Path:
-    """A cache folder laid out as huggingface_hub writes it (refs/<rev> holds the commit, snapshots/<commit>/)."""
-    root = cache / f"models--{repo_id.replace('/', '--')}"
-    snap = root / "snapshots" / sha
-    snap.mkdir(parents=True)
-    if src is not None:
-        for f in src.iterdir():
-            shutil.copy(f, snap / f.name)
-    (root / "refs").mkdir(exist_ok=True)
-    for r in refs:
-        (root / "refs" / r).write_text(sha)
-    return snap
-
-
 def test_prepared_cache_is_used_offline_including_a_revision(tiny_model_dirs, cache):
-    main = _snapshot(cache, "prep/tiny", "a" * 40, tiny_model_dirs["tiny-llama"])
-    v1 = _snapshot(cache, "prep/tiny", "b" * 40, tiny_model_dirs["tiny-qwen2"], refs=("v1",))
+    main = cached_snapshot(cache, "prep/tiny", "a" * 40, tiny_model_dirs["tiny-llama"])
+    v1 = cached_snapshot(cache, "prep/tiny", "b" * 40, tiny_model_dirs["tiny-qwen2"], refs=("v1",))
     env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
     rc, out, err, _ = cli("download", "prep/tiny", env=dict(env))
     assert rc == 0 and out.strip() == str(main), err
@@ -107,7 +83,7 @@ def test_offline_and_not_cached_fails_fast_naming_the_command_that_fetches_it(ca
 
 
 def test_cached_snapshot_without_weights_is_not_used(tiny_model_dirs, cache):
-    snap = _snapshot(cache, "prep/partial", "c" * 40, tiny_model_dirs["tiny-llama"])
+    snap = cached_snapshot(cache, "prep/partial", "c" * 40, tiny_model_dirs["tiny-llama"])
     (snap / "model.safetensors").unlink()  # e.g. someone fetched only the config
     rc, _, err, _ = cli("download", "prep/partial", env={"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"})
     assert rc == 2 and "not in the Hugging Face cache" in err and "Traceback" not in err
