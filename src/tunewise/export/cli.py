@@ -117,9 +117,11 @@ def _push(run: Path, export_dir: Path, result: dict, cfg, repo_id: str, token: s
 
 
 def cmd_export(a) -> int:
-    res = export_run(a.run, dtype=a.dtype, out=a.out, gguf=a.gguf, ollama=a.ollama, name=a.name, push=a.push,
-                     private=a.private, checkpoint=a.checkpoint, verify_prompts=a.verify_prompts,
-                     verify_tokens=a.verify_tokens, merge=not a.no_merge)
+    from tunewise.api import Run
+
+    res = Run(a.run).export(dtype=a.dtype, out=a.out, gguf=a.gguf, ollama=a.ollama, name=a.name, push=a.push,
+                            private=a.private, checkpoint=a.checkpoint, verify_prompts=a.verify_prompts,
+                            verify_tokens=a.verify_tokens, merge=not a.no_merge)
     return 1 if res.get("verify") == "FAIL" else 0
 
 
