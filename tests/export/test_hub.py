@@ -85,3 +85,15 @@ def test_model_card_has_base_method_data_hyperparameters_curves_eval_and_verific
     adapter = model_card(run, "me/tiny", files=["adapter_model.safetensors"], kind="adapter")
     assert "library_name: peft" in adapter and "AutoPeftModelForCausalLM" in adapter and "GGUF verification" not in adapter
     assert "names it by the local path" in adapter  # no Hub base to point at: said so
+
+
+def test_a_gguf_that_fails_verification_is_not_pushed(run, monkeypatch, capsys):
+    """The guard in export_run: FAIL leaves the export on disk for inspection and uploads nothing."""
+    from tunewise.export import hub, verify
+
+    sent = []
+    monkeypatch.setattr(hub, "preflight", lambda repo_id: "hf_token")
+    monkeypatch.setattr(hub, "push", lambda *a, **k: sent.append(a) or "url")
+    monkeypatch.setattr(verify, "verify_gguf", lambda *a, **k: {"status": "FAIL", "cause": "template (test)", "fix": "-"})
+    assert main(["export", str(run), "--gguf", "q8_0", "--push", "me/tiny"]) == 1
+    assert sent == [] and "not uploading to me/tiny" in capsys.readouterr().err

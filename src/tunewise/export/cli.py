@@ -92,7 +92,10 @@ def export_run(run: str | Path, *, dtype: str = "float32", out: str | Path | Non
             model_name = name or re.sub(r"[^a-z0-9._-]+", "-", run.name.lower()).strip("-") or "tunewise-model"
             result["ollama_create"] = f"cd {export_dir} && ollama create {model_name} -f Modelfile"
             print(f"Ollama: {result['ollama_create']}\n        then: ollama run {model_name}")
-    if push:
+    if push and verdict and verdict["status"] == "FAIL":
+        _say(f"[tunewise] not uploading to {push}: the GGUF failed verification (export/verify.json says why); "
+             "fix that, or push without --gguf/--ollama")
+    elif push:
         _push(run, export_dir, result, cfg, push, token, private, kind="merged", verdict=verdict)
     print(merged)
     return result
@@ -104,7 +107,7 @@ def _push(run: Path, export_dir: Path, result: dict, cfg, repo_id: str, token: s
     from tunewise.fileio import write_text
     from tunewise.methods import result_dir, result_kind
 
-    files = hub.files_to_push(run, export_dir, result, cfg)
+    files = hub.files_to_push(run, result, cfg)
     if kind == "unmerged":
         kind = "model" if result_kind(result_dir(run)) == "model" else "adapter"
     card = hub.model_card(run, repo_id, files=files, kind=kind, verdict=verdict)

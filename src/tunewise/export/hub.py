@@ -70,7 +70,7 @@ def hub_base(cfg) -> str | None:
     return base if looks_like_hub_id(base) and not Path(base).exists() else None
 
 
-def files_to_push(run: Path, export_dir: Path, result: dict, cfg) -> dict[str, Path | bytes]:
+def files_to_push(run: Path, result: dict, cfg) -> dict[str, Path | bytes]:
     """path in the repository -> local file (or bytes): exactly what one push sends, card excluded."""
     files: dict[str, Path | bytes] = {}
     if result.get("merged"):
@@ -114,7 +114,7 @@ def push(repo_id: str, token: str, files: dict[str, Path | bytes], card: str, *,
            for k, v in sorted(files.items())]
     ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode("utf-8")))
     try:
-        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        url = api.create_repo(repo_id, private=private or None, exist_ok=True)  # None: the Hub's default, public
         api.create_commit(repo_id, operations=ops, commit_message="tunewise export",
                           commit_description=f"{len(ops)} files: " + ", ".join(op.path_in_repo for op in ops))
     except Exception as e:
