@@ -10,6 +10,8 @@ import pytest
 from conftest import train_demo_run
 from tunewise.cli import main
 
+pytestmark = pytest.mark.xdist_group("hub")  # one worker trains the module's run once
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_model_dirs, tw_home):

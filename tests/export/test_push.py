@@ -15,6 +15,8 @@ from fakehub import FakeHub, cached_snapshot, tunewise_cli
 
 BASE = "tiny-org/tiny-llama"
 
+pytestmark = pytest.mark.xdist_group("push")  # one worker trains the module's run once
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_model_dirs):

@@ -15,6 +15,8 @@ import tunewise
 from conftest import REPO, tiny_config
 from tunewise.errors import ConfigError, RunError
 
+pytestmark = pytest.mark.xdist_group("api")  # one worker trains the module's run once
+
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tiny_model_dirs, tw_home):
