@@ -16,8 +16,8 @@ def _common_config(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(a) -> int:
+    from tunewise import api
     from tunewise.config import load_config
-    from tunewise.train.workflow import train
 
     if a.nproc and a.nproc > 1 and "LOCAL_RANK" not in os.environ:
         from tunewise.train.distributed import launch
@@ -32,19 +32,19 @@ def cmd_train(a) -> int:
                 argv.append(x)
         return launch(argv, a.nproc)
     cfg = load_config(a.config, a.overrides + (["data.strict=false"] if a.no_strict else []))
-    run = train(cfg, resume=a.resume, overwrite=a.overwrite, strict_lint=a.strict_lint)
+    run = api.train(cfg, resume=a.resume, overwrite=a.overwrite, strict_lint=a.strict_lint)
     if os.environ.get("RANK", "0") == "0":
         print(run)
     return 0
 
 
 def cmd_data_prepare(a) -> int:
+    from tunewise import api
     from tunewise.config import load_config
-    from tunewise.data.commands import prepare_command
 
     strict = ["data.strict=true"] if a.strict else (["data.strict=false"] if a.no_strict else [])
     cfg = load_config(a.config, a.overrides + strict)
-    print(prepare_command(cfg, out=a.out))
+    print(api.prepare_data(cfg, out=a.out))
     return 0
 
 
@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tunewise never needs the Hub at run time
+    # No global offline switch: only a Hub id that is not cached yet (model.name_or_path) and `export --push` reach
+    # the Hub; local folders never do. Library telemetry stays off everywhere (tunewise/__init__.py).
     import warnings
 
     # Library deprecation chatter is for library authors, not for someone fine-tuning a model; bitsandbytes

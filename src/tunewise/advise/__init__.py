@@ -7,4 +7,10 @@ memory.py                   peak memory per method (pure arithmetic; calibrated 
 lr.py + families.yaml       learning rate from the pretraining recipe and the batch's supervised tokens
 lint.py                     named rules over (config, facts); `lint_before_training` for the train stage
 advise.py, cli.py           `tunewise advise` / `tunewise lint`
+
+Also callable: `tunewise.advise(config, **overrides)` runs tunewise.api.advise (see tunewise/_callable.py).
 """
+
+from tunewise._callable import make_callable
+
+make_callable(__name__, "advise")

@@ -10,14 +10,13 @@ _COL = {"en": ("method", "weights", "train.", "grads", "optim.", "activ.", "logi
 
 
 def cmd_explain(a) -> int:
-    from tunewise.advise.explain import explain_json, format_key, format_overview
+    from tunewise import api
+    from tunewise.advise.explain import explain_json
 
     if a.json:
         print(json.dumps(explain_json(a.key), ensure_ascii=False, indent=2, default=str))
-    elif a.key:
-        print(format_key(a.key, a.lang))
     else:
-        print(format_overview(a.lang))
+        print(api.explain(a.key, lang=a.lang))
     return 0
 
 
@@ -28,15 +27,15 @@ def _load(a):
 
 
 def cmd_advise(a) -> int:
-    from tunewise.advise.advise import advise_config, apply_advice, to_json
-    from tunewise.advise.hardware import detect_hardware
+    from tunewise import api
+    from tunewise.advise.advise import apply_advice, to_json
     from tunewise.advise.lint import explicit_keys
     from tunewise.errors import ConfigError
 
     if a.nproc < 1:
         raise ConfigError("--nproc must be at least 1", where="--nproc")
     cfg = _load(a)
-    result = advise_config(cfg, detect_hardware(), nproc=a.nproc, explicit=explicit_keys(a.config, a.overrides))
+    result = api.advise(cfg, nproc=a.nproc, explicit=explicit_keys(a.config, a.overrides))
     if a.json:
         print(json.dumps(to_json(result, a.lang), ensure_ascii=False, indent=2, default=str))
     else:

@@ -110,8 +110,12 @@ def read_yaml(path: Path) -> dict:
     return data
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None, base: dict | None = None) -> Config:
-    """Load and validate a config. Relative dataset paths are made relative to the config's folder."""
+def load_config(path: str | Path | None, overrides: list[str] | None = None, base: dict | None = None,
+                values: dict[str, Any] | None = None) -> Config:
+    """Load and validate a config. Relative dataset paths are made relative to the config's folder.
+
+    overrides: `section.key=value` strings (YAML values, the CLI's --set); values: {dotted key: Python value} (the API).
+    """
     data: dict = dict(base or {})
     source = "<defaults>"
     cfg_dir = Path.cwd()
@@ -125,10 +129,12 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, bas
             data["run"].setdefault("name", path.stem)
     for k, v in parse_overrides(overrides):
         _set_dotted(data, k, v, f"--set {k}")
+    for k, v in (values or {}).items():
+        _set_dotted(data, k, v, k)
     try:
         cfg = Config.model_validate(data)
     except ValidationError as e:
-        raise _explain(e, source + (" (with --set overrides)" if overrides else "")) from None
+        raise _explain(e, source + (" (with --set overrides)" if overrides else "") + (" (with overrides)" if values else "")) from None
     return resolve(cfg, cfg_dir)
 
 

@@ -27,7 +27,12 @@ class ModelConfig(Section):
     name_or_path: str = Field(
         "gemma3-270m",
         description="Model to fine-tune: 'gemma3-270m' (the offline default, a base model), 'smollm2-135m-instruct' (an offline instruct model), 'tiny-llama'/'tiny-qwen2'/'tiny-gemma3' "
-        "(tiny random models for trying the pipeline), a local model folder, a .gguf file, or a previous run directory.",
+        "(tiny random models for trying the pipeline), a Hugging Face Hub id ORG/NAME (downloaded once into the Hugging Face cache), "
+        "a local model folder, a .gguf file, or a previous run directory.",
+    )
+    revision: str | None = Field(
+        None, description="For a Hugging Face Hub id (ORG/NAME): the branch, tag or commit to use (default: main). A Hub id is "
+        "downloaded once into the Hugging Face cache (safetensors, config and tokenizer only) and loaded from there afterwards.",
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weight dtype when loading. 'auto': float32 on CPU, bfloat16 on GPUs that support it."

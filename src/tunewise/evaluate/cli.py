@@ -23,10 +23,10 @@ def cmd_eval(a) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from tunewise.evaluate.runner import run_eval
+    from tunewise.api import Run
 
-    report = run_eval(run, data=a.data, max_samples=a.max_samples, forgetting=not a.no_forgetting,
-                      checkpoint=a.checkpoint, max_new_tokens=a.max_new_tokens)
+    report = Run(run).evaluate(data=a.data, max_samples=a.max_samples, forgetting=not a.no_forgetting,
+                               checkpoint=a.checkpoint, max_new_tokens=a.max_new_tokens)
     items = report.pop("_items")
     table = Table(title=f"Evaluation of {run} (greedy decoding; before = base model, after = tuned)")
     for h in report["table"]["header"]:

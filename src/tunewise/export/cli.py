@@ -16,7 +16,12 @@ def _say(msg: str) -> None:
 
 def export_run(run: str | Path, *, dtype: str = "float32", out: str | Path | None = None, gguf: str | None = None,
                ollama: bool = False, name: str | None = None, push: str | None = None, private: bool = False,
-               checkpoint: str | None = None, verify_prompts: int = 4, verify_tokens: int = 32) -> dict:
+               checkpoint: str | None = None, verify_prompts: int = 4, verify_tokens: int = 32,
+               merge: bool = True) -> dict:
+    """Export a run (the stage behind `tunewise export` and `Run.export`); returns what was written.
+
+    merge=False (with push only): push the run's result as trained (its adapter, or full weights) unmerged.
+    """
     from tunewise.errors import RunError
     from tunewise.export import hub
     from tunewise.export.gguf import build_gguf, special_tokens
@@ -28,15 +33,19 @@ def export_run(run: str | Path, *, dtype: str = "float32", out: str | Path | Non
     run = require_run(run)
     export_dir = Path(out) if out else run / "export"
     result: dict = {"export_dir": str(export_dir)}
-    token = None
-    if push:  # card first, then token/network: an offline push fails before any work and touches nothing else
-        result["card"] = str(hub.write_card(run, export_dir, push))
-        token = hub.preflight(push)
     if gguf and gguf not in GGUF_TYPES:
         raise RunError(f"unknown GGUF type '{gguf}'", where="--gguf", fix=f"use one of: {', '.join(GGUF_TYPES)}")
+    if not merge and (gguf or ollama or checkpoint or not push):
+        raise RunError("--no-merge only pushes the run's final result as trained; a GGUF, a Modelfile or a checkpoint "
+                       "needs the merged model", where="--no-merge",
+                       fix="use --no-merge together with --push and without --gguf/--ollama/--checkpoint")
     if ollama and not gguf:
         gguf = "q8_0"
         _say("[tunewise] --ollama needs a GGUF: using --gguf q8_0")
+    if gguf:
+        from tunewise.extras import require_extra
+
+        require_extra("export", "a GGUF export")
     template = read_template(run)
     cfg = read_run_config(run)
     go_template = None
@@ -46,13 +55,17 @@ def export_run(run: str | Path, *, dtype: str = "float32", out: str | Path | Non
         if bad:
             raise RunError("the Ollama template does not render like the training template: " + bad[0], where="template.json",
                            fix="report this; export without --ollama meanwhile")
+    token = hub.preflight(push) if push else None  # token and network before any work: a refused push writes nothing
     from tunewise.curves.report import result_note
 
     if checkpoint is None and (note := result_note(run)):
         _say(f"[tunewise] training overfit: {note}")
+    if not merge:
+        return _push(run, export_dir, result, cfg, push, token, private, kind="unmerged")
     _say(f"[tunewise] merging {run} into {export_dir / 'merged'} ({dtype})")
     merged = merge_run(run, export_dir / "merged", dtype=dtype, checkpoint=checkpoint)
     result["merged"] = str(merged)
+    verdict = None
     if gguf:
         from tunewise.models.load import load_tokenizer
 
@@ -75,24 +88,44 @@ def export_run(run: str | Path, *, dtype: str = "float32", out: str | Path | Non
         verdict = verify_gguf(run, gguf_path, gguf, modelfile_path=modelfile, n_prompts=verify_prompts,
                               max_new_tokens=verify_tokens)
         write_verdict(export_dir / "verify.json", verdict)
-        result["verify"] = verdict["status"]
+        result["verify"], result["verify_json"] = verdict["status"], str(export_dir / "verify.json")
         if ollama:
             model_name = name or re.sub(r"[^a-z0-9._-]+", "-", run.name.lower()).strip("-") or "tunewise-model"
             result["ollama_create"] = f"cd {export_dir} && ollama create {model_name} -f Modelfile"
             print(f"Ollama: {result['ollama_create']}\n        then: ollama run {model_name}")
-    if push:
-        result["card"] = str(hub.write_card(run, export_dir, push))  # now with the verification result
-        _say(f"[tunewise] uploading to {push}")
-        result["url"] = hub.push(export_dir, run, push, token, private=private)
-        print(result["url"])
+    if push and verdict and verdict["status"] == "FAIL":
+        _say(f"[tunewise] not uploading to {push}: the GGUF failed verification (export/verify.json says why); "
+             "fix that, or push without --gguf/--ollama")
+    elif push:
+        _push(run, export_dir, result, cfg, push, token, private, kind="merged", verdict=verdict)
     print(merged)
     return result
 
 
+def _push(run: Path, export_dir: Path, result: dict, cfg, repo_id: str, token: str, private: bool, *, kind: str,
+          verdict: dict | None = None) -> dict:
+    from tunewise.export import hub
+    from tunewise.fileio import write_text
+    from tunewise.methods import result_dir, result_kind
+
+    files = hub.files_to_push(run, result, cfg)
+    if kind == "unmerged":
+        kind = "model" if result_kind(result_dir(run)) == "model" else "adapter"
+    card = hub.model_card(run, repo_id, files=files, kind=kind, verdict=verdict)
+    result["card"] = str(write_text(export_dir / "README.md", card))  # the card as sent, kept with the export
+    _say(f"[tunewise] uploading {len(files) + 1} files to {repo_id} in one commit")
+    result["url"] = hub.push(repo_id, token, files, card, private=private)
+    result["pushed"] = sorted([*files, "README.md"])
+    print(result["url"])
+    return result
+
+
 def cmd_export(a) -> int:
-    res = export_run(a.run, dtype=a.dtype, out=a.out, gguf=a.gguf, ollama=a.ollama, name=a.name, push=a.push,
-                     private=a.private, checkpoint=a.checkpoint, verify_prompts=a.verify_prompts,
-                     verify_tokens=a.verify_tokens)
+    from tunewise.api import Run
+
+    res = Run(a.run).export(dtype=a.dtype, out=a.out, gguf=a.gguf, ollama=a.ollama, name=a.name, push=a.push,
+                            private=a.private, checkpoint=a.checkpoint, verify_prompts=a.verify_prompts,
+                            verify_tokens=a.verify_tokens, merge=not a.no_merge)
     return 1 if res.get("verify") == "FAIL" else 0
 
 
@@ -106,6 +139,8 @@ def register(sub) -> None:
     e.add_argument("--name", help="model name in the printed `ollama create` command (default: the run name)")
     e.add_argument("--push", metavar="REPO_ID", help="upload to the Hugging Face Hub with a model card")
     e.add_argument("--private", action="store_true", help="--push: create the repository as private")
+    e.add_argument("--no-merge", action="store_true", help="--push: upload the run's result as trained (the adapter of an "
+                   "adapter run) instead of merging it into the base")
     e.add_argument("--checkpoint", help="export this checkpoint instead of the final result")
     e.add_argument("--verify-prompts", type=int, default=4, help="held-out prompts compared during verification")
     e.add_argument("--verify-tokens", type=int, default=32, help="greedy tokens generated per prompt during verification")

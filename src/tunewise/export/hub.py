@@ -1,24 +1,129 @@
-"""Model card and push to the Hugging Face Hub.
+"""Push to the Hugging Face Hub: the model (merged, or the run's adapter), GGUF + Modelfile when exported, and a
+model card, as one commit.
 
-The card is written first (export/README.md); the push checks token and network before anything
-else touches the Hub, with a short timeout and no retries, so an offline machine fails in seconds.
+`preflight` runs before any export work and writes nothing: a missing token, HF_HUB_OFFLINE, an unreachable Hub
+or a rejected token fail in seconds and leave the run directory as it was. Only this command and a Hub id that
+is not cached yet (models/hub.py) ever reach the network.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
 from tunewise.errors import RunError
-from tunewise.fileio import write_text
 
-HUB_HOST = "huggingface.co"
+NOTHING_SENT = "nothing was exported or uploaded"
 
 
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def preflight(repo_id: str, timeout: float = 5.0) -> str:
+    """Repository id, token, network and the token's validity, checked before anything is done. Returns the token."""
+    from huggingface_hub import HfApi, get_token
+
+    from tunewise.models.hub import looks_like_hub_id, offline_requested
+
+    if not looks_like_hub_id(repo_id):
+        raise RunError(f"'{repo_id}' is not a Hub repository id", where="--push", fix="use NAME/REPO, e.g. alice/my-model")
+    token = get_token()
+    if not token:
+        raise RunError(f"no Hugging Face token, so {NOTHING_SENT}", where="--push",
+                       fix="log in with `hf auth login` (or set HF_TOKEN to a token with write access), then run the export again")
+    if offline_requested():
+        raise RunError(f"HF_HUB_OFFLINE is set in your environment, so {NOTHING_SENT}", where="--push",
+                       fix="unset HF_HUB_OFFLINE (tunewise never sets it itself) and run the export again")
+    url = urlsplit(_endpoint())
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close()
+    except OSError as e:
+        raise RunError(f"cannot reach {url.hostname} ({e.__class__.__name__}), so {NOTHING_SENT}", where="--push",
+                       fix="run the export with --push on a machine with network access") from None
+    try:
+        user = HfApi(token=token).whoami()
+    except Exception as e:
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        what = "the Hub rejected the token" if status == 401 else f"checking the token failed ({e.__class__.__name__})"
+        raise RunError(f"{what}, so {NOTHING_SENT}", where="--push",
+                       fix="log in again with `hf auth login` (or set HF_TOKEN to a valid token with write access)") from None
+    role = ((user.get("auth") or {}).get("accessToken") or {}).get("role")
+    if role == "read":
+        raise RunError(f"the token is read-only, so {NOTHING_SENT}", where="--push",
+                       fix="create a token with write access (huggingface.co/settings/tokens) and log in with it")
+    return token
+
+
+# ------------------------------------------------------------------------------------------------------------
+def hub_base(cfg) -> str | None:
+    """The base model's Hub id when model.name_or_path is one (not a local path or an alias)."""
+    from tunewise.models.hub import looks_like_hub_id
+
+    base = cfg.model.name_or_path
+    return base if looks_like_hub_id(base) and not Path(base).exists() else None
+
+
+def files_to_push(run: Path, result: dict, cfg) -> dict[str, Path | bytes]:
+    """path in the repository -> local file (or bytes): exactly what one push sends, card excluded."""
+    files: dict[str, Path | bytes] = {}
+    if result.get("merged"):
+        src = Path(result["merged"])
+    else:  # the run's result as trained: a peft adapter folder, or full weights
+        from tunewise.methods import result_dir
+
+        src = result_dir(run)
+        if src is None:
+            raise RunError("the run has no trained result to push", where=str(run), fix="finish `tunewise train` first")
+    for p in sorted(src.rglob("*")):
+        if p.is_file():
+            files[p.relative_to(src).as_posix()] = p
+    if "adapter_config.json" in files and not result.get("merged"):
+        files["adapter_config.json"] = _adapter_config_for_hub(files["adapter_config.json"], cfg)
+    for key, name in (("gguf", "model.gguf"), ("modelfile", "Modelfile"), ("verify_json", "verify.json")):
+        if result.get(key):
+            files[name] = Path(result[key])
+    if (run / "curves.png").exists():
+        files["curves.png"] = run / "curves.png"
+    return files
+
+
+def _adapter_config_for_hub(path: Path, cfg) -> bytes:
+    """The adapter's config names its base by a local path; on the Hub it must name the Hub id (when there is one)."""
+    conf = json.loads(path.read_text(encoding="utf-8"))
+    base = hub_base(cfg)
+    if base:
+        conf["base_model_name_or_path"] = base
+        if cfg.model.revision:
+            conf["revision"] = cfg.model.revision
+    return (json.dumps(conf, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def push(repo_id: str, token: str, files: dict[str, Path | bytes], card: str, *, private: bool = False, api=None) -> str:
+    """One commit with every file and the card (README.md). `api`: an HfApi (a stand-in in tests)."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    api = api or HfApi(token=token)
+    ops = [CommitOperationAdd(path_in_repo=k, path_or_fileobj=v if isinstance(v, bytes) else str(v))
+           for k, v in sorted(files.items())]
+    ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode("utf-8")))
+    try:
+        url = api.create_repo(repo_id, private=private or None, exist_ok=True)  # None: the Hub's default, public
+        api.create_commit(repo_id, operations=ops, commit_message="tunewise export",
+                          commit_description=f"{len(ops)} files: " + ", ".join(op.path_in_repo for op in ops))
+    except Exception as e:
+        raise RunError(f"the upload to {repo_id} failed: {e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                       where="--push", fix="check the token has write access to that namespace (`hf auth whoami`) and retry") from None
+    return str(url)
+
+
+# ------------------------------------------------------------------------------------------------------------
 def _data_summary(run: Path) -> list[str]:
     p = run / "data" / "stats.json"
     if not p.exists():
@@ -38,7 +143,26 @@ def _data_summary(run: Path) -> list[str]:
     return lines or ["(see data/stats.json)"]
 
 
-def model_card(run: Path, repo_id: str | None = None) -> str:
+def _usage(repo_id: str, kind: str, base: str | None, files) -> list[str]:
+    if kind == "adapter":
+        out = ["```python", "from peft import AutoPeftModelForCausalLM", "from transformers import AutoTokenizer", "",
+               f'model = AutoPeftModelForCausalLM.from_pretrained("{repo_id}")',
+               f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")', "```"]
+        if not base:
+            out.append("The adapter's base model is not a Hub id, so `adapter_config.json` names it by the local path "
+                       "it was trained from: load that base yourself and apply the adapter with `PeftModel.from_pretrained`.")
+    else:
+        out = ["```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+               f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")',
+               f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")', "```"]
+    if "model.gguf" in files:
+        out += ["", "`model.gguf` runs in llama.cpp" + (" and Ollama: download this repository, then "
+                "`ollama create NAME -f Modelfile`." if "Modelfile" in files else ".")]
+    return out
+
+
+def model_card(run: Path, repo_id: str | None = None, *, files=(), kind: str = "merged", verdict: dict | None = None) -> str:
+    """The README.md pushed with the model: base model, method, data, hyperparameters, curves, eval, verification."""
     from tunewise.runs import read_run_config, read_template
 
     cfg = read_run_config(run)
@@ -46,17 +170,25 @@ def model_card(run: Path, repo_id: str | None = None) -> str:
     raw = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}
     hyper = {"method": raw.get("method", {}), "train": raw.get("train", {}),
              "data": {k: v for k, v in (raw.get("data") or {}).items() if k in ("max_length", "val_size", "train_on_prompt")}}
-    base = cfg.model.name_or_path
+    base = hub_base(cfg)
+    shown = cfg.model.name_or_path + (f" (revision {cfg.model.revision})" if cfg.model.revision else "")
     title = repo_id or run.name
+    tags = ["tunewise", "fine-tuned", cfg.method.name] + (["gguf"] if "model.gguf" in files else [])
     out = [
         "---",
-        "library_name: transformers",
-        "tags: [tunewise, fine-tuned, " + cfg.method.name + "]",
-        f"base_model: {base}" if "/" in base and not Path(base).exists() else f"# base model: {base}",
+        f"library_name: {'peft' if kind == 'adapter' else 'transformers'}",
+        "pipeline_tag: text-generation",
+        "tags: [" + ", ".join(tags) + "]",
+        f"base_model: {base}" if base else f"# base model: {shown}",
         "---",
         f"# {title}",
         "",
-        f"Fine-tuned with tunewise from **{base}** using the **{cfg.method.name}** method.",
+        f"Fine-tuned with tunewise from **{shown}** using the **{cfg.method.name}** method. This repository holds "
+        + ("the trained adapter (apply it to the base model)." if kind == "adapter" else
+           "the full weights, the trained result merged into the base." if kind == "merged" else "the full trained weights."),
+        "",
+        "## Use it",
+        *_usage(title, kind, base, files),
         "",
         "## Chat template",
         f"Trained with the `{template.name}` template; generation stops on: "
@@ -76,54 +208,9 @@ def model_card(run: Path, repo_id: str | None = None) -> str:
     report = run / "eval" / "report.md"
     if report.exists():
         out += ["", "## Evaluation (before / after fine-tuning)", report.read_text(encoding="utf-8").rstrip()]
-    verify = run / "export" / "verify.json"
-    if verify.exists():
-        v = json.loads(verify.read_text(encoding="utf-8"))
-        out += ["", "## GGUF verification", f"{v.get('status')} ({v.get('gguf_type')}): greedy answers of the GGUF "
-                "compared with the trained model on held-out prompts."]
+    if verdict:
+        out += ["", "## GGUF verification", f"**{verdict.get('status')}** ({verdict.get('gguf_type')}): greedy answers of "
+                "the GGUF compared with the trained model on held-out prompts (`verify.json`)."]
+    if files:
+        out += ["", "## Files", *(f"- `{f}`" for f in sorted([*files, "README.md"]))]
     return "\n".join(out) + "\n"
-
-
-def write_card(run: Path, export_dir: Path, repo_id: str | None = None) -> Path:
-    return write_text(export_dir / "README.md", model_card(run, repo_id))
-
-
-def preflight(repo_id: str, timeout: float = 3.0) -> str:
-    """Token and network, checked before anything is uploaded. Returns the token."""
-    from huggingface_hub import get_token
-
-    if "/" not in repo_id:
-        raise RunError(f"'{repo_id}' is not a Hub repository id", where="--push", fix="use NAME/REPO, e.g. alice/my-model")
-    token = get_token()
-    if not token:
-        raise RunError("no Hugging Face token, so nothing was uploaded (the model card is in export/README.md)",
-                       where="--push", fix="run `huggingface-cli login` or set HF_TOKEN, then run the export again")
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        raise RunError("HF_HUB_OFFLINE is set, so nothing was uploaded (the model card is in export/README.md)",
-                       where="--push", fix="unset HF_HUB_OFFLINE on a machine with network and run the export again")
-    try:
-        socket.create_connection((HUB_HOST, 443), timeout=timeout).close()
-    except OSError as e:
-        raise RunError(f"cannot reach {HUB_HOST} ({e.__class__.__name__}), so nothing was uploaded "
-                       "(the model card is in export/README.md)", where="--push",
-                       fix="run the export with --push on a machine with network access") from None
-    return token
-
-
-def push(export_dir: Path, run: Path, repo_id: str, token: str, *, private: bool = False) -> str:
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
-    try:
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        merged = export_dir / "merged"
-        api.upload_folder(folder_path=str(merged), repo_id=repo_id, commit_message="tunewise export: merged model")
-        extra = [p for p in [export_dir / "README.md", run / "curves.png", export_dir / "Modelfile",
-                             export_dir / "model.gguf", export_dir / "verify.json"] if p.exists()]
-        for p in extra:
-            api.upload_file(path_or_fileobj=str(p), path_in_repo=p.name, repo_id=repo_id,
-                            commit_message=f"tunewise export: {p.name}")
-    except Exception as e:
-        raise RunError(f"the upload to {repo_id} failed: {e}", where="--push",
-                       fix="check the token has write access (huggingface-cli whoami) and retry") from None
-    return f"https://huggingface.co/{repo_id}"

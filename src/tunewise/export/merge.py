@@ -44,7 +44,7 @@ def load_merged(run: Path, *, checkpoint: str | Path | None = None):
     if cfg.method.name == "qlora":
         _note("QLoRA trained against a 4-bit base: merging into the de-quantised (full-precision) base, "
               "so the merged weights are quantised at most once, by the export you choose")
-    tokenizer = load_tokenizer(resolve_model(cfg.model.name_or_path).path, cfg.model.trust_remote_code)
+    tokenizer = load_tokenizer(resolve_model(cfg.model.name_or_path, cfg.model.revision).path, cfg.model.trust_remote_code)
     # The same loader as chat and eval: whatever the method saved, full precision for merging.
     model = methods.load_trained(run, checkpoint=checkpoint, dtype="float32")
     if hasattr(model, "merge_and_unload"):

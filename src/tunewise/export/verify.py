@@ -86,9 +86,10 @@ class _GGUF:
             from llama_cpp import Llama
         except ImportError:
             from tunewise.errors import ModelError
+            from tunewise.extras import install_hint
 
-            raise ModelError("llama-cpp-python is not installed, so the GGUF cannot be verified",
-                             fix="pip install llama-cpp-python") from None
+            raise ModelError("llama-cpp-python is not installed, so the GGUF cannot be verified", where="tunewise[export]",
+                             fix=install_hint("export")) from None
         self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=max(1, os.cpu_count() or 1),
                          n_batch=min(512, n_ctx), verbose=False, seed=0, logits_all=True)
         self.meta = dict(self.llm.metadata)

@@ -1,42 +1,65 @@
-"""`tunewise chat RUN`: interactive or one-shot chat with the run's template and sampling settings."""
+"""Chat with a run: `tunewise chat RUN` (interactive or one-shot) and `Run.chat`, both through `ChatSession`."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from tunewise.infer.generate import generate, load_run_model
+from tunewise.infer.generate import LoadedModel, generate, load_run_model
 from tunewise.runs import read_run_config
+
+SAMPLING = ("temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens")
+
+
+class ChatSession:
+    """A conversation with a run's model, in its template with its stop tokens; sampling defaults to the run's
+    generation section. `lm`: an already loaded model of this run to reuse."""
+
+    def __init__(self, run: str | Path, *, base: bool = False, checkpoint: str | Path | None = None,
+                 system: str | None = None, lm: LoadedModel | None = None, **sampling):
+        from tunewise.errors import ConfigError
+
+        unknown = set(sampling) - set(SAMPLING)
+        if unknown:
+            raise ConfigError(f"unknown sampling setting(s): {', '.join(sorted(unknown))}", where="chat",
+                              fix=f"use {', '.join(SAMPLING)}")
+        g = read_run_config(run).generation
+        self.params = {k: getattr(g, k) if sampling.get(k) is None else sampling[k] for k in SAMPLING}
+        self.lm = lm or load_run_model(run, tuned=not base, checkpoint=checkpoint)
+        self.system = system
+        self.history: list[dict] = []
+
+    def reset(self) -> None:
+        self.history = []
+
+    def ask(self, text: str, *, stream: bool = False, seed: int | None = None) -> dict:
+        """Answer `text` after the history so far; returns generate()'s result (text, stopped, ...)."""
+        streamer = None
+        if stream:
+            from transformers import TextStreamer
+
+            streamer = TextStreamer(self.lm.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        self.history.append({"role": "user", "content": text})
+        res = generate(self.lm, [system + self.history], streamer=streamer, batch_size=1, seed=seed, **self.params)[0]
+        self.history.append({"role": "assistant", "content": res["text"]})
+        if res["hit_max_new_tokens"]:
+            print(f"[tunewise] the answer hit max_new_tokens={self.params['max_new_tokens']} without stopping",
+                  file=sys.stderr)
+        return res
 
 
 def chat_command(a) -> int:
-    from transformers import TextStreamer
+    from tunewise.api import Run
 
-    cfg = read_run_config(a.run)
-    g = cfg.generation
-    params = dict(
-        temperature=g.temperature if a.temperature is None else a.temperature,
-        top_k=g.top_k if a.top_k is None else a.top_k,
-        top_p=g.top_p if a.top_p is None else a.top_p,
-        repetition_penalty=g.repetition_penalty if a.repetition_penalty is None else a.repetition_penalty,
-        max_new_tokens=g.max_new_tokens if a.max_new_tokens is None else a.max_new_tokens,
-    )
-    lm = load_run_model(a.run, tuned=not a.base, checkpoint=a.checkpoint)
-    streamer = TextStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True)
-    history: list[dict] = [{"role": "system", "content": a.system}] if a.system else []
-
-    def answer(text: str) -> str:
-        history.append({"role": "user", "content": text})
-        res = generate(lm, [history], streamer=streamer, batch_size=1, seed=a.seed, **params)[0]
-        history.append({"role": "assistant", "content": res["text"]})
-        if res["hit_max_new_tokens"]:
-            print(f"[tunewise] the answer hit max_new_tokens={params['max_new_tokens']} without stopping", file=sys.stderr)
-        return res["text"]
-
+    sampling = {k: getattr(a, k) for k in SAMPLING}
     if a.prompt:
-        answer(a.prompt)
+        Run(a.run).chat(a.prompt, system=a.system, base=a.base, checkpoint=a.checkpoint, stream=True, seed=a.seed,
+                        **sampling)
         return 0
-    print(f"Chatting with {a.run} ({lm.label}, template {lm.template.name}). Empty line or /exit quits, /reset clears.",
-          file=sys.stderr)
+    session = ChatSession(a.run, base=a.base, checkpoint=a.checkpoint, system=a.system, **sampling)
+    print(f"Chatting with {a.run} ({session.lm.label}, template {session.lm.template.name}). Empty line or /exit quits, "
+          "/reset clears.", file=sys.stderr)
     while True:
         try:
             text = input("you> ").strip()
@@ -45,8 +68,8 @@ def chat_command(a) -> int:
         if text in ("", "/exit", "/quit"):
             break
         if text == "/reset":
-            del history[1 if a.system else 0:]
+            session.reset()
             continue
         print("model> ", end="", flush=True)
-        answer(text)
+        session.ask(text, stream=True, seed=a.seed)
     return 0

@@ -26,7 +26,7 @@ def load_run_model(run: str | Path, *, tuned: bool = True, checkpoint: str | Pat
     run = require_run(run)
     cfg = read_run_config(run)
     template = read_template(run)
-    resolved = resolve_model(cfg.model.name_or_path)
+    resolved = resolve_model(cfg.model.name_or_path, cfg.model.revision)
     tokenizer = load_tokenizer(resolved.path, cfg.model.trust_remote_code)
     if tuned:
         from tunewise.methods import load_trained

@@ -249,6 +249,6 @@ def load_trained(run: str | Path, *, checkpoint: str | Path | None = None, dtype
 
         model = load_adapter(fix(load_model(result, **kw, **extra)), result)
     else:
-        model = load_result(fix(load_model(resolve_model(cfg.model.name_or_path).path, **kw, **extra)), result)
+        model = load_result(fix(load_model(resolve_model(cfg.model.name_or_path, cfg.model.revision).path, **kw, **extra)), result)
     model.eval()
     return model

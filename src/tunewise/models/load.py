@@ -21,7 +21,8 @@ def is_run_dir(p: Path) -> bool:
     return (p / "config.yaml").exists() and ((p / "adapter").exists() or (p / "model").exists())
 
 
-def resolve_model(name_or_path: str) -> ResolvedModel:
+def resolve_model(name_or_path: str, revision: str | None = None) -> ResolvedModel:
+    """A local model folder for `model.name_or_path`; `revision` applies to Hub ids only."""
     from tunewise.models import tiny
     from tunewise.models.default import BUNDLED, dequantize_gguf, ensure_bundled_model
 
@@ -37,7 +38,7 @@ def resolve_model(name_or_path: str) -> ResolvedModel:
         from tunewise.runs import read_run_config
 
         prev = read_run_config(p)
-        base = resolve_model(prev.model.name_or_path)
+        base = resolve_model(prev.model.name_or_path, prev.model.revision)
         if (p / "model").exists():  # full-weight result: continue from it
             return ResolvedModel((p / "model").resolve(), name_or_path, previous_run=p.resolve())
         return ResolvedModel(base.path, name_or_path, previous_run=p.resolve())
@@ -52,20 +53,16 @@ def resolve_model(name_or_path: str) -> ResolvedModel:
             raise ModelError("folder has no config.json, so it is not a model folder", where=str(p),
                              fix="point model.name_or_path at a Hugging Face model folder, a .gguf file or a run directory")
         return ResolvedModel(p.resolve(), name_or_path)
-    # A hub id: only what is already in the local Hugging Face cache (tunewise never downloads at run time).
-    try:
-        from huggingface_hub import snapshot_download
+    from tunewise.models import hub
 
-        local = snapshot_download(name_or_path, local_files_only=True)
-        return ResolvedModel(Path(local), name_or_path)
-    except Exception:
-        raise ModelError(
-            f"model '{name_or_path}' is not a local folder, a .gguf file, a run directory or a known alias, "
-            "and it is not in the local Hugging Face cache",
-            where="model.name_or_path",
-            fix="use 'gemma3-270m' (offline default), 'tiny-llama', a local folder, or download the model first "
-            "(huggingface-cli download ID) on a machine with network",
-        ) from None
+    if hub.looks_like_hub_id(name_or_path):
+        return ResolvedModel(hub.resolve_hub_model(name_or_path, revision), name_or_path)
+    raise ModelError(
+        f"model '{name_or_path}' is not a local folder, a .gguf file, a run directory, a known alias or a Hub id (ORG/NAME)",
+        where="model.name_or_path",
+        fix=f"use an alias ({', '.join([*BUNDLED, *tiny.ARCHS])}), a Hub id such as Qwen/Qwen2.5-0.5B-Instruct, "
+        "or the path of an existing model folder, .gguf file or run directory",
+    )
 
 
 def load_tokenizer(path: Path, trust_remote_code: bool = False):

@@ -1,1 +1,8 @@
-"""Training stage: trainer assembly on transformers Trainer, collators, callbacks."""
+"""Training stage: trainer assembly on transformers Trainer, collators, callbacks.
+
+Also callable: `tunewise.train(config, **overrides) -> Run` runs tunewise.api.train (see tunewise/_callable.py).
+"""
+
+from tunewise._callable import make_callable
+
+make_callable(__name__, "train")

@@ -74,7 +74,7 @@ def tokenizer_and_template(cfg: Config):
     from tunewise.models.load import load_tokenizer, resolve_model
     from tunewise.templates import choose_template
 
-    resolved = resolve_model(cfg.model.name_or_path)
+    resolved = resolve_model(cfg.model.name_or_path, cfg.model.revision)
     tokenizer = load_tokenizer(resolved.path, cfg.model.trust_remote_code)
     return resolved, tokenizer, choose_template(cfg.template.name, tokenizer, model_type_of(cfg, resolved.path))
 

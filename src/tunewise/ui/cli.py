@@ -19,6 +19,9 @@ def exposure_warning(host: str) -> str | None:
 def cmd_ui(a) -> int:
     import os
 
+    from tunewise.extras import require_extra
+
+    require_extra("ui", "the web board")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     warn = exposure_warning(a.host)
     if warn:

@@ -91,8 +91,7 @@ def running_jobs() -> list[Job]:
 
 
 def _env() -> dict:
-    env = dict(os.environ)
-    env.setdefault("HF_HUB_OFFLINE", "1")
+    env = dict(os.environ)  # no offline switch: a job reaches the Hub exactly when the same CLI command would
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env["PYTHONUNBUFFERED"] = "1"
     src = str(Path(__file__).resolve().parents[2])
