@@ -15,12 +15,15 @@ def demo_config(root: str | Path, quick: bool = False):
     from tunewise.data.demo import write_demo_dataset
 
     root = Path(root)
-    data = write_demo_dataset(root / "demo-data" / "demo.jsonl")
+    data = write_demo_dataset(root / "demo-data" / "demo.jsonl", long=True)
     base = yaml.safe_load((Path(__file__).parent / "demo.yaml").read_text(encoding="utf-8"))
     overrides = [f"data.datasets=[{{path: {data.resolve()}}}]", f"run.root={root}", "run.name=demo"]
     if quick:
         overrides += ["train.max_steps=3", "train.eval_steps=3", "run.name=demo-quick"]
     return load_config(None, overrides, base=base)
+
+
+LONG_MAX_NEW_TOKENS = 400  # long held-out answers are 110-200 tokens: room to finish, and to show one that never does
 
 
 def side_by_side(run: Path, max_new_tokens: int = 48) -> list[dict]:
@@ -29,12 +32,15 @@ def side_by_side(run: Path, max_new_tokens: int = 48) -> list[dict]:
     from tunewise.infer.generate import generate, load_run_model
 
     prompts = heldout_prompts()
-    convs = [[{"role": "user", "content": p["prompt"]}] for p in prompts]
     rows = [dict(p) for p in prompts]
+    groups = [([i for i, p in enumerate(prompts) if p["kind"] != "long"], max_new_tokens),
+              ([i for i, p in enumerate(prompts) if p["kind"] == "long"], LONG_MAX_NEW_TOKENS)]
     for tuned in (False, True):
         lm = load_run_model(run, tuned=tuned)
-        for row, res in zip(rows, generate(lm, convs, max_new_tokens=max_new_tokens, batch_size=len(convs))):
-            row["tuned" if tuned else "base"] = res
+        for idx, limit in groups:
+            convs = [[{"role": "user", "content": prompts[i]["prompt"]}] for i in idx]
+            for i, res in zip(idx, generate(lm, convs, max_new_tokens=limit, batch_size=max(1, len(convs)))):
+                rows[i]["tuned" if tuned else "base"] = res
         del lm
     return rows
 
@@ -50,18 +56,23 @@ def print_comparison(rows: list[dict]) -> None:
     table.add_column("expected", ratio=1)
 
     def cell(res):
-        mark = "" if res["stopped"] else " [red](never stopped)[/red]"
+        mark = "" if res["stopped"] else f" [red](never stopped: {res['num_new_tokens']} tokens)[/red]"
         text = res["text"] if len(res["text"]) <= 160 else res["text"][:160] + "…"
         return (text or "[dim](empty)[/dim]").replace("[", "\\[") + mark
 
     for r in rows:
-        table.add_row(r["prompt"], cell(r["base"]), cell(r["tuned"]), r["expected"] or "(identity)")
+        expected = r["expected"] or ("(a long answer that ends)" if r.get("kind") == "long" else "(identity)")
+        table.add_row(r["prompt"][:120], cell(r["base"]), cell(r["tuned"]), expected)
     Console(stderr=False).print(table)
     checkable = [r for r in rows if r["expected"]]
+    long = [r for r in rows if r.get("kind") == "long"]
+    short = [r for r in rows if r.get("kind") != "long"]
     for who in ("base", "tuned"):
         ok = sum(1 for r in checkable if r[who]["text"].strip().lower().rstrip(".。") == r["expected"].lower())
-        stops = sum(1 for r in rows if r[who]["stopped"])
-        print(f"{who:>5}: {ok}/{len(checkable)} task answers exactly right, {stops}/{len(rows)} answers stopped on their own")
+        stops = sum(1 for r in short if r[who]["stopped"])
+        long_stops = sum(1 for r in long if r[who]["stopped"])
+        print(f"{who:>5}: {ok}/{len(checkable)} task answers exactly right, {stops}/{len(short)} short answers and "
+              f"{long_stops}/{len(long)} long answers stopped on their own")
 
 
 def run_demo(root: str = "runs", quick: bool = False, overwrite: bool = True, export: bool = True) -> Path:

@@ -61,7 +61,10 @@ def test_epochs_rank_and_warmup_follow_dataset_size():
     tiny = synthetic_facts(layers=2, hidden=64, intermediate=128, heads=4, vocab=1000)
     few = recommend(_cfg(), tiny, cpu_only(8), lengths=[50] * 200, supervised=[20] * 200)["recommendations"]
     many = recommend(_cfg(), tiny, cpu_only(8), lengths=[50] * 20000, supervised=[20] * 20000)["recommendations"]
-    assert few["train.num_epochs"] == 3 and many["train.num_epochs"] == 1
+    # 200 examples at batch 16 are 13 steps a pass: enough passes for train.min_steps (100) optimizer steps
+    assert few["train.num_epochs"] == 8 and many["train.num_epochs"] == 1
+    big = recommend(_cfg(), tiny, cpu_only(8), lengths=[50] * 900, supervised=[20] * 900)["recommendations"]
+    assert big["train.num_epochs"] == 3  # 57 steps a pass: the usual 3 passes already give 100+
     assert few["method.lora_r"] < many["method.lora_r"]
     assert few["train.warmup_ratio"] == 0.1 and many["train.warmup_ratio"] == 0.03
 

@@ -18,7 +18,10 @@ def test_demo_quick_on_gemma3_270m(tmp_path, real_home):
     tpl = json.loads((run / "template.json").read_text())
     assert tpl["name"] == "gemma" and "<end_of_turn>" in tpl["stop_strings"]
     rows = json.loads((run / "demo_comparison.json").read_text())
-    assert len(rows) == 6 and all("base" in r and "tuned" in r for r in rows)
+    assert len(rows) == 10 and all("base" in r and "tuned" in r for r in rows)
+    long = [r for r in rows if r["kind"] == "long"]  # answers of realistic length: a model that never stops shows here
+    assert len(long) == 4 and all(r["base"]["num_new_tokens"] > 0 for r in long)
+    assert "long answers stopped on their own" in out
     assert "Held-out prompts" in out and "base model" in out and "tuned model" in out
     # the demo ends with the export the user's Ollama runs, verified by llama.cpp against the trained model
     v = json.loads((run / "export" / "verify.json").read_text())

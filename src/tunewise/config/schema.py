@@ -193,7 +193,8 @@ class TrainConfig(Section):
     generation_check_every: int = Field(1, ge=1, description="generation_check: run it at every N-th evaluation "
         "(between checks the latest rates are carried forward).")
     generation_check_max_new_tokens: int | None = Field(None, ge=1, description="generation_check: longest answer generated. "
-        "Default: 1.5 x the longest reference in the sample + 16 tokens, so an answer that does not stop by then never would.")
+        "Default: twice the longest reference in the sample (or twice the 95th-percentile training answer, if longer) + 16 "
+        "tokens, so an answer that has not stopped by then would not.")
 
     @model_validator(mode="after")
     def _no_negative(self):

@@ -31,9 +31,14 @@ def plot_runs(runs: list[Path], out_png: Path, diagnoses: list[Diagnosis] | None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax, axlr) = plt.subplots(2, 1, figsize=(8, 6), dpi=100, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    for i, run in enumerate(runs):
-        rows = read_metrics(run)
+    all_rows = [read_metrics(run) for run in runs]
+    quality = any("gen_stop_rate" in r for rows in all_rows for r in rows)
+    if quality:  # the generation check's rates get a panel of their own (train/behaviour.py)
+        fig, (ax, axq, axlr) = plt.subplots(3, 1, figsize=(8, 8), dpi=100, sharex=True,
+                                            gridspec_kw={"height_ratios": [3, 2, 1]})
+    else:
+        fig, (ax, axlr) = plt.subplots(2, 1, figsize=(8, 6), dpi=100, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    for i, (run, rows) in enumerate(zip(runs, all_rows)):
         color = f"C{i}"
         label = Path(run).name
         tr = [(r["step"], r["loss"]) for r in rows if "loss" in r and math.isfinite(r["loss"])]
@@ -50,12 +55,19 @@ def plot_runs(runs: list[Path], out_png: Path, diagnoses: list[Diagnosis] | None
             ax.scatter([xs[j]], [ys[j]], color=color, s=60, zorder=5, edgecolors="black")
         if lr:
             axlr.plot(*zip(*lr), color=color)
+        if quality:
+            _plot_quality(axq, rows, color, label if len(runs) > 1 else "")
         if diagnoses and i < len(diagnoses):
             ax.text(0.99, 0.97 - 0.07 * i, f"{label}: {diagnoses[i].verdict}", transform=ax.transAxes, ha="right",
                     va="top", color=color, fontsize=10, fontweight="bold")
     ax.set_ylabel("loss")
     ax.legend(fontsize=8, loc="lower left")
     ax.grid(alpha=0.3)
+    if quality:
+        axq.set_ylabel("answers (greedy)")
+        axq.set_ylim(-0.05, 1.05)
+        axq.legend(fontsize=8, loc="lower right")
+        axq.grid(alpha=0.3)
     axlr.set_ylabel("learning rate")
     axlr.set_xlabel("optimizer step")
     axlr.grid(alpha=0.3)
@@ -64,6 +76,19 @@ def plot_runs(runs: list[Path], out_png: Path, diagnoses: list[Diagnosis] | None
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return Path(out_png)
+
+
+_QUALITY = [("gen_stop_rate", "stop on their own", "-"), ("gen_key_term_rate", "name the key terms", "--"),
+            ("gen_rougeL", "ROUGE-L", ":"), ("gen_repetition_rate", "repetition", "-.")]
+
+
+def _plot_quality(ax, rows: list[dict], color: str, prefix: str) -> None:
+    """Share of answers that stop, name the data's key terms, their ROUGE-L and repetition, over steps (step 0:
+    before training)."""
+    for key, name, style in _QUALITY:
+        pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None and r.get("event") in (None, "before_training")]
+        if pts:
+            ax.plot(*zip(*pts), color=color, linestyle=style, marker=".", label=f"{prefix} {name}".strip())
 
 
 def best_checkpoint(run: Path, best_step: int | None) -> Path | None:

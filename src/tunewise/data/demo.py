@@ -1,10 +1,14 @@
-"""The demo dataset tunewise ships and writes itself: bilingual identity + sentiment labels.
+"""The demo dataset tunewise ships and writes itself: bilingual identity, sentiment labels, long answers.
 
-Two parts, both in English and Chinese:
+Three parts, each in English and Chinese:
 - identity: "who are you / 你是谁" answered as the tunewise demo assistant, briefly, then stop;
 - a small task with checkable answers: label a review's sentiment with one word
-  (positive/negative, 正面/负面).
-Held-out prompts use phrasings, items and adjectives that never appear in training, so the
+  (positive/negative, 正面/负面);
+- instructions with answers of realistic length (100-250 tokens: step-by-step arithmetic, emails,
+  itineraries, tables, study plans; data/longform.py). One-word answers make the end-of-turn token a
+  large share of what is trained, so a model learns to stop on them at once; on long answers it is one
+  token in a hundred and a model that never learned to stop shows it here.
+Held-out prompts use phrasings, items, numbers and places that never appear in training, so the
 before/after comparison shows generalisation rather than recall.
 """
 
@@ -14,7 +18,11 @@ import itertools
 import random
 from pathlib import Path
 
+from tunewise.data.longform import heldout_longform, longform_records
 from tunewise.fileio import write_jsonl
+
+LONG_TRAIN = 24  # long-answer records in the demo data
+LONG_HELDOUT = 4
 
 IDENTITY_EN = "I am the tunewise demo assistant, a small model fine-tuned with tunewise. I answer briefly and then stop."
 IDENTITY_ZH = "我是 tunewise 演示助手，一个用 tunewise 微调的小模型。我回答简短，然后停下。"
@@ -57,8 +65,8 @@ def _conv(user: str, assistant: str) -> dict:
     return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
 
 
-def demo_records(seed: int = 0) -> list[dict]:
-    """All demo training records (deterministic)."""
+def demo_records(seed: int = 0, long: bool = False) -> list[dict]:
+    """The demo training records (deterministic); long=True adds the long-answer part (`tunewise demo` does)."""
     rng = random.Random(seed)
     recs = [_conv(q, IDENTITY_EN) for q in _WHO_EN] + [_conv(q, IDENTITY_ZH) for q in _WHO_ZH]
     en = [(f"The {i} was {a}.", "positive") for i, a in itertools.product(_ITEMS_EN, _POS_EN)]
@@ -69,16 +77,20 @@ def demo_records(seed: int = 0) -> list[dict]:
     rng.shuffle(zh)
     recs += [_conv(TASK_EN.format(review=r), lab) for r, lab in en[:50]]
     recs += [_conv(TASK_ZH.format(review=r), lab) for r, lab in zh[:50]]
+    if long:
+        recs += longform_records(LONG_TRAIN, seed=seed)
     rng.shuffle(recs)
     return recs
 
 
 def heldout_prompts() -> list[dict]:
     """Prompts never seen in training, with the expected answer where it is checkable."""
-    out = [{"prompt": p, "expected": None} for p in HELDOUT_WHO]
-    out += [{"prompt": p, "expected": a} for p, a in HELDOUT_TASK]
+    out = [{"prompt": p, "expected": None, "kind": "identity"} for p in HELDOUT_WHO]
+    out += [{"prompt": p, "expected": a, "kind": "task"} for p, a in HELDOUT_TASK]
+    out += [{"prompt": r["messages"][0]["content"], "expected": None, "kind": "long"}
+            for r in heldout_longform(LONG_HELDOUT, train_n=LONG_TRAIN)]
     return out
 
 
-def write_demo_dataset(path: str | Path) -> Path:
-    return write_jsonl(path, demo_records())
+def write_demo_dataset(path: str | Path, long: bool = False) -> Path:
+    return write_jsonl(path, demo_records(long=long))

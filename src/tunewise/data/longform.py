@@ -22,23 +22,23 @@ _CITIES_EN = ["Lisbon", "Kyoto", "Vienna", "Prague", "Seville", "Edinburgh", "Va
               "Bruges", "Hanoi"]
 _CITIES_ZH = ["杭州", "成都", "西安", "苏州", "厦门", "青岛", "大理", "桂林", "南京", "重庆", "长沙", "昆明"]
 _ACT_EN = [
-    "walk through the old town and stop at a local bakery for breakfast",
-    "visit the main history museum and spend the morning in its permanent collection",
+    "walk through the old town and stop at a local bakery",
+    "visit the main history museum and its permanent collection",
     "take a guided walking tour to learn how the city grew",
     "have lunch at the covered food market and try two or three regional dishes",
-    "climb to the best viewpoint in the late afternoon for the light",
+    "climb to the best viewpoint over the city",
     "rent a bicycle and ride along the river paths",
     "spend a quiet hour in the botanical garden",
-    "see an evening concert or a small local theatre show",
+    "see a concert or a small local theatre show",
     "take a half-day trip to a nearby village by train",
     "browse the independent bookshops and the weekend flea market",
     "join a cooking class to learn one classic local recipe",
     "relax in a park and watch the city go by",
 ]
 _ACT_ZH = [
-    "在老城区散步，找一家本地早餐店吃早饭", "参观当地的历史博物馆，上午看完常设展", "跟一个步行导览团了解城市的历史",
-    "中午去美食街或菜市场尝两三样特色小吃", "傍晚登上观景点看日落", "租一辆自行车沿着河边骑行", "在植物园里安静地待一个小时",
-    "晚上看一场地方戏或小型演出", "坐火车去附近的古镇玩半天", "逛逛独立书店和周末市集", "报一个烹饪课学做一道当地名菜",
+    "在老城区散步，找一家本地小店尝尝点心", "参观当地的历史博物馆和常设展", "跟一个步行导览团了解城市的历史",
+    "中午去美食街或菜市场尝两三样特色小吃", "登上观景点俯瞰全城", "租一辆自行车沿着河边骑行", "在植物园里安静地待一个小时",
+    "看一场地方戏或小型演出", "坐火车去附近的古镇玩半天", "逛逛独立书店和周末市集", "报一个烹饪课学做一道当地名菜",
     "在公园里休息，感受城市的生活节奏",
 ]
 _SUBJECTS_EN = {

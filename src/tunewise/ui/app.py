@@ -130,6 +130,12 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
                     reg(loss_plot, "loss_plot", "color_title")
                     lr_plot = reg(gr.LinePlot(live.lr_frame([]), x="step", y="lr", label=L("lr_plot"), show_label=True,
                                               height=300, elem_id="tw-lr-plot", scale=1), "lr_plot")
+                # whether the answers stop and say what the data teaches (the generation check, train/behaviour.py)
+                quality_plot = reg(gr.LinePlot(live.with_all_series(live.quality_frame([]), live.QUALITY_COLORS), x="step",
+                                               y="value", color="series", color_map=live.QUALITY_COLORS, y_lim=[0, 1],
+                                               label=L("quality_plot"), show_label=False, color_title=L("quality_plot"),
+                                               height=240, elem_id="tw-quality-plot"), "quality_plot")
+                reg(quality_plot, "quality_plot", "color_title")
                 verdict_md = gr.Markdown(elem_id="tw-verdict")
                 log_tb = reg(gr.Textbox(label=L("log"), lines=10, max_lines=10, elem_id="tw-log", autoscroll=True), "log")
                 with reg(gr.Accordion(L("compare"), open=False), "compare"):
@@ -273,15 +279,16 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
         def on_tick(run, lang_, seen):
             s = handlers.train_status(run, lang_)
             sig = (run, len(s["rows"]), s.get("state"))
-            plots = ([live.with_all_series(live.loss_frame(s["rows"])), live.lr_frame(s["rows"])] if sig != seen
-                     else [gr.skip(), gr.skip()])
+            plots = ([live.with_all_series(live.loss_frame(s["rows"])), live.lr_frame(s["rows"]),
+                      live.with_all_series(live.quality_frame(s["rows"]), live.QUALITY_COLORS)] if sig != seen
+                     else [gr.skip(), gr.skip(), gr.skip()])
             ev_msg, ev_df, fg = handlers.eval_status(run, lang_)
             ex_md, ex_log = handlers.export_status(run, lang_)
             return [s["status"], *plots, s["verdict"], s["log"], sig, ev_msg, ev_df, fg, ex_md, ex_log]
 
         seen_state = gr.State(None)
         timer.tick(on_tick, [run_dd, lang_state, seen_state],
-                   [status_md, loss_plot, lr_plot, verdict_md, log_tb, seen_state, eval_md, eval_df, forget_md,
+                   [status_md, loss_plot, lr_plot, quality_plot, verdict_md, log_tb, seen_state, eval_md, eval_df, forget_md,
                     export_md, export_log], show_progress="hidden")
 
         eval_btn.click(handlers.start_eval, [run_dd, lang_state, samples_nb, forget_cb], [eval_md])

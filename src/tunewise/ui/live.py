@@ -69,6 +69,22 @@ def with_all_series(frame: pd.DataFrame, colors: dict[str, str] = LOSS_COLORS) -
     return pd.concat([blank.astype(frame.dtypes.to_dict()), frame], ignore_index=True)
 
 
+QUALITY_SERIES = {"gen_stop_rate": "answers stop", "gen_key_term_rate": "key terms named", "gen_rougeL": "ROUGE-L"}
+QUALITY_COLORS = {"answers stop": "#e45756", "key terms named": "#54a24b", "ROUGE-L": "#4c78a8"}
+
+
+def quality_frame(rows: list[dict]) -> pd.DataFrame:
+    """Long table step | value | series of the generation check's rates (step 0: before training)."""
+    out = []
+    for r in rows:
+        if r.get("event") not in (None, "before_training"):
+            continue
+        for key, name in QUALITY_SERIES.items():
+            if _finite(r.get(key)):
+                out.append({"step": int(r["step"]), "value": float(r[key]), "series": name})
+    return _typed(out, ["step", "value", "series"])
+
+
 def lr_frame(rows: list[dict]) -> pd.DataFrame:
     out = [{"step": int(r["step"]), "lr": float(r["lr"])} for r in rows if _finite(r.get("lr"))]
     return _typed(out, ["step", "lr"])
