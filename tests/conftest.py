@@ -18,6 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = ["tiny-llama", "tiny-qwen2", "tiny-gemma3"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Two pytest workers share two cores: one torch thread each, also in the CLI subprocesses the tests start
+# (two threads per process on a full machine spin-wait on each other and run many times slower).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 

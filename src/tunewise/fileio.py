@@ -27,6 +27,9 @@ def atomic_path(target: str | os.PathLike, *, is_dir: bool = False) -> Iterator[
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         os.close(fd)
         tmp = Path(name)
+    # mkstemp/mkdtemp create 0600/0700 for privacy; a result is shared like any file the user writes (an Ollama
+    # service running as its own user must read the GGUF and Modelfile): the usual permissions under the umask.
+    os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_umask())
     try:
         yield tmp
         if is_dir and target.exists():
@@ -38,6 +41,12 @@ def atomic_path(target: str | os.PathLike, *, is_dir: bool = False) -> Iterator[
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

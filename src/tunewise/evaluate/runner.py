@@ -73,9 +73,20 @@ def _encode_text(lm, records, max_length):
     return encode_pretrain(lm.tokenizer, records, block_size=max_length)[0]
 
 
+def run_key_terms(run: Path) -> list[str]:
+    """The terms the run's data teaches (a name, a maker, a label), as the generation check fixed them."""
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return []
+    for _, row in read_jsonl(path):
+        if row.get("event") == "before_training":
+            return list(row.get("key_terms") or [])
+    return []
+
+
 def evaluate_model(lm, sets: dict[str, list[dict]], cfg, general_text: list[dict], general_qa: list[dict],
-                   max_new_tokens: int | None = None) -> dict:
-    from tunewise.textmetrics import perplexity, score_generations
+                   max_new_tokens: int | None = None, key_terms: list[str] | None = None) -> dict:
+    from tunewise.textmetrics import key_term_hits, perplexity, score_generations
     from tunewise.infer.generate import generate
 
     out: dict = {"sets": {}, "predictions": {}}
@@ -90,6 +101,9 @@ def evaluate_model(lm, sets: dict[str, list[dict]], cfg, general_text: list[dict
                   "hit_max_new_tokens": g["hit_max_new_tokens"], "num_new_tokens": g["num_new_tokens"]}
                  for c, r, g in zip(convs, recs, gens)]
         scores = score_generations(items)
+        hits, judged = key_term_hits([it["prediction"] for it in items], [it["reference"] for it in items], key_terms or [])
+        if judged and name != "general_qa":
+            scores["key_term_rate"] = hits / judged  # answers naming what the data teaches, where the reference does
         scores["loss"] = loss
         scores["perplexity"] = perplexity(loss) if loss is not None else None
         out["sets"][name] = scores
@@ -100,7 +114,7 @@ def evaluate_model(lm, sets: dict[str, list[dict]], cfg, general_text: list[dict
     return out
 
 
-_ROWS = ["loss", "perplexity", "rouge1", "rouge2", "rougeL", "bleu4", "exact_match", "avg_answer_tokens",
+_ROWS = ["loss", "perplexity", "rouge1", "rouge2", "rougeL", "bleu4", "exact_match", "key_term_rate", "avg_answer_tokens",
          "no_stop_rate", "repetition_rate"]
 
 
@@ -145,7 +159,7 @@ def run_eval(run: str | Path, *, data: list[str] | None = None, max_samples: int
         _say(f"[tunewise] evaluating the {'tuned' if tuned else 'base'} model on {', '.join(sets)}"
              + (" + forgetting probes" if forgetting else ""))
         lm = load_run_model(run, tuned=tuned, checkpoint=checkpoint if tuned else None)
-        results[label] = evaluate_model(lm, sets, cfg, gtext, gqa, max_new_tokens)
+        results[label] = evaluate_model(lm, sets, cfg, gtext, gqa, max_new_tokens, key_terms=run_key_terms(run))
         del lm
     eval_dir = run / "eval"
     for label in ("before", "after"):

@@ -73,12 +73,24 @@ def model_summary(path, trust_remote_code: bool = False) -> dict:
         "linear_modules": modules,
         "lora_targets_hint": sorted(m["name"] for m in modules if m["usual_lora_target"]),
         "chat_template": bool(tok.chat_template),
+        "builtin_system_prompt": _builtin_system(tok),
         "chat_template_note": "has its own chat template" if tok.chat_template else
                               "no chat template: a base model — tunewise picks one for its family (template.name: auto)",
         "special_tokens": {k: v for k, v in {"bos": tok.bos_token, "eos": tok.eos_token, "pad": tok.pad_token,
                                              "unk": tok.unk_token}.items() if v},
         "additional_special_tokens": list(getattr(tok, "additional_special_tokens", []) or [])[:20],
     }
+
+
+def _builtin_system(tok) -> str | None:
+    if not tok.chat_template:
+        return None
+    from tunewise.templates import ChatTemplate
+
+    try:
+        return ChatTemplate.from_tokenizer(tok).builtin_system
+    except Exception:  # an exotic template that cannot render a probe: nothing to report
+        return None
 
 
 def _fmt(n: int) -> str:
@@ -107,4 +119,7 @@ def print_summary(s: dict) -> None:
                   "usual" if m["usual_lora_target"] else "", m["meaning"])
     c.print(t)
     c.print(f"chat template: {s['chat_template_note']}")
+    if s.get("builtin_system_prompt"):
+        c.print(f"the template writes this system prompt into conversations without one: {s['builtin_system_prompt']!r}"
+                " (tunewise replaces it when your data states another identity; template.system sets your own)")
     c.print(f"special tokens: {s['special_tokens']}" + (f"; extra: {s['additional_special_tokens']}" if s["additional_special_tokens"] else ""))

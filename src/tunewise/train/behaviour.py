@@ -13,7 +13,6 @@ picks the best checkpoint and drives early stopping (`eval_guarded_loss`).
 from __future__ import annotations
 
 import random
-from collections import Counter
 from dataclasses import dataclass, field
 
 from tunewise import textmetrics as tm
@@ -118,9 +117,8 @@ class GenerationCheck:
         """Measure the untouched model; terms it already says are not what the data teaches."""
         base = measure(model, self.probe, self._decode, self.batch_size)
         texts = base.pop("_texts")
-        said = Counter(t for text in texts for t in tm.term_set(text))
-        often = max(2, len(texts) // 4)  # said in a quarter of the answers: the model knew it already
-        self.probe.key_terms = [k for k in self.probe.candidate_terms if said[k] < often]
+        said = set().union(*(tm.term_set(t) for t in texts)) if texts else set()
+        self.probe.key_terms = [k for k in self.probe.candidate_terms if k not in said]  # the model says it already
         base.pop("gen_key_term_rate", None)
         hits, judged = tm.key_term_hits(texts, self.probe.references, self.probe.key_terms)
         if judged >= 3:

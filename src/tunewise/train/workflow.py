@@ -218,7 +218,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
     # 6. save (atomically: a failed run never leaves a half-written adapter)
     summary = {"global_step": trainer.state.global_step, "train_loss": result.training_loss,
                "train_runtime_s": result.metrics.get("train_runtime"),
-               "best_checkpoint": trainer.state.best_model_checkpoint, "best_val_loss": trainer.state.best_metric,
+               "best_checkpoint": trainer.state.best_model_checkpoint, **_best_losses(trainer, check is not None),
                "diverged_at_step": trainer.nan_step, "trainable_parameters": trainable, "total_parameters": total,
                "method": info.name, "base_model": str(resolved.path), "model_alias": resolved.alias}
     if has_val and trainer.nan_step is None:
@@ -238,6 +238,17 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
     stamp(run, cfg)
     _finish_curves(run)
     return run
+
+
+def _best_losses(trainer, guarded: bool) -> dict:
+    """The best checkpoint's validation loss (and, when the generation check chose it, its guarded loss)."""
+    best = trainer.state.best_metric
+    if not guarded:
+        return {"best_val_loss": best}
+    ckpt = trainer.state.best_model_checkpoint
+    step = int(str(ckpt).rsplit("-", 1)[-1]) if ckpt else None
+    val = next((h["eval_loss"] for h in trainer.state.log_history if h.get("step") == step and "eval_loss" in h), None)
+    return {"best_val_loss": val, "best_guarded_val_loss": best}
 
 
 def generation_check(cfg: Config, tokenizer, template, prepared):

@@ -1,0 +1,79 @@
+"""The generation check runs in real (tiny) training runs and steers the verdict and the best checkpoint."""
+
+import json
+
+import pytest
+
+from conftest import read_metrics, tiny_config, write_config
+from tunewise.cli import main
+
+
+@pytest.fixture(scope="module")
+def checked_run(tmp_path_factory, tw_home):
+    import os
+
+    from tunewise.data.demo import write_demo_dataset
+
+    os.environ["TUNEWISE_HOME"] = str(tw_home)
+    root = tmp_path_factory.mktemp("gencheck")
+    data = write_demo_dataset(root / "demo.jsonl")
+    cfg = tiny_config(root, data, train={"max_steps": 12, "eval_steps": 4, "generation_check_samples": 4,
+                                         "learning_rate": 2e-3})
+    assert main(["train", str(write_config(root / "c.yaml", cfg))]) == 0
+    return root / "runs" / "t"
+
+
+def test_check_is_logged_before_training_and_at_each_evaluation(checked_run):
+    rows = read_metrics(checked_run)
+    first = rows[0]
+    assert first["event"] == "before_training" and first["step"] == 0
+    assert 0 <= first["gen_stop_rate"] <= 1 and "key_terms" in first
+    evals = [r for r in rows if "val_loss" in r]
+    assert len(evals) == 3 and all("gen_stop_rate" in r and "guarded_val_loss" in r for r in evals)
+    for r in evals:  # guarded = loss + penalties, never below the loss
+        assert r["guarded_val_loss"] >= r["val_loss"] - 1e-9
+    final = next(r for r in rows if r.get("event") == "final_eval")
+    assert "final_gen_stop_rate" in final
+
+
+def test_best_checkpoint_is_chosen_on_the_guarded_loss(checked_run):
+    from transformers import TrainerState
+
+    ck = sorted((checked_run / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
+    state = TrainerState.load_from_json(str(ck / "trainer_state.json"))
+    guarded = {r["step"]: r["guarded_val_loss"] for r in read_metrics(checked_run) if "guarded_val_loss" in r}
+    assert state.best_metric == pytest.approx(min(guarded.values()), rel=1e-6)
+
+
+def test_a_model_that_never_stops_is_not_called_well_fit(checked_run):
+    # a tiny random model cannot have learned to end its turn in 12 steps
+    d = json.loads((checked_run / "diagnosis.json").read_text())
+    rows = read_metrics(checked_run)
+    final = next(r for r in rows if r.get("event") == "final_eval")
+    if final["final_gen_stop_rate"] < 0.9:
+        assert d["verdict"] in ("does_not_stop", "diverged") and "curve_verdict" in d["evidence"]
+    assert (checked_run / "curves.png").stat().st_size > 0
+
+
+def test_check_off_uses_the_plain_validation_loss(tmp_path, demo_jsonl, tiny_model_dirs):
+    cfg = tiny_config(tmp_path, demo_jsonl, train={"max_steps": 4, "eval_steps": 2, "generation_check": False})
+    assert main(["train", str(write_config(tmp_path / "c.yaml", cfg))]) == 0
+    rows = read_metrics(tmp_path / "runs" / "t")
+    assert not any("gen_stop_rate" in r for r in rows) and not any("guarded_val_loss" in r for r in rows)
+
+
+def test_probe_prefers_short_references_and_leaves_room(tiny_model_dirs):
+    from transformers import AutoTokenizer
+
+    from tunewise.templates import choose_template
+    from tunewise.train.behaviour import build_probe
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dirs["tiny-llama"])
+    tpl = choose_template("auto", tok, "llama")
+    short = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "yes"}]} for i in range(6)]
+    long = [{"messages": [{"role": "user", "content": f"long {i}"}, {"role": "assistant", "content": "word " * 400}]}
+            for i in range(6)]
+    p = build_probe(long + short, short, tok, tpl, samples=4, seed=0)
+    assert len(p.prompts) == 4 and all(r == "yes" for r in p.references)  # the long ones are left out
+    assert p.max_new_tokens >= 2 * max(p.ref_tokens) + 16
+    assert build_probe([], short, tok, tpl, samples=4) is None
