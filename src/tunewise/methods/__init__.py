@@ -150,6 +150,17 @@ def result_kind(path: Path | None) -> str | None:
     return None
 
 
+def _saves_embeddings(model, modules_to_save) -> bool:
+    """True when method.modules_to_save already trains the whole embedding or output matrix (then the
+    control-token rows train with it, and peft cannot wrap the same module twice)."""
+    wanted = set(modules_to_save or ())
+    if not wanted:
+        return False
+    layers = {id(m) for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}
+    return any(id(mod) in layers and (name in wanted or name.rsplit(".", 1)[-1] in wanted)
+               for name, mod in model.named_modules())
+
+
 def apply_method(cfg, model, *, previous_run: Path | None = None, tokenizer=None, template=None):
     """Apply cfg.method to a loaded base model, continuing a previous run's adapter where that makes sense.
 
@@ -163,7 +174,8 @@ def apply_method(cfg, model, *, previous_run: Path | None = None, tokenizer=None
     prev = Path(previous_run) / "adapter" if previous_run and (Path(previous_run) / "adapter").exists() else None
     kind = result_kind(prev)
     ctx: dict = {"previous_adapter": None, "tokenizer": tokenizer, "token_ids": None}
-    if template is not None and tokenizer is not None and cfg.method.train_stop_tokens:
+    if template is not None and tokenizer is not None and cfg.method.train_stop_tokens \
+            and not _saves_embeddings(model, cfg.method.modules_to_save):
         from tunewise.templates import control_token_ids
 
         ctx["token_ids"] = control_token_ids(template, tokenizer)

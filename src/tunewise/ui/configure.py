@@ -24,7 +24,7 @@ FORM_PARAMS: list[tuple[str, str]] = [
     ("method.lora_alpha", "float"),
     ("method.lora_dropout", "float"),
     ("train.learning_rate", "float"),
-    ("train.num_epochs", "float"),
+    ("train.num_epochs", "float_or_none"),
     ("train.max_steps", "int_or_none"),
     ("train.per_device_batch_size", "int"),
     ("train.gradient_accumulation_steps", "int"),
@@ -64,12 +64,14 @@ def form_default(key: str) -> Any:
     if key == "train.learning_rate":
         return 2e-4
     v = schema_entries()[key]["default"]
-    return 0 if v is None and key in ("train.max_steps", "train.eval_steps") else v
+    return 0 if v is None and key in ("train.max_steps", "train.eval_steps", "train.num_epochs") else v
 
 
 def _coerce(kind: str, v: Any) -> Any:
     if kind == "int_or_none":
         return None if v in (None, "", 0) else int(v)
+    if kind == "float_or_none":  # 0 or empty: the automatic value (train.num_epochs)
+        return None if v in (None, "", 0) else float(v)
     if kind == "int":
         return None if v in (None, "") else int(v)
     if kind == "float":
@@ -88,7 +90,7 @@ def form_to_dict(*, name: str, root: str, model: str, data_path: str, values: di
     for key, value in values.items():
         section, field = key.split(".", 1)
         v = _coerce(kinds.get(key, ""), value)
-        if v is None and kinds.get(key) not in ("int_or_none",) and key != "train.learning_rate":
+        if v is None and kinds.get(key) not in ("int_or_none", "float_or_none") and key != "train.learning_rate":
             continue  # an emptied box means "use the default"
         data.setdefault(section, {})[field] = v
     return data
