@@ -64,12 +64,21 @@ def generate(lm: LoadedModel, conversations: list[list[dict]], *, max_new_tokens
             ids[i, n - len(p):] = torch.tensor(p)
             mask[i, n - len(p):] = 1
         sample = temperature > 0
-        gen = lm.model.generate(
-            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=sample,
-            temperature=temperature if sample else None, top_k=top_k if sample and top_k else None,
-            top_p=top_p if sample else None, repetition_penalty=repetition_penalty,
-            eos_token_id=stop_ids, pad_token_id=pad, streamer=streamer,
-        )
+        try:
+            gen = lm.model.generate(
+                input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=sample,
+                temperature=temperature if sample else None, top_k=top_k if sample and top_k else None,
+                top_p=top_p if sample else None, repetition_penalty=repetition_penalty,
+                eos_token_id=stop_ids, pad_token_id=pad, streamer=streamer,
+            )
+        except RuntimeError as e:
+            if "inf" not in str(e) and "nan" not in str(e):
+                raise
+            from tunewise.errors import RunError
+
+            raise RunError(f"the {lm.label} model's outputs are not finite numbers ({e}): its weights blew up in training",
+                           where=lm.label, fix="use an earlier checkpoint (--checkpoint) or train again with a lower "
+                           "train.learning_rate") from None
         for row in gen[:, n:].tolist():
             new = []
             stopped = False

@@ -214,6 +214,16 @@ def load_result(base_model, result: str | Path, *, is_trainable: bool = False):
     return PeftModel.from_pretrained(base_model, result, is_trainable=is_trainable)
 
 
+def diverged_without_checkpoint(run: Path) -> bool:
+    from tunewise.fileio import read_json
+
+    try:
+        summary = read_json(Path(run) / "train_summary.json")
+    except Exception:  # no summary (or a damaged one): nothing to say about divergence
+        return False
+    return isinstance(summary, dict) and summary.get("diverged_at_step") is not None
+
+
 def load_trained(run: str | Path, *, checkpoint: str | Path | None = None, dtype: str | None = None,
                  as_trained: bool = False):
     """The trained model of a run (adapter applied or full weights), in eval mode.
@@ -225,10 +235,17 @@ def load_trained(run: str | Path, *, checkpoint: str | Path | None = None, dtype
     from tunewise.models.load import load_model, resolve_model
     from tunewise.runs import read_run_config
 
+    from tunewise.runs import last_good_checkpoint
+
     run = Path(run)
     cfg = read_run_config(run)
     result = Path(checkpoint) if checkpoint else result_dir(run)
+    if result is None and (result := last_good_checkpoint(run)) is not None:
+        _say(f"training diverged, so this run has no final result: using its last good checkpoint, {result}")
     kind = result_kind(result)
+    if kind is None and diverged_without_checkpoint(run):
+        raise RunError("training diverged (NaN/inf loss) before any good checkpoint was saved, so there are no usable "
+                       "weights", where=str(run), fix="train again with a lower train.learning_rate (--overwrite)")
     if kind is None:
         raise RunError("the run has no trained adapter or model yet", where=str(run),
                        fix="finish `tunewise train` first (or pass --checkpoint)")

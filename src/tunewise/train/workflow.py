@@ -3,37 +3,20 @@
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import sys
 import weakref
 from pathlib import Path
 
-from tunewise.config import dump_config
 from tunewise.config.schema import Config
 from tunewise.errors import RunError
-from tunewise.fileio import atomic_path, read_json, write_json, write_text
+from tunewise.fileio import atomic_path, read_json, write_json
 from tunewise.runs import newest_checkpoint, run_dir_for
+from tunewise.train.rundir import start_run_dir  # noqa: F401  (re-exported: the board and tests use it from here)
 
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def start_run_dir(cfg: Config, *, resume: bool, overwrite: bool) -> Path:
-    run = run_dir_for(cfg)
-    # The web board may create its log file (ui_*.log) before training starts: that is not a previous run.
-    previous = [p for p in run.iterdir() if not p.name.startswith("ui_")] if run.exists() else []
-    if previous and not resume:
-        if not overwrite:
-            raise RunError("run directory already exists", where=str(run),
-                           fix="add --resume to continue it, --overwrite to start over, or --set run.name=NEW")
-        for p in previous:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-    run.mkdir(parents=True, exist_ok=True)
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run / "tensorboard")
-    write_text(run / "config.yaml", dump_config(cfg))  # written first, before anything can fail
-    return run
 
 
 def steps_plan(cfg: Config, n_train: int, world: int = 1) -> dict:
@@ -57,7 +40,10 @@ def precision_flags(precision: str) -> dict:
 def model_type_of(cfg: Config, path) -> str:
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code).model_type
+    from tunewise.models.load import remote_code_refused
+
+    with remote_code_refused(path):
+        return AutoConfig.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code).model_type
 
 
 def tokenizer_and_template(cfg: Config):
@@ -130,7 +116,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
 
     # 2. data: records -> cleaned split -> tokens
     _say(f"[tunewise] preparing data for {run}")
-    prepared = prepare(cfg, run if main_proc else None)  # deterministic: every rank gets the same split
+    prepared = prepare_for_run(cfg, run, resume=resume) if main_proc else prepare(cfg, None)  # every rank: the same split
     train_ds, val_ds, enc_stats = encode_for_training(cfg, tokenizer, template, prepared, previous_run=resolved.previous_run)
     enc_lengths = [len(e.input_ids) for e in train_ds.examples]
     if main_proc:
@@ -183,13 +169,17 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
 
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(ConciseProgress())
-    if not resume and main_proc:
-        (run / "metrics.jsonl").unlink(missing_ok=True)
-
     # 5. train
     ckpt = newest_checkpoint(run) if resume else None
     if resume and ckpt is None:
-        _say("[tunewise] --resume: no checkpoint yet, starting from the beginning")
+        _say("[tunewise] --resume: no complete checkpoint yet, starting from the beginning")
+    if ckpt is None and main_proc:
+        (run / "metrics.jsonl").unlink(missing_ok=True)
+    elif main_proc:
+        from tunewise.train.rundir import trim_metrics
+
+        _say(f"[tunewise] resuming from {ckpt}")
+        trim_metrics(run, int(ckpt.name.rsplit("-", 1)[1]))
     _say(f"[tunewise] training {plan['total']} steps ({len(train_ds)} examples, effective batch {plan['per_step']})")
     with flush_denormals(t.flush_denormal):
         result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
@@ -199,7 +189,8 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
                "train_runtime_s": result.metrics.get("train_runtime"),
                "best_checkpoint": trainer.state.best_model_checkpoint, "best_val_loss": trainer.state.best_metric,
                "diverged_at_step": trainer.nan_step, "trainable_parameters": trainable, "total_parameters": total,
-               "method": info.name, "base_model": str(resolved.path), "model_alias": resolved.alias}
+               "method": info.name, "base_model": str(resolved.path), "model_alias": resolved.alias,
+               "vocab_size": _vocab_size(trainer.model)}
     if has_val and trainer.nan_step is None:
         summary["final_val_loss"] = trainer.evaluate()["eval_loss"]
     if not main_proc:
@@ -211,12 +202,80 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
             shutil.copytree(tokenizer_files, tmp, dirs_exist_ok=True)
         summary["result"] = str(out)
     else:
-        _say(f"[tunewise] loss became NaN/inf at step {trainer.nan_step}: training stopped; "
-             f"the last good checkpoint is {newest_checkpoint(run)}")
+        good = drop_poisoned_checkpoints(run, trainer.nan_step)
+        summary["last_good_checkpoint"] = str(good.relative_to(run)) if good else None
     write_json(run / "train_summary.json", summary)
     stamp(run, cfg)
-    _finish_curves(run)
+    verdict = _finish_curves(run)
+    if trainer.nan_step is not None:
+        raise diverged_error(run, f"the loss became NaN/inf at step {trainer.nan_step}", newest_checkpoint(run))
+    if verdict.verdict == "diverged":
+        raise diverged_error(run, "the loss " + _divergence_cause(verdict.evidence), None, saved_after=True)
     return run
+
+
+def drop_poisoned_checkpoints(run: Path, nan_step: int) -> Path | None:
+    """The loss of step N is computed with the weights after N-1 updates: when it is NaN/inf, checkpoint-(N-1)
+    (saved before the NaN showed) holds weights that already produce it. Remove it and any later one; return
+    the last good checkpoint."""
+    from tunewise.runs import scan_checkpoints
+
+    scan = scan_checkpoints(run)
+    for ck in scan.complete:
+        if int(ck.name.rsplit("-", 1)[1]) >= nan_step - 1:
+            _say(f"[tunewise] removing {ck}: its weights already produce the NaN/inf loss")
+            shutil.rmtree(ck, ignore_errors=True)
+    return newest_checkpoint(run)
+
+
+def diverged_error(run: Path, what: str, good: Path | None, saved_after: bool = False) -> RunError:
+    """Divergence is an error (exit status 2), with where the usable weights are."""
+    if good is not None:
+        keeps = (f"the last good checkpoint, {good}, is kept: `tunewise eval/chat/export {run}` use it "
+                 "(train_summary.json: last_good_checkpoint)")
+    elif saved_after:
+        keeps = "the checkpoints and the result were saved after it and are not usable"
+    else:
+        keeps = "no good checkpoint was saved before it"
+    return RunError(f"training diverged: {what}; {keeps}", where=str(run),
+                    fix="lower train.learning_rate 3-10x (`tunewise lint CONFIG` shows the usual range) and train again "
+                    "with --overwrite or a new run name (a resumed run would keep the checkpoint's learning rate); "
+                    "the diagnosis is in diagnosis.json and report.html")
+
+
+def _divergence_cause(ev: dict) -> str:
+    if ev.get("blown_up_update"):
+        return (f"got stuck at {ev.get('loss_flat_at', float('nan')):.4g}"
+                + (f" = ln(vocabulary {ev['vocab_size']})" if ev.get("vocab_size") else "")
+                + " with zero gradient: an update so large it flattened the model's predictions")
+    if "ratio" in ev:
+        return f"grew to {ev['ratio']:.3g}x its starting value"
+    return "became NaN/inf"
+
+
+def prepare_for_run(cfg: Config, run: Path, *, resume: bool):
+    """The run's data/. On resume with checkpoints, the data must be what the checkpoint was trained on:
+    prepared aside and compared first, so a refusal leaves the run's data as it was."""
+    from tunewise.data.prepare import prepare, prepare_into
+    from tunewise.runs import scan_checkpoints
+    from tunewise.train.rundir import data_changed
+
+    data = run / "data"
+    if not (resume and scan_checkpoints(run).complete and (data / "train.jsonl").exists()):
+        return prepare(cfg, run)
+    with atomic_path(data, is_dir=True) as staging:
+        prepared = prepare_into(cfg, staging)
+        changed = data_changed(data, staging)
+        if changed:
+            raise RunError(f"--resume, but the training data changed since the checkpoint was saved ({', '.join(changed)} "
+                           "differ); the checkpoint continues the data it was trained on", where=str(data),
+                           fix="restore the data files, or start a new run with this data (--overwrite or --set run.name=NEW)")
+    return prepared.moved_to(data)
+
+
+def _vocab_size(model) -> int | None:
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return int(head.weight.shape[0]) if head is not None and hasattr(head, "weight") else None
 
 
 def ready_for_training(cfg: Config, model) -> None:
@@ -249,7 +308,10 @@ def dropout_overrides(mcfg, model_path) -> dict:
     wanted = {k: getattr(mcfg, k) for k in _DROPOUT_ATTRS if getattr(mcfg, k) is not None}
     if not wanted:
         return {}
-    conf = AutoConfig.from_pretrained(model_path, trust_remote_code=mcfg.trust_remote_code)
+    from tunewise.models.load import remote_code_refused
+
+    with remote_code_refused(model_path):
+        conf = AutoConfig.from_pretrained(model_path, trust_remote_code=mcfg.trust_remote_code)
     out = {}
     for key, value in wanted.items():
         present = [a for a in _DROPOUT_ATTRS[key] if hasattr(conf, a)]
@@ -287,7 +349,9 @@ def _print_data_summary(stats: dict) -> None:
     _say("[tunewise] " + format_summary(stats))
 
 
-def _finish_curves(run: Path) -> None:
+def _finish_curves(run: Path):
     from tunewise.curves.report import analyze_run, format_diagnosis
 
-    _say("[tunewise] " + format_diagnosis(analyze_run(run), "en"))
+    d = analyze_run(run)
+    _say("[tunewise] " + format_diagnosis(d, "en"))
+    return d

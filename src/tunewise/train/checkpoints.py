@@ -1,0 +1,105 @@
+"""Crash-safe trainer checkpoints: written aside, sealed, then renamed into place; rotated safely.
+
+transformers' Trainer writes checkpoint-N/ file by file where it will stay, and deletes old checkpoints
+in place, so a kill (or a full disk) during a save leaves a folder that looks like a checkpoint and
+breaks `--resume`. Here the Trainer's own save runs unchanged into checkpoints/.saving/; the folder
+gets a manifest (`runs.MANIFEST`: every file and its size), and only then is renamed to checkpoint-N.
+Old checkpoints are renamed to .deleting-checkpoint-N before they are removed. `runs.scan_checkpoints`
+trusts a checkpoint only when its manifest matches, and `runs.clean_checkpoints` removes leftovers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from tunewise.faults import crash_point
+from tunewise.fileio import disk_full_error, is_disk_full, write_text
+from tunewise.runs import _DELETING, _STAGING, MANIFEST, scan_folder
+
+
+def seal(folder: Path) -> None:
+    """Write the manifest of a fully written checkpoint folder (last, so it vouches for everything else)."""
+    files = {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+    write_text(folder / MANIFEST, json.dumps({"files": files}, indent=1) + "\n")
+
+
+def rotate(run_dir: Path, limit: int | None, best: str | None) -> None:
+    """Keep the newest `limit` complete checkpoints (and the best); like Trainer's rotation, renamed away first."""
+    if not limit or limit <= 0:
+        return
+    done = scan_folder(run_dir).complete
+    if len(done) <= limit:
+        return
+    keep = {done[-1].resolve()} | ({Path(best).resolve()} if best else set())
+    n_keep = max(limit, len(keep))
+    left = len(done)
+    for ck in done:
+        if left <= n_keep:
+            break
+        if ck.resolve() in keep:
+            continue
+        gone = ck.with_name(_DELETING + ck.name)
+        os.replace(ck, gone)
+        crash_point("checkpoint:rotate")
+        shutil.rmtree(gone, ignore_errors=True)
+        left -= 1
+
+
+def save_checkpoint(trainer, save, model, trial) -> None:
+    """Run Trainer's `_save_checkpoint` (`save`) into a staging folder, seal it, rename it into place."""
+    from tunewise.train import distributed as dist
+
+    run_dir = Path(trainer.args.output_dir)
+    name = f"checkpoint-{trainer.state.global_step}"
+    staging_root = run_dir / _STAGING
+    final = run_dir / name
+    main = trainer.args.should_save
+    if main:
+        shutil.rmtree(staging_root, ignore_errors=True)
+    limit = trainer.args.save_total_limit
+    trainer._tw_staging, trainer.args.save_total_limit = str(staging_root), None  # rotation after the rename
+    try:
+        save(model, trial)
+        crash_point("checkpoint:written")
+    except (OSError, RuntimeError) as e:
+        if main:
+            shutil.rmtree(staging_root, ignore_errors=True)
+        if is_disk_full(e):
+            prev = scan_folder(run_dir).newest
+            raise disk_full_error(e, final, f"the last complete checkpoint, {prev.name if prev else 'none yet'}, is "
+                                  "kept and `--resume` continues from it") from None
+        raise
+    finally:
+        trainer._tw_staging, trainer.args.save_total_limit = None, limit
+    staged = staging_root / name
+    best = trainer.state.best_model_checkpoint
+    if best and Path(best).parent == staging_root:  # the new checkpoint is the best: record where it will live
+        trainer.state.best_model_checkpoint = str(final)
+    dist.barrier()  # every rank's shards are written before rank 0 seals and moves them
+    if not main:
+        return
+    if (staged / "trainer_state.json").exists():
+        trainer.state.save_to_json(str(staged / "trainer_state.json"))
+    try:
+        seal(staged)
+    except OSError as e:
+        shutil.rmtree(staging_root, ignore_errors=True)
+        if is_disk_full(e):
+            raise disk_full_error(e, final, "the last complete checkpoint is kept") from None
+        raise
+    crash_point("checkpoint:sealed")
+    if final.exists():  # a save at a step that was saved before (resumed run): the old one goes first
+        os.replace(final, final.with_name(_DELETING + name))
+        shutil.rmtree(final.with_name(_DELETING + name), ignore_errors=True)
+    os.replace(staged, final)
+    shutil.rmtree(staging_root, ignore_errors=True)
+    rotate(run_dir, limit, trainer.state.best_model_checkpoint)
+
+
+def output_dir(trainer, default: str) -> str:
+    """Trainer._get_output_dir while a save is staged: the staging folder."""
+    return getattr(trainer, "_tw_staging", None) or default
+
