@@ -91,10 +91,19 @@ def _html(run: Path, d: Diagnosis, png: bytes) -> str:
 <h2>What to do</h2><ul>{adv}</ul><h2>建议</h2><ul>{adv_zh}</ul></body></html>"""
 
 
+def vocab_size_of(run: Path) -> int | None:
+    """The output vocabulary of the run's model (train_summary.json), for the ln(vocabulary) diagnosis."""
+    try:
+        n = json.loads((Path(run) / "train_summary.json").read_text(encoding="utf-8")).get("vocab_size")
+        return int(n) if n else None
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
 def analyze_run(run: Path, *, lang: str = "en") -> Diagnosis:
     run = Path(run)
     rows = read_metrics(run)
-    d = diagnose(rows)
+    d = diagnose(rows, vocab_size=vocab_size_of(run))
     ck = best_checkpoint(run, d.best_step)
     summary_path = run / "train_summary.json"
     if summary_path.exists():
