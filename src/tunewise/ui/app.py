@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry calls
@@ -10,6 +11,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no teleme
 import gradio as gr  # noqa: E402
 
 from tunewise.ui import chat, configure, handlers, jobs, live  # noqa: E402
+from tunewise.ui.guard import HostCheck, allowed_hosts, board_run, refusal  # noqa: E402
 from tunewise.ui.i18n import LANGS, lang_code, param_label, t  # noqa: E402
 
 CSS = """
@@ -259,11 +261,11 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
 
         start_btn.click(on_start, [lang_state, name_tb, model_dd, data_tb, more_tb, overwrite_cb, *comps],
                         [train_msg, run_dd, advice_state])
-        stop_btn.click(handlers.stop_training, [run_dd, lang_state], [train_msg])
-        resume_btn.click(handlers.resume_training, [run_dd, lang_state], [train_msg])
+        stop_btn.click(partial(handlers.stop_training, root), [run_dd, lang_state], [train_msg])
+        resume_btn.click(partial(handlers.resume_training, root), [run_dd, lang_state], [train_msg])
 
         def on_compare(selected):
-            df = live.compare_frame(selected or [])
+            df = live.compare_frame([r for r in (board_run(root, x) for x in selected or []) if r])
             palette = ["#4c78a8", "#e45756", "#54a24b", "#f58518", "#b279a2", "#72b7b2", "#9d755d", "#bab0ac"]
             cmap = {name: palette[i % len(palette)] for i, name in enumerate(sorted(set(df["series"])))}
             return gr.update(value=live.with_all_series(df, cmap), color_map=cmap)
@@ -271,12 +273,12 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
         cmp_btn.click(on_compare, [cmp_cg], [cmp_plot])
 
         def on_tick(run, lang_, seen):
-            s = handlers.train_status(run, lang_)
+            s = handlers.train_status(root, run, lang_)
             sig = (run, len(s["rows"]), s.get("state"))
             plots = ([live.with_all_series(live.loss_frame(s["rows"])), live.lr_frame(s["rows"])] if sig != seen
                      else [gr.skip(), gr.skip()])
-            ev_msg, ev_df, fg = handlers.eval_status(run, lang_)
-            ex_md, ex_log = handlers.export_status(run, lang_)
+            ev_msg, ev_df, fg = handlers.eval_status(root, run, lang_)
+            ex_md, ex_log = handlers.export_status(root, run, lang_)
             return [s["status"], *plots, s["verdict"], s["log"], sig, ev_msg, ev_df, fg, ex_md, ex_log]
 
         seen_state = gr.State(None)
@@ -284,8 +286,8 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
                    [status_md, loss_plot, lr_plot, verdict_md, log_tb, seen_state, eval_md, eval_df, forget_md,
                     export_md, export_log], show_progress="hidden")
 
-        eval_btn.click(handlers.start_eval, [run_dd, lang_state, samples_nb, forget_cb], [eval_md])
-        export_btn.click(handlers.start_export, [run_dd, lang_state, gguf_dd, ollama_cb], [export_md])
+        eval_btn.click(partial(handlers.start_eval, root), [run_dd, lang_state, samples_nb, forget_cb], [eval_md])
+        export_btn.click(partial(handlers.start_export, root), [run_dd, lang_state, gguf_dd, ollama_cb], [export_md])
 
         def on_send(message, history, run, which, system, temp, topk, topp, rep, maxnew):
             history = [{"role": m["role"], "content": chat.text_of(m.get("content"))} for m in (history or [])]
@@ -293,6 +295,8 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
                 return history, ""
             if not run:
                 return history + [{"role": "assistant", "content": "Choose a run first."}], message
+            if board_run(root, run) is None:
+                return history + [{"role": "assistant", "content": refusal("en")}], message
             try:
                 res = chat.reply(run, history, message, tuned=which == "tuned", system=system or "",
                                  temperature=temp, top_k=topk, top_p=topp, repetition_penalty=rep, max_new_tokens=maxnew)
@@ -311,12 +315,18 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
 
 
 def serve(root: str = "runs", host: str = "127.0.0.1", port: int = 7860, lang: str = "en",
-          block: bool = True) -> gr.Blocks:
+          block: bool = True, allow_hosts: list[str] | None = None) -> gr.Blocks:
+    from starlette.middleware import Middleware
+
     demo = build(root, lang)
     demo.queue(default_concurrency_limit=4)
     board_files = Path(root).resolve() / ".board"   # saved configs, uploads, histograms: the only files served
     board_files.mkdir(parents=True, exist_ok=True)
+    # Requests for any other host name are refused (ui.guard.HostCheck); a run the board did not list is refused
+    # by each handler (ui.guard.board_run).
+    middleware = [Middleware(HostCheck, allowed=allowed_hosts(host, allow_hosts))]
     demo.launch(server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=not block,
+                app_kwargs={"middleware": middleware},
                 css=CSS, show_error=True, quiet=False, ssr_mode=False, allowed_paths=[str(board_files)],
                 footer_links=[], enable_monitoring=False, mcp_server=False)
     return demo
