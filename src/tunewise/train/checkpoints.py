@@ -103,3 +103,27 @@ def output_dir(trainer, default: str) -> str:
     """Trainer._get_output_dir while a save is staged: the staging folder."""
     return getattr(trainer, "_tw_staging", None) or default
 
+
+
+def finish_from_checkpoint(trainer, ckpt: Path):
+    """What the end of Trainer.train does, for a resumed run whose checkpoint is at its last step already.
+
+    Resuming there would train one step too many (transformers takes a step before it checks max_steps),
+    so the result would differ from the uninterrupted run's. Instead: the checkpoint's state, the best
+    weights (or the checkpoint's own), and the metrics log closed as at the end of training.
+    """
+    from transformers.trainer_callback import TrainerState
+    from transformers.trainer_utils import TrainOutput
+
+    from tunewise.train.callbacks import MetricsJsonl
+
+    trainer.state = TrainerState.load_from_json(str(ckpt / "trainer_state.json"))
+    best = trainer.state.best_model_checkpoint
+    if trainer.args.load_best_model_at_end and best and Path(best).is_dir():
+        trainer._load_best_model()
+    else:
+        trainer._load_from_checkpoint(str(ckpt))
+    for cb in trainer.callback_handler.callbacks:
+        if isinstance(cb, MetricsJsonl):
+            cb.train_ended = True
+    return TrainOutput(trainer.state.global_step, None, {})

@@ -76,7 +76,10 @@ def describe_trained(run: Path) -> str:
     if scan.complete:
         parts.insert(0, f"checkpoints up to {scan.newest.name}")
     if scan.incomplete:
-        parts.append("incomplete " + ", ".join(p.name for p, _ in scan.incomplete))
+        parts.append("incomplete " + ", ".join(f"{p.name} ({why})" for p, why in scan.incomplete))
+    staging = run / "checkpoints" / ".saving"
+    if staging.is_dir():
+        parts += [f"an interrupted save of {p.name}" for p in sorted(staging.iterdir())]
     return ", ".join(parts) or "files of a run"
 
 

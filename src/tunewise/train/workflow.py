@@ -181,8 +181,14 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
         _say(f"[tunewise] resuming from {ckpt}")
         trim_metrics(run, int(ckpt.name.rsplit("-", 1)[1]))
     _say(f"[tunewise] training {plan['total']} steps ({len(train_ds)} examples, effective batch {plan['per_step']})")
-    with flush_denormals(t.flush_denormal):
-        result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    if ckpt is not None and int(ckpt.name.rsplit("-", 1)[1]) >= plan["total"]:
+        from tunewise.train.checkpoints import finish_from_checkpoint
+
+        _say(f"[tunewise] {ckpt.name} is at the last step already: finishing the run from it")
+        result = finish_from_checkpoint(trainer, ckpt)
+    else:
+        with flush_denormals(t.flush_denormal):
+            result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
 
     # 6. save (atomically: a failed run never leaves a half-written adapter)
     summary = {"global_step": trainer.state.global_step, "train_loss": result.training_loss,
