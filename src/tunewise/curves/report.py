@@ -19,7 +19,17 @@ def read_metrics(run: Path) -> list[dict]:
     p = Path(run) / "metrics.jsonl"
     if not p.exists():
         raise RunError("no metrics.jsonl in this run", where=str(run), fix="train first (`tunewise train CONFIG`)")
-    rows = [json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()]
+    rows = []
+    for i, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise RunError(f"metrics.jsonl has a damaged line ({e.msg})", where=f"{p}:{i}",
+                           fix="delete that line (a run killed while writing can leave half a line), then run again") from None
+        if isinstance(row, dict):
+            rows.append(row)
     if not rows:
         raise RunError("metrics.jsonl is empty", where=str(p), fix="the run logged nothing: lower train.logging_steps")
     return rows

@@ -356,7 +356,8 @@ def prepare_into(cfg: Config, data_dir: Path, *, clean: bool = True, chunk_size:
         else:  # leave the block normally, so dropped.jsonl is written for the error to point at
             reasons = drops.by_step
             empty = EmptyTrainingSet(
-                "the training set is empty after reading and cleaning"
+                where=", ".join(str(s.path or s.name) for s in d.datasets),
+                what="the training set is empty after reading and cleaning"
                 + (f" (dropped: {', '.join(f'{k}={v}' for k, v in reasons.items())})" if reasons else ""),
                 fix="check data/dropped.jsonl for why records were dropped, relax data.clean settings, or add data"
                 + ("" if owner is not None else f" ({(report_dir or data_dir) / 'dropped.jsonl'})"),

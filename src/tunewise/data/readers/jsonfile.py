@@ -26,6 +26,15 @@ def _encoding(path: Path, options: dict) -> str:
     return "utf-8-sig"
 
 
+def _binary(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return NUL in f.read(8192)
+
+
+def _shown(encoding: str) -> str:
+    return "UTF-8" if encoding in ("utf-8", "utf-8-sig") else encoding
+
+
 def _not_text(path: Path, where: str) -> DataError:
     return DataError("this is not a text file (it holds NUL bytes): a binary file, or text saved as UTF-16 without a BOM",
                      where=where, fix="point the dataset at the JSON Lines file itself, or set options: {encoding: utf-16}")
@@ -47,7 +56,9 @@ def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
             try:
                 line = raw.decode(encoding)
             except UnicodeDecodeError as e:
-                raise decode_error(path, encoding, e, f"{path}:{lineno}:{e.start + 1}") from None
+                if _binary(path):
+                    raise _not_text(path, f"{path}:{lineno}") from None
+                raise decode_error(path, _shown(encoding), e, f"{path}:{lineno}:{e.start + 1}") from None
             yield lineno, line.removeprefix("\ufeff") if lineno == 1 else line
 
 
@@ -84,6 +95,7 @@ def read_json(path: Path, options: dict) -> Iterator[RawRow | BadRow]:
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as e:
+        encoding = _shown(encoding)
         raise decode_error(path, encoding, e, f"{path}:{_line_at(data, e.start)}") from None
     try:
         obj = json.loads(text)
