@@ -260,9 +260,10 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
             return msg, gr.update(choices=sorted(set(rs) | {run}), value=run), r["advice"]
 
         start_btn.click(on_start, [lang_state, name_tb, model_dd, data_tb, more_tb, overwrite_cb, *comps],
-                        [train_msg, run_dd, advice_state])
-        stop_btn.click(partial(handlers.stop_training, root), [run_dd, lang_state], [train_msg])
-        resume_btn.click(partial(handlers.resume_training, root), [run_dd, lang_state], [train_msg])
+                        [train_msg, run_dd, advice_state], api_name="start")
+        # Named endpoints (api_name) for the actions on a run: the HTTP surface the containment test drives.
+        stop_btn.click(partial(handlers.stop_training, root), [run_dd, lang_state], [train_msg], api_name="stop")
+        resume_btn.click(partial(handlers.resume_training, root), [run_dd, lang_state], [train_msg], api_name="resume")
 
         def on_compare(selected):
             df = live.compare_frame([r for r in (board_run(root, x) for x in selected or []) if r])
@@ -270,7 +271,7 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
             cmap = {name: palette[i % len(palette)] for i, name in enumerate(sorted(set(df["series"])))}
             return gr.update(value=live.with_all_series(df, cmap), color_map=cmap)
 
-        cmp_btn.click(on_compare, [cmp_cg], [cmp_plot])
+        cmp_btn.click(on_compare, [cmp_cg], [cmp_plot], api_name="compare")
 
         def on_tick(run, lang_, seen):
             s = handlers.train_status(root, run, lang_)
@@ -284,10 +285,12 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
         seen_state = gr.State(None)
         timer.tick(on_tick, [run_dd, lang_state, seen_state],
                    [status_md, loss_plot, lr_plot, verdict_md, log_tb, seen_state, eval_md, eval_df, forget_md,
-                    export_md, export_log], show_progress="hidden")
+                    export_md, export_log], show_progress="hidden", api_name="status")
 
-        eval_btn.click(partial(handlers.start_eval, root), [run_dd, lang_state, samples_nb, forget_cb], [eval_md])
-        export_btn.click(partial(handlers.start_export, root), [run_dd, lang_state, gguf_dd, ollama_cb], [export_md])
+        eval_btn.click(partial(handlers.start_eval, root), [run_dd, lang_state, samples_nb, forget_cb], [eval_md],
+                       api_name="eval")
+        export_btn.click(partial(handlers.start_export, root), [run_dd, lang_state, gguf_dd, ollama_cb], [export_md],
+                         api_name="export")
 
         def on_send(message, history, run, which, system, temp, topk, topp, rep, maxnew):
             history = [{"role": m["role"], "content": chat.text_of(m.get("content"))} for m in (history or [])]
@@ -308,7 +311,7 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
             return history + [{"role": "user", "content": message}, {"role": "assistant", "content": text}], ""
 
         chat_inputs = [msg_tb, chatbot, run_dd, which_radio, system_tb, temp_sl, topk_sl, topp_sl, rep_sl, maxnew_sl]
-        send_btn.click(on_send, chat_inputs, [chatbot, msg_tb])
+        send_btn.click(on_send, chat_inputs, [chatbot, msg_tb], api_name="chat")
         msg_tb.submit(on_send, chat_inputs, [chatbot, msg_tb])
         clear_btn.click(lambda: [], None, [chatbot])
     return demo
@@ -329,7 +332,19 @@ def serve(root: str = "runs", host: str = "127.0.0.1", port: int = 7860, lang: s
                 app_kwargs={"middleware": middleware},
                 css=CSS, show_error=True, quiet=False, ssr_mode=False, allowed_paths=[str(board_files)],
                 footer_links=[], enable_monitoring=False, mcp_server=False)
+    _host_check_outermost(demo.app)
     return demo
+
+
+def _host_check_outermost(app) -> None:
+    """Put HostCheck outside gradio's CORS middleware, so a refused request carries no CORS header either.
+
+    gradio adds its CORS middleware after creating the app (outermost); the stack is rebuilt on the next
+    request. Until then HostCheck already refuses, one layer further in.
+    """
+    ours = [m for m in app.user_middleware if m.cls is HostCheck]
+    app.user_middleware[:] = ours + [m for m in app.user_middleware if m.cls is not HostCheck]
+    app.middleware_stack = None
 
 
 def shutdown(demo: gr.Blocks) -> None:

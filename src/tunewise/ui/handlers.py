@@ -185,7 +185,8 @@ def remote_code_asked(run: str | Path) -> bool:
 
 
 def stop_training(root: str, run: str, lang: str) -> str:
-    run = board_run(root, run)
+    if run and board_run(root, run) is None:
+        return refusal(lang)
     job = jobs.get("train", run) if run else None
     if job is None or not job.running():
         return "没有正在进行的训练。" if lang == "zh" else "No training is running for this run."
