@@ -283,7 +283,7 @@ def damaged_result(result: Path):
     except (SafetensorError, UnicodeDecodeError, ValueError, OSError, RuntimeError) as e:
         text = str(e)
         damaged = isinstance(e, (SafetensorError, UnicodeDecodeError)) or any(
-            w in text for w in ("deserializ", "safetensors", "Expecting", "JSON", "size mismatch", "header"))
+            w in text for w in ("deserializ", "safetensors", "Expecting", "JSON", "header"))
         if not damaged or isinstance(e, TunewiseError):
             raise
         bad = next((f for f in sorted(Path(result).glob("*.safetensors")) if not _readable(f)), None)

@@ -15,19 +15,19 @@ LOCAL_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
 def board_run(root: str | Path, run: str | Path | None) -> str | None:
-    """`run` as the board lists it (a run directory directly under `root`), or None for anything else."""
-    from tunewise.ui.live import list_runs
+    """`run` resolved, when it is a run folder directly under `root` (as the board lists them; a run just started
+    may not have its config.yaml yet); None for anything else: another folder, a traversal, a symlink out."""
+    from tunewise.config.schema import unsafe_run_name
 
     if not run:
         return None
     try:
-        want = Path(run).resolve()
-    except (OSError, ValueError):
+        want, top = Path(run).resolve(), Path(root).resolve()
+    except (OSError, ValueError, RuntimeError):
         return None
-    for listed in list_runs(root):
-        if Path(listed).resolve() == want:
-            return listed
-    return None
+    if want.parent != top or unsafe_run_name(want.name):
+        return None
+    return str(want)
 
 
 def refusal(lang: str) -> str:
