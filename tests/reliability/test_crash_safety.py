@@ -214,3 +214,41 @@ def test_full_disk_during_data_prepare_keeps_the_previous_data(tmp_path, tiny_mo
     assert "disk is full" in err and "train.jsonl" in err and "Traceback" not in err
     assert {n: fingerprint(data / n) for n in before} == before
     _no_temps(tmp_path / "runs" / "d")
+
+
+def test_only_sealed_and_whole_checkpoints_count(tmp_path):
+    """An empty or partial checkpoint-N (a kill or a full disk under an older version, a copy that stopped, a
+    truncated file) is skipped and named; a complete one without a manifest (older tunewise) still counts."""
+    from tunewise.runs import clean_checkpoints, scan_checkpoints
+    from tunewise.train.checkpoints import seal
+
+    ck = tmp_path / "checkpoints"
+
+    def make(step: int, *, sealed: bool = True) -> object:
+        d = ck / f"checkpoint-{step}"
+        d.mkdir(parents=True)
+        for name, size in [("adapter_model.safetensors", 64), ("optimizer.pt", 128), ("scheduler.pt", 8)]:
+            (d / name).write_bytes(b"x" * size)
+        (d / "trainer_state.json").write_text('{"global_step": %d}' % step)
+        if sealed:
+            seal(d)
+        return d
+
+    make(3, sealed=False)              # written by an older version: complete by its own files
+    make(6)
+    (make(9) / "optimizer.pt").write_bytes(b"x" * 5)   # truncated after sealing
+    (ck / "checkpoint-12").mkdir()                     # empty
+    (make(15) / "scheduler.pt").unlink()              # partly deleted
+    (ck / ".saving" / "checkpoint-18").mkdir(parents=True)
+    (ck / ".deleting-checkpoint-1").mkdir()
+    scan = scan_checkpoints(tmp_path)
+    assert [p.name for p in scan.complete] == ["checkpoint-3", "checkpoint-6"]
+    why = {p.name: w for p, w in scan.incomplete}
+    assert "optimizer.pt is 5 bytes" in why["checkpoint-9"] and "trainer_state.json" in why["checkpoint-12"]
+    assert "scheduler.pt is missing" in why["checkpoint-15"]
+    said: list[str] = []
+    after = clean_checkpoints(tmp_path, said.append)
+    assert after.newest.name == "checkpoint-6"
+    for name in ("checkpoint-9", "checkpoint-12", "checkpoint-15", "checkpoint-18"):
+        assert any(name in line for line in said), (name, said)
+    assert sorted(p.name for p in ck.iterdir()) == ["checkpoint-3", "checkpoint-6"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from tunewise.faults import crash_point
@@ -127,3 +128,11 @@ def finish_from_checkpoint(trainer, ckpt: Path):
         if isinstance(cb, MetricsJsonl):
             cb.train_ended = True
     return TrainOutput(trainer.state.global_step, None, {})
+
+
+def train_or_finish(trainer, ckpt: Path | None, total_steps: int):
+    """Trainer.train, resumed from `ckpt` when given; a checkpoint at the last step is finished, not trained on."""
+    if ckpt is not None and int(ckpt.name.rsplit("-", 1)[1]) >= total_steps:
+        print(f"[tunewise] {ckpt.name} is at the last step already: finishing the run from it", file=sys.stderr, flush=True)
+        return finish_from_checkpoint(trainer, ckpt)
+    return trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)

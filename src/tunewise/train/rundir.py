@@ -19,7 +19,7 @@ from pathlib import Path
 from tunewise.config import dump_config
 from tunewise.config.schema import Config
 from tunewise.errors import RunError
-from tunewise.fileio import clean_temps, is_temp, write_text
+from tunewise.fileio import atomic_path, clean_temps, is_temp, write_text
 from tunewise.runs import clean_checkpoints, run_dir_for, scan_checkpoints, trained_parts
 
 # Keys a resumed run may change: the schedule's length, how often it logs/evaluates/saves, early stopping,
@@ -176,3 +176,32 @@ def trim_metrics(run: Path, step: int) -> None:
         if isinstance(row, dict) and row.get("step", 0) <= step and "event" not in row:
             kept.append(line if line.endswith("\n") else line + "\n")
     write_text(path, "".join(kept))
+
+
+def prepare_for_run(cfg: Config, run: Path, *, resume: bool):
+    """The run's data/. On resume with checkpoints, the data must be what the checkpoint was trained on:
+    prepared aside and compared first, so a refusal leaves the run's data as it was."""
+    from tunewise.data.prepare import prepare, prepare_into
+
+    data = run / "data"
+    if not (resume and scan_checkpoints(run).complete and (data / "train.jsonl").exists()):
+        return prepare(cfg, run)
+    with atomic_path(data, is_dir=True) as staging:
+        prepared = prepare_into(cfg, staging)
+        changed = data_changed(data, staging)
+        if changed:
+            raise RunError(f"--resume, but the training data changed since the checkpoint was saved ({', '.join(changed)} "
+                           "differ); the checkpoint continues the data it was trained on", where=str(data),
+                           fix="restore the data files, or start a new run with this data (--overwrite or --set run.name=NEW)")
+    return prepared.moved_to(data)
+
+
+def metrics_for_resume(run: Path, ckpt: Path | None, resume: bool) -> None:
+    """metrics.jsonl for this attempt: started afresh, or cut back to the checkpoint being resumed."""
+    if resume and ckpt is None:
+        _say("[tunewise] --resume: no complete checkpoint yet, starting from the beginning")
+    if ckpt is None:
+        (run / "metrics.jsonl").unlink(missing_ok=True)
+        return
+    _say(f"[tunewise] resuming from {ckpt}")
+    trim_metrics(run, int(ckpt.name.rsplit("-", 1)[1]))

@@ -9,10 +9,11 @@ import weakref
 from pathlib import Path
 
 from tunewise.config.schema import Config
-from tunewise.errors import RunError
 from tunewise.fileio import atomic_path, read_json, write_json
 from tunewise.runs import newest_checkpoint, run_dir_for
-from tunewise.train.rundir import start_run_dir  # noqa: F401  (re-exported: the board and tests use it from here)
+from tunewise.train.checkpoints import train_or_finish
+from tunewise.train.divergence import divergence_cause, diverged_error, drop_poisoned_checkpoints
+from tunewise.train.rundir import metrics_for_resume, prepare_for_run, start_run_dir
 
 
 def _say(msg: str) -> None:
@@ -169,26 +170,14 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
 
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(ConciseProgress())
-    # 5. train
+
+    # 5. train (from the newest complete checkpoint on --resume)
     ckpt = newest_checkpoint(run) if resume else None
-    if resume and ckpt is None:
-        _say("[tunewise] --resume: no complete checkpoint yet, starting from the beginning")
-    if ckpt is None and main_proc:
-        (run / "metrics.jsonl").unlink(missing_ok=True)
-    elif main_proc:
-        from tunewise.train.rundir import trim_metrics
-
-        _say(f"[tunewise] resuming from {ckpt}")
-        trim_metrics(run, int(ckpt.name.rsplit("-", 1)[1]))
+    if main_proc:
+        metrics_for_resume(run, ckpt, resume)
     _say(f"[tunewise] training {plan['total']} steps ({len(train_ds)} examples, effective batch {plan['per_step']})")
-    if ckpt is not None and int(ckpt.name.rsplit("-", 1)[1]) >= plan["total"]:
-        from tunewise.train.checkpoints import finish_from_checkpoint
-
-        _say(f"[tunewise] {ckpt.name} is at the last step already: finishing the run from it")
-        result = finish_from_checkpoint(trainer, ckpt)
-    else:
-        with flush_denormals(t.flush_denormal):
-            result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    with flush_denormals(t.flush_denormal):
+        result = train_or_finish(trainer, ckpt, plan["total"])
 
     # 6. save (atomically: a failed run never leaves a half-written adapter)
     summary = {"global_step": trainer.state.global_step, "train_loss": result.training_loss,
@@ -216,67 +205,8 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
     if trainer.nan_step is not None:
         raise diverged_error(run, f"the loss became NaN/inf at step {trainer.nan_step}", newest_checkpoint(run))
     if verdict.verdict == "diverged":
-        raise diverged_error(run, "the loss " + _divergence_cause(verdict.evidence), None, saved_after=True)
+        raise diverged_error(run, "the loss " + divergence_cause(verdict.evidence), None, saved_after=True)
     return run
-
-
-def drop_poisoned_checkpoints(run: Path, nan_step: int) -> Path | None:
-    """The loss of step N is computed with the weights after N-1 updates: when it is NaN/inf, checkpoint-(N-1)
-    (saved before the NaN showed) holds weights that already produce it. Remove it and any later one; return
-    the last good checkpoint."""
-    from tunewise.runs import scan_checkpoints
-
-    scan = scan_checkpoints(run)
-    for ck in scan.complete:
-        if int(ck.name.rsplit("-", 1)[1]) >= nan_step - 1:
-            _say(f"[tunewise] removing {ck}: its weights already produce the NaN/inf loss")
-            shutil.rmtree(ck, ignore_errors=True)
-    return newest_checkpoint(run)
-
-
-def diverged_error(run: Path, what: str, good: Path | None, saved_after: bool = False) -> RunError:
-    """Divergence is an error (exit status 2), with where the usable weights are."""
-    if good is not None:
-        keeps = (f"the last good checkpoint, {good}, is kept: `tunewise eval/chat/export {run}` use it "
-                 "(train_summary.json: last_good_checkpoint)")
-    elif saved_after:
-        keeps = "the checkpoints and the result were saved after it and are not usable"
-    else:
-        keeps = "no good checkpoint was saved before it"
-    return RunError(f"training diverged: {what}; {keeps}", where=str(run),
-                    fix="lower train.learning_rate 3-10x (`tunewise lint CONFIG` shows the usual range) and train again "
-                    "with --overwrite or a new run name (a resumed run would keep the checkpoint's learning rate); "
-                    "the diagnosis is in diagnosis.json and report.html")
-
-
-def _divergence_cause(ev: dict) -> str:
-    if ev.get("blown_up_update"):
-        return (f"got stuck at {ev.get('loss_flat_at', float('nan')):.4g}"
-                + (f" = ln(vocabulary {ev['vocab_size']})" if ev.get("vocab_size") else "")
-                + " with zero gradient: an update so large it flattened the model's predictions")
-    if "ratio" in ev:
-        return f"grew to {ev['ratio']:.3g}x its starting value"
-    return "became NaN/inf"
-
-
-def prepare_for_run(cfg: Config, run: Path, *, resume: bool):
-    """The run's data/. On resume with checkpoints, the data must be what the checkpoint was trained on:
-    prepared aside and compared first, so a refusal leaves the run's data as it was."""
-    from tunewise.data.prepare import prepare, prepare_into
-    from tunewise.runs import scan_checkpoints
-    from tunewise.train.rundir import data_changed
-
-    data = run / "data"
-    if not (resume and scan_checkpoints(run).complete and (data / "train.jsonl").exists()):
-        return prepare(cfg, run)
-    with atomic_path(data, is_dir=True) as staging:
-        prepared = prepare_into(cfg, staging)
-        changed = data_changed(data, staging)
-        if changed:
-            raise RunError(f"--resume, but the training data changed since the checkpoint was saved ({', '.join(changed)} "
-                           "differ); the checkpoint continues the data it was trained on", where=str(data),
-                           fix="restore the data files, or start a new run with this data (--overwrite or --set run.name=NEW)")
-    return prepared.moved_to(data)
 
 
 def _vocab_size(model) -> int | None:
