@@ -168,12 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     except TunewiseError as e:
         print(f"error: {e.render()}", file=sys.stderr)
         return 2
-    except OSError as e:  # a full disk anywhere: every write is atomic, so what was complete before is still there
-        from tunewise.fileio import disk_full_error, is_disk_full
+    except Exception as e:  # a full disk anywhere (torch and safetensors word it their own way): every write is
+        from tunewise.fileio import disk_full_error, is_disk_full  # atomic, so what was complete before is still there
 
         if not is_disk_full(e):
             raise
-        err = disk_full_error(e, e.filename or "the disk", "files written before were completed atomically and are kept")
+        where = getattr(e, "filename", None) or "the disk"
+        err = disk_full_error(e, where, "files written before were completed atomically and are kept")
         print(f"error: {err.render()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

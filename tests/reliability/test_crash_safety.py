@@ -252,3 +252,17 @@ def test_only_sealed_and_whole_checkpoints_count(tmp_path):
     for name in ("checkpoint-9", "checkpoint-12", "checkpoint-15", "checkpoint-18"):
         assert any(name in line for line in said), (name, said)
     assert sorted(p.name for p in ck.iterdir()) == ["checkpoint-3", "checkpoint-6"]
+
+
+def test_a_full_disk_worded_by_a_library_is_still_a_clear_error(tmp_path, demo_jsonl, monkeypatch, capsys):
+    """torch and safetensors report a full disk as their own RuntimeError, not as OSError(ENOSPC)."""
+    from tunewise.cli import main
+    from tunewise.data import commands
+
+    def torch_words(*a, **kw):
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0: file write failed")
+
+    monkeypatch.setattr(commands, "prepare_command", torch_words)
+    assert main(["data", "prepare", str(_config(tmp_path, demo_jsonl, "x"))]) == 2
+    err = capsys.readouterr().err
+    assert "disk is full" in err and "Traceback" not in err
