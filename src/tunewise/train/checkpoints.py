@@ -130,9 +130,19 @@ def finish_from_checkpoint(trainer, ckpt: Path):
     return TrainOutput(trainer.state.global_step, None, {})
 
 
+def _stopped_there(ckpt: Path) -> bool:
+    """Training had decided to stop when this checkpoint was saved (last step, or early stopping)."""
+    try:
+        state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+        return bool(state["stateful_callbacks"]["TrainerControl"]["args"]["should_training_stop"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def train_or_finish(trainer, ckpt: Path | None, total_steps: int):
-    """Trainer.train, resumed from `ckpt` when given; a checkpoint at the last step is finished, not trained on."""
-    if ckpt is not None and int(ckpt.name.rsplit("-", 1)[1]) >= total_steps:
-        print(f"[tunewise] {ckpt.name} is at the last step already: finishing the run from it", file=sys.stderr, flush=True)
+    """Trainer.train, resumed from `ckpt` when given; a checkpoint saved where training stopped (its last step,
+    or where early stopping ended it) is finished from, not trained on."""
+    if ckpt is not None and (int(ckpt.name.rsplit("-", 1)[1]) >= total_steps or _stopped_there(ckpt)):
+        print(f"[tunewise] training had ended at {ckpt.name}: finishing the run from it", file=sys.stderr, flush=True)
         return finish_from_checkpoint(trainer, ckpt)
     return trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)

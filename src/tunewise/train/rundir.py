@@ -22,15 +22,14 @@ from tunewise.errors import RunError
 from tunewise.fileio import atomic_path, clean_temps, is_temp, write_text
 from tunewise.runs import clean_checkpoints, run_dir_for, scan_checkpoints, trained_parts
 
-# Keys a resumed run may change: the schedule's length, how often it logs/evaluates/saves, early stopping,
-# and settings that change speed or memory but not the arithmetic; generation and eval are not used by
-# training. Anything else (model, method, data, template, learning rate, batch, scheduler, seed,
+# Keys a resumed run may change: the schedule's length, how often it logs/evaluates/saves, whether it stops
+# early (its patience and threshold come back with the checkpoint), and settings that change speed or memory
+# but not the arithmetic; generation and eval are not used by training. Anything else (model, method, data, template, learning rate, batch, scheduler, seed,
 # precision, ...) is restored from the checkpoint or baked into it, so a changed value would be ignored.
 RESUMABLE = (
     "run.", "generation.", "eval.",
     "train.num_epochs", "train.max_steps", "train.logging_steps", "train.eval_steps", "train.save_steps",
-    "train.save_total_limit", "train.early_stopping", "train.early_stopping_patience",
-    "train.early_stopping_threshold", "train.num_threads", "train.flush_denormal", "train.resume",
+    "train.save_total_limit", "train.early_stopping", "train.num_threads", "train.flush_denormal", "train.resume",
     "train.gradient_checkpointing", "train.fast_loss", "train.loss_chunk_size", "model.attn_implementation",
 )
 

@@ -79,6 +79,7 @@ def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool):
         report_to=["tensorboard"], prediction_loss_only=True, remove_unused_columns=False,
         train_sampling_strategy="group_by_length" if t.group_by_length and not t.packing else "random", dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(), disable_tqdm=False, save_only_model=False,
+        restore_callback_states_from_checkpoint=True,  # early stopping's patience count survives a resume
         neftune_noise_alpha=t.neftune_alpha, **precision_flags(t.precision), **(dist.trainer_kwargs(cfg.distributed) if dist.world_size() > 1 else {}),
     )
 
