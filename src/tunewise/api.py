@@ -62,11 +62,12 @@ def train(config: Any, *, resume: bool = False, overwrite: bool = False, strict_
     return Run(train_stage(load_config(config, **overrides), resume=resume, overwrite=overwrite, strict_lint=strict_lint))
 
 
-def prepare_data(config: Any, *, out: str | os.PathLike | None = None, **overrides) -> Path:
-    """Read, clean, split and report the data (`tunewise data prepare`); returns the data/ folder written."""
+def prepare_data(config: Any, *, out: str | os.PathLike | None = None, overwrite: bool = False, **overrides) -> Path:
+    """Read, clean, split and report the data (`tunewise data prepare`); returns the data/ folder written.
+    A trained run's data is replaced only with overwrite=True (which starts that run over)."""
     from tunewise.data.commands import prepare_command
 
-    return prepare_command(load_config(config, **overrides), out=str(out) if out else None)
+    return prepare_command(load_config(config, **overrides), out=str(out) if out else None, overwrite=overwrite)
 
 
 class Advice(dict):

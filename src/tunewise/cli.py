@@ -44,7 +44,7 @@ def cmd_data_prepare(a) -> int:
 
     strict = ["data.strict=true"] if a.strict else (["data.strict=false"] if a.no_strict else [])
     cfg = load_config(a.config, a.overrides + strict)
-    print(api.prepare_data(cfg, out=a.out))
+    print(api.prepare_data(cfg, out=a.out, overwrite=a.overwrite))
     return 0
 
 
@@ -67,8 +67,17 @@ def cmd_methods(a) -> int:
 
 def cmd_chat(a) -> int:
     from tunewise.infer.chat import chat_command
+    from tunewise.runs import allow_remote_code
 
+    allow_remote_code(a.trust_remote_code)
     return chat_command(a)
+
+
+def add_trust_remote_code(p: argparse.ArgumentParser) -> None:
+    """The opt-in, for commands that load a run's model: needed on every call (config.yaml alone is not enough)."""
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="run the Python code the run's model ships (its config.yaml says model.trust_remote_code: true); "
+                   "a run directory alone never turns this on")
 
 
 def cmd_demo(a) -> int:
@@ -99,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     strictness.add_argument("--strict", action="store_true", help="stop on the first malformed row or record (the default: data.strict)")
     strictness.add_argument("--no-strict", action="store_true", help="skip malformed rows/records and list them in data/dropped.jsonl")
     dp.add_argument("--out", help="write data/ here instead of the run directory")
+    dp.add_argument("--overwrite", action="store_true", help="the run is already trained: start it over (deletes its "
+                    "checkpoints and results) with the new data")
     dp.set_defaults(func=cmd_data_prepare)
     dv = dsub.add_parser("preview", help="print decoded examples with the supervised (trained) span marked [[...]]")
     _common_config(dv)
@@ -122,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--repetition-penalty", type=float)
     c.add_argument("--max-new-tokens", type=int)
     c.add_argument("--seed", type=int)
+    add_trust_remote_code(c)
     c.set_defaults(func=cmd_chat)
 
     dm = sub.add_parser("demo", help="the main demo: fine-tune Gemma 3 270M offline on the bundled data and compare")
@@ -156,6 +168,15 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except TunewiseError as e:
         print(f"error: {e.render()}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a full disk anywhere (torch and safetensors word it their own way): every write is
+        from tunewise.fileio import disk_full_error, is_disk_full  # atomic, so what was complete before is still there
+
+        if not is_disk_full(e):
+            raise
+        where = getattr(e, "filename", None) or "the disk"
+        err = disk_full_error(e, where, "files written before were completed atomically and are kept")
+        print(f"error: {err.render()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

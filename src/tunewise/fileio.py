@@ -1,16 +1,25 @@
-"""Small I/O helpers shared by every stage: atomic writes and JSONL with line-numbered errors."""
+"""Small I/O helpers shared by every stage: atomic writes, leftover cleanup, disk-full errors, and JSONL
+with line-numbered errors.
+
+Every file a stage hands to the next is written to a temporary name beside its target (`.NAME.XXXX.tmp`)
+and renamed over it when complete, so a crash leaves the old file or the new one, never half of one. A
+crash can leave the temporary behind; `clean_temps` removes them when the stage runs again.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from tunewise.errors import DataError
+from tunewise.errors import DataError, RunError
+from tunewise.faults import crash_point
 
 
 @contextmanager
@@ -32,8 +41,14 @@ def atomic_path(target: str | os.PathLike, *, is_dir: bool = False) -> Iterator[
     os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_umask())
     try:
         yield tmp
+        crash_point(f"atomic:{target.name}")
         if is_dir and target.exists():
-            shutil.rmtree(target)
+            # Moved aside first, then removed: a crash in between leaves a temporary, not half a folder.
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+            os.replace(target, old / "old")
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+            return
         os.replace(tmp, target)
     except BaseException:
         if tmp.is_dir():
@@ -43,10 +58,50 @@ def atomic_path(target: str | os.PathLike, *, is_dir: bool = False) -> Iterator[
         raise
 
 
+@lru_cache(maxsize=1)
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """The process umask, read without changing it (os.umask can only set it); 022 where it cannot be read."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def is_temp(p: Path) -> bool:
+    """A temporary that `atomic_path` or the data stage's spill files leave when a process is killed."""
+    return p.name.startswith(".") and (p.name.endswith(".tmp") or p.name.startswith(".spill-"))
+
+
+def clean_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries left in `folder` (not below it) by an interrupted run; returns what went."""
+    folder = Path(folder)
+    gone = []
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if is_temp(p):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+                gone.append(p)
+    return gone
+
+
+DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """An OSError for a full disk or quota, or torch's/safetensors' wording of one."""
+    if isinstance(e, OSError) and e.errno in DISK_FULL:
+        return True
+    text = str(e).lower()
+    return "no space left" in text or "disk quota" in text or "file write failed" in text
+
+
+def disk_full_error(e: BaseException, where: str | os.PathLike, keeps: str) -> RunError:
+    return RunError(f"the disk is full ({e.strerror if isinstance(e, OSError) and e.strerror else e})", where=str(where),
+                    fix=f"free disk space (or point run.root at a larger disk) and run the command again; {keeps}")
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -18,7 +18,7 @@ def test_real_runs_get_the_right_verdicts(tmp_path, tiny_model_dirs, demo_jsonl)
     cfg = tiny_config(tmp_path, demo_jsonl, train={"learning_rate": 1e20, "max_grad_norm": 0, "num_epochs": 2,
                                                     "logging_steps": 1, "early_stopping": False})
     cfg["run"]["name"] = "diverged"
-    assert main(["train", str(write_config(tmp_path / "d.yaml", cfg))]) == 0
+    assert main(["train", str(write_config(tmp_path / "d.yaml", cfg))]) == 2  # divergence is an error
     assert _verdict(tmp_path / "runs" / "diverged") == "diverged"
 
     # overfit: a tiny training set, many epochs, full-capacity LoRA with a high learning rate

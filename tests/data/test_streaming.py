@@ -155,7 +155,7 @@ def test_error_mid_stream_leaves_no_half_written_output(tmp_path):
     fresh = tmp_path / "fresh"
     with pytest.raises(DataError):
         prepare(_cfg(tmp_path, [str(bad)]), fresh, chunk_size=4)
-    assert list((fresh / "data").iterdir()) == []
+    assert list(fresh.iterdir()) == []  # no data/, and no temporary left behind
 
 
 def test_token_stats_in_chunks_match_one_pass(tmp_path, tiny_model_dirs):

@@ -74,7 +74,7 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_model_dirs, dem
         tmp_path, demo_jsonl, method={"lora_alpha": 4096},
         train={"learning_rate": 1e20, "max_grad_norm": 0, "num_epochs": 3, "eval_steps": 2, "logging_steps": 1,
                "early_stopping": False}))
-    assert main(["train", str(cfg)]) == 0
+    assert main(["train", str(cfg)]) == 2  # divergence is an error
     run = tmp_path / "runs" / "t"
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["diverged_at_step"] is not None
@@ -84,8 +84,9 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_model_dirs, dem
     from tunewise.runs import newest_checkpoint
 
     ck = newest_checkpoint(run)
-    if ck is not None:  # every kept checkpoint predates the NaN
-        assert int(ck.name.split("-")[1]) < summary["diverged_at_step"]
+    if ck is not None:  # every kept checkpoint's weights gave a finite loss (checkpoint-(N-1) computed step N's NaN)
+        assert int(ck.name.split("-")[1]) < summary["diverged_at_step"] - 1
+        assert summary["last_good_checkpoint"] == f"checkpoints/{ck.name}"
 
 
 def _final_val(run):

@@ -104,7 +104,7 @@ def test_prompt_learning_resume_and_projected_prefix_best_model(tmp_path, tiny_m
     # ... and resuming it is refused with an explanation rather than a peft traceback
     cfg = write_config(tmp_path / "pp2.yaml", tiny_config(tmp_path, demo_jsonl, "tiny-gemma3",
                                                           method={"name": "prefix", "num_virtual_tokens": 4, "prefix_projection": True},
-                                                          train={"max_steps": 6, "eval_steps": 2}))
+                                                          train={"max_steps": 6, "eval_steps": 2, "learning_rate": 1e-2}))
     capsys.readouterr()
     assert main(["train", str(cfg), "--set", "run.name=pp", "--resume"]) == 2
     err = capsys.readouterr().err

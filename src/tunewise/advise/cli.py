@@ -87,7 +87,10 @@ def cmd_lint(a) -> int:
     from tunewise.advise.lint import explicit_keys, gather_facts, lint
     from tunewise.errors import ConfigError
 
+    from tunewise import methods
+
     cfg = _load(a)
+    methods.check_config(cfg)  # an unknown method (or one that cannot take this config) is an error, not "no findings"
     facts, _ = gather_facts(cfg, nproc=a.nproc, explicit=explicit_keys(a.config, a.overrides))
     found = lint(cfg, facts)
     if a.json:

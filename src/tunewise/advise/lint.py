@@ -98,6 +98,30 @@ def lora_low_lr(cfg: Config, f: Facts):
                        "LoRA 类方法需要约 10 倍于全参微调的学习率：从 2e-4 开始")
 
 
+@rule("lr-far-out-of-range")
+def lr_far_out_of_range(cfg: Config, f: Facts):
+    """A learning rate 10x above (or 100x below) the range where the method trains: e.g. LoRA at 1e6 blows the
+    update up (the loss flattens at ln(vocabulary) with zero gradient) and reads as 'underfit' on the curves."""
+    from tunewise.advise.lr import RANGES
+
+    lr, name = _lr(cfg), cfg.method.name
+    if lr is None or name not in RANGES or full_high_lr(cfg, f) or lora_low_lr(cfg, f):
+        return None  # the narrower rules say it better
+    lo, hi = RANGES[name]
+    if lo / 100 <= lr <= 10 * hi:
+        return None
+    high = lr > hi
+    factor = lr / hi if high else lo / lr
+    return Finding("lr-far-out-of-range", "train.learning_rate",
+                   f"learning_rate {lr:g} is {factor:.3g}x {'above the top' if high else 'below the bottom'} of the range where "
+                   f"{name} trains ({lo:g}-{hi:g}): " + ("the first updates blow the model up (NaN, or a flat loss at "
+                   "ln(vocabulary) with zero gradient)" if high else "the weights barely move"),
+                   f"学习率 {lr:g} {'高于' if high else '低于'} {name} 的常用范围（{lo:g}-{hi:g}）{factor:.3g} 倍："
+                   + ("最初几步就会把模型更新坏（NaN，或损失停在 ln(词表大小) 且梯度为零）" if high else "权重几乎不更新"),
+                   f"use {lo:g}-{hi:g} (`tunewise advise CONFIG` computes one for your batch)",
+                   f"改用 {lo:g}-{hi:g}（`tunewise advise 配置` 会按你的批大小计算）", severity="error")
+
+
 @rule("many-epochs-small-data")
 def many_epochs_small_data(cfg: Config, f: Facts):
     if f.n_train is None or f.n_train >= 1000:

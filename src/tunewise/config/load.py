@@ -45,7 +45,8 @@ def _dotted(loc: tuple) -> str:
     return out
 
 
-def _explain(e: ValidationError, source: str) -> ConfigError:
+def explain_validation(e: ValidationError, source: str) -> ConfigError:
+    """One ConfigError listing every problem pydantic found, each with its dotted key."""
     lines = []
     for err in e.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
@@ -134,7 +135,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, bas
     try:
         cfg = Config.model_validate(data)
     except ValidationError as e:
-        raise _explain(e, source + (" (with --set overrides)" if overrides else "") + (" (with overrides)" if values else "")) from None
+        raise explain_validation(e, source + (" (with --set overrides)" if overrides else "") + (" (with overrides)" if values else "")) from None
     return resolve(cfg, cfg_dir)
 
 

@@ -14,13 +14,39 @@ from tunewise.data.clean import CleanConfig
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    # allow_inf_nan=False: `.inf` or `.nan` for a learning rate, ratio or penalty is refused at load, never trained on.
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------------------------
 class RunConfig(Section):
-    name: str | None = Field(None, description="Run name; the run directory is <root>/<name>. Default: the config file's name.")
+    name: str | None = Field(None, description="Run name; the run directory is <root>/<name>. Default: the config file's name. "
+                             "One folder name: no '/', '\\', '..', leading '.' or control characters.")
     root: str = Field("runs", description="Folder that holds run directories.")
+
+    @field_validator("name")
+    @classmethod
+    def _one_safe_folder_name(cls, v: str | None) -> str | None:
+        if v is not None and (why := unsafe_run_name(v)):
+            raise ValueError(f"a run name must be one plain folder name: {why}")
+        return v
+
+
+def unsafe_run_name(name: str) -> str | None:
+    """Why `name` cannot be a run folder name under run.root (None: it can)."""
+    if not name or not name.strip():
+        return "it is empty"
+    if name != name.strip():
+        return "it starts or ends with a space"
+    if "/" in name or "\\" in name:
+        return "it contains a path separator"
+    if name.startswith("."):
+        return "it starts with '.' ('.', '..' and hidden folders are not run names)"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "it contains a control character"
+    if len(name.encode("utf-8")) > 200:
+        return "it is longer than 200 bytes"
+    return None
 
 
 class ModelConfig(Section):
@@ -85,6 +111,13 @@ class DataConfig(Section):
     general: list[DatasetSpec] = Field(default_factory=list, description="General-purpose datasets mixed in to keep general ability.")
     general_ratio: float = Field(0.1, ge=0, description="Size of the general-data mix relative to the training set (0.1 = 10%).")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Text augmentation for small datasets.")
+
+    @field_validator("val_size")
+    @classmethod
+    def _count_is_whole(cls, v: float) -> float:
+        if v >= 1 and v != int(v):
+            raise ValueError("a val_size of 1 or more is a count of records and must be a whole number (a share is below 1)")
+        return v
 
     @field_validator("datasets", "val_datasets", "general", mode="before")
     @classmethod

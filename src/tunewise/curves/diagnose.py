@@ -67,6 +67,26 @@ def rule_nan(train, val, rows, th) -> dict | None:
     return None
 
 
+def rule_blown_up(rows: list[dict], vocab_size: int | None = None, tail: int = 3) -> dict | None:
+    """A loss flat at ln(vocabulary) with a zero gradient norm: an update so large it saturated the model into
+    uniform predictions (a learning rate far too high). Nothing trains after that, so it is divergence, not
+    underfitting, and neither more steps nor a higher learning rate can help."""
+    logs = [r for r in rows if _finite(r.get("loss")) and _finite(r.get("grad_norm"))]
+    if len(logs) < tail + 1 or not any(r["grad_norm"] > 0 for r in logs[:-tail]):
+        return None
+    last = logs[-tail:]
+    losses = [r["loss"] for r in last]
+    flat = max(losses) - min(losses) <= 1e-3 * max(abs(losses[-1]), 1e-8)
+    if not flat or any(r["grad_norm"] > 1e-6 for r in last):
+        return None
+    ev = {"blown_up_update": True, "loss_flat_at": losses[-1], "grad_norm_tail": max(r["grad_norm"] for r in last)}
+    if vocab_size:
+        if abs(losses[-1] - math.log(vocab_size)) > 0.02 * math.log(vocab_size):
+            return None
+        ev.update(vocab_size=vocab_size, ln_vocab=math.log(vocab_size))
+    return ev
+
+
 def rule_explode(train, th) -> dict | None:
     ys = [v for _, v in train]
     if len(ys) < 3:
@@ -209,7 +229,7 @@ def _before_training(rows: list[dict]) -> dict:
     return out
 
 
-def diagnose(rows: list[dict], *, thresholds: Thresholds | None = None) -> Diagnosis:
+def diagnose(rows: list[dict], *, thresholds: Thresholds | None = None, vocab_size: int | None = None) -> Diagnosis:
     th = thresholds or Thresholds()
     train, val = series(rows, "loss"), series(rows, "val_loss")
     ev: dict = {"num_train_points": len(train), "num_val_points": len(val)}
@@ -232,7 +252,7 @@ def diagnose(rows: list[dict], *, thresholds: Thresholds | None = None) -> Diagn
     nan = rule_nan(train, val, rows, th)
     if nan:
         verdict, ev = "diverged", {**ev, **nan}
-    elif (boom := rule_explode(ft, th)):
+    elif (boom := rule_explode(ft, th) or rule_blown_up(rows, vocab_size)):
         verdict, ev = "diverged", {**ev, **boom}
     elif len(ft) < th.min_train_points and len(finite_val) < th.min_val_points:
         verdict = "too_short"
@@ -277,7 +297,8 @@ def format_diagnosis(d: Diagnosis | dict, lang: str = "en") -> str:
     ev = d["evidence"]
     keys = ["stop_rate", "stop_rate_before", "repetition_rate", "key_term_rate", "key_term_rate_before", "key_terms",
             "curve_verdict", "val_min_step", "val_min", "final_val", "final_train", "train_val_gap", "val_rise_from_min",
-            "tail_slope_ratio", "total_drop", "spike_count", "nan_step", "note"]
+            "tail_slope_ratio", "total_drop", "spike_count", "nan_step", "blown_up_update", "loss_flat_at", "ln_vocab",
+            "grad_norm_tail", "note"]
     shown = [f"{k}={ev[k]:.4g}" if isinstance(ev.get(k), float) else f"{k}={ev[k]}" for k in keys if k in ev]
     if shown:
         lines.append(("证据: " if lang == "zh" else "evidence: ") + ", ".join(shown))

@@ -19,7 +19,17 @@ def read_metrics(run: Path) -> list[dict]:
     p = Path(run) / "metrics.jsonl"
     if not p.exists():
         raise RunError("no metrics.jsonl in this run", where=str(run), fix="train first (`tunewise train CONFIG`)")
-    rows = [json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()]
+    rows = []
+    for i, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise RunError(f"metrics.jsonl has a damaged line ({e.msg})", where=f"{p}:{i}",
+                           fix="delete that line (a run killed while writing can leave half a line), then run again") from None
+        if isinstance(row, dict):
+            rows.append(row)
     if not rows:
         raise RunError("metrics.jsonl is empty", where=str(p), fix="the run logged nothing: lower train.logging_steps")
     return rows
@@ -116,10 +126,19 @@ def _html(run: Path, d: Diagnosis, png: bytes) -> str:
 <h2>What to do</h2><ul>{adv}</ul><h2>建议</h2><ul>{adv_zh}</ul></body></html>"""
 
 
+def vocab_size_of(run: Path) -> int | None:
+    """The output vocabulary of the run's model (train_summary.json), for the ln(vocabulary) diagnosis."""
+    try:
+        n = json.loads((Path(run) / "train_summary.json").read_text(encoding="utf-8")).get("vocab_size")
+        return int(n) if n else None
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
 def analyze_run(run: Path, *, lang: str = "en") -> Diagnosis:
     run = Path(run)
     rows = read_metrics(run)
-    d = diagnose(rows)
+    d = diagnose(rows, vocab_size=vocab_size_of(run))
     ck = best_checkpoint(run, d.best_step)
     summary_path = run / "train_summary.json"
     if summary_path.exists():

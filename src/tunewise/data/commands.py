@@ -49,13 +49,15 @@ def token_stats(cfg, tokenizer, template, records: Iterable[dict], chunk_size: i
     return totals, hist
 
 
-def prepare_command(cfg, out: str | None = None) -> Path:
+def prepare_command(cfg, out: str | None = None, overwrite: bool = False) -> Path:
     from tunewise.data.prepare import PreparedData, prepare
     from tunewise.fileio import read_json, write_json
     from tunewise.train.data import encode_for_training
     from tunewise.train.workflow import tokenizer_and_template
 
     target = Path(out) if out else run_dir_for(cfg)
+    if not out:
+        _check_not_trained(target, overwrite)
     prepared = prepare(cfg, target)
     _, tokenizer, template = tokenizer_and_template(cfg)
     train_tok, hist = token_stats(cfg, tokenizer, template, prepared.records("train"))
@@ -71,6 +73,24 @@ def prepare_command(cfg, out: str | None = None) -> Path:
     write_length_histogram(lengths, target / "data" / "lengths.png", cfg.data.max_length)
     print(format_summary(stats), file=sys.stderr)
     return target / "data"
+
+
+def _check_not_trained(run: Path, overwrite: bool) -> None:
+    """The data of a trained run is what its checkpoints and result were trained on: replace it only by
+    starting the run over (--overwrite)."""
+    from tunewise.errors import RunError
+    from tunewise.runs import trained_parts
+    from tunewise.train.rundir import describe_trained, reset_run_dir
+
+    if not trained_parts(run):
+        return
+    if not overwrite:
+        raise RunError(f"this run is already trained ({describe_trained(run)}); new data would no longer match "
+                       "what it was trained on", where=str(run),
+                       fix="prepare into a new run (--set run.name=NEW) or another folder (--out DIR), or add "
+                       "--overwrite to start this run over (deletes its checkpoints and results)")
+    print(f"[tunewise] --overwrite: emptying the trained run {run}", file=sys.stderr)
+    reset_run_dir(run)
 
 
 def encode_sample(cfg, n: int):

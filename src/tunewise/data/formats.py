@@ -101,6 +101,30 @@ def _str(row: dict, col: str, field: str, required: bool) -> str:
     return str(v)
 
 
+def text_content(value: Any, field: str) -> str:
+    """A turn's content as text: a string (numbers as written), or OpenAI-style text parts. Anything else (an
+    object, an image part) is an error: trained as its Python repr it would teach the model to write dicts."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, list):
+        out = []
+        for i, part in enumerate(value):
+            if isinstance(part, str):
+                out.append(part)
+            elif isinstance(part, dict) and part.get("type", "text") == "text" and isinstance(part.get("text"), str):
+                out.append(part["text"])
+            else:
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise RecordError(f"{field}[{i}]", f"content part of type '{kind}' is not text (only text can be trained)")
+        return "".join(out)
+    raise RecordError(field, f"content must be text, got {'an object' if isinstance(value, dict) else type(value).__name__}"
+                      f" ({str(value)[:60]})")
+
+
 def check_messages(msgs: list[dict], *, where_field: str = "messages") -> list[dict]:
     """Validate roles and order: optional system first, then user/assistant alternating, ending with assistant."""
     if not msgs:
@@ -129,10 +153,11 @@ def alpaca(row: dict, columns: dict, tags: dict) -> dict:
     hist = row.get(c["history"]) or []
     if not isinstance(hist, list):
         raise RecordError(c["history"], "history must be a list of [question, answer] pairs")
-    for pair in hist:
+    for i, pair in enumerate(hist):
         if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
             raise RecordError(c["history"], "each history item must be a [question, answer] pair")
-        msgs += [{"role": "user", "content": str(pair[0])}, {"role": "assistant", "content": str(pair[1])}]
+        msgs += [{"role": "user", "content": text_content(pair[0], f"{c['history']}[{i}][0]")},
+                 {"role": "assistant", "content": text_content(pair[1], f"{c['history']}[{i}][1]")}]
     msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": response}]
     return {"messages": check_messages(msgs)}
 
@@ -162,7 +187,7 @@ def sharegpt(row: dict, columns: dict, tags: dict) -> dict:
         role = mapping.get(str(t[role_tag]).lower(), mapping.get(t[role_tag]))
         if role is None:
             raise RecordError(f"{col}[{i}].{role_tag}", f"unknown role '{t[role_tag]}'; map it with tags: {{user_tag: ..., assistant_tag: ...}}")
-        msgs.append({"role": role, "content": str(t[content_tag])})
+        msgs.append({"role": role, "content": text_content(t[content_tag], f"{col}[{i}].{content_tag}")})
     return {"messages": check_messages(msgs, where_field=col)}
 
 
@@ -181,10 +206,7 @@ def messages(row: dict, columns: dict, tags: dict) -> dict:
         role = {"human": "user", "gpt": "assistant", "model": "assistant"}.get(role, role)
         if role not in ROLES:
             raise RecordError(f"{col}[{i}].{role_tag}", f"role must be one of system, user, assistant (got '{t[role_tag]}')")
-        content = t[content_tag]
-        if isinstance(content, list):  # OpenAI content parts
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        msgs.append({"role": role, "content": "" if content is None else str(content)})
+        msgs.append({"role": role, "content": text_content(t[content_tag], f"{col}[{i}].{content_tag}")})
     return {"messages": check_messages(msgs, where_field=col)}
 
 
@@ -192,6 +214,21 @@ def messages(row: dict, columns: dict, tags: dict) -> dict:
 def text(row: dict, columns: dict, tags: dict) -> dict:
     col = columns.get("text") or columns.get("prompt") or "text"
     return {"text": _str(row, col, "text", required=True)}
+
+
+# Fields a record is made of: the column `columns:` names for one of them must exist (the others, such as
+# query, system or history, are optional parts of a record).
+_REQUIRED = {"prompt", "response", "messages", "text"}
+
+
+def check_columns(row: dict, columns: dict) -> None:
+    """Every column that `columns:` names for a required field must be a field of the data (checked on the
+    first record): a misspelt one would otherwise change the format detected, or train on the wrong text."""
+    for field, col in columns.items():
+        if field in _REQUIRED and col not in row:
+            has = ", ".join(map(str, list(row)[:12])) + (", ..." if len(row) > 12 else "")
+            raise DataError(f"columns.{field} names the column '{col}', which this data does not have (its fields: {has})",
+                            fix=f"set columns.{field} to one of the fields above, or remove it to use the default")
 
 
 def convert(row: dict[str, Any], fmt: str, columns: dict, tags: dict) -> dict:

@@ -8,6 +8,10 @@ One streaming pass reads, converts and cleans every record and appends the survi
 augmentation, mixing and shuffling then work on index arrays over the spill file, and the outputs are
 copied out of it. Memory grows by a few dozen bytes per record (offsets, sources, dedup indexes), never
 by the records themselves, so small and very large inputs take the same path.
+
+The files of one preparation are written together into a temporary folder that replaces data/ only when
+all of them are complete, so train.jsonl, val.jsonl and stats.json always come from the same run; an
+interrupted preparation leaves the previous data/ (and a temporary that the next one removes).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from tunewise.data.clean import CHUNK, Cleaner, Item, find_leakage, leak_entry
 from tunewise.data.readers import BadRow
 from tunewise.data.spill import DropLog, Spill, iter_indices
 from tunewise.errors import DataError
-from tunewise.fileio import atomic_path, read_json, read_jsonl, write_json
+from tunewise.fileio import atomic_path, clean_temps, read_json, read_jsonl, write_json
 
 
 class PreparedData:
@@ -55,6 +59,11 @@ class PreparedData:
         if self._lists[split] is None:
             self._lists[split] = list(self.records(split))
         return self._lists[split]
+
+    def moved_to(self, folder: Path) -> "PreparedData":
+        """The same data after its folder was renamed to `folder`."""
+        self.files = {k: Path(folder) / v.name for k, v in self.files.items()}
+        return self
 
     @property
     def train(self) -> list[dict]:
@@ -121,15 +130,24 @@ def iter_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, d
     columns, tags = dict(spec.columns), dict(spec.tags)
     system = spec.system or default_system
 
+    n_rows = 0
+
     def bad(where: str, reason: str, raw=None, fix: str | None = None) -> Item:
         if strict:
             raise DataError(reason, where=where, fix=fix or "fix or remove this record, or set data.strict: false to skip bad records")
         return None, {"step": "read", "reason": reason, "where": where, "source": source, "record": raw}
 
     for row in readers.read(spec.path, spec.reader, spec.options):
+        n_rows += 1
         if isinstance(row, BadRow):
-            yield bad(row.where, row.reason, row.raw, fix="fix the syntax of this row, or set data.strict: false to skip malformed rows")
+            yield bad(row.where, row.reason, row.raw,
+                      fix=row.fix or "fix the syntax of this row, or set data.strict: false to skip malformed rows")
             continue
+        if n_rows == 1 and columns:
+            try:
+                formats.check_columns(row.data, columns)
+            except DataError as e:
+                raise DataError(e.what, where=row.where, fix=e.fix) from None
         if fmt == "auto":
             try:
                 fmt = formats.detect(row.data, columns)
@@ -145,6 +163,9 @@ def iter_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, d
             rec["messages"].insert(0, {"role": "system", "content": system})
         rec["source"], rec["where"] = source, row.where
         yield rec, None
+    if n_rows == 0:
+        raise DataError("no records: the file is empty (or holds only blank lines or a header)", where=str(spec.path),
+                        fix="put the training records in this file, or remove it from data.datasets")
 
 
 def read_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, default_system: str | None = None,
@@ -181,6 +202,11 @@ _NO_INDEX = np.zeros(0, dtype=np.int64)
 
 
 def _split(pool: np.ndarray, val_size: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    if val_size >= 1 and int(val_size) >= len(pool):
+        raise DataError(f"data.val_size asks for {int(val_size)} validation records, but only {len(pool)} record(s) "
+                        "remain after reading and cleaning, which would leave nothing (or almost nothing) to train on",
+                        where="data.val_size",
+                        fix=f"set data.val_size below {len(pool)} (a count) or to a share such as 0.1, or add data")
     if val_size <= 0 or len(pool) < 2:
         return pool, _NO_INDEX
     n_val = int(round(len(pool) * val_size)) if val_size < 1 else int(val_size)
@@ -284,12 +310,38 @@ def prepare(cfg: Config, run_dir: Path | None = None, *, clean: bool = True, chu
 
     `chunk_size` records are cleaned together; it bounds the memory of the cleaning pass, not the result.
     """
-    d = cfg.data
-    if not d.datasets:
+    if run_dir is None:
+        owner = tempfile.TemporaryDirectory(prefix="tunewise-data-")
+        return prepare_into(cfg, Path(owner.name), clean=clean, chunk_size=chunk_size, owner=owner)
+    final = Path(run_dir) / "data"
+    _check_datasets(cfg)
+    clean_temps(run_dir)  # what an interrupted preparation left: .data.*.tmp
+    empty = None
+    with atomic_path(final, is_dir=True) as staging:
+        try:
+            prepared = prepare_into(cfg, staging, clean=clean, chunk_size=chunk_size, report_dir=final)
+        except EmptyTrainingSet as e:  # still replace data/: its dropped.jsonl says why each record went
+            empty = e
+    if empty is not None:
+        raise empty
+    return prepared.moved_to(final)
+
+
+class EmptyTrainingSet(DataError):
+    """Nothing survived reading and cleaning."""
+
+
+def _check_datasets(cfg: Config) -> None:
+    if not cfg.data.datasets:
         raise DataError("no training data configured", where="data.datasets",
                         fix="add at least one dataset, e.g. data: {datasets: [my_data.jsonl]}")
-    owner = None if run_dir is not None else tempfile.TemporaryDirectory(prefix="tunewise-data-")
-    data_dir = Path(run_dir) / "data" if run_dir is not None else Path(owner.name)
+
+
+def prepare_into(cfg: Config, data_dir: Path, *, clean: bool = True, chunk_size: int = CHUNK,
+                 owner: tempfile.TemporaryDirectory | None = None, report_dir: Path | None = None) -> PreparedData:
+    """Prepare straight into `data_dir` (no swap); `report_dir` is the folder the messages name."""
+    d = cfg.data
+    _check_datasets(cfg)
     data_dir.mkdir(parents=True, exist_ok=True)
     files = {split: data_dir / f"{split}.jsonl" for split in ("train", "val", "dropped")}
     leak = clean and d.clean.leakage_check and (bool(d.val_datasets) or d.val_size > 0)
@@ -303,11 +355,12 @@ def prepare(cfg: Config, run_dir: Path | None = None, *, clean: bool = True, chu
             stats = _split_mix_write(cfg, spill, per, steps, n_pool, files, clean=clean, chunk_size=chunk_size)
         else:  # leave the block normally, so dropped.jsonl is written for the error to point at
             reasons = drops.by_step
-            empty = DataError(
-                "the training set is empty after reading and cleaning"
+            empty = EmptyTrainingSet(
+                where=", ".join(str(s.path or s.name) for s in d.datasets),
+                what="the training set is empty after reading and cleaning"
                 + (f" (dropped: {', '.join(f'{k}={v}' for k, v in reasons.items())})" if reasons else ""),
                 fix="check data/dropped.jsonl for why records were dropped, relax data.clean settings, or add data"
-                + ("" if run_dir is None else f" ({files['dropped']})"),
+                + ("" if owner is not None else f" ({(report_dir or data_dir) / 'dropped.jsonl'})"),
             )
     if empty is not None:
         raise empty

@@ -7,8 +7,9 @@ from pathlib import Path
 
 
 def cmd_eval(a) -> int:
-    from tunewise.runs import require_run
+    from tunewise.runs import allow_remote_code, require_run
 
+    allow_remote_code(a.trust_remote_code)
     run = require_run(a.run)
     if a.blind_score:
         from tunewise.evaluate.blind import format_blind_summary, score_blind
@@ -69,4 +70,7 @@ def register(sub) -> None:
     e.add_argument("--key", help="the blind key (default: RUN/eval/blind_key.json)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--lang", choices=["en", "zh"], default="en")
+    from tunewise.cli import add_trust_remote_code
+
+    add_trust_remote_code(e)
     e.set_defaults(func=cmd_eval)

@@ -26,8 +26,9 @@ def export_run(run: str | Path, *, dtype: str = "float32", out: str | Path | Non
     from tunewise.export import hub
     from tunewise.export.gguf import build_gguf, special_tokens
     from tunewise.export.merge import merge_run
-    from tunewise.export.ollama import check_equivalent, modelfile_text, ollama_template, training_bos
-    from tunewise.fileio import write_text
+    from tunewise.export.ollama import check_equivalent, modelfile_commands, ollama_template, render_modelfile, training_bos
+    from tunewise.faults import crash_point
+    from tunewise.fileio import clean_temps, write_text
     from tunewise.runs import read_run_config, read_template, require_run
 
     run = require_run(run)
@@ -48,13 +49,17 @@ def export_run(run: str | Path, *, dtype: str = "float32", out: str | Path | Non
         require_extra("export", "a GGUF export")
     template = read_template(run)
     cfg = read_run_config(run)
-    go_template = None
+    intended = None
     if ollama:  # fail before the slow steps when the template has no verified Ollama form
         go_template = ollama_template(template)
         bad = check_equivalent(go_template, template)
         if bad:
             raise RunError("the Ollama template does not render like the training template: " + bad[0], where="template.json",
                            fix="report this; export without --ollama meanwhile")
+        intended = modelfile_commands(gguf_name="model.gguf", go_template=go_template, stops=template.stop_strings,
+                                      generation=cfg.generation, num_ctx=cfg.data.max_length,
+                                      system=template.system if template.system is not None else cfg.template.system)
+        modelfile_body = render_modelfile(intended)  # refuses a value that would break out of its quoted block
     token = hub.preflight(push) if push else None  # token and network before any work: a refused push writes nothing
     from tunewise.curves.report import result_note
 
@@ -62,9 +67,15 @@ def export_run(run: str | Path, *, dtype: str = "float32", out: str | Path | Non
         _say(f"[tunewise] training overfit: {note}")
     if not merge:
         return _push(run, export_dir, result, cfg, push, token, private, kind="unmerged")
+    # An export is one consistent set: the previous verdict goes first (a killed export never leaves a PASS
+    # beside new files), with the previous Modelfile and GGUF, which would describe the previous weights.
+    clean_temps(export_dir)
+    for stale in ("verify.json", "Modelfile", "model.gguf"):
+        (export_dir / stale).unlink(missing_ok=True)
     _say(f"[tunewise] merging {run} into {export_dir / 'merged'} ({dtype})")
     merged = merge_run(run, export_dir / "merged", dtype=dtype, checkpoint=checkpoint)
     result["merged"] = str(merged)
+    crash_point("export:merged")
     verdict = None
     if gguf:
         from tunewise.models.load import load_tokenizer
@@ -74,20 +85,19 @@ def export_run(run: str | Path, *, dtype: str = "float32", out: str | Path | Non
         _say(f"[tunewise] converting to GGUF {gguf} with llama.cpp's converter -> {gguf_path}")
         build_gguf(merged, gguf_path, gguf, special_tokens(tok, template, add_bos=training_bos(template)))
         result["gguf"] = str(gguf_path)
+        crash_point("export:gguf")
         modelfile = None
         if ollama:
             modelfile = export_dir / "Modelfile"
-            write_text(modelfile, modelfile_text(
-                gguf_name=gguf_path.name, go_template=go_template, stops=template.stop_strings,
-                generation=cfg.generation, num_ctx=cfg.data.max_length,
-                system=template.system if template.system is not None else cfg.template.system))
+            write_text(modelfile, modelfile_body)
             result["modelfile"] = str(modelfile)
         from tunewise.export.verify import verify_gguf, write_verdict
 
         _say(f"[tunewise] verifying: greedy answers of the GGUF vs the trained model on {verify_prompts} held-out prompts")
         verdict = verify_gguf(run, gguf_path, gguf, modelfile_path=modelfile, n_prompts=verify_prompts,
-                              max_new_tokens=verify_tokens)
-        write_verdict(export_dir / "verify.json", verdict)
+                              max_new_tokens=verify_tokens, modelfile_intended=intended)
+        crash_point("export:verified")
+        write_verdict(export_dir / "verify.json", verdict)  # last: only after every file it vouches for exists
         result["verify"], result["verify_json"] = verdict["status"], str(export_dir / "verify.json")
         if ollama:
             model_name = name or re.sub(r"[^a-z0-9._-]+", "-", run.name.lower()).strip("-") or "tunewise-model"
@@ -122,7 +132,9 @@ def _push(run: Path, export_dir: Path, result: dict, cfg, repo_id: str, token: s
 
 def cmd_export(a) -> int:
     from tunewise.api import Run
+    from tunewise.runs import allow_remote_code
 
+    allow_remote_code(a.trust_remote_code)
     res = Run(a.run).export(dtype=a.dtype, out=a.out, gguf=a.gguf, ollama=a.ollama, name=a.name, push=a.push,
                             private=a.private, checkpoint=a.checkpoint, verify_prompts=a.verify_prompts,
                             verify_tokens=a.verify_tokens, merge=not a.no_merge)
@@ -144,4 +156,7 @@ def register(sub) -> None:
     e.add_argument("--checkpoint", help="export this checkpoint instead of the final result")
     e.add_argument("--verify-prompts", type=int, default=4, help="held-out prompts compared during verification")
     e.add_argument("--verify-tokens", type=int, default=32, help="greedy tokens generated per prompt during verification")
+    from tunewise.cli import add_trust_remote_code
+
+    add_trust_remote_code(e)
     e.set_defaults(func=cmd_export)

@@ -92,51 +92,165 @@ def check_equivalent(go_template: str, template: ChatTemplate) -> list[str]:
     return bad
 
 
-def _quote(s: str) -> str:
-    return json.dumps(s, ensure_ascii=False)
+# ------------------------------------------------------------------------------------------- Modelfile
+# A Modelfile is a list of commands (name, argument). We build the list we intend, render it, and parse the
+# text back exactly as Ollama does (`parse_commands`, a port of ollama/parser/parser.go ParseFile): a value
+# that would not come back unchanged (a system prompt holding '"""' and a newline, which would end its block
+# and turn the following lines into FROM/PARAMETER directives) is refused, never written.
+
+_COMMANDS = {"from", "license", "template", "system", "adapter", "draft", "renderer", "parser", "parameter", "message",
+             "requires"}
+
+
+def _unquote(s: str) -> tuple[str, bool]:
+    if s.startswith('"""'):
+        return (s[3:-3], True) if len(s) >= 6 and s.endswith('"""') else ("", False)
+    if s.startswith('"'):
+        return (s[1:-1], True) if len(s) >= 2 and s.endswith('"') else ("", False)
+    return s, True
+
+
+def _next_state(r: str, state: str) -> tuple[str, str | None]:
+    """Ollama's parseRuneForState: (next state, the rune to keep or None); ValueError for a bad rune."""
+    space, newline = r in " \t", r in "\r\n"
+    if state == "nil":
+        return ("comment", None) if r == "#" else ("nil", None) if space or newline else ("name", r)
+    if state == "name":
+        if r.isascii() and r.isalpha():
+            return "name", r
+        if space:
+            return "value", None
+        raise ValueError("command must be one of " + ", ".join(sorted(_COMMANDS)))
+    if state == "value":
+        return ("nil", r) if space or newline else ("value", r)
+    if state in ("parameter", "message"):
+        if r.isascii() and (r.isalpha() or (state == "parameter" and (r.isdigit() or r == "_"))):
+            return state, r
+        if space:
+            return "value", None
+        raise ValueError("unexpected character in a PARAMETER/MESSAGE name")
+    return ("nil", None) if newline else ("comment", None)  # comment
+
+
+def parse_commands(text: str) -> list[tuple[str, str]]:
+    """The (command, argument) list Ollama reads from a Modelfile; ValueError where Ollama would fail."""
+    cmds: list[tuple[str, str]] = []
+    state, buf, name, role = "nil", [], "", ""
+    for r in text.removeprefix("\ufeff"):
+        nxt, keep = _next_state(r, state)
+        if nxt != state:
+            if state == "name":
+                word = "".join(buf).lower()
+                if word not in _COMMANDS:
+                    raise ValueError(f"unknown command {word!r}")
+                if word == "parameter":
+                    nxt = "parameter"
+                elif word == "message":
+                    nxt, name = "message", word
+                else:
+                    name = "model" if word == "from" else word
+            elif state == "parameter":
+                name = "".join(buf)
+            elif state == "message":
+                role = "".join(buf)
+            elif state == "value":
+                value, ok = _unquote("".join(buf).strip())
+                if not ok or r in " \t":
+                    buf.append(r)
+                    continue
+                cmds.append((name, f"{role}: {value}" if role else value))
+                role = ""
+            buf, state = [], nxt
+        if keep is not None and keep.isprintable():
+            buf.append(keep)
+    if state == "value":
+        value, ok = _unquote("".join(buf).strip())
+        if not ok:
+            raise ValueError("unexpected end of file inside a quoted value")
+        cmds.append((name, f"{role}: {value}" if role else value))
+    elif state not in ("nil", "comment"):
+        raise ValueError("unexpected end of file")
+    if not any(n == "model" for n, _ in cmds):
+        raise ValueError("no FROM line")
+    return cmds
+
+
+def _render_command(name: str, arg: str) -> str:
+    head = {"model": "FROM", "template": "TEMPLATE", "system": "SYSTEM"}.get(name) or f"PARAMETER {name}"
+    if name in ("template", "system"):
+        forms = [f'"""{arg}"""']
+    elif name == "model" or (name != "stop" and arg and not any(c.isspace() or c == '"' for c in arg)):
+        forms = [arg]
+    else:
+        forms = [f'"{arg}"', f'"""{arg}"""']
+    for form in forms:
+        line = f"{head} {form}"
+        try:
+            if parse_commands("FROM x\n" + line + "\n")[1:] == [(name, arg)]:
+                return line
+        except ValueError:
+            pass
+    key = {"system": "template.system", "template": "template.json (its chat template)", "stop": "template.json (stop_strings)"}
+    raise RunError(
+        f"the Modelfile cannot hold this {name} value: Ollama would read it differently"
+        + (" (it contains '\"\"\"', which ends the quoted block, so the lines after it would become Modelfile commands)"
+           if '"""' in arg else " (a quote followed by a space or line break, or a character Ollama drops)"),
+        where=key.get(name, name), fix="remove the triple quotes (or that character) from it and export again")
+
+
+def modelfile_commands(*, gguf_name: str, go_template: str, stops: list[str], generation, num_ctx: int,
+                       system: str | None = None) -> list[tuple[str, str]]:
+    """The Modelfile tunewise means to write, as Ollama's (command, argument) list."""
+    cmds = [("model", f"./{gguf_name}"), ("template", go_template)]
+    if system:
+        cmds.append(("system", system))
+    cmds += [("stop", s) for s in stops]
+    cmds += [("temperature", str(generation.temperature)), ("top_k", str(generation.top_k)),
+             ("top_p", str(generation.top_p)), ("repeat_penalty", str(generation.repetition_penalty)),
+             ("num_ctx", str(num_ctx)), ("num_predict", str(generation.max_new_tokens))]
+    return cmds
+
+
+def render_modelfile(cmds: list[tuple[str, str]]) -> str:
+    text = "\n".join(_render_command(n, a) for n, a in cmds) + "\n"
+    diff = modelfile_differences(text, cmds)
+    if diff:  # each line round-trips on its own; this would be a bug in the rendering itself
+        raise RunError("the Modelfile would not read back as written: " + diff[0], where="Modelfile",
+                       fix="report this; export without --ollama meanwhile")
+    return text
+
+
+def modelfile_differences(text: str, intended: list[tuple[str, str]]) -> list[str]:
+    """How the Modelfile `text`, parsed as Ollama parses it, differs from the intended command list."""
+    try:
+        got = parse_commands(text)
+    except ValueError as e:
+        return [f"Ollama cannot parse it ({e})"]
+    out = []
+    for i in range(max(len(got), len(intended))):
+        a = intended[i] if i < len(intended) else None
+        b = got[i] if i < len(got) else None
+        if a != b:
+            out.append(f"command {i + 1}: intended {a!r}, the file gives {b!r}")
+    return out
 
 
 def modelfile_text(*, gguf_name: str, go_template: str, stops: list[str], generation, num_ctx: int,
                    system: str | None = None) -> str:
-    if '"""' in go_template:
-        raise RunError("the Ollama template contains triple quotes, which a Modelfile cannot hold", where="template.json")
-    lines = [f"FROM ./{gguf_name}", f'TEMPLATE """{go_template}"""']
-    if system:
-        lines.append(f'SYSTEM """{system}"""')
-    lines += [f"PARAMETER stop {_quote(s)}" for s in stops]
-    lines += [
-        f"PARAMETER temperature {generation.temperature}",
-        f"PARAMETER top_k {generation.top_k}",
-        f"PARAMETER top_p {generation.top_p}",
-        f"PARAMETER repeat_penalty {generation.repetition_penalty}",
-        f"PARAMETER num_ctx {num_ctx}",
-        f"PARAMETER num_predict {generation.max_new_tokens}",
-    ]
-    return "\n".join(lines) + "\n"
+    return render_modelfile(modelfile_commands(gguf_name=gguf_name, go_template=go_template, stops=stops,
+                                               generation=generation, num_ctx=num_ctx, system=system))
 
 
 def parse_modelfile(text: str) -> dict:
-    """Read back what we write: FROM, TEMPLATE, SYSTEM and PARAMETERs (stop may repeat)."""
+    """FROM, TEMPLATE, SYSTEM and PARAMETERs (stop may repeat), as Ollama reads them."""
     out: dict = {"parameters": {}, "stop": []}
-    i = 0
-    while i < len(text):
-        line_end = text.find("\n", i)
-        line_end = len(text) if line_end < 0 else line_end
-        line = text[i:line_end]
-        word, _, rest = line.partition(" ")
-        if word in ("TEMPLATE", "SYSTEM") and rest.startswith('"""'):
-            close = text.index('"""', i + len(word) + 4)
-            out[word.lower()] = text[i + len(word) + 4:close]
-            i = close + 3
-            continue
-        if word == "FROM":
-            out["from"] = rest.strip()
-        elif word == "PARAMETER":
-            key, _, val = rest.partition(" ")
-            val = val.strip()
-            if key == "stop":
-                out["stop"].append(json.loads(val) if val.startswith('"') else val)
-            else:
-                out["parameters"][key] = val
-        i = line_end + 1
+    for name, arg in parse_commands(text):
+        if name == "model":
+            out["from"] = arg
+        elif name in ("template", "system"):
+            out[name] = arg
+        elif name == "stop":
+            out["stop"].append(arg)
+        else:
+            out["parameters"][name] = arg
     return out

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from tunewise.export.gguf import QUANTISED
-from tunewise.export.ollama import parse_modelfile, render_ollama
+from tunewise.export.ollama import modelfile_differences, parse_modelfile, render_ollama
 from tunewise.fileio import read_jsonl, write_json
 from tunewise.templates import ChatTemplate
 
@@ -39,6 +39,9 @@ FIXES = {
     "tokenizer": "llama.cpp splits the prompt into different tokens than the training tokenizer; use a base model "
                  "whose tokenizer llama.cpp supports, or serve the merged model (export/merged) with transformers",
     "drift_quant": "quantisation changed the answers: export a wider type (--gguf f16; q8_0 instead of q4_k_m)",
+    "modelfile": "re-export with `tunewise export RUN --gguf TYPE --ollama` and use the Modelfile as written: every "
+                 "line of it is checked against what the export intended, and an edited or injected line changes what "
+                 "Ollama runs",
     "drift": "the converted weights do not compute what the trained model computes: re-export with --gguf f32 "
              "to rule out precision, and report the model architecture if that also fails",
 }
@@ -157,17 +160,39 @@ def _gguf_prompt(g: _GGUF, template: ChatTemplate, msgs: list[dict], modelfile: 
     return (bos + text if g.add_bos and bos else text), ids
 
 
+def modelfile_verdict(problems: list[str], gguf_type: str) -> dict:
+    """FAIL before any generation: the Modelfile on disk is not the one the export intended."""
+    return {"status": "FAIL", "cause": "Modelfile: it does not read back as the export wrote it: " + problems[0]
+            + (f" (and {len(problems) - 1} more difference(s))" if len(problems) > 1 else ""),
+            "fix": FIXES["modelfile"], "gguf_type": gguf_type, "checked_prompts": 0, "prefix_agreement": 0.0,
+            "logit_error": None, "stops_agree": False, "templates_agree": False, "tokens_agree": False,
+            "modelfile_agrees": False, "prompts": []}
+
+
 def verify_gguf(run: Path, gguf_path: Path, gguf_type: str, *, modelfile_path: Path | None = None,
-                n_prompts: int = 4, max_new_tokens: int = 32, lm=None) -> dict:
+                n_prompts: int = 4, max_new_tokens: int = 32, lm=None,
+                modelfile_intended: list[tuple[str, str]] | None = None) -> dict:
+    """Compare the GGUF (and its Modelfile) with the trained model. `modelfile_intended`: the command list the
+    export meant to write; the whole Modelfile, parsed as Ollama parses it, must equal it."""
     from tunewise.infer.generate import build_prompt, generate, load_run_model
     from tunewise.runs import read_template
 
     template = read_template(run)
+    modelfile = None
+    if modelfile_path:
+        text = modelfile_path.read_text(encoding="utf-8")
+        problems = modelfile_differences(text, modelfile_intended) if modelfile_intended is not None else []
+        if not problems:
+            try:
+                modelfile = parse_modelfile(text)
+            except ValueError as e:
+                problems = [f"Ollama cannot parse it ({e})"]
+        if problems:
+            return modelfile_verdict(problems, gguf_type)
     prompts = held_out_prompts(run, n_prompts)
     if not prompts:
         prompts = [[{"role": "user", "content": "Who are you?"}]]
     lm = lm or load_run_model(run)
-    modelfile = parse_modelfile(modelfile_path.read_text(encoding="utf-8")) if modelfile_path else None
     stop_strings = modelfile["stop"] if modelfile else []
     hf_prompt_ids = [build_prompt(lm, p) for p in prompts]
     g = _GGUF(gguf_path, n_ctx=max(len(x) for x in hf_prompt_ids) + max_new_tokens + 16)

@@ -57,8 +57,17 @@ def generate(lm: LoadedModel, conversations: list[list[dict]], *, max_new_tokens
     if seed is not None:
         torch.manual_seed(seed)
     prompts = [build_prompt(lm, c) for c in conversations]
-    res = generate_ids(lm.model, prompts, stop_ids=stop_ids, pad_id=pad, max_new_tokens=max_new_tokens,
-                       temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
-                       batch_size=batch_size, streamer=streamer)
+    try:
+        res = generate_ids(lm.model, prompts, stop_ids=stop_ids, pad_id=pad, max_new_tokens=max_new_tokens,
+                           temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
+                           batch_size=batch_size, streamer=streamer)
+    except RuntimeError as e:
+        if "inf" not in str(e) and "nan" not in str(e):
+            raise
+        from tunewise.errors import RunError
+
+        raise RunError(f"the {lm.label} model's outputs are not finite numbers ({e}): its weights blew up in training",
+                       where=lm.label, fix="use an earlier checkpoint (--checkpoint) or train again with a lower "
+                       "train.learning_rate") from None
     return [{"text": tok.decode(new, skip_special_tokens=True).strip(), "token_ids": new, "stopped": stopped,
              "hit_max_new_tokens": not stopped, "num_new_tokens": len(new)} for new, stopped in res]

@@ -19,11 +19,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from tunewise.errors import ConfigError, RunError
+from tunewise.errors import ConfigError, RunError, TunewiseError
 
 
 @dataclass
@@ -230,6 +231,16 @@ def load_result(base_model, result: str | Path, *, is_trainable: bool = False):
     return PeftModel.from_pretrained(base_model, result, is_trainable=is_trainable)
 
 
+def diverged_without_checkpoint(run: Path) -> bool:
+    from tunewise.fileio import read_json
+
+    try:
+        summary = read_json(Path(run) / "train_summary.json")
+    except Exception:  # no summary (or a damaged one): nothing to say about divergence
+        return False
+    return isinstance(summary, dict) and summary.get("diverged_at_step") is not None
+
+
 def load_trained(run: str | Path, *, checkpoint: str | Path | None = None, dtype: str | None = None,
                  as_trained: bool = False):
     """The trained model of a run (adapter applied or full weights), in eval mode.
@@ -241,10 +252,20 @@ def load_trained(run: str | Path, *, checkpoint: str | Path | None = None, dtype
     from tunewise.models.load import load_model, resolve_model
     from tunewise.runs import read_run_config
 
+    from tunewise.runs import last_good_checkpoint
+
     run = Path(run)
     cfg = read_run_config(run)
+    if checkpoint and not Path(checkpoint).is_dir():
+        raise RunError("no such checkpoint folder", where=str(checkpoint),
+                       fix=f"pick one of {run / 'checkpoints'}/checkpoint-N")
     result = Path(checkpoint) if checkpoint else result_dir(run)
+    if result is None and (result := last_good_checkpoint(run)) is not None:
+        _say(f"training diverged, so this run has no final result: using its last good checkpoint, {result}")
     kind = result_kind(result)
+    if kind is None and diverged_without_checkpoint(run):
+        raise RunError("training diverged (NaN/inf loss) before any good checkpoint was saved, so there are no usable "
+                       "weights", where=str(run), fix="train again with a lower train.learning_rate (--overwrite)")
     if kind is None:
         raise RunError("the run has no trained adapter or model yet", where=str(run),
                        fix="finish `tunewise train` first (or pass --checkpoint)")
@@ -253,14 +274,48 @@ def load_trained(run: str | Path, *, checkpoint: str | Path | None = None, dtype
     extra = base_load_kwargs(info, cfg) if as_trained else {}
     fix = info.after_load if as_trained and info.after_load else (lambda m: m)
     kw = dict(dtype=dtype, trust_remote_code=cfg.model.trust_remote_code, attn=cfg.model.attn_implementation)
-    if kind == "model":
-        model = fix(load_model(result, **kw, **extra))
-    elif kind == "bottleneck" and (result / "config.json").exists():
-        # a trainer checkpoint of an adapter run: full weights whose adapter keys from_pretrained would drop
-        from tunewise.methods.adapter import load_adapter
+    with damaged_result(result):
+        if kind == "model":
+            model = fix(load_model(result, **kw, **extra))
+        elif kind == "bottleneck" and (result / "config.json").exists():
+            # a trainer checkpoint of an adapter run: full weights whose adapter keys from_pretrained would drop
+            from tunewise.methods.adapter import load_adapter
 
-        model = load_adapter(fix(load_model(result, **kw, **extra)), result)
-    else:
-        model = load_result(fix(load_model(resolve_model(cfg.model.name_or_path, cfg.model.revision).path, **kw, **extra)), result)
+            model = load_adapter(fix(load_model(result, **kw, **extra)), result)
+        else:
+            base = fix(load_model(resolve_model(cfg.model.name_or_path, cfg.model.revision).path, **kw, **extra))
+            model = load_result(base, result)
     model.eval()
     return model
+
+
+@contextmanager
+def damaged_result(result: Path):
+    """A truncated or corrupt weights file (or adapter config) of a result as a RunError naming it."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (SafetensorError, UnicodeDecodeError, ValueError, OSError, RuntimeError) as e:
+        text = str(e)
+        damaged = isinstance(e, (SafetensorError, UnicodeDecodeError)) or any(
+            w in text for w in ("deserializ", "safetensors", "Expecting", "JSON", "header"))
+        if not damaged or isinstance(e, TunewiseError):
+            raise
+        bad = next((f for f in sorted(Path(result).glob("*.safetensors")) if not _readable(f)), None)
+        raise RunError(f"the saved weights cannot be read ({type(e).__name__}: {text.splitlines()[0][:200]}): the file is "
+                       "truncated or damaged, e.g. by a disk that filled up or a copy that stopped",
+                       where=str(bad or result),
+                       fix="use another checkpoint (--checkpoint RUN/checkpoints/checkpoint-N), restore the file, or "
+                       "train again") from None
+
+
+def _readable(f: Path) -> bool:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(f), framework="pt") as h:
+            h.keys()
+        return True
+    except (SafetensorError, OSError):
+        return False

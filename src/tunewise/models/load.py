@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,10 +66,27 @@ def resolve_model(name_or_path: str, revision: str | None = None) -> ResolvedMod
     )
 
 
+@contextmanager
+def remote_code_refused(path):
+    """transformers' refusal to run a model folder's own code, as a ModelError that says how to allow it."""
+    try:
+        yield
+    except ValueError as e:
+        if "trust_remote_code" not in str(e):
+            raise
+        raise ModelError(
+            "this model ships its own Python code (config.json `auto_map`) and needs to run it; tunewise runs a "
+            "model's code only when told to, each time", where=str(path),
+            fix="if you trust this code: set model.trust_remote_code: true in your config (train), or pass "
+            "--trust-remote-code to `tunewise chat/eval/export` of a run; otherwise use a model transformers supports",
+        ) from None
+
+
 def load_tokenizer(path: Path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    with remote_code_refused(path):
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         # Padding positions never carry labels, so reusing EOS as pad is safe for training.
         tok.pad_token = tok.eos_token
@@ -87,10 +105,11 @@ def load_model(path: Path, *, dtype: str = "auto", trust_remote_code: bool = Fal
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM.from_pretrained(
-            path, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code,
-            use_safetensors=True, attn_implementation=attn, **kwargs,
-        )
+        with remote_code_refused(path):
+            return AutoModelForCausalLM.from_pretrained(
+                path, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code,
+                use_safetensors=True, attn_implementation=attn, **kwargs,
+            )
     except OSError as e:
         if "safetensors" in str(e).lower() or "no file named" in str(e).lower():
             raise ModelError(

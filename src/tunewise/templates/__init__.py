@@ -152,6 +152,13 @@ class ChatTemplate:
                 f"chat template '{self.name}' could not render a conversation: {e}",
                 fix="check the roles (system/user/assistant) and their order, or choose another template with template.name",
             ) from None
+        except Exception as e:  # the template's own code failed (1/0, adding text to a number, ...)
+            raise DataError(
+                f"chat template '{self.name}' failed while rendering ({type(e).__name__}: {e})",
+                where="its chat_template (template.json of a run, or the model's tokenizer_config.json)",
+                fix="the template itself is broken: use a registry template (template.name: chatml, llama3, gemma, "
+                "mistral, plain) or fix the template's Jinja",
+            ) from None
 
     def assistant_spans(self, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
         """Render `messages` and return the text and the character spans of each assistant turn.

@@ -319,4 +319,11 @@ class TunewiseTrainer(Trainer):
     def _save_checkpoint(self, model, trial):
         if self.nan_step is not None:
             return  # never save weights that saw a NaN
-        return super()._save_checkpoint(model, trial)
+        from tunewise.train.checkpoints import save_checkpoint
+
+        save_checkpoint(self, super()._save_checkpoint, model, trial)  # staged, sealed, then renamed into place
+
+    def _get_output_dir(self, trial) -> str:
+        from tunewise.train.checkpoints import output_dir
+
+        return output_dir(self, super()._get_output_dir(trial))

@@ -3,37 +3,21 @@
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import sys
 import weakref
 from pathlib import Path
 
-from tunewise.config import dump_config
 from tunewise.config.schema import Config
-from tunewise.errors import RunError
-from tunewise.fileio import atomic_path, read_json, read_jsonl, write_json, write_text
+from tunewise.fileio import atomic_path, read_json, read_jsonl, write_json
 from tunewise.runs import newest_checkpoint, run_dir_for
+from tunewise.train.checkpoints import train_or_finish
+from tunewise.train.divergence import divergence_cause, diverged_error, drop_poisoned_checkpoints
+from tunewise.train.rundir import metrics_for_resume, prepare_for_run, start_run_dir
 
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def start_run_dir(cfg: Config, *, resume: bool, overwrite: bool) -> Path:
-    run = run_dir_for(cfg)
-    # The web board may create its log file (ui_*.log) before training starts: that is not a previous run.
-    previous = [p for p in run.iterdir() if not p.name.startswith("ui_")] if run.exists() else []
-    if previous and not resume:
-        if not overwrite:
-            raise RunError("run directory already exists", where=str(run),
-                           fix="add --resume to continue it, --overwrite to start over, or --set run.name=NEW")
-        for p in previous:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-    run.mkdir(parents=True, exist_ok=True)
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run / "tensorboard")
-    write_text(run / "config.yaml", dump_config(cfg))  # written first, before anything can fail
-    return run
 
 
 DEFAULT_EPOCHS, MAX_AUTO_EPOCHS = 3, 10
@@ -66,7 +50,10 @@ def precision_flags(precision: str) -> dict:
 def model_type_of(cfg: Config, path) -> str:
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code).model_type
+    from tunewise.models.load import remote_code_refused
+
+    with remote_code_refused(path):
+        return AutoConfig.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code).model_type
 
 
 def tokenizer_and_template(cfg: Config):
@@ -102,6 +89,7 @@ def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool, guarde
         report_to=["tensorboard"], prediction_loss_only=True, remove_unused_columns=False,
         train_sampling_strategy="group_by_length" if t.group_by_length and not t.packing else "random", dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(), disable_tqdm=False, save_only_model=False,
+        restore_callback_states_from_checkpoint=True,  # early stopping's patience count survives a resume
         neftune_noise_alpha=t.neftune_alpha, **precision_flags(t.precision), **(dist.trainer_kwargs(cfg.distributed) if dist.world_size() > 1 else {}),
     )
 
@@ -139,7 +127,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
 
     # 2. data: records -> cleaned split -> tokens
     _say(f"[tunewise] preparing data for {run}")
-    prepared = prepare(cfg, run if main_proc else None)  # deterministic: every rank gets the same split
+    prepared = prepare_for_run(cfg, run, resume=resume) if main_proc else prepare(cfg, None)  # every rank: the same split
     # The system prompt for conversations without one, decided once from the data and kept in template.json.
     if (note := describe(settle_system(template, cfg.template.system, prepared.train))) and main_proc:
         _say(f"[tunewise] note: {note}")
@@ -200,27 +188,26 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
 
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(ConciseProgress())
-    if not resume and main_proc:
-        (run / "metrics.jsonl").unlink(missing_ok=True)
-    if check is not None:
-        _check_before_training(check, model, run, resume, metrics_cb if main_proc else None)
 
-    # 5. train
+    # 5. train (from the newest complete checkpoint on --resume)
     ckpt = newest_checkpoint(run) if resume else None
-    if resume and ckpt is None:
-        _say("[tunewise] --resume: no checkpoint yet, starting from the beginning")
+    if main_proc:
+        metrics_for_resume(run, ckpt, resume)  # afresh, or cut back to the checkpoint resumed
+    if check is not None:
+        _check_before_training(check, model, run, ckpt is not None, metrics_cb if main_proc else None)
     epochs = "" if t.max_steps else (f", {plan['epochs']:g} passes" + (f" (auto: at least {t.min_steps} steps)"
                                                                        if plan["auto_epochs"] else ""))
     _say(f"[tunewise] training {plan['total']} steps ({len(train_ds)} examples, effective batch {plan['per_step']}{epochs})")
     with flush_denormals(t.flush_denormal):
-        result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+        result = train_or_finish(trainer, ckpt, plan["total"])
 
     # 6. save (atomically: a failed run never leaves a half-written adapter)
     summary = {"global_step": trainer.state.global_step, "train_loss": result.training_loss,
                "train_runtime_s": result.metrics.get("train_runtime"),
                "best_checkpoint": trainer.state.best_model_checkpoint, **_best_losses(trainer, check is not None),
                "diverged_at_step": trainer.nan_step, "trainable_parameters": trainable, "total_parameters": total,
-               "method": info.name, "base_model": str(resolved.path), "model_alias": resolved.alias}
+               "method": info.name, "base_model": str(resolved.path), "model_alias": resolved.alias,
+               "vocab_size": _vocab_size(trainer.model)}
     if has_val and trainer.nan_step is None:
         summary["final_val_loss"] = trainer.evaluate()["eval_loss"]
     if not main_proc:
@@ -232,11 +219,15 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
             shutil.copytree(tokenizer_files, tmp, dirs_exist_ok=True)
         summary["result"] = str(out)
     else:
-        _say(f"[tunewise] loss became NaN/inf at step {trainer.nan_step}: training stopped; "
-             f"the last good checkpoint is {newest_checkpoint(run)}")
+        good = drop_poisoned_checkpoints(run, trainer.nan_step)
+        summary["last_good_checkpoint"] = str(good.relative_to(run)) if good else None
     write_json(run / "train_summary.json", summary)
     stamp(run, cfg)
-    _finish_curves(run)
+    verdict = _finish_curves(run)
+    if trainer.nan_step is not None:
+        raise diverged_error(run, f"the loss became NaN/inf at step {trainer.nan_step}", newest_checkpoint(run))
+    if verdict.verdict == "diverged":
+        raise diverged_error(run, "the loss " + divergence_cause(verdict.evidence), None, saved_after=True)
     return run
 
 
@@ -279,6 +270,11 @@ def _check_before_training(check, model, run: Path, resume: bool, metrics_cb) ->
         metrics_cb.write_before_training(rates, check.probe.key_terms)
 
 
+def _vocab_size(model) -> int | None:
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return int(head.weight.shape[0]) if head is not None and hasattr(head, "weight") else None
+
+
 def ready_for_training(cfg: Config, model) -> None:
     """The last touches to a loaded model with its method applied (and the tokenizer already dropped):
     frozen weights narrowed (train.frozen_dtype), freed memory handed back, gradient checkpointing."""
@@ -311,7 +307,10 @@ def dropout_overrides(mcfg, model_path) -> dict:
     wanted = {k: getattr(mcfg, k) for k in _DROPOUT_ATTRS if getattr(mcfg, k) is not None}
     if not wanted:
         return {}
-    conf = AutoConfig.from_pretrained(model_path, trust_remote_code=mcfg.trust_remote_code)
+    from tunewise.models.load import remote_code_refused
+
+    with remote_code_refused(model_path):
+        conf = AutoConfig.from_pretrained(model_path, trust_remote_code=mcfg.trust_remote_code)
     out = {}
     for key, value in wanted.items():
         present = [a for a in _DROPOUT_ATTRS[key] if hasattr(conf, a)]
@@ -349,7 +348,9 @@ def _print_data_summary(stats: dict) -> None:
     _say("[tunewise] " + format_summary(stats))
 
 
-def _finish_curves(run: Path) -> None:
+def _finish_curves(run: Path):
     from tunewise.curves.report import analyze_run, format_diagnosis
 
-    _say("[tunewise] " + format_diagnosis(analyze_run(run), "en"))
+    d = analyze_run(run)
+    _say("[tunewise] " + format_diagnosis(d, "en"))
+    return d

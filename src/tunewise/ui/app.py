@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry calls
@@ -10,6 +11,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no teleme
 import gradio as gr  # noqa: E402
 
 from tunewise.ui import chat, configure, handlers, jobs, live  # noqa: E402
+from tunewise.ui.guard import HostCheck, allowed_hosts, board_run, refusal  # noqa: E402
 from tunewise.ui.i18n import LANGS, lang_code, param_label, t  # noqa: E402
 
 CSS = """
@@ -264,35 +266,38 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
             return msg, gr.update(choices=sorted(set(rs) | {run}), value=run), r["advice"]
 
         start_btn.click(on_start, [lang_state, name_tb, model_dd, data_tb, more_tb, overwrite_cb, *comps],
-                        [train_msg, run_dd, advice_state])
-        stop_btn.click(handlers.stop_training, [run_dd, lang_state], [train_msg])
-        resume_btn.click(handlers.resume_training, [run_dd, lang_state], [train_msg])
+                        [train_msg, run_dd, advice_state], api_name="start")
+        # Named endpoints (api_name) for the actions on a run: the HTTP surface the containment test drives.
+        stop_btn.click(partial(handlers.stop_training, root), [run_dd, lang_state], [train_msg], api_name="stop")
+        resume_btn.click(partial(handlers.resume_training, root), [run_dd, lang_state], [train_msg], api_name="resume")
 
         def on_compare(selected):
-            df = live.compare_frame(selected or [])
+            df = live.compare_frame([r for r in (board_run(root, x) for x in selected or []) if r])
             palette = ["#4c78a8", "#e45756", "#54a24b", "#f58518", "#b279a2", "#72b7b2", "#9d755d", "#bab0ac"]
             cmap = {name: palette[i % len(palette)] for i, name in enumerate(sorted(set(df["series"])))}
             return gr.update(value=live.with_all_series(df, cmap), color_map=cmap)
 
-        cmp_btn.click(on_compare, [cmp_cg], [cmp_plot])
+        cmp_btn.click(on_compare, [cmp_cg], [cmp_plot], api_name="compare")
 
         def on_tick(run, lang_, seen):
-            s = handlers.train_status(run, lang_)
+            s = handlers.train_status(root, run, lang_)
             sig = (run, len(s["rows"]), s.get("state"))
             plots = ([live.with_all_series(live.loss_frame(s["rows"])), live.lr_frame(s["rows"]),
                       live.with_all_series(live.quality_frame(s["rows"]), live.QUALITY_COLORS)] if sig != seen
                      else [gr.skip(), gr.skip(), gr.skip()])
-            ev_msg, ev_df, fg = handlers.eval_status(run, lang_)
-            ex_md, ex_log = handlers.export_status(run, lang_)
+            ev_msg, ev_df, fg = handlers.eval_status(root, run, lang_)
+            ex_md, ex_log = handlers.export_status(root, run, lang_)
             return [s["status"], *plots, s["verdict"], s["log"], sig, ev_msg, ev_df, fg, ex_md, ex_log]
 
         seen_state = gr.State(None)
         timer.tick(on_tick, [run_dd, lang_state, seen_state],
                    [status_md, loss_plot, lr_plot, quality_plot, verdict_md, log_tb, seen_state, eval_md, eval_df, forget_md,
-                    export_md, export_log], show_progress="hidden")
+                    export_md, export_log], show_progress="hidden", api_name="status")
 
-        eval_btn.click(handlers.start_eval, [run_dd, lang_state, samples_nb, forget_cb], [eval_md])
-        export_btn.click(handlers.start_export, [run_dd, lang_state, gguf_dd, ollama_cb], [export_md])
+        eval_btn.click(partial(handlers.start_eval, root), [run_dd, lang_state, samples_nb, forget_cb], [eval_md],
+                       api_name="eval")
+        export_btn.click(partial(handlers.start_export, root), [run_dd, lang_state, gguf_dd, ollama_cb], [export_md],
+                         api_name="export")
 
         def on_send(message, history, run, which, system, temp, topk, topp, rep, maxnew):
             history = [{"role": m["role"], "content": chat.text_of(m.get("content"))} for m in (history or [])]
@@ -300,6 +305,8 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
                 return history, ""
             if not run:
                 return history + [{"role": "assistant", "content": "Choose a run first."}], message
+            if board_run(root, run) is None:
+                return history + [{"role": "assistant", "content": refusal("en")}], message
             try:
                 res = chat.reply(run, history, message, tuned=which == "tuned", system=system or "",
                                  temperature=temp, top_k=topk, top_p=topp, repetition_penalty=rep, max_new_tokens=maxnew)
@@ -311,22 +318,40 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
             return history + [{"role": "user", "content": message}, {"role": "assistant", "content": text}], ""
 
         chat_inputs = [msg_tb, chatbot, run_dd, which_radio, system_tb, temp_sl, topk_sl, topp_sl, rep_sl, maxnew_sl]
-        send_btn.click(on_send, chat_inputs, [chatbot, msg_tb])
+        send_btn.click(on_send, chat_inputs, [chatbot, msg_tb], api_name="chat")
         msg_tb.submit(on_send, chat_inputs, [chatbot, msg_tb])
         clear_btn.click(lambda: [], None, [chatbot])
     return demo
 
 
 def serve(root: str = "runs", host: str = "127.0.0.1", port: int = 7860, lang: str = "en",
-          block: bool = True) -> gr.Blocks:
+          block: bool = True, allow_hosts: list[str] | None = None) -> gr.Blocks:
+    from starlette.middleware import Middleware
+
     demo = build(root, lang)
     demo.queue(default_concurrency_limit=4)
     board_files = Path(root).resolve() / ".board"   # saved configs, uploads, histograms: the only files served
     board_files.mkdir(parents=True, exist_ok=True)
+    # Requests for any other host name are refused (ui.guard.HostCheck); a run the board did not list is refused
+    # by each handler (ui.guard.board_run).
+    middleware = [Middleware(HostCheck, allowed=allowed_hosts(host, allow_hosts))]
     demo.launch(server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=not block,
+                app_kwargs={"middleware": middleware},
                 css=CSS, show_error=True, quiet=False, ssr_mode=False, allowed_paths=[str(board_files)],
                 footer_links=[], enable_monitoring=False, mcp_server=False)
+    _host_check_outermost(demo.app)
     return demo
+
+
+def _host_check_outermost(app) -> None:
+    """Put HostCheck outside gradio's CORS middleware, so a refused request carries no CORS header either.
+
+    gradio adds its CORS middleware after creating the app (outermost); the stack is rebuilt on the next
+    request. Until then HostCheck already refuses, one layer further in.
+    """
+    ours = [m for m in app.user_middleware if m.cls is HostCheck]
+    app.user_middleware[:] = ours + [m for m in app.user_middleware if m.cls is not HostCheck]
+    app.middleware_stack = None
 
 
 def shutdown(demo: gr.Blocks) -> None:

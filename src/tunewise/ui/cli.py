@@ -32,12 +32,15 @@ def cmd_ui(a) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
+    from tunewise.ui import jobs
     from tunewise.ui.app import serve
+
+    jobs.allow_remote_code(a.trust_remote_code)
 
     print(f"[tunewise] board at http://{'127.0.0.1' if a.host in ('0.0.0.0', '::') else a.host}:{a.port} "
           f"(runs folder: {a.root}); Ctrl+C stops it", file=sys.stderr, flush=True)
     try:
-        serve(root=a.root, host=a.host, port=a.port, lang=a.lang, block=True)
+        serve(root=a.root, host=a.host, port=a.port, lang=a.lang, block=True, allow_hosts=a.allow_host)
     finally:
         from tunewise.ui import jobs
 
@@ -54,4 +57,9 @@ def register(sub) -> None:
                         "to the network (a warning is printed)")
     p.add_argument("--root", default="runs", help="folder of run directories the board shows and writes (default runs)")
     p.add_argument("--lang", choices=["en", "zh"], default="en", help="initial language (switchable on the page)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also accept requests addressed to this host name (e.g. behind a reverse proxy); requests for "
+                        "any other host than the one served are refused")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="let the board's chat and the jobs it starts run the Python code a run's model ships")
     p.set_defaults(func=cmd_ui)

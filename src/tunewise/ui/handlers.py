@@ -13,6 +13,7 @@ import pandas as pd
 
 from tunewise.errors import TunewiseError
 from tunewise.ui import configure, jobs, knowledge, live
+from tunewise.ui.guard import board_run, refusal
 from tunewise.ui.i18n import param_label, t
 
 PARAM_KEYS = [k for k, _ in configure.FORM_PARAMS]
@@ -139,7 +140,12 @@ def check(root: str, lang: str, name: str, model: str, data_path: str, more: str
 
 def start_training(root: str, lang: str, cfg_path: Path, cfg, overwrite: bool) -> tuple[str, str | None]:
     """Start `tunewise train` for a checked config. Returns (message, run dir or None)."""
-    run = (Path(cfg.run.root) / cfg.run.name).resolve()
+    from tunewise.runs import check_inside, run_dir_for
+
+    try:  # "more settings" can set run.root: the run must still be a folder of this board's root
+        run = check_inside(run_dir_for(cfg), root, what="run directory", key="run.root / run.name")
+    except TunewiseError as e:
+        return _err(e), None
     if run.exists() and any(p.name != "ui_train.log" for p in run.iterdir()) and not overwrite:
         return ((f"运行目录 `{run}` 已存在：勾选“覆盖”、点击“继续训练”，或换一个运行名称。" if lang == "zh"
                  else f"The run directory `{run}` exists: tick 'overwrite', press Resume, or choose another run name."), None)
@@ -150,9 +156,17 @@ def start_training(root: str, lang: str, cfg_path: Path, cfg, overwrite: bool) -
     return (f"训练已开始：`{run}`" if lang == "zh" else f"Training started: `{run}`"), str(run)
 
 
-def resume_training(run: str, lang: str) -> str:
+def resume_training(root: str, run: str, lang: str) -> str:
     if not run:
         return "请先选择一个运行。" if lang == "zh" else "Choose a run first."
+    run = board_run(root, run)
+    if run is None:
+        return refusal(lang)
+    if remote_code_asked(run) and not jobs.remote_code():
+        return ("这个运行的 config.yaml 要求执行模型自带的代码（model.trust_remote_code）；只有用 "
+                "`tunewise ui --trust-remote-code` 启动面板时才允许。" if lang == "zh" else
+                "This run's config.yaml asks to run its model's own code (model.trust_remote_code); the board allows "
+                "that only when started with `tunewise ui --trust-remote-code`.")
     try:
         jobs.start_train(Path(run) / "config.yaml", run, resume=True)
     except RuntimeError as e:
@@ -160,7 +174,19 @@ def resume_training(run: str, lang: str) -> str:
     return (f"继续训练：`{run}`（从最新的检查点）" if lang == "zh" else f"Resuming `{run}` from its newest checkpoint")
 
 
-def stop_training(run: str, lang: str) -> str:
+def remote_code_asked(run: str | Path) -> bool:
+    import yaml
+
+    try:
+        data = yaml.safe_load((Path(run) / "config.yaml").read_text(encoding="utf-8"))
+        return bool(data["model"]["trust_remote_code"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return False
+
+
+def stop_training(root: str, run: str, lang: str) -> str:
+    if run and board_run(root, run) is None:
+        return refusal(lang)
     job = jobs.get("train", run) if run else None
     if job is None or not job.running():
         return "没有正在进行的训练。" if lang == "zh" else "No training is running for this run."
@@ -172,9 +198,11 @@ def stop_training(run: str, lang: str) -> str:
     return (f"已停止；检查点保留：{where}" if lang == "zh" else f"Stopped; checkpoints stay: {where}")
 
 
-def train_status(run: str, lang: str) -> dict:
+def train_status(root: str, run: str, lang: str) -> dict:
     """Everything the Train tab shows for a run, from its files and (if the board started it) its process."""
     zh = lang == "zh"
+    if run and board_run(root, run) is None:
+        return {"status": refusal(lang), "rows": [], "verdict": "", "log": ""}
     if not run:
         return {"status": "选择或开始一个运行。" if zh else "Choose or start a run.", "rows": [], "verdict": "", "log": ""}
     rows = live.read_rows(run)
@@ -215,7 +243,9 @@ def _tail_file(p: Path, n: int = 25) -> str:
 
 
 # ----------------------------------------------------------------------------- evaluate / export
-def start_eval(run: str, lang: str, max_samples, forgetting: bool) -> str:
+def start_eval(root: str, run: str, lang: str, max_samples, forgetting: bool) -> str:
+    if run and board_run(root, run) is None:
+        return refusal(lang)
     if not run or not live.has_result(run):
         return "这个运行还没有训练结果。" if lang == "zh" else "This run has no trained result yet."
     args = ["eval", run]
@@ -223,6 +253,7 @@ def start_eval(run: str, lang: str, max_samples, forgetting: bool) -> str:
         args += ["--max-samples", str(int(max_samples))]
     if not forgetting:
         args.append("--no-forgetting")
+    args += jobs.remote_code_args()
     try:
         jobs.start("eval", run, args)
     except RuntimeError as e:
@@ -230,7 +261,8 @@ def start_eval(run: str, lang: str, max_samples, forgetting: bool) -> str:
     return "评估进行中……" if lang == "zh" else "Evaluation running..."
 
 
-def eval_status(run: str, lang: str) -> tuple[str, pd.DataFrame, str]:
+def eval_status(root: str, run: str, lang: str) -> tuple[str, pd.DataFrame, str]:
+    run = board_run(root, run)
     job = jobs.get("eval", run) if run else None
     report = live.eval_report(run) if run else None
     if job is not None and job.running():
@@ -251,7 +283,9 @@ def export_available() -> bool:
         return False
 
 
-def start_export(run: str, lang: str, gguf: str, ollama: bool) -> str:
+def start_export(root: str, run: str, lang: str, gguf: str, ollama: bool) -> str:
+    if run and board_run(root, run) is None:
+        return refusal(lang)
     if not run or not live.has_result(run):
         return "这个运行还没有训练结果。" if lang == "zh" else "This run has no trained result yet."
     if not export_available():
@@ -262,6 +296,7 @@ def start_export(run: str, lang: str, gguf: str, ollama: bool) -> str:
         args += ["--gguf", gguf]
     if ollama:
         args.append("--ollama")
+    args += jobs.remote_code_args()
     Path(run, "export", "verify.json").unlink(missing_ok=True)  # never show a previous export's verdict as this one's
     try:
         jobs.start("export", run, args)
@@ -270,7 +305,8 @@ def start_export(run: str, lang: str, gguf: str, ollama: bool) -> str:
     return "导出进行中……" if lang == "zh" else "Export running..."
 
 
-def export_status(run: str, lang: str) -> tuple[str, str]:
+def export_status(root: str, run: str, lang: str) -> tuple[str, str]:
+    run = board_run(root, run)
     job = jobs.get("export", run) if run else None
     v = live.verify_result(run) if run else None
     log = job.tail(20) if job else _tail_file(Path(run) / "ui_export.log") if run else ""

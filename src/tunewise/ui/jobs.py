@@ -158,6 +158,25 @@ def start(kind: str, run: str | Path, args: list[str], *, hold_log_until_config:
         return job
 
 
+_REMOTE = {"allowed": False}
+
+
+def allow_remote_code(allowed: bool) -> None:
+    """`tunewise ui --trust-remote-code`: the board's chat, and the jobs it starts, may run a model's own code."""
+    from tunewise.runs import allow_remote_code as allow_here
+
+    _REMOTE["allowed"] = bool(allowed)
+    allow_here(allowed)
+
+
+def remote_code() -> bool:
+    return _REMOTE["allowed"]
+
+
+def remote_code_args() -> list[str]:
+    return ["--trust-remote-code"] if _REMOTE["allowed"] else []
+
+
 def start_train(config_path: str | Path, run: str | Path, *, resume: bool = False, overwrite: bool = False) -> Job:
     args = ["train", str(config_path)]
     if resume:

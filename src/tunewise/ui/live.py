@@ -164,8 +164,10 @@ def list_runs(root: str | Path) -> list[str]:
 
 
 def has_result(run: str | Path) -> bool:
-    run = Path(run)
-    return (run / "adapter").exists() or (run / "model").exists()
+    """A result to evaluate or export: adapter/ or model/, or a diverged run's last good checkpoint."""
+    from tunewise.runs import has_result as result, last_good_checkpoint
+
+    return result(run) or last_good_checkpoint(run) is not None
 
 
 def eval_report(run: str | Path) -> dict | None:

@@ -33,6 +33,7 @@ class BadRow:
     where: str
     reason: str
     raw: str = ""
+    fix: str | None = None  # what to do, when "fix the syntax of this row" would mislead
 
 
 Reader = Callable[[Path, dict], Iterator["RawRow | BadRow"]]

@@ -35,8 +35,17 @@ def _sniff_sep(path: Path, encoding: str) -> str:
         return ","
 
 
+_EOF_IN_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
+
+
 def _parse_error(path: Path, e: Exception, row: int) -> DataError:
-    return DataError(f"cannot parse this CSV ({str(e).strip().removeprefix('Error tokenizing data. ')})",
+    text = str(e).strip().removeprefix("Error tokenizing data. ")
+    m = _EOF_IN_QUOTE.search(text)
+    if m:  # pandas counts records from 0 at the top of the file; ours are spreadsheet rows (the header is row 1)
+        start = int(m.group(1)) + 1
+        return DataError(f"a quote opened in row {start} is never closed: the file ends inside it", where=f"{path}:row {start}",
+                         fix="close the quote in that row (a quote inside a field is written twice: \"\"), or remove it")
+    return DataError(f"cannot parse this CSV ({text})",
                      where=f"{path}: after row {row}",
                      fix="a quote that is opened but never closed is the usual cause; fix it, or set options: {sep: ...} "
                      "if the separator is not what was detected")

@@ -116,6 +116,9 @@ def read_html(path: Path, options: dict) -> Iterator[RawRow | BadRow]:
     title = _text(soup.title) if soup.title else ""
     text = main_text(soup)
     if not text:
-        yield BadRow(str(path), "the page has no main text (after removing navigation, scripts and page chrome)")
+        yield BadRow(str(path), "the page has no main text (after removing navigation, scripts and page chrome)",
+                     fix="the page may build its text with JavaScript (save the page as the browser shows it), or its "
+                     "text sits in navigation-like elements: pick it with options: {selectors: {text: \"CSS selector\"}}; "
+                     "or remove the page, or set data.strict: false to skip it")
         return
     yield RawRow({"text": text, "title": title}, f"{path}:1")
