@@ -154,7 +154,17 @@ class TrainConfig(Section):
     scheduler_cycles: int = Field(1, ge=1, description="cosine_with_restarts: number of cycles.")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming up the learning rate. warmup_steps wins when both are set.")
     warmup_steps: int = Field(0, ge=0, description="Warmup steps; when > 0 it wins over warmup_ratio.")
-    weight_decay: float = Field(0.0, ge=0, description="L2-style decay of weights (AdamW); 0.01-0.1 regularises.")
+    optimizer: Literal["adamw", "sgd", "adafactor", "adamw_8bit", "paged_adamw_8bit"] = Field(
+        "adamw", description="The optimiser: 'adamw' (Adam with decoupled weight decay; the default that fine-tuning "
+        "recipes use), 'sgd' (with train.momentum; least memory after adafactor, needs a ~10-100x higher learning rate), "
+        "'adafactor' (factored second moments: almost no optimiser memory, for large full fine-tuning), 'adamw_8bit' "
+        "(AdamW with 8-bit states from bitsandbytes: a quarter of AdamW's optimiser memory, CPU or GPU), "
+        "'paged_adamw_8bit' (the same, paging its states to CPU RAM when the GPU runs short; GPU only).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd: momentum (share of the previous update carried into the next).")
+    weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay: each optimizer step shrinks every "
+        "trainable weight by learning_rate x weight_decay, apart from the gradient (AdamW, Adafactor, 8-bit AdamW; with sgd "
+        "it joins the gradient, which for plain SGD is the same). It is not an L2 term in the loss: under Adam such a "
+        "term is divided by each weight's gradient scale, so a guide's 'L2 1e-4' is train.l2, not this. 0.01-0.1 regularises.")
     max_grad_norm: float = Field(1.0, ge=0, description="Clip gradients to this norm; guards against spikes (0 = off).")
     seed: int = Field(42, description="Seed for data shuffling, splitting and initialisation.")
     logging_steps: int = Field(5, ge=1, description="Write train loss to metrics.jsonl every N steps.")
@@ -183,6 +193,9 @@ class TrainConfig(Section):
         "tokens/s over one run; 220 tokens/s throughout with this on, same loss).")
     resume: bool = Field(False, description="Continue from the newest checkpoint of this run directory.")
     l1: float = Field(0.0, ge=0, description="L1 penalty on trainable parameters added to the loss (pushes weights to exactly zero; 0 = off).")
+    l2: float = Field(0.0, ge=0, description="L2 penalty added to the training loss: l2 x the sum of squared trainable "
+        "parameters (the guides' 'L2 regularisation' taken literally; 0 = off). Unlike train.weight_decay it goes "
+        "through the gradient, so Adam rescales it per weight.")
     neftune_alpha: float | None = Field(None, gt=0, description="NEFTune: noise added to input embeddings during training only (5 is typical; None = off).")
     generation_check: bool = Field(True, description="Answer a fixed sample of validation prompts greedily before training and at "
         "evaluations, and log whether the answers stop on their own, repeat themselves, match the references (ROUGE-L, exact "

@@ -85,6 +85,7 @@ def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool, guarde
     from transformers import TrainingArguments
 
     from tunewise.train import distributed as dist
+    from tunewise.train import optim
 
     t = cfg.train
     return TrainingArguments(
@@ -103,6 +104,7 @@ def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool, guarde
         train_sampling_strategy="group_by_length" if t.group_by_length and not t.packing else "random", dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(), disable_tqdm=False, save_only_model=False,
         neftune_noise_alpha=t.neftune_alpha, **precision_flags(t.precision), **(dist.trainer_kwargs(cfg.distributed) if dist.world_size() > 1 else {}),
+        **optim.training_kwargs(t),
     )
 
 
@@ -116,6 +118,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
     from tunewise.train.callbacks import MetricsJsonl
     from tunewise.train.collate import PackCollator, PadCollator
     from tunewise.train.data import encode_for_training
+    from tunewise.train.optim import machine_optimizer
     from tunewise.train.trainer import TunewiseTrainer, flush_denormals
     from tunewise.stamp import stamp
     from tunewise.templates.system import describe, settle_system
@@ -124,6 +127,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
 
     resume = resume or cfg.train.resume
     info = methods.check_config(cfg)  # a wrong method or incompatible option fails before any work
+    machine_optimizer(cfg.train.optimizer)  # e.g. a paged optimiser on a CPU: refused with the reason
     main_proc = dist.is_main()
     if main_proc:
         run = start_run_dir(cfg, resume=resume, overwrite=overwrite)
@@ -191,7 +195,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
     collator = PackCollator() if t.packing else PadCollator(pad_id)
     trainer = TunewiseTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_val else None,
                               data_collator=collator, callbacks=callbacks, fast_loss=t.fast_loss, loss_chunk_size=t.loss_chunk_size,
-                              l1=t.l1, generation_check=check)
+                              l1=t.l1, l2=t.l2, generation_check=check)
     metrics_cb = MetricsJsonl(run / "metrics.jsonl", weakref.ref(trainer))
     trainer.add_callback(metrics_cb)
     from transformers.trainer_callback import ProgressCallback
