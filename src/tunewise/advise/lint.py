@@ -54,7 +54,7 @@ class Finding:
         return f"{d['severity']} [{self.code}] {self.key}: {d['message']}\n  fix: {d['fix']}"
 
 
-Rule = Callable[[Config, Facts], "Finding | None"]
+Rule = Callable[[Config, Facts], "Finding | list[Finding] | None"]
 RULES: dict[str, Rule] = {}
 
 
@@ -225,6 +225,14 @@ def system_prompt_conflict(cfg: Config, f: Facts):
                    "用 template.system 指定你希望模型使用的系统提示词（训练、对话、导出都会用它）")
 
 
+@rule("ignored-setting")
+def ignored_setting(cfg: Config, f: Facts):
+    """Each setting the user wrote (or changed from its default) that has no effect in this config (advise/effect.py)."""
+    from tunewise.advise.effect import ignored
+
+    return [Finding("ignored-setting", x.key, x.en, x.zh, x.fix_en, x.fix_zh) for x in ignored(cfg, f.explicit)]
+
+
 def system_facts(cfg: Config, template, records: list[dict]) -> dict:
     """The system-prompt decision (templates.system) as a lint fact."""
     from dataclasses import asdict
@@ -241,7 +249,9 @@ def lint(cfg: Config, facts: Facts | None = None) -> list[Finding]:
     out = []
     for fn in RULES.values():
         r = fn(cfg, facts)
-        if r is not None:
+        if isinstance(r, list):
+            out.extend(r)
+        elif r is not None:
             out.append(r)
     return out
 

@@ -40,7 +40,9 @@ class ModelConfig(Section):
     trust_remote_code: bool = Field(False, description="Run Python code shipped with a model. Off for safety; turn on only for models you trust.")
     attn_implementation: Literal["sdpa", "eager"] = Field("sdpa", description="Attention kernel: 'sdpa' (fast, default) or 'eager' (reference).")
     attention_dropout: float | None = Field(None, ge=0, lt=1, description="Override the model's attention dropout (where the architecture has one); regularises full fine-tuning.")
-    hidden_dropout: float | None = Field(None, ge=0, lt=1, description="Override the model's hidden/residual dropout (where the architecture has one).")
+    hidden_dropout: float | None = Field(None, ge=0, lt=1, description="Override the model's hidden/residual dropout, where "
+        "the architecture has one (GPT-2, GPT-NeoX, BERT-style configs). Llama-style models (Llama, Qwen2, Mistral, Gemma) "
+        "have none: there it is ignored with a warning at load; use method.lora_dropout or train.weight_decay instead.")
 
 
 class DatasetSpec(Section):
@@ -169,7 +171,9 @@ class TrainConfig(Section):
     seed: int = Field(42, description="Seed for data shuffling, splitting and initialisation.")
     logging_steps: int = Field(5, ge=1, description="Write train loss to metrics.jsonl every N steps.")
     eval_steps: int | None = Field(None, ge=1, description="Evaluate on the validation set every N steps. Default: about 10 times per run.")
-    save_steps: int | None = Field(None, ge=1, description="Save a checkpoint every N steps. Default: at every evaluation.")
+    save_steps: int | None = Field(None, ge=1, description="Save a checkpoint every N steps. Default: at every evaluation. "
+        "With a validation set checkpoints must fall on evaluations (the best one is kept), so N is rounded up to a "
+        "multiple of the evaluation interval, with a warning.")
     save_total_limit: int = Field(3, ge=1, description="Keep at most this many checkpoints (the best is always kept).")
     early_stopping: bool = Field(True, description="Stop when validation loss stops improving (needs a validation set).")
     early_stopping_patience: int = Field(3, ge=1, description="Evaluations without improvement before stopping.")
