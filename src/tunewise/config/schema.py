@@ -84,7 +84,10 @@ class DataConfig(Section):
         0.2, ge=0, description="When continuing a previous run (model.name_or_path: runs/<old>), mix back this share "
         "(relative to the new training set) of the old run's training data, against catastrophic forgetting."
     )
-    general: list[DatasetSpec] = Field(default_factory=list, description="General-purpose datasets mixed in to keep general ability.")
+    general: list[DatasetSpec] = Field(default_factory=list, description="General-purpose datasets mixed in to keep general "
+        "ability (the guides' first remedy against forgetting). 'builtin' is a bilingual general instruction set that "
+        "ships with tunewise (320 records: arithmetic, conversions, sorting, translation, sentiment, code, definitions, "
+        "tips); or give your own files.")
     general_ratio: float = Field(0.1, ge=0, description="Size of the general-data mix relative to the training set (0.1 = 10%).")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Text augmentation for small datasets.")
 
