@@ -63,6 +63,19 @@ def test_find_key_with_or_without_section_and_typos():
     assert "generation.max_new_tokens" in e.value.fix and "eval.max_new_tokens" in e.value.fix
 
 
+def test_ambiguous_short_names_list_every_candidate():
+    # `batch_size` used to resolve to eval.batch_size, though a newcomer means the training batch
+    for short, want in (("batch_size", {"train.per_device_batch_size", "eval.batch_size"}),
+                        ("dropout", {"model.attention_dropout", "model.hidden_dropout", "method.lora_dropout"})):
+        with pytest.raises(ConfigError) as e:
+            find_key(short)
+        assert "ambiguous" in str(e.value) and all(k in e.value.fix for k in want)
+    assert find_key("train.batch_size").key == "train.per_device_batch_size"
+    assert find_key("eval.batch_size").key == "eval.batch_size"
+    assert find_key("clean.ai_phrases").key == "data.clean.ai_phrases"  # the section's own key of that name
+    assert find_key("epochs").key == "train.num_epochs"
+
+
 def test_english_description_is_the_schema_field_description():
     from tunewise.config.schema import TrainConfig
 

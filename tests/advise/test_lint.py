@@ -27,6 +27,29 @@ def test_lora_low_lr():
     assert L.lora_low_lr(cfg(method={"name": "full"}, train={"learning_rate": 1e-6}), Facts()) is None
 
 
+def test_lora_lr_between_1e6_and_1e4_is_explained_with_the_models_numbers():
+    c = cfg(train={"learning_rate": 1e-5, "per_device_batch_size": 4, "gradient_accumulation_steps": 4})
+    x = L.lora_lr_tradeoff(c, Facts(model_type="llama", mean_supervised=60.0, n_train=300))
+    assert x and x.severity == "note" and "guides disagree" in x.en and "各教程说法不一" in x.zh
+    from tunewise.advise.lr import advise_lr
+
+    rule_lr = advise_lr("lora", "llama", 16 * 60.0)
+    assert f"gives {rule_lr.value:g}" in x.en and "steps planned" in x.en and f"{rule_lr.value:g}" in x.fix_en
+    assert "lora default gives 0.0002" in L.lora_lr_tradeoff(c, Facts()).en  # without the model: the method default
+    for lr in (1e-6, 1e-4, 2e-4):
+        assert L.lora_lr_tradeoff(cfg(train={"learning_rate": lr}), Facts()) is None
+    assert L.lora_lr_tradeoff(cfg(method={"name": "full"}, train={"learning_rate": 1e-5}), Facts()) is None
+
+
+def test_full_finetuning_on_small_data_points_to_lora():
+    full = cfg(method={"name": "full"}, train={"learning_rate": 1e-5})
+    x = L.full_small_data(full, Facts(train_text_bytes=2 * 2 ** 20))
+    assert x and "2 MB" in x.en and "method.name: lora" in x.fix_en and "lora" in x.fix_zh
+    assert L.full_small_data(full, Facts(train_text_bytes=20 * 2 ** 20)) is None
+    assert L.full_small_data(cfg(), Facts(train_text_bytes=1000)) is None
+    assert L.full_small_data(full, Facts()) is None  # size unknown: no guess
+
+
 def test_many_epochs_small_data():
     c = cfg(train={"num_epochs": 10, "early_stopping": False})
     assert L.many_epochs_small_data(c, Facts(n_train=200, n_val=20))
@@ -133,6 +156,15 @@ def test_lint_cli_warns_and_strict_exits_2(tiny_cfg, capsys):
     assert main(["lint", str(path), "--strict"]) == 2
     assert main(["lint", str(path), "--lang", "zh"]) == 0
     assert "过拟合" in capsys.readouterr().out
+
+
+def test_lint_explains_a_low_lora_lr_without_refusing_it(tiny_cfg, capsys):
+    from tunewise.cli import main
+
+    path = tiny_cfg(train={"learning_rate": 1e-5})
+    assert main(["lint", str(path), "--strict"]) == 0  # a note explains a choice, it does not refuse it
+    out = capsys.readouterr().out
+    assert "note [lora-lr-tradeoff]" in out and "The LR rule for this model and batch gives" in out
 
 
 def test_lint_finds_truncation_and_foreign_template_on_real_data(tiny_cfg, capsys):

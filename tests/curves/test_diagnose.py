@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from tunewise.curves.diagnose import Thresholds, diagnose, rule_overfit, rule_spikes, rule_underfit
+from tunewise.curves.diagnose import (VERDICTS, Thresholds, _ADVICE, diagnose, gap_stats, rule_gap, rule_overfit, rule_spikes,
+                                      rule_stagnant, rule_underfit, rule_val_stagnant)
 
 
 def rows(train, val=None, every=5):
@@ -42,9 +43,49 @@ def test_underfit_still_falling():
     assert diagnose(rows(train, val)).verdict == "underfit"
 
 
-def test_underfit_barely_moves():
+def test_both_stagnant_high():
     train = 3.0 + noise
-    assert diagnose(rows(train)).verdict == "underfit"
+    assert diagnose(rows(train)).verdict == "stagnant_high"  # without validation: the training curve alone
+    d = diagnose(rows(train, 3.05 + rng.normal(0, 0.005, 12)))
+    assert d.verdict == "stagnant_high" and d.evidence["total_drop"] < 0.05
+    assert any("learning_rate" in a for a in d.advice["en"]) and any("preview" in a for a in d.advice["en"])
+
+
+def test_large_gap_is_overfitting_before_validation_rises():
+    # the guides' case: training loss far below a validation loss that levelled off and never rose
+    train = 0.1 + 2.0 * np.exp(-steps / 10) + noise
+    val = 0.8 + 1.2 * np.exp(-np.arange(1, 13) * 5 / 8)
+    d = diagnose(rows(train, val))
+    assert d.verdict == "gap_growing" and d.evidence["gap_rel"] > 0.35
+    assert any("early_stopping" in a for a in d.advice["en"]) and d.advice["zh"]
+
+
+def test_a_moderate_gap_that_keeps_growing():
+    # close at mid-run (gap ~5%), then training keeps falling while validation stays level
+    train = 0.6 + 2.0 * np.exp(-steps / 8) - np.clip(steps - 30, 0, None) * 0.006 + noise / 4
+    val = 0.6 + 2.0 * np.exp(-np.arange(1, 13) * 5 / 8)
+    d = diagnose(rows(train, val))
+    assert d.verdict == "gap_growing" and d.evidence["gap_growth"] > 0.15 and d.evidence["gap_rel"] < 0.35
+
+
+def test_validation_flat_from_the_start_is_not_underfitting():
+    # issue 22: training 0.3 against a flat validation loss of 1.4 was "well_fit" or "underfit: raise the LR"
+    train = 0.3 + 1.2 * np.exp(-steps / 10) + noise
+    val = 1.4 + rng.normal(0, 0.01, 12)
+    d = diagnose(rows(train, val))
+    assert d.verdict == "val_stagnant" and d.evidence["val_drop_since_first"] < 0.05
+    text = " ".join(d.advice["en"])
+    assert "Do not raise the learning rate" in text and "lora_dropout" in text and "data" in text
+    assert "不要提高学习率" in " ".join(d.advice["zh"])
+
+
+def test_close_curves_stay_well_fit_and_a_still_falling_validation_is_underfit():
+    train = 0.5 + 2.0 * np.exp(-steps / 8) + noise
+    d = diagnose(rows(train, 0.6 + 2.0 * np.exp(-np.arange(1, 13) * 5 / 8)))
+    assert d.verdict == "well_fit" and 0 < d.evidence["gap_rel"] < 0.35
+    # training ahead of a validation loss that is still clearly falling: train longer, not "overfit"
+    val = 2.6 - 0.15 * np.arange(12)
+    assert diagnose(rows(0.3 + 2.0 * np.exp(-steps / 8), val)).verdict == "underfit"
 
 
 def test_unstable():
@@ -79,6 +120,27 @@ def test_too_short_and_no_val_note():
     assert diagnose(rows([2.0, 1.8])).verdict == "too_short"
     d = diagnose(rows(0.5 + 2.0 * np.exp(-steps / 8) + noise))
     assert "validation" in d.evidence["note"]
+
+
+def test_every_verdict_has_advice_in_both_languages():
+    assert set(_ADVICE) == set(VERDICTS)
+    assert VERDICTS[:3] == ["diverged", "does_not_stop", "not_learned_yet"]
+    for v in VERDICTS:
+        a = _ADVICE[v]
+        assert a["en"] and len(a["en"]) == len(a["zh"]) and a["summary"]["en"] and a["summary"]["zh"]
+
+
+def test_gap_rules_are_unit_testable():
+    th = Thresholds()
+    train = [(s, 2.0 - 0.03 * s) for s in range(1, 61)]  # falls to 0.2
+    flat = [(s, 1.4) for s in range(5, 61, 5)]
+    g = gap_stats(train, flat, th)
+    assert g["gap_rel"] == pytest.approx((1.4 - g["train_end"]) / 1.4) and g["val_drop_since_first"] == 0
+    assert rule_val_stagnant(g, th) and rule_gap(g, False, th) and rule_gap(g, True, th) is None
+    close = gap_stats([(s, 1.0) for s in range(1, 61)], [(s, 1.05) for s in range(5, 61, 5)], th)
+    assert rule_val_stagnant(close, th) is None and rule_gap(close, False, th) is None
+    assert rule_stagnant([[(s, 1.0) for s in range(10)]], th) and rule_stagnant([train], th) is None
+    assert gap_stats(train, flat[:2], th) is None  # too few evaluations to judge a gap
 
 
 def test_rules_are_unit_testable():

@@ -1,4 +1,5 @@
-"""Real tiny runs provoked into overfit, diverged and well_fit; the verdict is written at the end of train."""
+"""Real tiny runs provoked into overfit, diverged, well_fit, underfit and stagnant_high; the verdict is written at
+the end of train."""
 
 import json
 
@@ -44,3 +45,23 @@ def test_real_runs_get_the_right_verdicts(tmp_path, tiny_model_dirs, demo_jsonl)
                              "--lang", "zh", "--out", str(tmp_path / "cmp.png"))
     assert code == 0, err
     assert "well_fit" in out and "overfit" in out and "建议" not in out and (tmp_path / "cmp.png").exists()
+
+
+@pytest.mark.xdist_group("heavy")
+def test_real_runs_that_stop_too_soon_or_do_not_learn(tmp_path, tiny_model_dirs, demo_jsonl):
+    # The generation check is off: a tiny random model this short never stops, which would override the curve.
+    quick = {"max_steps": 24, "eval_steps": 4, "logging_steps": 2, "early_stopping": False, "generation_check": False}
+    # underfit: a learning rate that works, stopped while the loss is still falling fast
+    cfg = tiny_config(tmp_path, demo_jsonl, train={**quick, "learning_rate": 5e-3, "lr_scheduler": "constant", "warmup_ratio": 0.0})
+    cfg["run"]["name"] = "under"
+    assert main(["train", str(write_config(tmp_path / "u.yaml", cfg))]) == 0
+    d = json.loads((tmp_path / "runs" / "under" / "diagnosis.json").read_text())
+    assert d["verdict"] == "underfit" and d["evidence"]["tail_slope_ratio"] > 0.3
+
+    # both stagnant high: a learning rate far too small to move anything
+    cfg = tiny_config(tmp_path, demo_jsonl, train={**quick, "max_steps": 16, "learning_rate": 1e-7})
+    cfg["run"]["name"] = "flat"
+    assert main(["train", str(write_config(tmp_path / "f.yaml", cfg))]) == 0
+    d = json.loads((tmp_path / "runs" / "flat" / "diagnosis.json").read_text())
+    assert d["verdict"] == "stagnant_high" and d["evidence"]["total_drop"] < 0.05
+    assert "learning_rate" in d["advice"]["en"][0]

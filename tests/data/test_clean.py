@@ -23,6 +23,50 @@ def test_ai_boilerplate_bilingual_and_extendable():
     assert all(d["step"] == "ai_phrases" and "boilerplate" in d["reason"] for d in res.dropped)
 
 
+# The guides' own examples of AI boilerplate, as they appear in scraped or distilled data: spacing, punctuation,
+# case and full-width variants of the listed phrases.
+GUIDE_EXAMPLES = [
+    "作为一个 AI 语言模型，我无法提供个人意见。",
+    "作为一个AI语言模型,我不能这样做。",
+    "作为一个ＡＩ语言模型，我没有情感。",
+    "作为 一个 人工智能 语言模型，我只能提供一般信息。",
+    "抱歉，我不能生成有害或攻击性内容。",
+    "我不会输出有害或 攻击性 内容！",
+    "我是由 OpenAI 训练的大型语言模型。",
+    "我是由OpenAI训练的模型。",
+    "I am a large language model trained by OpenAI.",
+    "I was trained by OpenAI, so I cannot say.",
+    "As an AI language model, I cannot have opinions.",
+    "As an AI-language model I can't do that.",
+    "as an A.I. language model, i don't know.",
+    "I'm sorry, but as an AI, I cannot help with that.",
+    "AS AN AI LANGUAGE MODEL I MUST DECLINE.",
+]
+CLEAN_LOOKALIKES = [
+    "She has an aim: language modelling for low-resource languages.",
+    "这个 AI 语言模型的训练方法分为三步。",
+    "The gas analyser trained by the lab staff works well.",
+    "有害气体和攻击性行为都要报告。",
+]
+
+
+def test_ai_boilerplate_catches_the_guides_examples_in_any_spacing():
+    recs = [conv(f"q{i}", a) for i, a in enumerate(GUIDE_EXAMPLES + CLEAN_LOOKALIKES)]
+    res = clean_records(recs, CleanConfig(dedup_near=False))
+    kept = [r["messages"][1]["content"] for r in res.kept]
+    assert kept == CLEAN_LOOKALIKES, [d["record"]["messages"][1]["content"] for d in res.dropped if d["step"] != "ai_phrases"]
+    assert len(res.dropped) == len(GUIDE_EXAMPLES) and all(d["step"] == "ai_phrases" for d in res.dropped)
+    assert "'有害或攻击性内容'" in res.dropped[4]["reason"]  # the reason names the phrase as listed
+
+
+def test_user_phrases_are_normalised_too(tmp_path):
+    f = tmp_path / "mine.txt"
+    f.write_text("# company boilerplate\n本回答由 某某 智能助手 生成\n", encoding="utf-8")
+    recs = [conv("q1", "本回答由某某智能助手生成。"), conv("q2", "Per Our-Policy: no."), conv("q3", "Paris.")]
+    res = clean_records(recs, CleanConfig(ai_phrases_file=str(f), extra_ai_phrases=["per our policy"]))
+    assert [r["messages"][0]["content"] for r in res.kept] == ["q3"]
+
+
 def test_empty_short_long():
     recs = [conv("q", "   "), conv("q", "ok"), conv("q", "a fine answer"), {"text": "x" * 50, "source": "s", "where": "t:1"}]
     res = clean_records(recs, CleanConfig(min_chars=3, max_chars=40))

@@ -52,7 +52,7 @@ def _trainer(tmp_path, demo_jsonl, **train):
     model = methods.get("lora").apply(load_model(resolved.path), cfg.method, {})
     args = training_arguments(cfg, tmp_path / "run", steps_plan(cfg, len(tr)), False)
     trainer = TunewiseTrainer(model=model, args=args, train_dataset=tr, data_collator=PadCollator(tok.pad_token_id),
-                              l1=cfg.train.l1)
+                              l1=cfg.train.l1, l2=cfg.train.l2)
     batch = PadCollator(tok.pad_token_id)([tr[i] for i in range(4)])
     return trainer, model, batch, args
 
@@ -68,6 +68,68 @@ def test_l1_adds_exactly_the_penalty(tmp_path, tiny_model_dirs, demo_jsonl):
     model.eval()  # evaluation loss stays the pure data loss
     trainer.l1 = 0.01
     assert float(trainer.compute_loss(model, dict(batch))) == pytest.approx(without, rel=1e-5)
+
+
+def test_l2_adds_exactly_the_squared_penalty_and_only_in_training(tmp_path, tiny_model_dirs, demo_jsonl):
+    trainer, model, batch, _ = _trainer(tmp_path, demo_jsonl, l2=0.01)
+    model.train()
+    with_l2 = float(trainer.compute_loss(model, dict(batch)))
+    trainer.l2 = 0.0
+    without = float(trainer.compute_loss(model, dict(batch)))
+    expected = 0.01 * float(sum(p.pow(2).sum() for p in model.parameters() if p.requires_grad))
+    assert expected > 0 and with_l2 - without == pytest.approx(expected, rel=1e-4)
+    model.eval()
+    trainer.l2 = 0.01
+    assert float(trainer.compute_loss(model, dict(batch))) == pytest.approx(without, rel=1e-5)
+
+
+@pytest.mark.parametrize("name,cls,state", [("adamw", "AdamW", "exp_avg"), ("sgd", "SGD", "momentum_buffer"),
+                                            ("adafactor", "Adafactor", "exp_avg_sq_row"), ("adamw_8bit", "AdamW", "state1")])
+def test_each_optimizer_reaches_the_trainer_and_steps(tmp_path, tiny_model_dirs, demo_jsonl, name, cls, state):
+    trainer, model, batch, args = _trainer(tmp_path, demo_jsonl, optimizer=name, momentum=0.8, weight_decay=0.01)
+    opt = trainer.create_optimizer()
+    assert type(opt).__name__ == cls and (name != "adamw_8bit" or type(opt).__module__.startswith("bitsandbytes"))
+    if name == "sgd":
+        assert opt.defaults["momentum"] == 0.8
+    assert any(g["weight_decay"] == 0.01 for g in opt.param_groups)  # decoupled decay reaches every choice
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.train()
+    trainer.compute_loss(model, dict(batch)).backward()
+    opt.step()
+    p = next(p for p in model.parameters() if p.requires_grad)
+    assert state in opt.state[p]  # the optimiser's own state: it is the chosen one that stepped
+    assert any(not torch.equal(before[n], q) for n, q in model.named_parameters() if n in before)
+
+
+def test_paged_optimizer_is_refused_on_cpu_with_the_alternative(tmp_path, tiny_model_dirs, demo_jsonl, capsys):
+    from tunewise.errors import ConfigError
+    from tunewise.train.optim import check_optimizer
+
+    with pytest.raises(ConfigError) as e:
+        check_optimizer("paged_adamw_8bit", cuda=False, has_bitsandbytes=True)
+    assert e.value.where == "train.optimizer" and "adamw_8bit" in e.value.fix and "CPU" in str(e.value)
+    assert check_optimizer("paged_adamw_8bit", cuda=True, has_bitsandbytes=True).optim == "paged_adamw_8bit"
+    with pytest.raises(ConfigError) as e:
+        check_optimizer("adamw_8bit", cuda=True, has_bitsandbytes=False)
+    assert "bitsandbytes" in e.value.fix
+    assert check_optimizer("adamw_8bit", cuda=False, has_bitsandbytes=True).optim == "adamw_bnb_8bit"
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, demo_jsonl, train={"optimizer": "paged_adamw_8bit"}))
+    assert main(["train", str(cfg)]) == 2  # refused before any work
+    assert "nothing to page" in capsys.readouterr().err and not (tmp_path / "runs" / "t" / "data").exists()
+
+
+def test_optimizer_changes_the_memory_estimate():
+    from tunewise.advise.hardware import cpu_only
+    from tunewise.advise.memory import MethodParams, Shape, estimate
+    from tunewise.advise.modelfacts import synthetic_facts
+
+    facts = synthetic_facts(layers=4, hidden=256, intermediate=688, heads=4, vocab=32000, tied=False)
+    est = {o: estimate(facts, "full", MethodParams(), Shape(batch=4, seq=128, optimizer=o), cpu_only(64))
+           for o in ("adamw", "sgd", "adafactor", "adamw_8bit")}
+    n = est["adamw"].trainable_params
+    assert est["adamw"].optimizer == 8 * n and est["sgd"].optimizer == 4 * n and est["adamw_8bit"].optimizer == 2 * n
+    assert est["adafactor"].optimizer < est["adamw_8bit"].optimizer
+    assert est["sgd"].total < est["adamw"].total
 
 
 def test_neftune_noise_only_in_training_mode(tmp_path, tiny_model_dirs, demo_jsonl):

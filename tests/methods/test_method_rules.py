@@ -123,3 +123,17 @@ def test_every_method_is_listed_once_in_both_languages(capsys):
     infos = {m.name: m for m in methods.all_methods()}
     assert not infos["full"].peft and not infos["freeze"].peft
     assert {n for n, m in infos.items() if not m.mergeable} == {"prefix", "prompt", "adapter"}
+
+
+def test_stop_token_rows_give_way_to_a_fully_trained_embedding(tiny_model_dirs):
+    """method.modules_to_save with the input embedding trains every row already: train_stop_tokens then adds
+    nothing (and peft cannot wrap the wrapped embedding again), so the model still builds and trains."""
+    cfg = _cfg({"name": "lora", "lora_r": 4, "modules_to_save": ["embed_tokens", "lm_head"]})
+    model = methods.get("lora").apply(_model(tiny_model_dirs), cfg.method, {"token_ids": [1, 2]})
+    ids = torch.randint(10, 500, (2, 12))
+    model(input_ids=ids, labels=ids).loss.backward()
+    emb = model.get_input_embeddings()
+    assert any(p.requires_grad and p.grad is not None for p in emb.parameters())
+    plain = methods.get("lora").apply(_model(tiny_model_dirs), _cfg({"name": "lora", "lora_r": 4}).method, {"token_ids": [1, 2]})
+    assert "trainable_tokens" in str(type(plain.get_input_embeddings())).lower() or any(
+        "token_adapter" in n for n, _ in plain.named_modules())

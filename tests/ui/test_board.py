@@ -184,7 +184,7 @@ def test_board_end_to_end(board, tmp_path):
             _wait_lines(page, "tw-loss-plot", 1, 60)
             _wait_lines(page, "tw-lr-plot", 1, 30)
             verdict = _wait_text(page, "tw-verdict", r"Verdict", 180)
-            assert re.search(r"underfit|well_fit|overfit|unstable|too_short|diverged", verdict)
+            assert re.search(r"underfit|well_fit|overfit|gap_growing|val_stagnant|stagnant_high|unstable|too_short|diverged|does_not_stop|not_learned_yet", verdict)
             assert "What to do" in verdict
             status = _text(page, "tw-status")
             assert "finished" in status and f"{STEPS}/{STEPS}" in status

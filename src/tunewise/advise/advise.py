@@ -64,7 +64,8 @@ def recommend(cfg: Config, model: ModelFacts, hw: Hardware, *, lengths: list[int
     def shape(batch: int, seq_cap: int, gc: bool) -> mem.Shape:
         return mem.Shape(batch=batch, seq=max(1, min(seq_cap, longest)), supervised_share=sup_share, gradient_checkpointing=gc,
                          precision=precision, weight_dtype=wdtype, frozen_dtype=t.frozen_dtype, fast_loss=t.fast_loss, loss_chunk_size=t.loss_chunk_size,
-                         eager_attention=cfg.model.attn_implementation == "eager", nproc=nproc, strategy=cfg.distributed.strategy)
+                         eager_attention=cfg.model.attn_implementation == "eager", nproc=nproc, strategy=cfg.distributed.strategy,
+                         optimizer=t.optimizer)
 
     eff_target = target_batch(n_train) if n_train else TARGET_BATCH
     per_dev_target = max(1, math.ceil(eff_target / nproc))

@@ -99,9 +99,10 @@ def cmd_lint(a) -> int:
         print("没有发现问题" if a.lang == "zh" else "no findings")
     else:
         for f in found:
-            print(f.render(a.lang).replace("warning", "error", 1) if a.strict else f.render(a.lang))
-    if a.strict and found:
-        raise ConfigError(f"{len(found)} lint finding(s) with --strict", where=a.config,
+            print(f.render(a.lang).replace("warning", "error", 1) if a.strict and f.severity != "note" else f.render(a.lang))
+    refused = [f for f in found if f.severity != "note"]  # a note explains a choice; it never refuses
+    if a.strict and refused:
+        raise ConfigError(f"{len(refused)} lint finding(s) with --strict", where=a.config,
                           fix="fix them, or run without --strict to treat them as warnings")
     return 0
 

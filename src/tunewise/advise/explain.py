@@ -77,18 +77,31 @@ def knowledge() -> dict:
 
 
 def find_key(query: str) -> Key:
-    """A key by its dotted path, or by its last part when that is unambiguous; typos get a suggestion."""
+    """A key by its dotted path, or by a short name when that names one key only; typos get a suggestion.
+
+    A short name matches a key whose last part is that name or ends with it as whole words: `batch_size`
+    is both eval.batch_size and train.per_device_batch_size, so it lists both instead of picking one.
+    """
     keys = schema_keys()
     q = query.strip().replace("[]", "").lower()
     by_path = {k.key.replace("[]", "").lower(): k for k in keys}
     if q in by_path:
         return by_path[q]
-    leaf = [k for k in keys if k.key.rsplit(".", 1)[-1].lower() == q.rsplit(".", 1)[-1] and k.key.replace("[]", "").lower().endswith(q)]
-    if len(leaf) == 1:
-        return leaf[0]
+    prefix, _, name = q.rpartition(".")
+
+    def matches(k: Key) -> bool:
+        path = k.key.replace("[]", "").lower()
+        parent, _, last = path.rpartition(".")
+        in_section = not prefix or parent == prefix or parent.endswith("." + prefix)
+        return in_section and (last == name or last.endswith("_" + name))
+
+    leaf = [k for k in keys if matches(k)]
+    exact = [k for k in leaf if k.key.rsplit(".", 1)[-1].lower() == name]
+    if len(leaf) == 1 or (prefix and len(exact) == 1):  # with a section given, its own key of that name wins
+        return leaf[0] if len(leaf) == 1 else exact[0]
     if len(leaf) > 1:
-        raise ConfigError(f"'{query}' is ambiguous", where="tunewise explain",
-                          fix="give the section too: " + ", ".join(k.key for k in leaf))
+        raise ConfigError(f"'{query}' is ambiguous: it names {len(leaf)} keys", where="tunewise explain",
+                          fix="choose one: " + ", ".join(k.key for k in leaf))
     names = list(by_path) + sorted({k.key.rsplit(".", 1)[-1] for k in keys})
     close = difflib.get_close_matches(q, names, n=3, cutoff=0.6)
     raise ConfigError(f"no config key '{query}'", where="tunewise explain",

@@ -33,6 +33,9 @@ class Facts:
     nproc: int = 1
     explicit: frozenset[str] | None = None      # keys the user wrote (None: unknown)
     system_choice: dict | None = None           # templates.system.SystemChoice as a dict: built-in system prompt vs data
+    model_type: str | None = None               # config.model_type (the family the LR rule looks up)
+    mean_supervised: float | None = None        # supervised tokens per training example, on average
+    train_text_bytes: int | None = None         # UTF-8 size of the training text (every turn)
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class Finding:
         return f"{d['severity']} [{self.code}] {self.key}: {d['message']}\n  fix: {d['fix']}"
 
 
-Rule = Callable[[Config, Facts], "Finding | None"]
+Rule = Callable[[Config, Facts], "Finding | list[Finding] | None"]
 RULES: dict[str, Rule] = {}
 
 
@@ -120,6 +123,50 @@ def lr_far_out_of_range(cfg: Config, f: Facts):
                    + ("最初几步就会把模型更新坏（NaN，或损失停在 ln(词表大小) 且梯度为零）" if high else "权重几乎不更新"),
                    f"use {lo:g}-{hi:g} (`tunewise advise CONFIG` computes one for your batch)",
                    f"改用 {lo:g}-{hi:g}（`tunewise advise 配置` 会按你的批大小计算）", severity="error")
+
+
+@rule("lora-lr-tradeoff")
+def lora_lr_tradeoff(cfg: Config, f: Facts):
+    """Between 1e-6 and 1e-4 a LoRA LR is a choice the guides disagree on: explain it with this model's numbers."""
+    from tunewise.advise.lr import advise_lr, lora_tradeoff
+
+    lr, method = _lr(cfg), cfg.method.name
+    if method not in ("lora", "qlora", "adapter") or lr is None or not 1e-6 < lr < 1e-4:
+        return None
+    rule_lr = None
+    if f.model_type and f.mean_supervised:
+        rule_lr = advise_lr(method, f.model_type, effective_batch(cfg, f.nproc) * f.mean_supervised)
+    steps = None
+    if f.n_train:
+        from tunewise.train.workflow import steps_plan
+
+        steps = steps_plan(cfg, f.n_train, f.nproc)["total"]
+    en, zh = lora_tradeoff(method, lr, rule_lr, steps)
+    ref = rule_lr.value if rule_lr is not None else 2e-4
+    return Finding("lora-lr-tradeoff", "train.learning_rate", en, zh,
+                   f"keep {lr:g} for a light touch on plenty of data (and more steps); otherwise use {ref:g} "
+                   "(`tunewise advise CONFIG` shows the arithmetic)",
+                   f"数据充足、想轻微改变模型（并增加步数）时保留 {lr:g}；否则用 {ref:g}（`tunewise advise 配置` 会给出计算过程）",
+                   severity="note")
+
+
+SMALL_TEXT_BYTES = 10 * 2 ** 20  # below ~10 MB of text the guides advise against full fine-tuning
+
+
+@rule("full-small-data")
+def full_small_data(cfg: Config, f: Facts):
+    if cfg.method.name != "full" or f.train_text_bytes is None or f.train_text_bytes >= SMALL_TEXT_BYTES:
+        return None
+    mb = f.train_text_bytes / 2 ** 20
+    return Finding("full-small-data", "method.name",
+                   f"full fine-tuning on {mb:.2g} MB of training text (< 10 MB): every weight of the model moves on little "
+                   "evidence, so it overfits this data and forgets what it knew; the guides keep full fine-tuning for "
+                   "larger corpora",
+                   f"在 {mb:.2g} MB 的训练文本上做全参数微调（< 10 MB）：模型的每个权重都只凭很少的证据改变，容易过拟合、遗忘原有能力；"
+                   "各教程都建议数据更多时才做全参数微调",
+                   "use method.name: lora (or qlora where memory is short): it trains ~1% of the weights and keeps the rest; "
+                   "or collect more data",
+                   "改用 method.name: lora（内存紧张时用 qlora）：只训练约 1% 的权重、其余保持不变；或收集更多数据")
 
 
 @rule("many-epochs-small-data")
@@ -249,6 +296,23 @@ def system_prompt_conflict(cfg: Config, f: Facts):
                    "用 template.system 指定你希望模型使用的系统提示词（训练、对话、导出都会用它）")
 
 
+@rule("ignored-setting")
+def ignored_setting(cfg: Config, f: Facts):
+    """Each setting the user wrote (or changed from its default) that has no effect in this config (advise/effect.py)."""
+    from tunewise.advise.effect import ignored
+
+    return [Finding("ignored-setting", x.key, x.en, x.zh, x.fix_en, x.fix_zh) for x in ignored(cfg, f.explicit)]
+
+
+def text_bytes(records) -> int:
+    """UTF-8 size of the text in the records (every turn, or the raw text)."""
+    n = 0
+    for r in records:
+        parts = [m["content"] for m in r["messages"]] if "messages" in r else [r.get("text", "")]
+        n += sum(len(str(x).encode("utf-8")) for x in parts)
+    return n
+
+
 def system_facts(cfg: Config, template, records: list[dict]) -> dict:
     """The system-prompt decision (templates.system) as a lint fact."""
     from dataclasses import asdict
@@ -265,7 +329,9 @@ def lint(cfg: Config, facts: Facts | None = None) -> list[Finding]:
     out = []
     for fn in RULES.values():
         r = fn(cfg, facts)
-        if r is not None:
+        if isinstance(r, list):
+            out.extend(r)
+        elif r is not None:
             out.append(r)
     return out
 
@@ -329,14 +395,17 @@ def lint_before_training(cfg: Config, tokenizer, template, prepared, enc_stats: 
     if cfg.train.stage == "sft":
         checked, labelled = stop_label_check(tokenizer, template, prepared.train, max_length=cfg.data.max_length,
                                              train_on_prompt=cfg.data.train_on_prompt)
+    mean_sup = tr["supervised_tokens"] / tr["examples"] if tr.get("examples") and "supervised_tokens" in tr else None
     facts = Facts(n_train=len(prepared.train), n_val=len(prepared.val), truncated_share=trunc,
                   stop_checked=checked, stop_labelled=labelled, stop_strings=tuple(template.stop_strings), nproc=world,
+                  model_type=model_type, mean_supervised=mean_sup, train_text_bytes=text_bytes(prepared.train),
                   **template_facts(cfg, tokenizer, template, model_type), **system_facts(cfg, template, prepared.train))
     found = lint(cfg, facts)
     for x in found:
         say("[tunewise] " + x.render(lang))
-    if strict and found:
-        raise ConfigError(f"{len(found)} lint finding(s) in strict mode: " + ", ".join(x.code for x in found),
+    refused = [x for x in found if x.severity != "note"]  # notes explain a choice: they never refuse
+    if strict and refused:
+        raise ConfigError(f"{len(refused)} lint finding(s) in strict mode: " + ", ".join(x.code for x in refused),
                           where="tunewise lint", fix="fix the findings above, or run without --strict")
     return found
 
@@ -379,6 +448,8 @@ def gather_facts(cfg: Config, *, nproc: int = 1, explicit: frozenset[str] | None
                                              train_on_prompt=cfg.data.train_on_prompt)
     facts = Facts(n_train=len(prepared.train), n_val=len(prepared.val), truncated_share=trunc, stop_checked=checked,
                   stop_labelled=labelled, stop_strings=tuple(tpl.stop_strings), nproc=nproc, explicit=explicit,
+                  model_type=model_type, mean_supervised=(sum(supervised) / len(supervised)) if supervised else None,
+                  train_text_bytes=text_bytes(prepared.train),
                   **template_facts(cfg, tok, tpl, model_type), **system_facts(cfg, tpl, prepared.train))
     extras = {"resolved": resolved, "tokenizer": tok, "template": tpl, "prepared": prepared, "model_type": model_type,
               "lengths": lengths, "supervised": supervised}

@@ -7,6 +7,9 @@ be smaller; the square root is the usual Adam scaling for batch size. LoRA-like 
 low-rank update that tolerates (and needs) about 10x the full fine-tuning LR (Schulman et al.,
 "LoRA Without Regret", 2025), so their value is the rule's result x LORA_FACTOR. Results are
 clamped to the range where each method is known to train; a clamp is reported.
+
+Every number cites its source (families.yaml per model family, SOURCES for the rule's own constants), and
+the advice says when it differs from the figure a newcomer has most likely read in a guide (GUIDE_FIGURES).
 """
 
 from __future__ import annotations
@@ -26,6 +29,19 @@ LORA_FACTOR = 10.0
 RANGES = {"full": (5e-6, 5e-5), "freeze": (5e-6, 1e-4), "lora": (2e-4, 1e-3), "qlora": (2e-4, 1e-3),
           "adapter": (1e-4, 1e-3), "prefix": (1e-4, 1e-2), "prompt": (1e-4, 3e-2)}
 DEFAULTS = {"full": 1e-5, "freeze": 1e-5, "lora": 2e-4, "qlora": 2e-4, "adapter": 2e-4, "prefix": 5e-4, "prompt": 1e-3}
+SOURCES = {
+    "sqrt rule": "square-root batch scaling for Adam: Malladi et al., 'On the SDEs and Scaling Rules for Adaptive "
+                 "Gradient Algorithms', arXiv:2205.10287",
+    "lora factor": "LoRA's best LR is ~10x full fine-tuning's: Schulman et al., 'LoRA Without Regret', Thinking "
+                   "Machines Lab, 2025 (thinkingmachines.ai/blog/lora)",
+}
+# The learning rate a newcomer has most likely read for each kind of method, and where it comes from.
+GUIDE_FIGURES = {
+    "lora": (2e-4, "the QLoRA paper (Dettmers et al., 2023, arXiv:2305.14314) and most LoRA guides"),
+    "qlora": (2e-4, "the QLoRA paper (Dettmers et al., 2023, arXiv:2305.14314) and most LoRA guides"),
+    "full": (2e-5, "Stanford Alpaca's full fine-tuning of LLaMA 7B (Taori et al., 2023) and most full fine-tuning guides"),
+    "freeze": (2e-5, "full fine-tuning guides (Stanford Alpaca, Taori et al., 2023)"),
+}
 
 
 @lru_cache(maxsize=1)
@@ -74,4 +90,54 @@ def advise_lr(method: str, model_type: str, supervised_tokens_per_step: float) -
     if value != float(f"{raw:.2g}"):
         en += f"; kept inside [{lo:g}, {hi:g}] where {method} trains well"
         zh += f"；限制在 {method} 的常用区间 [{lo:g}, {hi:g}] 内"
+    en += f". Sources: base rate and batch: {fam['cite']}; {SOURCES['sqrt rule']}" + (
+        f"; {SOURCES['lora factor']}" if method not in ("full", "freeze") else "")
+    zh += f"。出处：基础学习率与批大小：{fam['cite']}；平方根批缩放：arXiv:2205.10287" + (
+        "；LoRA 约 10 倍：Schulman 等，“LoRA Without Regret”（2025）" if method not in ("full", "freeze") else "")
+    if not fam["published"]:
+        en += (f". The base rate {base:g} is an assumption for {model_type}: if you have read another pretraining "
+               f"learning rate for this model, the rule's result scales with it (your figure / {base:g} x {raw:.3g}, "
+               f"then kept inside [{lo:g}, {hi:g}])")
+        zh += (f"。基础学习率 {base:g} 是对 {model_type} 的假设：如果你看到过该模型另外的预训练学习率，规则的结果按比例换算"
+               f"（你的数值 / {base:g} × {raw:.3g}，再限制在 [{lo:g}, {hi:g}] 内）")
+    guide = guide_note(method, value)
+    if guide:
+        en, zh = en + ". " + guide[0], zh + "。" + guide[1]
     return LrAdvice(value, en, zh)
+
+
+def guide_note(method: str, value: float) -> tuple[str, str] | None:
+    """When the advised LR is more than 2x away from the figure guides quote for this method: say so, and why."""
+    if method not in GUIDE_FIGURES:
+        return None
+    figure, where = GUIDE_FIGURES[method]
+    if 0.5 <= value / figure <= 2:
+        return None
+    side = "higher" if value > figure else "lower"
+    return (f"Guides usually quote {figure:g} for {method} ({where}); this is {value / figure:.2g}x that, {side}, "
+            f"because it scales with the supervised tokens per step of this data and batch: a step that averages "
+            f"{'more' if side == 'higher' else 'fewer'} tokens has a {'less' if side == 'higher' else 'more'} noisy "
+            "gradient and takes a {} step".format("larger" if side == "higher" else "smaller"),
+            f"教程通常给 {method} 用 {figure:g}（{where}）；这里是它的 {value / figure:.2g} 倍（{'更高' if side == 'higher' else '更低'}），"
+            f"因为学习率随本数据与批大小下每步的监督 token 数缩放：每步 token 越{'多' if side == 'higher' else '少'}，"
+            f"梯度噪声越{'小' if side == 'higher' else '大'}，步子就该越{'大' if side == 'higher' else '小'}")
+
+
+def lora_tradeoff(method: str, lr: float, rule: LrAdvice | None, steps: int | None) -> tuple[str, str]:
+    """Why an LR between 1e-6 and 1e-4 for a LoRA-like method is a choice, in this model's numbers."""
+    ref = rule.value if rule is not None else DEFAULTS.get(method, 2e-4)
+    ratio = ref / lr
+    basis = "The LR rule for this model and batch" if rule is not None else f"The {method} default"
+    basis_zh = "按本模型与批大小计算的学习率规则" if rule is not None else f"{method} 的默认值"
+    plan = (f"; with the {steps} steps planned, {lr:g} moves the adapter about as far as {max(1, round(steps / ratio))} "
+            f"steps at {ref:g}" if steps else "")
+    plan_zh = (f"；按计划的 {steps} 步，{lr:g} 让适配器走的距离约等于 {ref:g} 下的 {max(1, round(steps / ratio))} 步"
+               if steps else "")
+    en = (f"{method} with learning_rate {lr:g}: guides disagree here — some call ~1e-5 too low for LoRA on small data, "
+          f"others recommend it to change the model gently. {basis} gives {ref:g}; {lr:g} takes steps "
+          f"{ratio:.2g}x smaller: less forgetting of what the model knew, but about {ratio:.2g}x more steps for the same "
+          f"change{plan}, so on a small dataset expect the curves to say underfit or stagnant_high")
+    zh = (f"{method} 使用学习率 {lr:g}：各教程说法不一——有的说 LoRA 在小数据上用 1e-5 左右太低，有的推荐它以温和地改变模型。"
+          f"{basis_zh}给出 {ref:g}；{lr:g} 的步长小 {ratio:.2g} 倍：原有能力遗忘更少，但要达到同样的改变需要约 {ratio:.2g} 倍的步数"
+          f"{plan_zh}，因此在小数据集上曲线多半会判为 underfit 或 stagnant_high")
+    return en, zh

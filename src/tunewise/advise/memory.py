@@ -5,7 +5,9 @@ The terms, per process (per device):
   trainable    the method's own parameters (LoRA A/B in fp32, as peft keeps them), plus copies of
                modules_to_save
   gradients    one value per trainable parameter, at the trainable dtype
-  optimizer    AdamW: two moments per trainable parameter, at the trainable dtype
+  optimizer    AdamW: two moments per trainable parameter, at the trainable dtype; the other train.optimizer
+               choices by their state per parameter (train/optim.py: sgd one buffer, 8-bit AdamW two bytes,
+               adafactor its factored row and column sums)
   activations  saved for backward: per layer ~ tokens x (A_HIDDEN x hidden + A_INTER x intermediate
                + A_KV x kv_dim) x bytes, plus attention scores for eager attention and one extra layer
                for the backward pass; with gradient checkpointing only each layer's input is kept
@@ -25,6 +27,7 @@ from dataclasses import asdict, dataclass
 
 from tunewise.advise.hardware import GiB, Hardware
 from tunewise.advise.modelfacts import ModelFacts
+from tunewise.train.optim import state_bytes
 
 METHODS = ("lora", "qlora", "full", "freeze", "prefix", "prompt", "adapter")
 PEFT_LIKE = {"lora", "qlora", "prefix", "prompt", "adapter"}
@@ -58,6 +61,7 @@ class Shape:
     eager_attention: bool = False
     nproc: int = 1
     strategy: str = "ddp"               # ddp | fsdp | deepspeed
+    optimizer: str = "adamw"            # train.optimizer
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,7 @@ def estimate(facts: ModelFacts, method: str, mp: MethodParams, shape: Shape, hw:
     if method in ("lora", "qlora") and mp.modules_to_save:
         trainable += _module_params(facts, mp.modules_to_save) * (tb - 4 + wb)  # peft keeps the original too
     grads = n_train * tb
-    optim = 2 * n_train * tb
+    optim = int(n_train * state_bytes(shape.optimizer, tb))  # AdamW: two moments at the trainable dtype
     shard = shape.nproc if shape.strategy == "fsdp" and shape.nproc > 1 else 1
     weights, grads, optim = weights // shard, grads // shard, optim // shard
     if shape.nproc > 1 and shape.strategy == "ddp":

@@ -154,6 +154,11 @@ def _resolve_path(p: str | None, base: Path) -> str | None:
 def resolve(cfg: Config, cfg_dir: Path) -> Config:
     """Fill every derived default so config.yaml in the run directory says exactly what ran."""
     data = cfg.model_dump()
+    for d in data["data"]["general"]:
+        if d["path"] is None and d["name"] == "builtin":  # data.general: builtin, the set tunewise ships
+            from tunewise.data.general import builtin_path
+
+            d["path"], d["format"] = str(builtin_path()), "messages"
     for key in ("datasets", "val_datasets", "general"):
         for d in data["data"][key]:
             d["path"] = _resolve_path(d["path"], cfg_dir)

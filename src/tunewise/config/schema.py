@@ -66,7 +66,9 @@ class ModelConfig(Section):
     trust_remote_code: bool = Field(False, description="Run Python code shipped with a model. Off for safety; turn on only for models you trust.")
     attn_implementation: Literal["sdpa", "eager"] = Field("sdpa", description="Attention kernel: 'sdpa' (fast, default) or 'eager' (reference).")
     attention_dropout: float | None = Field(None, ge=0, lt=1, description="Override the model's attention dropout (where the architecture has one); regularises full fine-tuning.")
-    hidden_dropout: float | None = Field(None, ge=0, lt=1, description="Override the model's hidden/residual dropout (where the architecture has one).")
+    hidden_dropout: float | None = Field(None, ge=0, lt=1, description="Override the model's hidden/residual dropout, where "
+        "the architecture has one (GPT-2, GPT-NeoX, BERT-style configs). Llama-style models (Llama, Qwen2, Mistral, Gemma) "
+        "have none: there it is ignored with a warning at load; use method.lora_dropout or train.weight_decay instead.")
 
 
 class DatasetSpec(Section):
@@ -108,7 +110,10 @@ class DataConfig(Section):
         0.2, ge=0, description="When continuing a previous run (model.name_or_path: runs/<old>), mix back this share "
         "(relative to the new training set) of the old run's training data, against catastrophic forgetting."
     )
-    general: list[DatasetSpec] = Field(default_factory=list, description="General-purpose datasets mixed in to keep general ability.")
+    general: list[DatasetSpec] = Field(default_factory=list, description="General-purpose datasets mixed in to keep general "
+        "ability (the guides' first remedy against forgetting). 'builtin' is a bilingual general instruction set that "
+        "ships with tunewise (320 records: arithmetic, conversions, sorting, translation, sentiment, code, definitions, "
+        "tips); or give your own files.")
     general_ratio: float = Field(0.1, ge=0, description="Size of the general-data mix relative to the training set (0.1 = 10%).")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Text augmentation for small datasets.")
 
@@ -187,12 +192,24 @@ class TrainConfig(Section):
     scheduler_cycles: int = Field(1, ge=1, description="cosine_with_restarts: number of cycles.")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming up the learning rate. warmup_steps wins when both are set.")
     warmup_steps: int = Field(0, ge=0, description="Warmup steps; when > 0 it wins over warmup_ratio.")
-    weight_decay: float = Field(0.0, ge=0, description="L2-style decay of weights (AdamW); 0.01-0.1 regularises.")
+    optimizer: Literal["adamw", "sgd", "adafactor", "adamw_8bit", "paged_adamw_8bit"] = Field(
+        "adamw", description="The optimiser: 'adamw' (Adam with decoupled weight decay; the default that fine-tuning "
+        "recipes use), 'sgd' (with train.momentum; least memory after adafactor, needs a ~10-100x higher learning rate), "
+        "'adafactor' (factored second moments: almost no optimiser memory, for large full fine-tuning), 'adamw_8bit' "
+        "(AdamW with 8-bit states from bitsandbytes: a quarter of AdamW's optimiser memory, CPU or GPU), "
+        "'paged_adamw_8bit' (the same, paging its states to CPU RAM when the GPU runs short; GPU only).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd: momentum (share of the previous update carried into the next).")
+    weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay: each optimizer step shrinks every "
+        "trainable weight by learning_rate x weight_decay, apart from the gradient (AdamW, Adafactor, 8-bit AdamW; with sgd "
+        "it joins the gradient, which for plain SGD is the same). It is not an L2 term in the loss: under Adam such a "
+        "term is divided by each weight's gradient scale, so a guide's 'L2 1e-4' is train.l2, not this. 0.01-0.1 regularises.")
     max_grad_norm: float = Field(1.0, ge=0, description="Clip gradients to this norm; guards against spikes (0 = off).")
     seed: int = Field(42, description="Seed for data shuffling, splitting and initialisation.")
     logging_steps: int = Field(5, ge=1, description="Write train loss to metrics.jsonl every N steps.")
     eval_steps: int | None = Field(None, ge=1, description="Evaluate on the validation set every N steps. Default: about 10 times per run.")
-    save_steps: int | None = Field(None, ge=1, description="Save a checkpoint every N steps. Default: at every evaluation.")
+    save_steps: int | None = Field(None, ge=1, description="Save a checkpoint every N steps. Default: at every evaluation. "
+        "With a validation set checkpoints must fall on evaluations (the best one is kept), so N is rounded up to a "
+        "multiple of the evaluation interval, with a warning.")
     save_total_limit: int = Field(3, ge=1, description="Keep at most this many checkpoints (the best is always kept).")
     early_stopping: bool = Field(True, description="Stop when validation loss stops improving (needs a validation set).")
     early_stopping_patience: int = Field(3, ge=1, description="Evaluations without improvement before stopping.")
@@ -216,6 +233,9 @@ class TrainConfig(Section):
         "tokens/s over one run; 220 tokens/s throughout with this on, same loss).")
     resume: bool = Field(False, description="Continue from the newest checkpoint of this run directory.")
     l1: float = Field(0.0, ge=0, description="L1 penalty on trainable parameters added to the loss (pushes weights to exactly zero; 0 = off).")
+    l2: float = Field(0.0, ge=0, description="L2 penalty added to the training loss: l2 x the sum of squared trainable "
+        "parameters (the guides' 'L2 regularisation' taken literally; 0 = off). Unlike train.weight_decay it goes "
+        "through the gradient, so Adam rescales it per weight.")
     neftune_alpha: float | None = Field(None, gt=0, description="NEFTune: noise added to input embeddings during training only (5 is typical; None = off).")
     generation_check: bool = Field(True, description="Answer a fixed sample of validation prompts greedily before training and at "
         "evaluations, and log whether the answers stop on their own, repeat themselves, match the references (ROUGE-L, exact "

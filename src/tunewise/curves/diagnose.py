@@ -2,6 +2,14 @@
 
 Every rule is a small named function with scale-free thresholds (ratios of the loss itself), applied to
 EMA-smoothed curves so real, noisy runs are judged on their trend.
+
+A good fit, as the fine-tuning guides define it, is training and validation loss both low *and close*. So
+the verdict reads the validation trend and the train/validation gap together (the gap relative to the
+validation loss, so it means the same at loss 0.5 and at 3): validation rising from its minimum is
+`overfit`; validation level while training falls away from it (a large or growing gap) is `gap_growing`,
+overfitting before validation turns up; validation flat from the first evaluation while training falls is
+`val_stagnant` (regularise or add data, not a higher learning rate); both flat is `stagnant_high`; a
+curve still clearly falling at the end is `underfit`.
 """
 
 from __future__ import annotations
@@ -11,7 +19,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-VERDICTS = ["diverged", "does_not_stop", "not_learned_yet", "too_short", "unstable", "overfit", "underfit", "well_fit"]
+VERDICTS = ["diverged", "does_not_stop", "not_learned_yet", "too_short", "unstable", "overfit", "gap_growing",
+            "val_stagnant", "stagnant_high", "underfit", "well_fit"]
 _ADVICE = json.loads((Path(__file__).parent / "advice.json").read_text(encoding="utf-8"))
 
 
@@ -27,6 +36,11 @@ class Thresholds:
     underfit_total_drop: float = 0.05    # or fell <5% overall -> underfit
     smoothing: float = 0.6
     val_jump: float = 0.1             # a validation point 10% above the previous (or the lowest) one is a jump
+    gap_large: float = 0.35           # final train loss 35% (of the validation loss) below it -> the gap is large
+    gap_growth: float = 0.15          # the gap grew by 15% of the validation loss over the second half ...
+    gap_notable: float = 0.2          # ... and is now at least 20% of it -> the gap is growing
+    val_flat: float = 0.05            # validation never 5% below its first evaluation -> flat from the start ...
+    train_fell: float = 0.15          # ... while training fell 15% since then -> val_stagnant
     min_stop_rate: float = 0.9        # generation check: fewer answers stopping on their own -> does_not_stop
     min_key_term_rate: float = 0.8    # fewer answers naming the data's key terms -> not_learned_yet
 
@@ -163,6 +177,69 @@ def rule_overfit(train, val, th) -> dict | None:
     return None
 
 
+def _train_near(train, step: int, k: int = 3) -> float | None:
+    """Median of the last k training points at or before `step` (the first k after it when there are none)."""
+    before = [v for s, v in train if s <= step][-k:]
+    pts = before or [v for s, v in train if s > step][:k]
+    return _median(pts) if pts else None
+
+
+def gap_stats(train, val, th) -> dict | None:
+    """Where training and validation loss stand against each other: the gap at the end, relative to the
+    validation loss, and how it moved over the second half of the evaluations; the drops since the first one.
+
+    Training levels are medians of nearby points (noisy per-batch losses), the final validation level an
+    EMA of the evaluations, so neither one noisy step nor one evaluation decides.
+    """
+    if len(val) < th.min_val_points or len(train) < 3:
+        return None
+    vs = [v for _, v in val]
+    train_end = _median([v for _, v in train][-max(3, len(train) // 8):])
+    val_end = ema(vs, 0.3)[-1]
+    (s_first, v_first), (s_mid, v_mid) = val[0], val[len(val) // 2]
+    t_first, t_mid = _train_near(train, s_first), _train_near(train, s_mid)
+    scale = max(abs(val_end), 1e-8)
+    gap_end = val_end - train_end
+    return {"train_end": train_end, "val_end": val_end, "gap_rel": gap_end / scale,
+            "gap_growth": (gap_end - max(v_mid - t_mid, 0.0)) / scale,  # training still above validation is no gap
+            "val_drop_since_first": (v_first - min(vs)) / max(abs(v_first), 1e-8),
+            "train_drop_since_first_val": (t_first - train_end) / max(abs(t_first), 1e-8)}
+
+
+def rule_val_stagnant(g: dict | None, th) -> dict | None:
+    """Validation flat from the first evaluation while training fell well below it: memorising, not learning
+    what carries over. More learning rate would only memorise faster."""
+    if g is None:
+        return None
+    if g["val_drop_since_first"] < th.val_flat and g["train_drop_since_first_val"] >= th.train_fell and g["gap_rel"] >= th.gap_notable:
+        return {k: g[k] for k in ("gap_rel", "val_drop_since_first", "train_drop_since_first_val")}
+    return None
+
+
+def rule_gap(g: dict | None, val_still_falling: bool, th) -> dict | None:
+    """Validation levelled off while training kept falling away from it: the gap is large, or grew over the
+    second half. Overfitting, even though validation loss has not risen (yet)."""
+    if g is None or val_still_falling:
+        return None
+    if g["gap_rel"] >= th.gap_large or (g["gap_growth"] >= th.gap_growth and g["gap_rel"] >= th.gap_notable):
+        return {k: g[k] for k in ("gap_rel", "gap_growth", "train_end", "val_end")}
+    return None
+
+
+def rule_stagnant(curves, th) -> dict | None:
+    """Every curve given (training, and validation when there is one) hardly fell from where it started."""
+    drops = []
+    for curve in curves:
+        if len(curve) < 4:
+            continue
+        ys = [v for _, v in curve]
+        end = ema(ys, th.smoothing)[-1]
+        drops.append((ys[0] - end) / max(abs(ys[0]), 1e-8))
+    if drops and all(d < th.underfit_total_drop for d in drops):
+        return {"total_drop": max(drops)}
+    return None
+
+
 def rule_underfit(curve, th) -> dict | None:
     """Still clearly falling at the end, or hardly fell at all.
 
@@ -229,6 +306,25 @@ def _before_training(rows: list[dict]) -> dict:
     return out
 
 
+def fit_verdict(train, val, th) -> tuple[str, dict]:
+    """The verdict of a stable run from its validation trend and its train/validation gap, with the evidence."""
+    g = gap_stats(train, val, th)
+    ev = {} if g is None else {"gap_rel": g["gap_rel"], "gap_growth": g["gap_growth"]}
+    uf = rule_underfit(val if len(val) >= 4 else train, th)
+    val_still_falling = len(val) >= 4 and uf is not None and uf["tail_slope_ratio"] > th.underfit_tail_ratio
+    if (of := rule_overfit(train, val, th)):
+        return "overfit", {**ev, **of}
+    if (vs := rule_val_stagnant(g, th)):
+        return "val_stagnant", {**ev, **vs}
+    if (gp := rule_gap(g, val_still_falling, th)):
+        return "gap_growing", {**ev, **gp}
+    if (st := rule_stagnant([train] + ([val] if val else []), th)):
+        return "stagnant_high", {**ev, **st}
+    if uf:
+        return "underfit", {**ev, **uf}
+    return "well_fit", ev
+
+
 def diagnose(rows: list[dict], *, thresholds: Thresholds | None = None, vocab_size: int | None = None) -> Diagnosis:
     th = thresholds or Thresholds()
     train, val = series(rows, "loss"), series(rows, "val_loss")
@@ -270,12 +366,9 @@ def diagnose(rows: list[dict], *, thresholds: Thresholds | None = None, vocab_si
             verdict = "unstable"
             if zig:
                 ev.update(zig)
-        elif (of := rule_overfit(ft, finite_val, th)):
-            verdict, ev = "overfit", {**ev, **of}
-        elif (uf := rule_underfit(finite_val if len(finite_val) >= 4 else ft, th)):
-            verdict, ev = "underfit", {**ev, **uf}
         else:
-            verdict = "well_fit"
+            verdict, found = fit_verdict(ft, finite_val, th)
+            ev.update(found)
     beh = behaviour_at_result(rows, best_step)
     if beh is not None:
         ev.update({k.removeprefix("gen_"): v for k, v in beh.items() if k.startswith("gen_") and v is not None},
@@ -296,8 +389,9 @@ def format_diagnosis(d: Diagnosis | dict, lang: str = "en") -> str:
     lines = [f"verdict: {d['verdict']} — {d['summary'][lang]}"]
     ev = d["evidence"]
     keys = ["stop_rate", "stop_rate_before", "repetition_rate", "key_term_rate", "key_term_rate_before", "key_terms",
-            "curve_verdict", "val_min_step", "val_min", "final_val", "final_train", "train_val_gap", "val_rise_from_min",
-            "tail_slope_ratio", "total_drop", "spike_count", "nan_step", "blown_up_update", "loss_flat_at", "ln_vocab",
+            "curve_verdict", "val_min_step", "val_min", "final_val", "final_train", "train_val_gap", "gap_rel", "gap_growth",
+            "val_rise_from_min", "val_drop_since_first", "train_drop_since_first_val", "tail_slope_ratio", "total_drop",
+            "spike_count", "nan_step", "blown_up_update", "loss_flat_at", "ln_vocab",
             "grad_norm_tail", "note"]
     shown = [f"{k}={ev[k]:.4g}" if isinstance(ev.get(k), float) else f"{k}={ev[k]}" for k in keys if k in ev]
     if shown:

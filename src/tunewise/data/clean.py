@@ -1,7 +1,8 @@
 """Cleaning pipeline: each step configurable, counted, and every dropped record kept with its reason.
 
 Steps, in order: unicode (NFKC + whitespace), markup (leftover HTML tags/entities), ai_phrases
-(boilerplate like "As an AI language model" / "作为一个AI语言模型"), empty, length (too short/long),
+(boilerplate like "As an AI language model" / "作为一个AI语言模型", matched whatever the spacing and
+punctuation), empty, length (too short/long),
 exact duplicates, near duplicates (MinHash over character shingles, so Chinese works), and — between
 the splits — validation items that near-duplicate training items (leakage).
 
@@ -33,9 +34,12 @@ class CleanConfig(BaseModel):
 
     normalize_unicode: bool = Field(True, description="NFKC-normalise text (full-width letters, ligatures; CJK punctuation is kept), drop invisible characters, tidy whitespace.")
     strip_markup: bool = Field(True, description="Remove leftover HTML tags and decode entities (&amp; -> &).")
-    ai_phrases: bool = Field(True, description="Drop records whose answer contains boilerplate AI phrases (bilingual list).")
-    extra_ai_phrases: list[str] = Field(default_factory=list, description="More phrases to filter, besides the built-in list.")
-    ai_phrases_file: str | None = Field(None, description="A file with more phrases, one per line.")
+    ai_phrases: bool = Field(True, description="Drop records whose answer contains boilerplate AI phrases (bilingual "
+                             "list: 'As an AI language model', '作为一个AI语言模型', 'trained by OpenAI', '有害或攻击性内容', ...), "
+                             "matched whatever the case, spacing, punctuation or full-width forms.")
+    extra_ai_phrases: list[str] = Field(default_factory=list, description="More phrases to filter, besides the built-in list "
+                                        "(matched the same forgiving way).")
+    ai_phrases_file: str | None = Field(None, description="A file with more phrases, one per line ('#' starts a comment).")
     min_chars: int = Field(1, ge=0, description="Drop records whose answer (or text) is shorter than this many characters.")
     max_chars: int = Field(200_000, ge=1, description="Drop records longer than this many characters in total.")
     dedup_exact: bool = Field(True, description="Drop exact duplicate records (after normalisation), keeping the first.")
@@ -106,12 +110,33 @@ def _answer(rec: dict) -> str:
     return rec["text"]
 
 
-def load_phrases(cfg: CleanConfig) -> list[str]:
+# Boilerplate is matched on a normalised form, so spacing, punctuation, case and full-width variants of a phrase
+# all match it: "作为一个 AI 语言模型", "作为一个AI语言模型" and "作为一个ＡＩ语言模型，" are one phrase, as are
+# "As an AI-language model" and "as an A.I. language model". The form is a string of units (a word of letters
+# or digits, or one CJK character) between single spaces, with a space at both ends, so a phrase matches whole
+# words only ("has an aim" does not contain "as an ai").
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_UNIT = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+")
+_INNER = re.compile(r"(?<=[^\W\d_])[.'\u2018\u2019](?=[^\W\d_])")  # I'm -> Im, A.I. -> AI.
+
+
+def phrase_form(s: str) -> str:
+    """`s` as matched against the boilerplate list (see above)."""
+    s = _INNER.sub("", unicodedata.normalize("NFKC", s).lower())
+    return " " + " ".join(_UNIT.findall(s)) + " "
+
+
+def load_phrases(cfg: CleanConfig) -> dict[str, str]:
+    """{normalised form: phrase as written} of the built-in list, data.clean.ai_phrases_file and extra_ai_phrases."""
     lines = (_RES / "ai_phrases.txt").read_text(encoding="utf-8").splitlines()
     if cfg.ai_phrases_file:
         lines += Path(cfg.ai_phrases_file).read_text(encoding="utf-8").splitlines()
     lines += cfg.extra_ai_phrases
-    return [unicodedata.normalize("NFKC", x).strip().lower() for x in lines if x.strip() and not x.lstrip().startswith("#")]
+    out: dict[str, str] = {}
+    for x in lines:
+        if x.strip() and not x.lstrip().startswith("#") and phrase_form(x).strip():
+            out.setdefault(phrase_form(x), x.strip())
+    return out
 
 
 Item = tuple[dict | None, dict | None]  # (record, None), or (None, drop entry) for a row the reader could not use
@@ -174,9 +199,9 @@ def _record_steps(cfg: CleanConfig) -> list[tuple[str, Callable | None, Callable
         phrases = load_phrases(cfg)
 
         def ai(rec):
-            low = unicodedata.normalize("NFKC", _answer(rec)).lower()  # phrases are NFKC too
-            hit = next((p for p in phrases if p in low), None)
-            return f"boilerplate AI phrase: '{hit}'" if hit else None
+            form = phrase_form(_answer(rec))
+            hit = next((p for p in phrases if p in form), None)
+            return f"boilerplate AI phrase: '{phrases[hit]}'" if hit else None
 
         steps.append(("ai_phrases", None, ai))
 

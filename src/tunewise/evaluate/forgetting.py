@@ -8,12 +8,14 @@ _RES = Path(__file__).parent / "resources"
 
 ADVICE = {
     "en": [
-        "Mix general data back in: data.general with data.general_ratio 0.1-0.3 (or replay: data.replay_ratio).",
+        "Mix general data back in: data.general: builtin (a bilingual general instruction set that ships with tunewise) "
+        "or your own general data, with data.general_ratio 0.1-0.3 (when continuing a run, also data.replay_ratio).",
         "Lower train.learning_rate (e.g. halve it) and/or train fewer epochs (early stopping on).",
         "Prefer LoRA (method.name: lora) with a modest rank over full fine-tuning; it changes the model less.",
     ],
     "zh": [
-        "混入通用数据：设置 data.general 与 data.general_ratio（0.1～0.3），或使用回放 data.replay_ratio。",
+        "混入通用数据：设置 data.general: builtin（tunewise 自带的中英双语通用指令集）或你自己的通用数据，并设 data.general_ratio 0.1～0.3"
+        "（在之前的运行上继续训练时，还可用回放 data.replay_ratio）。",
         "降低 train.learning_rate（例如减半）和/或减少训练轮数（保持早停开启）。",
         "优先使用秩适中的 LoRA（method.name: lora）而不是全参数微调，它对模型的改变更小。",
     ],

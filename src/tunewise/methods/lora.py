@@ -24,7 +24,17 @@ def add_lora(model, cfg, ctx=None):
 
     if ctx is not None and ctx.get("previous_adapter"):
         return PeftModel.from_pretrained(model, ctx["previous_adapter"], is_trainable=True)
-    return get_peft_model(model, lora_config(cfg, (ctx or {}).get("token_ids")))
+    token_ids = (ctx or {}).get("token_ids")
+    if token_ids and embedding_in_modules_to_save(model, cfg.modules_to_save):
+        token_ids = None  # the whole embedding trains already (and peft cannot wrap a wrapped module twice)
+    return get_peft_model(model, lora_config(cfg, token_ids))
+
+
+def embedding_in_modules_to_save(model, modules_to_save) -> bool:
+    """Whether method.modules_to_save names the model's input embedding (embed_tokens, wte, ...)."""
+    emb = model.get_input_embeddings()
+    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if m is emb}
+    return bool(names & set(modules_to_save))
 
 
 @register(

@@ -230,11 +230,16 @@ def l1_penalty(model, coef: float) -> torch.Tensor:
     return coef * sum(p.abs().sum() for p in model.parameters() if p.requires_grad)
 
 
+def l2_penalty(model, coef: float) -> torch.Tensor:
+    """coef x sum w^2 over trainable parameters (an L2 term in the loss, not decoupled weight decay)."""
+    return coef * sum(p.pow(2).sum() for p in model.parameters() if p.requires_grad)
+
+
 class TunewiseTrainer(Trainer):
     def __init__(self, *args, fast_loss: bool = True, loss_chunk_size: int = 128, l1: float = 0.0,
-                 generation_check=None, **kwargs):
+                 generation_check=None, l2: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
-        self.l1 = l1
+        self.l1, self.l2 = l1, l2
         self.generation_check = generation_check  # train.behaviour.GenerationCheck or None
         self._gen_rates: dict | None = None
         self.fast_loss = fast_loss and _causal_lm(self.model) is not None
@@ -257,10 +262,11 @@ class TunewiseTrainer(Trainer):
             count = num_items_in_batch if (self.model_accepts_loss_kwargs and model.training) else None
             loss = supervised_loss(model, inputs, self.loss_chunk_size, count)
             outputs, scaled = {"loss": loss}, count is not None
-        if self.l1 > 0 and model.training:
+        if (self.l1 > 0 or self.l2 > 0) and model.training:
             # Added once per optimizer step: when the data loss is already split across accumulation
             # steps, split the penalty the same way.
-            loss = loss + l1_penalty(model, self.l1) / (self.current_gradient_accumulation_steps if scaled else 1)
+            penalty = (l1_penalty(model, self.l1) if self.l1 > 0 else 0) + (l2_penalty(model, self.l2) if self.l2 > 0 else 0)
+            loss = loss + penalty / (self.current_gradient_accumulation_steps if scaled else 1)
         return (loss, outputs) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):

@@ -72,6 +72,7 @@ def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool, guarde
     from transformers import TrainingArguments
 
     from tunewise.train import distributed as dist
+    from tunewise.train import optim
 
     t = cfg.train
     return TrainingArguments(
@@ -83,7 +84,7 @@ def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool, guarde
         weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=t.seed, data_seed=t.seed,
         logging_steps=t.logging_steps, logging_first_step=True, logging_nan_inf_filter=False,
         eval_strategy="steps" if has_val else "no", eval_steps=plan["eval_steps"],
-        save_strategy="steps", save_steps=plan["eval_steps"] if has_val else plan["save_steps"], save_total_limit=t.save_total_limit,
+        save_strategy="steps", save_steps=_save_steps(t.save_steps, plan, has_val), save_total_limit=t.save_total_limit,
         load_best_model_at_end=has_val, metric_for_best_model="eval_guarded_loss" if guarded else "eval_loss",
         greater_is_better=False,
         report_to=["tensorboard"], prediction_loss_only=True, remove_unused_columns=False,
@@ -91,7 +92,31 @@ def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool, guarde
         use_cpu=not torch.cuda.is_available(), disable_tqdm=False, save_only_model=False,
         restore_callback_states_from_checkpoint=True,  # early stopping's patience count survives a resume
         neftune_noise_alpha=t.neftune_alpha, **precision_flags(t.precision), **(dist.trainer_kwargs(cfg.distributed) if dist.world_size() > 1 else {}),
+        **optim.training_kwargs(t),
     )
+
+
+def checkpoint_interval(save_steps: int | None, eval_steps: int, has_val: bool) -> tuple[int, str | None]:
+    """Steps between checkpoints, and a note when train.save_steps cannot be used as written.
+
+    With a validation set the best checkpoint is kept, so checkpoints must fall on evaluations: train.save_steps
+    is rounded up to a multiple of the evaluation interval (transformers refuses anything else).
+    """
+    if save_steps is None:
+        return eval_steps, None
+    if not has_val or save_steps % eval_steps == 0:
+        return save_steps, None
+    used = math.ceil(save_steps / eval_steps) * eval_steps
+    return used, (f"train.save_steps={save_steps} rounded up to {used}: with a validation set checkpoints are saved at "
+                  f"evaluations (every {eval_steps} steps, train.eval_steps) so the best one can be kept; set "
+                  f"train.save_steps to a multiple of {eval_steps}")
+
+
+def _save_steps(save_steps: int | None, plan: dict, has_val: bool) -> int:
+    steps, note = checkpoint_interval(save_steps, plan["eval_steps"], has_val)
+    if note:
+        _say(f"[tunewise] warning: {note}")
+    return steps
 
 
 def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_lint: bool = False) -> Path:
@@ -104,6 +129,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
     from tunewise.train.callbacks import MetricsJsonl
     from tunewise.train.collate import PackCollator, PadCollator
     from tunewise.train.data import encode_for_training
+    from tunewise.train.optim import machine_optimizer
     from tunewise.train.trainer import TunewiseTrainer, flush_denormals
     from tunewise.stamp import stamp
     from tunewise.templates.system import describe, settle_system
@@ -112,6 +138,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
 
     resume = resume or cfg.train.resume
     info = methods.check_config(cfg)  # a wrong method or incompatible option fails before any work
+    machine_optimizer(cfg.train.optimizer)  # e.g. a paged optimiser on a CPU: refused with the reason
     main_proc = dist.is_main()
     if main_proc:
         run = start_run_dir(cfg, resume=resume, overwrite=overwrite)
@@ -179,7 +206,7 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
     collator = PackCollator() if t.packing else PadCollator(pad_id)
     trainer = TunewiseTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_val else None,
                               data_collator=collator, callbacks=callbacks, fast_loss=t.fast_loss, loss_chunk_size=t.loss_chunk_size,
-                              l1=t.l1, generation_check=check)
+                              l1=t.l1, l2=t.l2, generation_check=check)
     metrics_cb = MetricsJsonl(run / "metrics.jsonl", weakref.ref(trainer))
     trainer.add_callback(metrics_cb)
     from transformers.trainer_callback import ProgressCallback
