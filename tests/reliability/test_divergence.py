@@ -44,7 +44,7 @@ def test_lint_flags_learning_rates_far_outside_the_method_range():
         return {f.code: f for f in lint(cfg)}
 
     found = codes("lora", 1e6)["lr-far-out-of-range"]
-    assert found.severity == "error" and "0.0001-0.001" in found.fix_en
+    assert found.severity == "error" and "0.0002-0.001" in found.fix_en
     assert "lr-far-out-of-range" not in codes("lora", 2e-4)
     assert "lr-far-out-of-range" not in codes("lora", 5e-3)   # above the range, but not far
     assert "lr-far-out-of-range" in codes("prompt", 5.0)

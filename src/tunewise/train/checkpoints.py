@@ -131,10 +131,12 @@ def finish_from_checkpoint(trainer, ckpt: Path):
 
 
 def _stopped_there(ckpt: Path) -> bool:
-    """Training had decided to stop when this checkpoint was saved (last step, or early stopping)."""
+    """Early stopping had ended training when this checkpoint was saved: the stop came before the planned last
+    step (a checkpoint at the old last step of a run given more steps on resume trains on)."""
     try:
         state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
-        return bool(state["stateful_callbacks"]["TrainerControl"]["args"]["should_training_stop"])
+        stop = bool(state["stateful_callbacks"]["TrainerControl"]["args"]["should_training_stop"])
+        return stop and int(state["global_step"]) < int(state["max_steps"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
