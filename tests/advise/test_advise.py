@@ -19,7 +19,8 @@ def _cfg(**sections):
 def test_percentiles_and_target_batch():
     xs = list(range(1, 101))
     assert percentile(xs, 0.95) == 95 and percentile(xs, 0.99) == 99 and percentile(xs, 1.0) == 100
-    assert target_batch(5000) == 16 and target_batch(40) == 4 and target_batch(100) == 8
+    assert target_batch(5000) == 16 and target_batch(40) == 4 and target_batch(100, min_steps=30) == 8
+    assert target_batch(100) == 4  # 13 steps a pass at 8: too few for train.min_steps (60) in 3 passes
 
 
 def test_7b_on_a_fake_24gb_gpu_recommends_lora_in_bf16_with_fitting_batch():
@@ -61,10 +62,10 @@ def test_epochs_rank_and_warmup_follow_dataset_size():
     tiny = synthetic_facts(layers=2, hidden=64, intermediate=128, heads=4, vocab=1000)
     few = recommend(_cfg(), tiny, cpu_only(8), lengths=[50] * 200, supervised=[20] * 200)["recommendations"]
     many = recommend(_cfg(), tiny, cpu_only(8), lengths=[50] * 20000, supervised=[20] * 20000)["recommendations"]
-    # 200 examples at batch 16 are 13 steps a pass: enough passes for train.min_steps (100) optimizer steps
-    assert few["train.num_epochs"] == 8 and many["train.num_epochs"] == 1
+    # 200 examples at batch 16 are 13 steps a pass: enough passes for train.min_steps (60) optimizer steps
+    assert few["train.num_epochs"] == 5 and many["train.num_epochs"] == 1
     big = recommend(_cfg(), tiny, cpu_only(8), lengths=[50] * 900, supervised=[20] * 900)["recommendations"]
-    assert big["train.num_epochs"] == 3  # 57 steps a pass: the usual 3 passes already give 100+
+    assert big["train.num_epochs"] == 3  # 57 steps a pass: the usual 3 passes already give 60+
     assert few["method.lora_r"] < many["method.lora_r"]
     assert few["train.warmup_ratio"] == 0.1 and many["train.warmup_ratio"] == 0.03
 

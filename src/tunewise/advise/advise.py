@@ -37,8 +37,11 @@ def _pow2_floor(n: int) -> int:
     return 1 << max(0, int(math.log2(max(1, n))))
 
 
-def target_batch(n_train: int) -> int:
-    """Effective batch to aim for: 16, smaller for tiny datasets (at least ~8 steps per epoch)."""
+def target_batch(n_train: int, min_steps: int = 60) -> int:
+    """Effective batch to aim for: 16, smaller for tiny datasets (at least ~8 steps per epoch), and 4 for data too
+    small to give min_steps optimizer steps in 3 passes at 8 (the training default does the same)."""
+    if math.ceil(n_train / 8) * 3 < min_steps:
+        return 4
     return min(TARGET_BATCH, max(4, _pow2_floor(n_train // 8)))
 
 
@@ -67,7 +70,7 @@ def recommend(cfg: Config, model: ModelFacts, hw: Hardware, *, lengths: list[int
                          eager_attention=cfg.model.attn_implementation == "eager", nproc=nproc, strategy=cfg.distributed.strategy,
                          optimizer=t.optimizer)
 
-    eff_target = target_batch(n_train) if n_train else TARGET_BATCH
+    eff_target = target_batch(n_train, t.min_steps) if n_train else TARGET_BATCH
     per_dev_target = max(1, math.ceil(eff_target / nproc))
     memory, plans = {}, {}
     for m in mem.METHODS:

@@ -69,9 +69,11 @@ def rule(code: str):
     return deco
 
 
-def effective_batch(cfg: Config, nproc: int = 1) -> int:
+def effective_batch(cfg: Config, nproc: int = 1, n_train: int | None = None) -> int:
+    from tunewise.train.workflow import accumulation
+
     t = cfg.train
-    return t.per_device_batch_size * t.gradient_accumulation_steps * max(nproc, 1)
+    return t.per_device_batch_size * accumulation(t, n_train, nproc) * max(nproc, 1)
 
 
 def _lr(cfg: Config) -> float | None:
@@ -135,7 +137,7 @@ def lora_lr_tradeoff(cfg: Config, f: Facts):
         return None
     rule_lr = None
     if f.model_type and f.mean_supervised:
-        rule_lr = advise_lr(method, f.model_type, effective_batch(cfg, f.nproc) * f.mean_supervised)
+        rule_lr = advise_lr(method, f.model_type, effective_batch(cfg, f.nproc, f.n_train) * f.mean_supervised)
     steps = None
     if f.n_train:
         from tunewise.train.workflow import steps_plan
@@ -175,13 +177,13 @@ def many_epochs_small_data(cfg: Config, f: Facts):
         return None
     t = cfg.train
     if t.max_steps is not None:
-        epochs = t.max_steps * effective_batch(cfg, f.nproc) / max(f.n_train, 1)
+        epochs = t.max_steps * effective_batch(cfg, f.nproc, f.n_train) / max(f.n_train, 1)
     elif t.num_epochs is not None:
         epochs = t.num_epochs
     else:
         from tunewise.train.workflow import auto_epochs
 
-        epochs = auto_epochs(math.ceil(f.n_train / effective_batch(cfg, f.nproc)), t.min_steps)
+        epochs = auto_epochs(math.ceil(f.n_train / effective_batch(cfg, f.nproc, f.n_train)), t.min_steps)
     has_val = (f.n_val or 0) > 0 if f.n_val is not None else (cfg.data.val_size > 0 or bool(cfg.data.val_datasets))
     if epochs > 5 and not (t.early_stopping and has_val):
         return Finding("many-epochs-small-data", "train.num_epochs",
@@ -227,7 +229,7 @@ def truncation(cfg: Config, f: Facts):
 
 @rule("effective-batch")
 def effective_batch_rule(cfg: Config, f: Facts):
-    eb = effective_batch(cfg, f.nproc)
+    eb = effective_batch(cfg, f.nproc, f.n_train)
     if eb < 4:
         return Finding("effective-batch", "train.gradient_accumulation_steps",
                        f"effective batch {eb} (< 4): every update follows a couple of examples, so the loss is noisy and training unstable",

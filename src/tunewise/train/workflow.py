@@ -28,14 +28,26 @@ def auto_epochs(steps_per_epoch: int, min_steps: int) -> int:
     return min(MAX_AUTO_EPOCHS, max(DEFAULT_EPOCHS, math.ceil(min_steps / max(steps_per_epoch, 1))))
 
 
+def accumulation(t, n_train: int | None, world: int = 1) -> int:
+    """train.gradient_accumulation_steps, or when unset: 2, or 1 for data too small to give train.min_steps
+    optimizer steps in 3 passes at 2 (small data needs more updates, not larger ones)."""
+    if t.gradient_accumulation_steps is not None:
+        return t.gradient_accumulation_steps
+    if not n_train:
+        return 2
+    steps = math.ceil(n_train / (t.per_device_batch_size * 2 * max(world, 1))) * DEFAULT_EPOCHS
+    return 1 if steps < t.min_steps else 2
+
+
 def steps_plan(cfg: Config, n_train: int, world: int = 1) -> dict:
     t = cfg.train
-    per_step = t.per_device_batch_size * t.gradient_accumulation_steps * world
+    accum = accumulation(t, n_train, world)
+    per_step = t.per_device_batch_size * accum * world
     steps_per_epoch = max(1, math.ceil(n_train / per_step))
     epochs = t.num_epochs if t.num_epochs is not None else auto_epochs(steps_per_epoch, t.min_steps)
     total = t.max_steps or max(1, math.ceil(steps_per_epoch * epochs))
     eval_steps = t.eval_steps or max(1, total // 10)
-    return {"per_step": per_step, "steps_per_epoch": steps_per_epoch, "total": total, "eval_steps": eval_steps,
+    return {"per_step": per_step, "accum": accum, "steps_per_epoch": steps_per_epoch, "total": total, "eval_steps": eval_steps,
             "save_steps": t.save_steps or eval_steps, "epochs": epochs, "auto_epochs": t.num_epochs is None}
 
 
@@ -79,7 +91,7 @@ def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool, guarde
         output_dir=str(run / "checkpoints"),
         learning_rate=t.learning_rate, num_train_epochs=plan["epochs"], max_steps=t.max_steps or -1,
         per_device_train_batch_size=t.per_device_batch_size, per_device_eval_batch_size=t.per_device_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps, lr_scheduler_type=t.lr_scheduler,
+        gradient_accumulation_steps=plan["accum"], lr_scheduler_type=t.lr_scheduler,
         lr_scheduler_kwargs=_scheduler_kwargs(t), warmup_steps=t.warmup_steps if t.warmup_steps > 0 else t.warmup_ratio,
         weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=t.seed, data_seed=t.seed,
         logging_steps=t.logging_steps, logging_first_step=True, logging_nan_inf_filter=False,

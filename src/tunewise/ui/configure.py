@@ -27,7 +27,7 @@ FORM_PARAMS: list[tuple[str, str]] = [
     ("train.num_epochs", "float_or_none"),
     ("train.max_steps", "int_or_none"),
     ("train.per_device_batch_size", "int"),
-    ("train.gradient_accumulation_steps", "int"),
+    ("train.gradient_accumulation_steps", "int_or_none"),
     ("train.lr_scheduler", "choice"),
     ("train.warmup_ratio", "float"),
     ("train.weight_decay", "float"),
@@ -64,7 +64,7 @@ def form_default(key: str) -> Any:
     if key == "train.learning_rate":
         return 2e-4
     v = schema_entries()[key]["default"]
-    return 0 if v is None and key in ("train.max_steps", "train.eval_steps", "train.num_epochs") else v
+    return 0 if v is None and key in ("train.max_steps", "train.eval_steps", "train.num_epochs", "train.gradient_accumulation_steps") else v
 
 
 def _coerce(kind: str, v: Any) -> Any:
