@@ -19,14 +19,17 @@ def demo_config(root: str | Path, quick: bool = False):
     base = yaml.safe_load((Path(__file__).parent / "demo.yaml").read_text(encoding="utf-8"))
     overrides = [f"data.datasets=[{{path: {data.resolve()}}}]", f"run.root={root}", "run.name=demo"]
     if quick:
-        overrides += ["train.max_steps=3", "train.eval_steps=3", "run.name=demo-quick"]
+        # the pipeline end to end, not a result: short generation checks (a 3-step model does not stop yet)
+        overrides += ["train.max_steps=3", "train.eval_steps=3", "run.name=demo-quick",
+                      "train.generation_check_samples=4", "train.generation_check_max_new_tokens=48"]
     return load_config(None, overrides, base=base)
 
 
-LONG_MAX_NEW_TOKENS = 400  # long held-out answers are 110-200 tokens: room to finish, and to show one that never does
+LONG_MAX_NEW_TOKENS = 320  # long held-out answers are 110-200 tokens: room to finish, and to show one that never does
+QUICK_LONG_MAX_NEW_TOKENS = 64  # --quick: the pipeline, not a result
 
 
-def side_by_side(run: Path, max_new_tokens: int = 48) -> list[dict]:
+def side_by_side(run: Path, max_new_tokens: int = 48, long_max_new_tokens: int = LONG_MAX_NEW_TOKENS) -> list[dict]:
     """Greedy answers of the base and the tuned model to held-out prompts."""
     from tunewise.data.demo import heldout_prompts
     from tunewise.infer.generate import generate, load_run_model
@@ -34,7 +37,7 @@ def side_by_side(run: Path, max_new_tokens: int = 48) -> list[dict]:
     prompts = heldout_prompts()
     rows = [dict(p) for p in prompts]
     groups = [([i for i, p in enumerate(prompts) if p["kind"] != "long"], max_new_tokens),
-              ([i for i, p in enumerate(prompts) if p["kind"] == "long"], LONG_MAX_NEW_TOKENS)]
+              ([i for i, p in enumerate(prompts) if p["kind"] == "long"], long_max_new_tokens)]
     for tuned in (False, True):
         lm = load_run_model(run, tuned=tuned)
         for idx, limit in groups:
@@ -83,7 +86,7 @@ def run_demo(root: str = "runs", quick: bool = False, overwrite: bool = True, ex
     run = Path(cfg.run.root) / cfg.run.name
     if not (overwrite is False and (run / "adapter").exists()):
         run = train(cfg, overwrite=True)
-    rows = side_by_side(run, cfg.generation.max_new_tokens)
+    rows = side_by_side(run, cfg.generation.max_new_tokens, QUICK_LONG_MAX_NEW_TOKENS if quick else LONG_MAX_NEW_TOKENS)
     print_comparison(rows)
     from tunewise.fileio import write_json
 

@@ -73,10 +73,16 @@ def render_ollama(go_template: str, messages: list[dict], bos_token: str = "") -
 
 
 def training_bos(template: ChatTemplate) -> bool:
-    """Whether the training render starts with the BOS token (then the GGUF must add it)."""
+    """Whether the training render starts with the template's `bos_token` (then the GGUF must add it).
+
+    Asked of the template's bos_token variable, not of the text: SmolLM2's BOS is `<|im_start|>`, which its
+    ChatML template writes itself at the start of every turn; adding a BOS as well would double it."""
     if not template.bos_token:
         return False
-    return all(template.render(p, add_generation_prompt=True).startswith(template.bos_token) for p in PROBES)
+    from dataclasses import replace
+
+    marked = replace(template, bos_token="\x00BOS\x00")
+    return all(marked.render(p, add_generation_prompt=True).startswith("\x00BOS\x00") for p in PROBES)
 
 
 def check_equivalent(go_template: str, template: ChatTemplate) -> list[str]:

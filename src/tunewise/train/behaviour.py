@@ -53,12 +53,13 @@ def build_probe(val_records: list[dict], train_records: list[dict], tokenizer, t
     order = sorted(range(len(pairs)), key=lambda i: lengths[i] > LONG_ANSWER)  # stable: short ones first, shuffled
     chosen = order[:samples]
     train_pairs = [t for t in (_turns(r) for r in train_records) if t is not None]
-    # Room for an answer that says the same in other words: twice the longest sampled reference or twice the
-    # 95th-percentile training answer, whichever is longer. An answer still going then would never stop.
+    # Room for an answer that says the same in other words: 1.5 times the longest sampled reference or the
+    # 95th-percentile training answer (up to LONG_ANSWER), whichever is longer. An answer still going then would
+    # never stop; every token more costs a decoding step of every sample at every check.
     typical = sorted(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for _, a in train_pairs[:200]) or [0]
     p95 = typical[int(0.95 * (len(typical) - 1))]
     longest = max(lengths[i] for i in chosen)
-    budget = max_new_tokens or max(64, 2 * max(longest, min(p95, 2 * LONG_ANSWER)) + 16)
+    budget = max_new_tokens or max(64, int(1.5 * max(longest, min(p95, LONG_ANSWER))) + 16)
     prompts = [tokenizer(template.render(pairs[i][0], add_generation_prompt=True), add_special_tokens=False)["input_ids"]
                for i in chosen]
     candidates = tm.key_terms([a for _, a in train_pairs], [m[-1]["content"] for m, _ in train_pairs])

@@ -33,6 +33,12 @@ class MetricsJsonl(TrainerCallback):
         """The generation check on the untouched model: the step-0 point of the quality curves."""
         self._write({"step": 0, "epoch": 0.0, "event": "before_training", **rates, "key_terms": key_terms})
 
+    def write_final(self, logs: dict, state) -> None:
+        """The saved result's scores, taken from the evaluation that measured the same weights."""
+        self._write({"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "event": "final_eval",
+                     "final_val_loss": _clean(float(logs["eval_loss"])),
+                     **{f"final_{k}": float(logs[k]) for k in GEN_KEYS if k in logs}})
+
     def _write(self, row: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -248,7 +248,13 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
                "method": info.name, "base_model": str(resolved.path), "model_alias": resolved.alias,
                "vocab_size": _vocab_size(trainer.model)}
     if has_val and trainer.nan_step is None:
-        summary["final_val_loss"] = trainer.evaluate()["eval_loss"]
+        logged = logged_best_eval(trainer, check)
+        if logged is None:
+            summary["final_val_loss"] = trainer.evaluate()["eval_loss"]
+        else:  # the saved weights are the best checkpoint's, measured when it was saved: not measured again
+            summary["final_val_loss"] = logged["eval_loss"]
+            if main_proc:
+                metrics_cb.write_final(logged, trainer.state)
     if not main_proc:
         return run
     if trainer.nan_step is None:
@@ -307,6 +313,19 @@ def _check_before_training(check, model, run: Path, resume: bool, metrics_cb) ->
     rates = check.before_training(model)
     if metrics_cb is not None:
         metrics_cb.write_before_training(rates, check.probe.key_terms)
+
+
+def logged_best_eval(trainer, check) -> dict | None:
+    """The evaluation logged at the best checkpoint's step, when it scored exactly the weights the run saves
+    (the best model is loaded at the end) with a fresh generation check; None when it must be measured again."""
+    ckpt = trainer.state.best_model_checkpoint
+    if not ckpt or not trainer.args.load_best_model_at_end or (check is not None and check.every != 1):
+        return None
+    step = int(str(ckpt).rsplit("-", 1)[-1])
+    row = next((h for h in reversed(trainer.state.log_history) if h.get("step") == step and "eval_loss" in h), None)
+    if row is None or (check is not None and "gen_stop_rate" not in row):
+        return None
+    return row
 
 
 def _vocab_size(model) -> int | None:
