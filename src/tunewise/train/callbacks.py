@@ -50,9 +50,7 @@ class MetricsJsonl(TrainerCallback):
             # The evaluation after training scores the saved result (the best checkpoint when there is a
             # validation set), not a point on the curve: logged apart so the diagnosis is not misled.
             if "eval_loss" in logs:
-                self._write({"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "event": "final_eval",
-                             "final_val_loss": _clean(float(logs["eval_loss"])),
-                             **{f"final_{k}": float(logs[k]) for k in GEN_KEYS if k in logs}})
+                self.write_final(logs, state)
             return
         row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
         for k, ours in _KEYS.items():
