@@ -94,13 +94,10 @@ def write_csv(path: Path, size_mb: float, seed: int = 0) -> dict:
 
 def _peak_mb() -> float:
     # VmHWM: this address space's peak (ru_maxrss survives exec and would report a large parent's peak)
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except (OSError, ValueError):
-        pass
+    from tunewise.fileio import proc_status
+
+    if (hwm := proc_status("VmHWM")) is not None:
+        return round(int(hwm) / 1024, 1)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux reports KiB
 
 

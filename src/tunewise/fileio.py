@@ -58,17 +58,23 @@ def atomic_path(target: str | os.PathLike, *, is_dir: bool = False) -> Iterator[
         raise
 
 
-@lru_cache(maxsize=1)
-def _umask() -> int:
-    """The process umask, read without changing it (os.umask can only set it); 022 where it cannot be read."""
+def proc_status(field: str) -> str | None:
+    """The first word of a field of /proc/self/status (e.g. 'Umask', 'VmHWM' in kB); None where there is none."""
     try:
         with open("/proc/self/status", encoding="ascii") as f:
             for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
+                if line.startswith(field + ":"):
+                    return line.split()[1]
+    except (OSError, IndexError):
         pass
-    return 0o022
+    return None
+
+
+@lru_cache(maxsize=1)
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask can only set it); 022 where it cannot be read."""
+    mask = proc_status("Umask")
+    return int(mask, 8) if mask else 0o022
 
 
 def is_temp(p: Path) -> bool:

@@ -40,7 +40,9 @@ def _pow2_floor(n: int) -> int:
 def target_batch(n_train: int, min_steps: int = 60) -> int:
     """Effective batch to aim for: 16, smaller for tiny datasets (at least ~8 steps per epoch), and 4 for data too
     small to give min_steps optimizer steps in 3 passes at 8 (the training default does the same)."""
-    if math.ceil(n_train / 8) * 3 < min_steps:
+    from tunewise.train.workflow import short_of_steps
+
+    if short_of_steps(n_train, 8, min_steps):
         return 4
     return min(TARGET_BATCH, max(4, _pow2_floor(n_train // 8)))
 

@@ -25,13 +25,10 @@ def _rss() -> int:
 def _maxrss() -> int:
     """Peak RSS of this process's own memory. Linux keeps ru_maxrss across exec, so a child started by a large
     parent would report the parent's peak; VmHWM belongs to the address space exec created."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024  # kB
-    except (OSError, ValueError):
-        pass
+    from tunewise.fileio import proc_status
+
+    if (hwm := proc_status("VmHWM")) is not None:
+        return int(hwm) * 1024  # kB
     import resource
 
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB

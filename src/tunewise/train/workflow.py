@@ -28,6 +28,11 @@ def auto_epochs(steps_per_epoch: int, min_steps: int) -> int:
     return min(MAX_AUTO_EPOCHS, max(DEFAULT_EPOCHS, math.ceil(min_steps / max(steps_per_epoch, 1))))
 
 
+def short_of_steps(n_train: int, per_step: int, min_steps: int) -> bool:
+    """Data too small to give min_steps optimizer steps in the default 3 passes at this effective batch."""
+    return math.ceil(n_train / max(per_step, 1)) * DEFAULT_EPOCHS < min_steps
+
+
 def accumulation(t, n_train: int | None, world: int = 1) -> int:
     """train.gradient_accumulation_steps, or when unset: 2, or 1 for data too small to give train.min_steps
     optimizer steps in 3 passes at 2 (small data needs more updates, not larger ones)."""
@@ -35,8 +40,7 @@ def accumulation(t, n_train: int | None, world: int = 1) -> int:
         return t.gradient_accumulation_steps
     if not n_train:
         return 2
-    steps = math.ceil(n_train / (t.per_device_batch_size * 2 * max(world, 1))) * DEFAULT_EPOCHS
-    return 1 if steps < t.min_steps else 2
+    return 1 if short_of_steps(n_train, t.per_device_batch_size * 2 * max(world, 1), t.min_steps) else 2
 
 
 def steps_plan(cfg: Config, n_train: int, world: int = 1) -> dict:
