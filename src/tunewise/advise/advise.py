@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tunewise.advise import memory as mem
 from tunewise.advise.hardware import Hardware
-from tunewise.advise.lint import Facts, effective_batch, lint
+from tunewise.advise.lint import Facts, lint
 from tunewise.advise.lr import advise_lr
 from tunewise.advise.modelfacts import ModelFacts
 from tunewise.config.schema import Config
