@@ -228,7 +228,11 @@ def load_result(base_model, result: str | Path, *, is_trainable: bool = False):
                        fix="pass the run's adapter/ folder or a checkpoint of an adapter run")
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(base_model, result, is_trainable=is_trainable)
+    from tunewise.methods.tokenrows import speed_up
+
+    model = PeftModel.from_pretrained(base_model, result, is_trainable=is_trainable)
+    speed_up(model)  # trained token rows (method.train_stop_tokens) without copying the vocabulary per token
+    return model
 
 
 def diverged_without_checkpoint(run: Path) -> bool:

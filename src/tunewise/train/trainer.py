@@ -18,7 +18,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers import Trainer
 
 from tunewise.train.narrow import NarrowLinear, widen_logits, widen_mm_t
-from tunewise.train.tokenrows import head_rows
+from tunewise.methods.tokenrows import head_rows
 
 IGNORE = -100
 
@@ -56,7 +56,7 @@ class FusedLinearCE(torch.autograd.Function):
     ever exist (chunk x vocab floats, reused in place for the softmax and its gradient), and nothing is
     recomputed, unlike a checkpointed chunk loop, which runs the head twice.
 
-    rows_idx / rows_w: a few rows of W replaced by trainable ones (method.train_stop_tokens, train/tokenrows.py):
+    rows_idx / rows_w: a few rows of W replaced by trainable ones (method.train_stop_tokens, methods/tokenrows.py):
     their logits are written into their columns and their gradient comes from the same softmax.
     """
 

@@ -340,7 +340,7 @@ def _vocab_size(model) -> int | None:
 def ready_for_training(cfg: Config, model) -> None:
     """The last touches to a loaded model with its method applied (and the tokenizer already dropped):
     frozen weights narrowed (train.frozen_dtype), freed memory handed back, gradient checkpointing."""
-    from tunewise.train.tokenrows import speed_up
+    from tunewise.methods.tokenrows import speed_up
     from tunewise.train.trainer import release_memory
 
     speed_up(model)  # trainable token rows (method.train_stop_tokens) without copying the vocabulary matrix
