@@ -91,6 +91,7 @@ def test_cli_json_shape_and_apply(tiny_cfg, tmp_path, capsys):
     assert main(["advise", str(tiny_cfg), "--json", "--apply", str(out)]) == 0
     r = json.loads(capsys.readouterr().out)
     assert set(r) >= {"hardware", "memory", "recommendations", "reasons", "lint"}
+    assert r["hardware"]["threads"]["threads"] >= 1 and r["hardware"]["threads"]["line"].startswith("CPU threads:")
     assert set(r["memory"]) == {"lora", "qlora", "full", "freeze", "prefix", "prompt", "adapter"}
     assert all(k in r["reasons"] for k in r["recommendations"])
     assert {x["code"] for x in r["lint"]} >= {"warmup-both"}
@@ -107,7 +108,7 @@ def test_cli_text_in_chinese_and_nproc(tiny_cfg, capsys):
 
     assert main(["advise", str(tiny_cfg), "--lang", "zh", "--nproc", "2"]) == 0
     out = capsys.readouterr().out
-    assert "建议" in out and "峰值内存" in out and "2 个进程" in out
+    assert "建议" in out and "峰值内存" in out and "2 个进程" in out and "CPU 线程：" in out
     assert main(["advise", str(tiny_cfg), "--nproc", "0"]) == 2
 
 

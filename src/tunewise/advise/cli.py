@@ -36,6 +36,12 @@ def cmd_advise(a) -> int:
         raise ConfigError("--nproc must be at least 1", where="--nproc")
     cfg = _load(a)
     result = api.advise(cfg, nproc=a.nproc, explicit=explicit_keys(a.config, a.overrides))
+    if not result["hardware"].get("gpus"):  # CPU training: the thread count train would choose now, and why
+        from tunewise.cpu import choose_threads
+
+        choice = choose_threads(cfg.train.num_threads)
+        result["hardware"]["threads"] = {"threads": choice.threads, "source": choice.source, "busy_cores": choice.busy,
+                                         "line": choice.line(a.lang)}
     if a.json:
         print(json.dumps(to_json(result, a.lang), ensure_ascii=False, indent=2, default=str))
     else:
@@ -54,7 +60,8 @@ def format_advice(r: dict, lang: str = "en") -> str:
     gpus = ", ".join(f"{g['name']} {g['memory_bytes'] / 2**30:.0f} GiB" for g in hw["gpus"]) or ("无 GPU" if zh else "no GPU")
     lines = [("硬件" if zh else "hardware") + f": {hw['cpu_cores']} CPU cores, RAM {hw['available_ram_gib']}/{hw['ram_gib']} GiB "
              + ("可用" if zh else "available") + f", {gpus}; precision {hw['precision']}, weights {hw['weight_dtype']}"
-             + (f", {hw['nproc']} processes" if hw["nproc"] > 1 else ""),
+             + (f", {hw['nproc']} processes" if hw["nproc"] > 1 else "")
+             + (f"\n  {hw['threads']['line']}" if hw.get("threads") else ""),
              ("模型" if zh else "model") + f": {m['model_type']}, {m['params'] / 1e6:.1f}M params, {m['layers']} layers, hidden {m['hidden']}, vocab {m['vocab']:,}",
              ("数据" if zh else "data") + f": {d['n_train']} " + ("条训练样本" if zh else "training examples")
              + f"; tokens p50 {d['p50']}, p95 {d['p95']}, p99 {d['p99']}, max {d['longest']}; "

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tunewise.cpu import use_threads
+
 
 def _rss() -> int:
     import psutil
@@ -51,8 +53,7 @@ def child(config_path: str, steps: int) -> dict:
     from tunewise.train.workflow import ready_for_training, steps_plan, tokenizer_and_template, training_arguments
 
     cfg = load_config(config_path, [f"train.max_steps={steps}", "train.save_steps=100000", "train.logging_steps=100000"])
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
+    use_threads(cfg.train.num_threads)
     base = _rss()
     resolved, tok, tpl = tokenizer_and_template(cfg)
     prepared = prepare(cfg, None)

@@ -231,7 +231,7 @@ class TrainConfig(Section):
         "while training adapter methods (lora, qlora's embeddings, prefix, prompt, adapter). 'bfloat16' halves their memory "
         "(Gemma 3 270M: 1.07 -> 0.54 GB); the arithmetic stays float32, each weight widened just before its matmul. The "
         "frozen weights are rounded to bf16, as when a GPU loads its base in bf16.")
-    num_threads: int | None = Field(None, ge=1, description="CPU threads for torch. Default: all cores.")
+    num_threads: int | None = Field(None, ge=1, description="CPU threads for torch (training, eval and chat). Default: one per core that other processes leave free, measured at start; OMP_NUM_THREADS is honoured.")
     flush_denormal: bool = Field(True, description="CPU: treat denormal floats (below ~1e-38) as zero during training. Late in a run "
         "tiny gradients and Adam states become denormal and each such multiply is many times slower (measured: 229 -> 163 "
         "tokens/s over one run; 220 tokens/s throughout with this on, same loss).")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from tunewise.cpu import use_threads
 from tunewise.runs import read_run_config, read_template, require_run
 from tunewise.templates import ChatTemplate
 
@@ -26,6 +28,9 @@ def load_run_model(run: str | Path, *, tuned: bool = True, checkpoint: str | Pat
     run = require_run(run)
     cfg = read_run_config(run)
     template = read_template(run)
+    threads, new = use_threads(cfg.train.num_threads)  # generation, like training, on the cores left free
+    if new:
+        print(f"[tunewise] {threads.line()}", file=sys.stderr)
     resolved = resolve_model(cfg.model.name_or_path, cfg.model.revision)
     tokenizer = load_tokenizer(resolved.path, cfg.model.trust_remote_code)
     if tuned:

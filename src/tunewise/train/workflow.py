@@ -9,6 +9,7 @@ import weakref
 from pathlib import Path
 
 from tunewise.config.schema import Config
+from tunewise.cpu import use_threads
 from tunewise.fileio import atomic_path, read_json, read_jsonl, write_json
 from tunewise.runs import newest_checkpoint, run_dir_for
 from tunewise.train.checkpoints import train_or_finish
@@ -161,8 +162,9 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
     dist_init()
     dist.barrier()
     run = run_dir_for(cfg)
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
+    threads, _ = use_threads(cfg.train.num_threads)
+    if main_proc:
+        _say(f"[tunewise] {threads.line()}")
     torch.manual_seed(cfg.train.seed)
 
     # 1. model + tokenizer + template (the template is fixed here, for every later stage)
