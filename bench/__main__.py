@@ -53,7 +53,7 @@ def model_flops_per_token(model_path: Path, lora: bool = True) -> float:
 def build_data(model: str, examples: int, out: Path, seed: int = 0) -> dict:
     import random
 
-    from tunewise.data.demo import demo_records
+    from tunewise.samples.demo import demo_records
     from tunewise.fileio import write_jsonl
     from tunewise.models.load import load_tokenizer, resolve_model
     from tunewise.templates import choose_template

@@ -23,7 +23,7 @@ GiB = 1024 ** 3
 
 
 def _demo(path: Path) -> Path:
-    from tunewise.data.demo import write_demo_dataset
+    from tunewise.samples.demo import write_demo_dataset
 
     return write_demo_dataset(path)
 

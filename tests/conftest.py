@@ -87,7 +87,7 @@ def tiny_model_dirs(tw_home) -> dict[str, Path]:
 
 @pytest.fixture
 def demo_jsonl(tmp_path) -> Path:
-    from tunewise.data.demo import write_demo_dataset
+    from tunewise.samples.demo import write_demo_dataset
 
     return write_demo_dataset(tmp_path / "demo.jsonl")
 
@@ -103,7 +103,7 @@ def train_demo_run(root: Path, tw_home: Path, **sections) -> Path:
     """Train tiny-llama on the demo data under root and return the run (for module-scoped fixtures, where the
     function-scoped TUNEWISE_HOME fixture does not apply yet)."""
     from tunewise.cli import main
-    from tunewise.data.demo import write_demo_dataset
+    from tunewise.samples.demo import write_demo_dataset
 
     os.environ["TUNEWISE_HOME"] = str(tw_home)
     data = write_demo_dataset(root / "demo.jsonl")

@@ -27,5 +27,16 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'tunewise' has no attribute '{name}'")
 
 
+def _api_function(name: str):
+    from tunewise import api
+
+    return getattr(api, name)
+
+
 def __dir__():
     return sorted(list(globals()) + __all__)
+
+
+from tunewise import _callable as _callable_modules  # after the names it needs are defined
+
+_callable_modules.set_api(_api_function)

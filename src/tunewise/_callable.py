@@ -4,6 +4,9 @@
 name would be replaced as soon as anything imports the stage. Instead the two subpackages are callable modules:
 calling one runs the API function of the same name (tunewise/api.py), while `tunewise.train.workflow` and every
 other import of the stage work as before.
+
+The stages sit below the API, so this module does not import it: tunewise/__init__.py (which Python runs
+before any subpackage) hands in the function that finds an API function by name (`set_api`).
 """
 
 from __future__ import annotations
@@ -11,21 +14,27 @@ from __future__ import annotations
 import inspect
 import sys
 import types
+from typing import Callable
 
 
 class _ApiModule(types.ModuleType):
     _api_name: str
 
     def __call__(self, *args, **kwargs):
-        from tunewise import api
-
-        return getattr(api, self._api_name)(*args, **kwargs)
+        return _find_api(self._api_name)(*args, **kwargs)
 
     @property
     def __signature__(self):  # so help() and notebooks show the API function's parameters
-        from tunewise import api
+        return inspect.signature(_find_api(self._api_name))
 
-        return inspect.signature(getattr(api, self._api_name))
+
+_find_api: Callable[[str], Callable] | None = None
+
+
+def set_api(find: Callable[[str], Callable]) -> None:
+    """find(name) -> the API function of that name (tunewise/__init__.py passes a lazy lookup in tunewise.api)."""
+    global _find_api
+    _find_api = find
 
 
 def make_callable(module_name: str, api_name: str) -> None:

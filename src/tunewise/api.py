@@ -57,9 +57,13 @@ def train(config: Any, *, resume: bool = False, overwrite: bool = False, strict_
     resume: continue from the newest checkpoint; overwrite: delete an existing run of the same name first;
     strict_lint: refuse to train when the config lint finds anything.
     """
+    from functools import partial
+
+    from tunewise.advise.lint import lint_before_training
     from tunewise.train.workflow import train as train_stage
 
-    return Run(train_stage(load_config(config, **overrides), resume=resume, overwrite=overwrite, strict_lint=strict_lint))
+    return Run(train_stage(load_config(config, **overrides), resume=resume, overwrite=overwrite,
+                           before_fit=partial(lint_before_training, strict=strict_lint)))
 
 
 def prepare_data(config: Any, *, out: str | os.PathLike | None = None, overwrite: bool = False, **overrides) -> Path:
@@ -77,7 +81,7 @@ class Advice(dict):
     lang = "en"
 
     def __str__(self) -> str:
-        from tunewise.advise.cli import format_advice
+        from tunewise.advise.report import format_advice
 
         return format_advice(self, self.lang)
 
@@ -211,7 +215,7 @@ class Run:
 
         push="NAME/REPO" uploads in one commit with a model card; merge=False pushes the adapter unmerged.
         """
-        from tunewise.export.cli import export_run
+        from tunewise.export.run import export_run
 
         return export_run(self.path, dtype=dtype, out=out, gguf=gguf, ollama=ollama, name=name, push=push,
                           private=private, checkpoint=checkpoint, verify_prompts=verify_prompts,

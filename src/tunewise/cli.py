@@ -66,7 +66,7 @@ def cmd_methods(a) -> int:
 
 
 def cmd_chat(a) -> int:
-    from tunewise.infer.chat import chat_command
+    from tunewise.infer.cli import chat_command
     from tunewise.runs import allow_remote_code
 
     allow_remote_code(a.trust_remote_code)

@@ -12,7 +12,7 @@ from tunewise.config import load_config
 
 
 def demo_config(root: str | Path, quick: bool = False):
-    from tunewise.data.demo import write_demo_dataset
+    from tunewise.samples.demo import write_demo_dataset
 
     root = Path(root)
     data = write_demo_dataset(root / "demo-data" / "demo.jsonl", long=True)
@@ -31,7 +31,7 @@ QUICK_LONG_MAX_NEW_TOKENS = 64  # --quick: the pipeline, not a result
 
 def side_by_side(run: Path, max_new_tokens: int = 48, long_max_new_tokens: int = LONG_MAX_NEW_TOKENS) -> list[dict]:
     """Greedy answers of the base and the tuned model to held-out prompts."""
-    from tunewise.data.demo import heldout_prompts
+    from tunewise.samples.demo import heldout_prompts
     from tunewise.infer.generate import generate, load_run_model
 
     prompts = heldout_prompts()
@@ -79,13 +79,14 @@ def print_comparison(rows: list[dict]) -> None:
 
 
 def run_demo(root: str = "runs", quick: bool = False, overwrite: bool = True, export: bool = True) -> Path:
+    from tunewise.advise.lint import lint_before_training
     from tunewise.train.workflow import train
 
     t0 = time.time()
     cfg = demo_config(root, quick)
     run = Path(cfg.run.root) / cfg.run.name
     if not (overwrite is False and (run / "adapter").exists()):
-        run = train(cfg, overwrite=True)
+        run = train(cfg, overwrite=True, before_fit=lint_before_training)
     rows = side_by_side(run, cfg.generation.max_new_tokens, QUICK_LONG_MAX_NEW_TOKENS if quick else LONG_MAX_NEW_TOKENS)
     print_comparison(rows)
     from tunewise.fileio import write_json
@@ -94,7 +95,7 @@ def run_demo(root: str = "runs", quick: bool = False, overwrite: bool = True, ex
     if export:
         # The user's worst day was a model fine in training and "drunk" in Ollama: export it the way Ollama
         # runs it and prove, with llama.cpp, that it answers and stops like the trained model.
-        from tunewise.export.cli import export_run
+        from tunewise.export.run import export_run
 
         print("\nExporting to GGUF (q8_0) + Ollama Modelfile and verifying it with llama.cpp ...", file=sys.stderr, flush=True)
         export_run(run, gguf="q8_0", ollama=True, name="tunewise-demo")

@@ -81,7 +81,7 @@ def test_list_item_fields_count_when_they_differ():
 
 
 def test_the_issue_cases(capsys):
-    from tunewise.train.workflow import checkpoint_interval
+    from tunewise.config.plan import checkpoint_interval
 
     # save_steps with a validation set: it now takes effect, rounded up onto evaluations, and says so
     assert checkpoint_interval(None, 10, True) == (10, None)
@@ -98,7 +98,8 @@ def test_the_issue_cases(capsys):
 
 
 def test_save_steps_reach_the_trainer_on_evaluations(tmp_path, capsys):
-    from tunewise.train.workflow import steps_plan, training_arguments
+    from tunewise.config.plan import steps_plan
+    from tunewise.train.workflow import training_arguments
 
     cfg = config({"train.save_steps": 25, "train.eval_steps": 10, "train.max_steps": 60})
     args = training_arguments(cfg, tmp_path, steps_plan(cfg, 100), has_val=True)

@@ -185,7 +185,7 @@ def test_lint_before_training_uses_what_training_has(tiny_cfg):
     from tunewise.data.prepare import prepare
     from tunewise.errors import ConfigError
     from tunewise.train.data import encode_for_training
-    from tunewise.train.workflow import tokenizer_and_template
+    from tunewise.models.load import tokenizer_and_template
 
     cfg = load_config(tiny_cfg(method={"lora_alpha": 2}))
     _, tok, tpl = tokenizer_and_template(cfg)

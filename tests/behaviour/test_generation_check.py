@@ -12,7 +12,7 @@ from tunewise.cli import main
 def checked_run(tmp_path_factory, tw_home):
     import os
 
-    from tunewise.data.demo import write_demo_dataset
+    from tunewise.samples.demo import write_demo_dataset
 
     os.environ["TUNEWISE_HOME"] = str(tw_home)
     root = tmp_path_factory.mktemp("gencheck")

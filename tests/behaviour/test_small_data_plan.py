@@ -2,7 +2,7 @@
 passes for train.min_steps; larger data keeps accumulation 2 and 3 passes; what the user sets is kept."""
 
 from tunewise.config import load_config
-from tunewise.train.workflow import steps_plan
+from tunewise.config.plan import steps_plan
 
 
 def _plan(n, *overrides):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tunewise.data.demo import demo_records
+from tunewise.samples.demo import demo_records
 from tunewise.data.identity import identity_records
 from tunewise.templates import ChatTemplate, find_builtin_system
 from tunewise.templates.system import NEUTRAL_SYSTEM, builtin_names, choose_system, describe

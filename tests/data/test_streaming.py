@@ -161,7 +161,7 @@ def test_error_mid_stream_leaves_no_half_written_output(tmp_path):
 def test_token_stats_in_chunks_match_one_pass(tmp_path, tiny_model_dirs):
     from tunewise.data.commands import token_stats
     from tunewise.train.data import encode_for_training
-    from tunewise.train.workflow import tokenizer_and_template
+    from tunewise.models.load import tokenizer_and_template
 
     data = _jsonl(tmp_path / "d.jsonl", _rows(60))
     cfg = _cfg(tmp_path, [str(data)], max_length=24)  # some examples are truncated

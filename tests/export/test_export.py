@@ -27,7 +27,7 @@ def _train(root, data, model, name):
 def runs(tmp_path_factory, tiny_model_dirs, tw_home):
     """One 2-step LoRA run per architecture, plus a full-weight run built to answer two tokens and stop."""
     os.environ["TUNEWISE_HOME"] = str(tw_home)
-    from tunewise.data.demo import write_demo_dataset
+    from tunewise.samples.demo import write_demo_dataset
 
     root = tmp_path_factory.mktemp("export")
     data = write_demo_dataset(root / "demo.jsonl")

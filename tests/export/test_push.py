@@ -21,7 +21,7 @@ pytestmark = pytest.mark.xdist_group("push")  # one worker trains the module's r
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_model_dirs):
     """A prepared Hugging Face cache holding BASE, a recording stand-in Hub, and a run trained from BASE."""
-    from tunewise.data.demo import write_demo_dataset
+    from tunewise.samples.demo import write_demo_dataset
 
     root = tmp_path_factory.mktemp("push")
     cache = root / "hf" / "hub"

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.xdist_group("api")  # one worker trains the module's ru
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tiny_model_dirs, tw_home):
-    from tunewise.data.demo import write_demo_dataset
+    from tunewise.samples.demo import write_demo_dataset
 
     os.environ["TUNEWISE_HOME"] = str(tw_home)
     root = tmp_path_factory.mktemp("api")

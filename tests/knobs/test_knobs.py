@@ -35,7 +35,7 @@ def test_inspect_human_output_names_lora_targets(tiny_model_dirs):
 
 
 def _trainer(tmp_path, demo_jsonl, **train):
-    from tunewise.train.workflow import tokenizer_and_template
+    from tunewise.models.load import tokenizer_and_template
 
     cfg = load_config(write_config(tmp_path / "c.yaml", tiny_config(tmp_path, demo_jsonl, train=train)))
     from tunewise import methods
@@ -44,7 +44,8 @@ def _trainer(tmp_path, demo_jsonl, **train):
     from tunewise.train.collate import PadCollator
     from tunewise.train.data import encode_for_training
     from tunewise.train.trainer import TunewiseTrainer
-    from tunewise.train.workflow import steps_plan, training_arguments
+    from tunewise.config.plan import steps_plan
+    from tunewise.train.workflow import training_arguments
 
     resolved, tok, tpl = tokenizer_and_template(cfg)
     tr, va, _ = encode_for_training(cfg, tok, tpl, prepare(cfg, None))

@@ -13,7 +13,7 @@ from tunewise.train.trainer import supervised_loss
 def setup(request, tiny_model_dirs):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tunewise.data.demo import demo_records
+    from tunewise.samples.demo import demo_records
 
     name = request.param
     tok = AutoTokenizer.from_pretrained(tiny_model_dirs[name])

@@ -28,7 +28,7 @@ def _grads(model):
 def test_narrow_base_equals_rounded_float32_base(arch, tiny_model_dirs, monkeypatch):
     from transformers import AutoTokenizer
 
-    from tunewise.data.demo import demo_records
+    from tunewise.samples.demo import demo_records
 
     monkeypatch.setattr(narrow, "BLOCK", 48)  # the vocabulary head is widened in several blocks
     tok = AutoTokenizer.from_pretrained(tiny_model_dirs[arch])

@@ -18,7 +18,7 @@ def setup(request, tiny_model_dirs):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tunewise.config.schema import MethodConfig
-    from tunewise.data.demo import demo_records
+    from tunewise.samples.demo import demo_records
     from tunewise.methods.lora import lora_config
 
     name = request.param

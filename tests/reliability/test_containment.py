@@ -79,7 +79,7 @@ def board(tmp_path_factory, tw_home, tiny_model_dirs):
     cfg = tiny_config(tmp, tmp / "data.jsonl")
     cfg["run"] = {"root": str(victim.parent), "name": "victim"}
     (victim / "config.yaml").write_text(yaml.safe_dump(cfg))
-    from tunewise.data.demo import write_demo_dataset
+    from tunewise.samples.demo import write_demo_dataset
 
     data = write_demo_dataset(tmp / "data.jsonl")
     port = _free_port()

@@ -40,7 +40,7 @@ def _pow2_floor(n: int) -> int:
 def target_batch(n_train: int, min_steps: int = 60) -> int:
     """Effective batch to aim for: 16, smaller for tiny datasets (at least ~8 steps per epoch), and 4 for data too
     small to give min_steps optimizer steps in 3 passes at 8 (the training default does the same)."""
-    from tunewise.train.workflow import short_of_steps
+    from tunewise.config.plan import short_of_steps
 
     if short_of_steps(n_train, 8, min_steps):
         return 4
@@ -146,7 +146,7 @@ def recommend(cfg: Config, model: ModelFacts, hw: Hardware, *, lengths: list[int
         why["method.lora_r"] = (f"{r}: {n_train} examples ({'< 1000' if n_train < 1000 else '< 10000' if n_train < 10000 else '>= 10000'}); more data can use more rank",
                                 f"{r}：{n_train} 条样本；数据越多可用的秩越大")
         why["method.lora_alpha"] = (f"{2 * r}: alpha = 2r, the usual start", f"{2 * r}：alpha = 2r，常用起点")
-    from tunewise.train.workflow import auto_epochs
+    from tunewise.config.plan import auto_epochs
 
     per_epoch = max(1, math.ceil(n_train / eff))
     if n_train < 1000:

@@ -5,10 +5,6 @@ from __future__ import annotations
 import json
 import sys
 
-_COL = {"en": ("method", "weights", "train.", "grads", "optim.", "activ.", "logits", "overhead", "total", "fits?"),
-        "zh": ("方法", "权重", "可训练", "梯度", "优化器", "激活", "logits", "进程开销", "合计", "放得下？")}
-
-
 def cmd_explain(a) -> int:
     from tunewise import api
     from tunewise.advise.explain import explain_json
@@ -29,6 +25,7 @@ def _load(a):
 def cmd_advise(a) -> int:
     from tunewise import api
     from tunewise.advise.advise import apply_advice, to_json
+    from tunewise.advise.report import format_advice
     from tunewise.advise.lint import explicit_keys
     from tunewise.errors import ConfigError
 
@@ -50,44 +47,6 @@ def cmd_advise(a) -> int:
         out = apply_advice(a.config, result["recommendations"], a.apply)
         print(("wrote " if a.lang == "en" else "已写入 ") + str(out), file=sys.stderr if a.json else sys.stdout)
     return 0
-
-
-def format_advice(r: dict, lang: str = "en") -> str:
-    from tunewise.advise.memory import fmt_bytes
-
-    zh = lang == "zh"
-    hw, d, m = r["hardware"], r["data"], r["model"]
-    gpus = ", ".join(f"{g['name']} {g['memory_bytes'] / 2**30:.0f} GiB" for g in hw["gpus"]) or ("无 GPU" if zh else "no GPU")
-    lines = [("硬件" if zh else "hardware") + f": {hw['cpu_cores']} CPU cores, RAM {hw['available_ram_gib']}/{hw['ram_gib']} GiB "
-             + ("可用" if zh else "available") + f", {gpus}; precision {hw['precision']}, weights {hw['weight_dtype']}"
-             + (f", {hw['nproc']} processes" if hw["nproc"] > 1 else "")
-             + (f"\n  {hw['threads']['line']}" if hw.get("threads") else ""),
-             ("模型" if zh else "model") + f": {m['model_type']}, {m['params'] / 1e6:.1f}M params, {m['layers']} layers, hidden {m['hidden']}, vocab {m['vocab']:,}",
-             ("数据" if zh else "data") + f": {d['n_train']} " + ("条训练样本" if zh else "training examples")
-             + f"; tokens p50 {d['p50']}, p95 {d['p95']}, p99 {d['p99']}, max {d['longest']}; "
-             + ("平均监督 token" if zh else "mean supervised tokens") + f" {d['mean_supervised_tokens']}", ""]
-    cols = _COL[lang]
-    lines.append(("按当前配置估计的峰值内存（每进程）" if zh else "peak memory per process, as configured") + ":")
-    lines.append("  " + "".join(f"{c:>10}" for c in cols))
-    for name, e in r["memory"].items():
-        vals = [name] + [fmt_bytes(e[k]) for k in ("weights", "trainable", "gradients", "optimizer", "activations", "logits", "overhead", "total")]
-        fitted = e["fitted"]
-        ok = ("是" if zh else "yes") if e["fits"] else ("否" if zh else "no")
-        if not e["fits"] and fitted:
-            ok += f" (b{fitted['per_device_batch_size']}{'+gc' if fitted['gradient_checkpointing'] else ''})"
-        lines.append("  " + "".join(f"{v:>10}" for v in vals) + f"  {ok}")
-    budget = next(iter(r["memory"].values()))["budget"]
-    lines.append(("  预算" if zh else "  budget") + f": {fmt_bytes(budget)} " + ("（可用内存的 90% 以内）" if zh else "(use at most 90% of it)"))
-    lines.append("")
-    lines.append(("建议" if zh else "recommendations") + ":")
-    for k, v in r["recommendations"].items():
-        lines.append(f"  {k}: {v}")
-        lines.append(f"      {r['reasons'][k][lang]}")
-    if r["lint"]:
-        lines.append("")
-        lines.append(("当前配置的检查结果" if zh else "lint of the current config") + ":")
-        lines.extend("  " + f.render(lang).replace("\n", "\n  ") for f in r["lint"])
-    return "\n".join(lines)
 
 
 def cmd_lint(a) -> int:

@@ -70,7 +70,7 @@ def rule(code: str):
 
 
 def effective_batch(cfg: Config, nproc: int = 1, n_train: int | None = None) -> int:
-    from tunewise.train.workflow import accumulation
+    from tunewise.config.plan import accumulation
 
     t = cfg.train
     return t.per_device_batch_size * accumulation(t, n_train, nproc) * max(nproc, 1)
@@ -140,7 +140,7 @@ def lora_lr_tradeoff(cfg: Config, f: Facts):
         rule_lr = advise_lr(method, f.model_type, effective_batch(cfg, f.nproc, f.n_train) * f.mean_supervised)
     steps = None
     if f.n_train:
-        from tunewise.train.workflow import steps_plan
+        from tunewise.config.plan import steps_plan
 
         steps = steps_plan(cfg, f.n_train, f.nproc)["total"]
     en, zh = lora_tradeoff(method, lr, rule_lr, steps)
@@ -181,7 +181,7 @@ def many_epochs_small_data(cfg: Config, f: Facts):
     elif t.num_epochs is not None:
         epochs = t.num_epochs
     else:
-        from tunewise.train.workflow import auto_epochs
+        from tunewise.config.plan import auto_epochs
 
         epochs = auto_epochs(math.ceil(f.n_train / effective_batch(cfg, f.nproc, f.n_train)), t.min_steps)
     has_val = (f.n_val or 0) > 0 if f.n_val is not None else (cfg.data.val_size > 0 or bool(cfg.data.val_datasets))
@@ -422,7 +422,7 @@ def gather_facts(cfg: Config, *, nproc: int = 1, explicit: frozenset[str] | None
 
     from tunewise.data.prepare import prepare
     from tunewise.templates.encode import IGNORE, encode_messages, encode_pretrain
-    from tunewise.train.workflow import tokenizer_and_template
+    from tunewise.models.load import tokenizer_and_template
 
     from tunewise.templates.system import settle_system
 

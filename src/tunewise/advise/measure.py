@@ -50,7 +50,9 @@ def child(config_path: str, steps: int) -> dict:
     from tunewise.train.collate import PadCollator
     from tunewise.train.data import encode_for_training
     from tunewise.train.trainer import TunewiseTrainer
-    from tunewise.train.workflow import ready_for_training, steps_plan, tokenizer_and_template, training_arguments
+    from tunewise.config.plan import steps_plan
+    from tunewise.models.load import tokenizer_and_template
+    from tunewise.train.workflow import ready_for_training, training_arguments
 
     cfg = load_config(config_path, [f"train.max_steps={steps}", "train.save_steps=100000", "train.logging_steps=100000"])
     use_threads(cfg.train.num_threads)

@@ -151,14 +151,16 @@ def _resolve_path(p: str | None, base: Path) -> str | None:
     return str(base / q) if not q.is_absolute() else p
 
 
+# data.general: builtin, the general instructions tunewise ships (kept with the data stage's other resources)
+BUILTIN_GENERAL = Path(__file__).resolve().parents[1] / "data" / "resources" / "general_instructions.jsonl"
+
+
 def resolve(cfg: Config, cfg_dir: Path) -> Config:
     """Fill every derived default so config.yaml in the run directory says exactly what ran."""
     data = cfg.model_dump()
     for d in data["data"]["general"]:
         if d["path"] is None and d["name"] == "builtin":  # data.general: builtin, the set tunewise ships
-            from tunewise.data.general import builtin_path
-
-            d["path"], d["format"] = str(builtin_path()), "messages"
+            d["path"], d["format"] = str(BUILTIN_GENERAL), "messages"
     for key in ("datasets", "val_datasets", "general"):
         for d in data["data"][key]:
             d["path"] = _resolve_path(d["path"], cfg_dir)

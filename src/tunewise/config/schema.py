@@ -10,8 +10,28 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tunewise.data.clean import CleanConfig
 
+
+
+class CleanConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    normalize_unicode: bool = Field(True, description="NFKC-normalise text (full-width letters, ligatures; CJK punctuation is kept), drop invisible characters, tidy whitespace.")
+    strip_markup: bool = Field(True, description="Remove leftover HTML tags and decode entities (&amp; -> &).")
+    ai_phrases: bool = Field(True, description="Drop records whose answer contains boilerplate AI phrases (bilingual "
+                             "list: 'As an AI language model', '作为一个AI语言模型', 'trained by OpenAI', '有害或攻击性内容', ...), "
+                             "matched whatever the case, spacing, punctuation or full-width forms.")
+    extra_ai_phrases: list[str] = Field(default_factory=list, description="More phrases to filter, besides the built-in list "
+                                        "(matched the same forgiving way).")
+    ai_phrases_file: str | None = Field(None, description="A file with more phrases, one per line ('#' starts a comment).")
+    min_chars: int = Field(1, ge=0, description="Drop records whose answer (or text) is shorter than this many characters.")
+    max_chars: int = Field(200_000, ge=1, description="Drop records longer than this many characters in total.")
+    dedup_exact: bool = Field(True, description="Drop exact duplicate records (after normalisation), keeping the first.")
+    dedup_near: bool = Field(True, description="Drop near-duplicate records (MinHash over character shingles), keeping the first.")
+    near_threshold: float = Field(0.85, gt=0, le=1, description="Estimated Jaccard similarity above which two records are near duplicates.")
+    shingle_size: int = Field(5, ge=1, description="Characters per shingle for near-duplicate detection.")
+    num_perm: int = Field(128, ge=16, description="MinHash permutations (more = more precise, slower).")
+    leakage_check: bool = Field(True, description="Drop validation items that near-duplicate a training item.")
 
 class Section(BaseModel):
     # allow_inf_nan=False: `.inf` or `.nan` for a learning rate, ratio or penalty is refused at load, never trained on.

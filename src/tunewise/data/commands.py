@@ -53,7 +53,7 @@ def prepare_command(cfg, out: str | None = None, overwrite: bool = False) -> Pat
     from tunewise.data.prepare import PreparedData, prepare
     from tunewise.fileio import read_json, write_json
     from tunewise.train.data import encode_for_training
-    from tunewise.train.workflow import tokenizer_and_template
+    from tunewise.models.load import tokenizer_and_template
 
     target = Path(out) if out else run_dir_for(cfg)
     if not out:
@@ -100,7 +100,7 @@ def encode_sample(cfg, n: int):
     """
     from tunewise.data.prepare import prepare
     from tunewise.templates.encode import encode_pretrain, encode_records
-    from tunewise.train.workflow import tokenizer_and_template
+    from tunewise.models.load import tokenizer_and_template
 
     from tunewise.templates.system import settle_system
 

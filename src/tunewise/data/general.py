@@ -15,13 +15,15 @@ import json
 import random
 from pathlib import Path
 
+from tunewise.config.load import BUILTIN_GENERAL
+
 BUILTIN = "builtin"  # data.general: builtin
 N_RECORDS = 320
 SEED = 22
 
 
 def builtin_path() -> Path:
-    return Path(__file__).parent / "resources" / "general_instructions.jsonl"
+    return BUILTIN_GENERAL
 
 
 _NAMES_EN = ["Anna", "Ben", "Carla", "Dev", "Elif", "Finn", "Gita", "Hugo", "Ines", "Jack", "Lena", "Marco", "Nora", "Omar"]

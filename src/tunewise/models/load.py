@@ -6,9 +6,13 @@ import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tunewise.errors import ModelError
 from tunewise.models.cache import home
+
+if TYPE_CHECKING:
+    from tunewise.config.schema import Config
 
 
 @dataclass
@@ -118,3 +122,19 @@ def load_model(path: Path, *, dtype: str = "auto", trust_remote_code: bool = Fal
                 fix="convert the weights to safetensors with the transformers save_pretrained(safe_serialization=True)",
             ) from None
         raise
+
+
+def model_type_of(cfg: Config, path) -> str:
+    from transformers import AutoConfig
+
+    with remote_code_refused(path):
+        return AutoConfig.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code).model_type
+
+
+def tokenizer_and_template(cfg: Config):
+    """Resolve the model, load its tokenizer and fix the chat template for this run."""
+    from tunewise.templates import choose_template
+
+    resolved = resolve_model(cfg.model.name_or_path, cfg.model.revision)
+    tokenizer = load_tokenizer(resolved.path, cfg.model.trust_remote_code)
+    return resolved, tokenizer, choose_template(cfg.template.name, tokenizer, model_type_of(cfg, resolved.path))

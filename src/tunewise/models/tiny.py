@@ -47,7 +47,7 @@ _CORPUS = [
 
 
 def _corpus() -> list[str]:
-    from tunewise.data.demo import demo_records
+    from tunewise.samples.demo import demo_records
 
     lines = list(_CORPUS)
     for rec in demo_records():

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import math
 import shutil
 import sys
 import weakref
 from pathlib import Path
+from typing import Callable
 
+from tunewise.config.plan import checkpoint_interval, steps_plan
 from tunewise.config.schema import Config
 from tunewise.cpu import use_threads
 from tunewise.fileio import atomic_path, read_json, read_jsonl, write_json
+from tunewise.models.load import model_type_of, tokenizer_and_template
 from tunewise.runs import newest_checkpoint, run_dir_for
 from tunewise.train.checkpoints import train_or_finish
 from tunewise.train.divergence import divergence_cause, diverged_error, drop_poisoned_checkpoints
@@ -21,66 +23,12 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-DEFAULT_EPOCHS, MAX_AUTO_EPOCHS = 3, 10
-
-
-def auto_epochs(steps_per_epoch: int, min_steps: int) -> int:
-    """Passes when num_epochs is unset: 3, or enough for min_steps optimizer steps on small data (at most 10)."""
-    return min(MAX_AUTO_EPOCHS, max(DEFAULT_EPOCHS, math.ceil(min_steps / max(steps_per_epoch, 1))))
-
-
-def short_of_steps(n_train: int, per_step: int, min_steps: int) -> bool:
-    """Data too small to give min_steps optimizer steps in the default 3 passes at this effective batch."""
-    return math.ceil(n_train / max(per_step, 1)) * DEFAULT_EPOCHS < min_steps
-
-
-def accumulation(t, n_train: int | None, world: int = 1) -> int:
-    """train.gradient_accumulation_steps, or when unset: 2, or 1 for data too small to give train.min_steps
-    optimizer steps in 3 passes at 2 (small data needs more updates, not larger ones)."""
-    if t.gradient_accumulation_steps is not None:
-        return t.gradient_accumulation_steps
-    if not n_train:
-        return 2
-    return 1 if short_of_steps(n_train, t.per_device_batch_size * 2 * max(world, 1), t.min_steps) else 2
-
-
-def steps_plan(cfg: Config, n_train: int, world: int = 1) -> dict:
-    t = cfg.train
-    accum = accumulation(t, n_train, world)
-    per_step = t.per_device_batch_size * accum * world
-    steps_per_epoch = max(1, math.ceil(n_train / per_step))
-    epochs = t.num_epochs if t.num_epochs is not None else auto_epochs(steps_per_epoch, t.min_steps)
-    total = t.max_steps or max(1, math.ceil(steps_per_epoch * epochs))
-    eval_steps = t.eval_steps or max(1, total // 10)
-    return {"per_step": per_step, "accum": accum, "steps_per_epoch": steps_per_epoch, "total": total, "eval_steps": eval_steps,
-            "save_steps": t.save_steps or eval_steps, "epochs": epochs, "auto_epochs": t.num_epochs is None}
-
-
 def precision_flags(precision: str) -> dict:
     import torch
 
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
-
-
-def model_type_of(cfg: Config, path) -> str:
-    from transformers import AutoConfig
-
-    from tunewise.models.load import remote_code_refused
-
-    with remote_code_refused(path):
-        return AutoConfig.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code).model_type
-
-
-def tokenizer_and_template(cfg: Config):
-    """Resolve the model, load its tokenizer and fix the chat template for this run."""
-    from tunewise.models.load import load_tokenizer, resolve_model
-    from tunewise.templates import choose_template
-
-    resolved = resolve_model(cfg.model.name_or_path, cfg.model.revision)
-    tokenizer = load_tokenizer(resolved.path, cfg.model.trust_remote_code)
-    return resolved, tokenizer, choose_template(cfg.template.name, tokenizer, model_type_of(cfg, resolved.path))
 
 
 def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool, guarded: bool = False):
@@ -113,22 +61,6 @@ def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool, guarde
     )
 
 
-def checkpoint_interval(save_steps: int | None, eval_steps: int, has_val: bool) -> tuple[int, str | None]:
-    """Steps between checkpoints, and a note when train.save_steps cannot be used as written.
-
-    With a validation set the best checkpoint is kept, so checkpoints must fall on evaluations: train.save_steps
-    is rounded up to a multiple of the evaluation interval (transformers refuses anything else).
-    """
-    if save_steps is None:
-        return eval_steps, None
-    if not has_val or save_steps % eval_steps == 0:
-        return save_steps, None
-    used = math.ceil(save_steps / eval_steps) * eval_steps
-    return used, (f"train.save_steps={save_steps} rounded up to {used}: with a validation set checkpoints are saved at "
-                  f"evaluations (every {eval_steps} steps, train.eval_steps) so the best one can be kept; set "
-                  f"train.save_steps to a multiple of {eval_steps}")
-
-
 def _save_steps(save_steps: int | None, plan: dict, has_val: bool) -> int:
     steps, note = checkpoint_interval(save_steps, plan["eval_steps"], has_val)
     if note:
@@ -136,7 +68,13 @@ def _save_steps(save_steps: int | None, plan: dict, has_val: bool) -> int:
     return steps
 
 
-def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_lint: bool = False) -> Path:
+def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, before_fit: Callable | None = None) -> Path:
+    """Train a run: prepare it, build the trainer, fit, save. Returns the run directory.
+
+    before_fit(cfg, tokenizer, template, prepared, enc_stats, model_type=, world=) runs on the main process once
+    the data is encoded, before any model is loaded: the API and the CLI pass the config lint there
+    (advise/lint.py, a stage above this one), whose strict mode refuses to go on by raising.
+    """
     import torch
     from transformers import EarlyStoppingCallback
 
@@ -181,7 +119,6 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
     train_ds, val_ds, enc_stats = encode_for_training(cfg, tokenizer, template, prepared, previous_run=resolved.previous_run)
     enc_lengths = [len(e.input_ids) for e in train_ds.examples]
     if main_proc:
-        from tunewise.advise.lint import lint_before_training
         from tunewise.data.report import length_histogram, write_length_histogram
 
         stats = {**read_json(run / "data" / "stats.json"), "tokens": enc_stats,
@@ -190,9 +127,9 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, strict_
         _print_data_summary(stats)
         if enc_lengths:
             write_length_histogram(enc_lengths, run / "data" / "lengths.png", cfg.data.max_length)
-        # Common mistakes, with what training already has in hand; --strict-lint refuses to go on.
-        lint_before_training(cfg, tokenizer, template, prepared, enc_stats, model_type=model_type_of(cfg, resolved.path),
-                             world=dist.world_size(), strict=strict_lint)
+        if before_fit is not None:  # e.g. the lint: common mistakes, with what training already has in hand
+            before_fit(cfg, tokenizer, template, prepared, enc_stats, model_type=model_type_of(cfg, resolved.path),
+                       world=dist.world_size())
 
     # 3. model + method (a previous run's adapter is continued or folded in by the method rules)
     extra = methods.base_load_kwargs(info, cfg)

@@ -130,7 +130,7 @@ def store_upload(src: str | Path, root: str | Path) -> Path:
 
 
 def write_demo_data(root: str | Path) -> Path:
-    from tunewise.data.demo import write_demo_dataset
+    from tunewise.samples.demo import write_demo_dataset
 
     return write_demo_dataset(Path(root).resolve() / ".board" / "data" / "demo.jsonl")
 

@@ -5,7 +5,7 @@ Three parts, each in English and Chinese:
 - a small task with checkable answers: label a review's sentiment with one word
   (positive/negative, 正面/负面);
 - instructions with answers of realistic length (100-250 tokens: step-by-step arithmetic, emails,
-  itineraries, tables, study plans; data/longform.py). One-word answers make the end-of-turn token a
+  itineraries, tables, study plans; samples/longform.py). One-word answers make the end-of-turn token a
   large share of what is trained, so a model learns to stop on them at once; on long answers it is one
   token in a hundred and a model that never learned to stop shows it here.
 Held-out prompts use phrasings, items, numbers and places that never appear in training, so the
@@ -18,7 +18,7 @@ import itertools
 import random
 from pathlib import Path
 
-from tunewise.data.longform import heldout_longform, longform_records
+from tunewise.samples.longform import heldout_longform, longform_records
 from tunewise.fileio import write_jsonl
 
 LONG_TRAIN = 24  # long-answer records in the demo data
