@@ -99,7 +99,7 @@ def test_the_issue_cases(capsys):
 
 def test_save_steps_reach_the_trainer_on_evaluations(tmp_path, capsys):
     from tunewise.config.plan import steps_plan
-    from tunewise.train.workflow import training_arguments
+    from tunewise.train.assemble import training_arguments
 
     cfg = config({"train.save_steps": 25, "train.eval_steps": 10, "train.max_steps": 60})
     args = training_arguments(cfg, tmp_path, steps_plan(cfg, 100), has_val=True)

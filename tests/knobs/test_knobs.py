@@ -35,27 +35,20 @@ def test_inspect_human_output_names_lora_targets(tiny_model_dirs):
 
 
 def _trainer(tmp_path, demo_jsonl, **train):
-    from tunewise.models.load import tokenizer_and_template
-
-    cfg = load_config(write_config(tmp_path / "c.yaml", tiny_config(tmp_path, demo_jsonl, train=train)))
-    from tunewise import methods
     from tunewise.data.prepare import prepare
-    from tunewise.models.load import load_model
+    from tunewise.models.load import tokenizer_and_template
+    from tunewise.train.assemble import build_trainer, load_for_training
     from tunewise.train.collate import PadCollator
     from tunewise.train.data import encode_for_training
-    from tunewise.train.trainer import TunewiseTrainer
-    from tunewise.config.plan import steps_plan
-    from tunewise.train.workflow import training_arguments
 
+    cfg = load_config(write_config(tmp_path / "c.yaml", tiny_config(tmp_path, demo_jsonl, train=train)))
     resolved, tok, tpl = tokenizer_and_template(cfg)
     tr, va, _ = encode_for_training(cfg, tok, tpl, prepare(cfg, None))
     torch.manual_seed(0)
-    model = methods.get("lora").apply(load_model(resolved.path), cfg.method, {})
-    args = training_arguments(cfg, tmp_path / "run", steps_plan(cfg, len(tr)), False)
-    trainer = TunewiseTrainer(model=model, args=args, train_dataset=tr, data_collator=PadCollator(tok.pad_token_id),
-                              l1=cfg.train.l1, l2=cfg.train.l2)
+    model = load_for_training(cfg, resolved)  # the assembly `tunewise train` uses
+    trainer, _plan = build_trainer(cfg, model, tr, None, out=tmp_path / "run", pad_id=tok.pad_token_id, report=False)
     batch = PadCollator(tok.pad_token_id)([tr[i] for i in range(4)])
-    return trainer, model, batch, args
+    return trainer, model, batch, trainer.args
 
 
 def test_l1_adds_exactly_the_penalty(tmp_path, tiny_model_dirs, demo_jsonl):
@@ -150,7 +143,7 @@ def test_neftune_noise_only_in_training_mode(tmp_path, tiny_model_dirs, demo_jso
 
 
 def test_dropout_overrides(tmp_path, tiny_model_dirs, capsys):
-    from tunewise.train.workflow import dropout_overrides
+    from tunewise.train.assemble import dropout_overrides
 
     cfg = load_config(write_config(tmp_path / "c.yaml", {"model": {"name_or_path": "tiny-llama", "attention_dropout": 0.1,
                                                                    "hidden_dropout": 0.2}}))

@@ -46,13 +46,9 @@ def child(config_path: str, steps: int) -> dict:
     from tunewise import methods
     from tunewise.config import load_config
     from tunewise.data.prepare import prepare
-    from tunewise.models.load import load_model
-    from tunewise.train.collate import PadCollator
-    from tunewise.train.data import encode_for_training
-    from tunewise.train.trainer import TunewiseTrainer
-    from tunewise.config.plan import steps_plan
     from tunewise.models.load import tokenizer_and_template
-    from tunewise.train.workflow import ready_for_training, training_arguments
+    from tunewise.train.assemble import build_trainer, fit, load_for_training, ready_for_training
+    from tunewise.train.data import encode_for_training
 
     cfg = load_config(config_path, [f"train.max_steps={steps}", "train.save_steps=100000", "train.logging_steps=100000"])
     use_threads(cfg.train.num_threads)
@@ -60,10 +56,8 @@ def child(config_path: str, steps: int) -> dict:
     resolved, tok, tpl = tokenizer_and_template(cfg)
     prepared = prepare(cfg, None)
     train_ds, _val, _ = encode_for_training(cfg, tok, tpl, prepared)
-    info = methods.get(cfg.method.name)
-    model = load_model(resolved.path, dtype=cfg.model.dtype, attn=cfg.model.attn_implementation,
-                       **methods.base_load_kwargs(info, cfg))
-    model = methods.apply_method(cfg, model, tokenizer=tok)
+    # the same assembly as `tunewise train`: dropout, method, L1/L2, packing, denormal flushing
+    model = load_for_training(cfg, resolved, tokenizer=tok, template=tpl)
     pad_id = tok.pad_token_id
     del tok
     ready_for_training(cfg, model)  # as `tunewise train` does: tokenizer gone, frozen weights narrowed, checkpointing
@@ -71,12 +65,8 @@ def child(config_path: str, steps: int) -> dict:
     after_load, peak_load = _rss(), _maxrss()
     lengths = sorted(len(e.input_ids) for e in train_ds.examples)
     with tempfile.TemporaryDirectory() as tmp:
-        plan = steps_plan(cfg, len(train_ds))
-        args = training_arguments(cfg, Path(tmp), plan, has_val=False)
-        args.report_to = []
-        trainer = TunewiseTrainer(model=model, args=args, train_dataset=train_ds, data_collator=PadCollator(pad_id),
-                                  fast_loss=cfg.train.fast_loss, loss_chunk_size=cfg.train.loss_chunk_size)
-        trainer.train()
+        trainer, plan = build_trainer(cfg, model, train_ds, None, out=Path(tmp), pad_id=pad_id, report=False)
+        fit(cfg, trainer, plan["total"])
         peak = _maxrss()
     trainable, total = methods.count_parameters(model)
     return {"method": method_note, "steps": steps, "base_rss": base, "after_load_rss": after_load, "peak_load": peak_load,

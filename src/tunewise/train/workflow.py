@@ -5,16 +5,16 @@ from __future__ import annotations
 import shutil
 import sys
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from tunewise.config.plan import checkpoint_interval, steps_plan
 from tunewise.config.schema import Config
 from tunewise.cpu import use_threads
 from tunewise.fileio import atomic_path, read_json, read_jsonl, write_json
 from tunewise.models.load import model_type_of, tokenizer_and_template
 from tunewise.runs import newest_checkpoint, run_dir_for
-from tunewise.train.checkpoints import train_or_finish
+from tunewise.train.assemble import build_trainer, fit, load_for_training, ready_for_training
 from tunewise.train.divergence import divergence_cause, diverged_error, drop_poisoned_checkpoints
 from tunewise.train.rundir import metrics_for_resume, prepare_for_run, start_run_dir
 
@@ -23,49 +23,20 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def precision_flags(precision: str) -> dict:
-    import torch
-
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
-
-
-def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool, guarded: bool = False):
-    """transformers TrainingArguments for this config (every knob the guides describe maps here)."""
-    import torch
-    from transformers import TrainingArguments
-
-    from tunewise.train import distributed as dist
-    from tunewise.train import optim
-
-    t = cfg.train
-    return TrainingArguments(
-        output_dir=str(run / "checkpoints"),
-        learning_rate=t.learning_rate, num_train_epochs=plan["epochs"], max_steps=t.max_steps or -1,
-        per_device_train_batch_size=t.per_device_batch_size, per_device_eval_batch_size=t.per_device_batch_size,
-        gradient_accumulation_steps=plan["accum"], lr_scheduler_type=t.lr_scheduler,
-        lr_scheduler_kwargs=_scheduler_kwargs(t), warmup_steps=t.warmup_steps if t.warmup_steps > 0 else t.warmup_ratio,
-        weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=t.seed, data_seed=t.seed,
-        logging_steps=t.logging_steps, logging_first_step=True, logging_nan_inf_filter=False,
-        eval_strategy="steps" if has_val else "no", eval_steps=plan["eval_steps"],
-        save_strategy="steps", save_steps=_save_steps(t.save_steps, plan, has_val), save_total_limit=t.save_total_limit,
-        load_best_model_at_end=has_val, metric_for_best_model="eval_guarded_loss" if guarded else "eval_loss",
-        greater_is_better=False,
-        report_to=["tensorboard"], prediction_loss_only=True, remove_unused_columns=False,
-        train_sampling_strategy="group_by_length" if t.group_by_length and not t.packing else "random", dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(), disable_tqdm=False, save_only_model=False,
-        restore_callback_states_from_checkpoint=True,  # early stopping's patience count survives a resume
-        neftune_noise_alpha=t.neftune_alpha, **precision_flags(t.precision), **(dist.trainer_kwargs(cfg.distributed) if dist.world_size() > 1 else {}),
-        **optim.training_kwargs(t),
-    )
-
-
-def _save_steps(save_steps: int | None, plan: dict, has_val: bool) -> int:
-    steps, note = checkpoint_interval(save_steps, plan["eval_steps"], has_val)
-    if note:
-        _say(f"[tunewise] warning: {note}")
-    return steps
+@dataclass
+class Ready:
+    """What preparing a run gives the later steps."""
+    run: Path
+    main_proc: bool
+    world: int
+    resume: bool
+    method: object  # methods.MethodInfo
+    resolved: object  # models.load.ResolvedModel
+    tokenizer: object
+    template: object
+    prepared: object  # data.prepare.PreparedData
+    train_ds: object
+    val_ds: object
 
 
 def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, before_fit: Callable | None = None) -> Path:
@@ -75,28 +46,29 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, before_
     the data is encoded, before any model is loaded: the API and the CLI pass the config lint there
     (advise/lint.py, a stage above this one), whose strict mode refuses to go on by raising.
     """
+    ready = prepare_run(cfg, resume=resume or cfg.train.resume, overwrite=overwrite, before_fit=before_fit)
+    trainer, plan, metrics_cb = trainer_for_run(cfg, ready)
+    result = fit_run(cfg, ready, trainer, plan, metrics_cb)
+    return save_run(cfg, ready, trainer, result, metrics_cb)
+
+
+def prepare_run(cfg: Config, *, resume: bool, overwrite: bool, before_fit: Callable | None) -> Ready:
+    """The run directory, threads, tokenizer and template (fixed here for every later stage), the data
+    cleaned, split and encoded, and the checks that need them."""
     import torch
-    from transformers import EarlyStoppingCallback
 
     from tunewise import methods
     from tunewise.data.prepare import prepare
-    from tunewise.models.load import load_model
-    from tunewise.train.callbacks import MetricsJsonl
-    from tunewise.train.collate import PackCollator, PadCollator
+    from tunewise.templates.system import describe, settle_system
+    from tunewise.train import distributed as dist
     from tunewise.train.data import encode_for_training
     from tunewise.train.optim import machine_optimizer
-    from tunewise.train.trainer import TunewiseTrainer, flush_denormals
-    from tunewise.stamp import stamp
-    from tunewise.templates.system import describe, settle_system
 
-    from tunewise.train import distributed as dist
-
-    resume = resume or cfg.train.resume
     info = methods.check_config(cfg)  # a wrong method or incompatible option fails before any work
     machine_optimizer(cfg.train.optimizer)  # e.g. a paged optimiser on a CPU: refused with the reason
     main_proc = dist.is_main()
     if main_proc:
-        run = start_run_dir(cfg, resume=resume, overwrite=overwrite)
+        start_run_dir(cfg, resume=resume, overwrite=overwrite)
     dist_init()
     dist.barrier()
     run = run_dir_for(cfg)
@@ -104,11 +76,8 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, before_
     if main_proc:
         _say(f"[tunewise] {threads.line()}")
     torch.manual_seed(cfg.train.seed)
-
-    # 1. model + tokenizer + template (the template is fixed here, for every later stage)
     resolved, tokenizer, template = tokenizer_and_template(cfg)
 
-    # 2. data: records -> cleaned split -> tokens
     _say(f"[tunewise] preparing data for {run}")
     prepared = prepare_for_run(cfg, run, resume=resume) if main_proc else prepare(cfg, None)  # every rank: the same split
     # The system prompt for conversations without one, decided once from the data and kept in template.json.
@@ -117,94 +86,101 @@ def train(cfg: Config, *, resume: bool = False, overwrite: bool = False, before_
     if main_proc:
         write_json(run / "template.json", template.to_dict())
     train_ds, val_ds, enc_stats = encode_for_training(cfg, tokenizer, template, prepared, previous_run=resolved.previous_run)
-    enc_lengths = [len(e.input_ids) for e in train_ds.examples]
     if main_proc:
-        from tunewise.data.report import length_histogram, write_length_histogram
-
-        stats = {**read_json(run / "data" / "stats.json"), "tokens": enc_stats,
-                 "length_histogram": length_histogram(enc_lengths)}
-        write_json(run / "data" / "stats.json", stats)
-        _print_data_summary(stats)
-        if enc_lengths:
-            write_length_histogram(enc_lengths, run / "data" / "lengths.png", cfg.data.max_length)
+        _write_token_stats(cfg, run, enc_stats, [len(e.input_ids) for e in train_ds.examples])
         if before_fit is not None:  # e.g. the lint: common mistakes, with what training already has in hand
             before_fit(cfg, tokenizer, template, prepared, enc_stats, model_type=model_type_of(cfg, resolved.path),
                        world=dist.world_size())
+    return Ready(run, main_proc, dist.world_size(), resume, info, resolved, tokenizer, template, prepared, train_ds,
+                 val_ds)
 
-    # 3. model + method (a previous run's adapter is continued or folded in by the method rules)
-    extra = methods.base_load_kwargs(info, cfg)
-    extra.update(dropout_overrides(cfg.model, resolved.path))
-    model = load_model(resolved.path, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code,
-                       attn=cfg.model.attn_implementation, **extra)
-    model = methods.apply_method(cfg, model, previous_run=resolved.previous_run, tokenizer=tokenizer, template=template)
-    check = generation_check(cfg, tokenizer, template, prepared) if main_proc or dist.world_size() > 1 else None
-    # Training never uses the tokenizer again: keep a saved copy for the result, free its memory now
-    # (Gemma 3's holds ~300 MB, a tenth of the run's peak).
-    pad_id, tokenizer_files = tokenizer.pad_token_id, run / "data" / "tokenizer"
-    if main_proc:
-        with atomic_path(tokenizer_files, is_dir=True) as tmp:
-            tokenizer.save_pretrained(tmp)
-    del tokenizer
-    ready_for_training(cfg, model)
-    trainable, total = methods.count_parameters(model)
-    _say(f"[tunewise] method {info.name}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / max(total, 1):.3f}%)")
 
-    # 4. trainer
-    plan = steps_plan(cfg, len(train_ds), dist.world_size())
-    t = cfg.train
-    has_val = len(val_ds) > 0
-    check = check if has_val else None
-    args = training_arguments(cfg, run, plan, has_val, guarded=check is not None)
-    callbacks = []
-    if has_val and t.early_stopping:
-        callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
-    collator = PackCollator() if t.packing else PadCollator(pad_id)
-    trainer = TunewiseTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_val else None,
-                              data_collator=collator, callbacks=callbacks, fast_loss=t.fast_loss, loss_chunk_size=t.loss_chunk_size,
-                              l1=t.l1, l2=t.l2, generation_check=check)
-    metrics_cb = MetricsJsonl(run / "metrics.jsonl", weakref.ref(trainer))
-    trainer.add_callback(metrics_cb)
+def _write_token_stats(cfg: Config, run: Path, enc_stats: dict, lengths: list[int]) -> None:
+    from tunewise.data.report import length_histogram, write_length_histogram
+
+    stats = {**read_json(run / "data" / "stats.json"), "tokens": enc_stats, "length_histogram": length_histogram(lengths)}
+    write_json(run / "data" / "stats.json", stats)
+    _print_data_summary(stats)
+    if lengths:
+        write_length_histogram(lengths, run / "data" / "lengths.png", cfg.data.max_length)
+
+
+def trainer_for_run(cfg: Config, r: Ready):
+    """The model with its method applied and the trainer around it (train/assemble.py), with the run's
+    metrics log and progress line. The tokenizer is saved for the result and dropped from memory."""
     from transformers.trainer_callback import ProgressCallback
 
-    from tunewise.train.callbacks import ConciseProgress
+    from tunewise import methods
+    from tunewise.train.callbacks import ConciseProgress, MetricsJsonl
 
+    model = load_for_training(cfg, r.resolved, tokenizer=r.tokenizer, template=r.template)
+    check = generation_check(cfg, r.tokenizer, r.template, r.prepared) if r.main_proc or r.world > 1 else None
+    # Training never uses the tokenizer again: keep a saved copy for the result, free its memory now
+    # (Gemma 3's holds ~300 MB, a tenth of the run's peak).
+    pad_id = r.tokenizer.pad_token_id
+    if r.main_proc:
+        with atomic_path(r.run / "data" / "tokenizer", is_dir=True) as tmp:
+            r.tokenizer.save_pretrained(tmp)
+    r.tokenizer = None
+    ready_for_training(cfg, model)
+    trainable, total = methods.count_parameters(model)
+    _say(f"[tunewise] method {r.method.name}: {trainable:,} trainable of {total:,} parameters "
+         f"({100 * trainable / max(total, 1):.3f}%)")
+    trainer, plan = build_trainer(cfg, model, r.train_ds, r.val_ds, out=r.run, pad_id=pad_id, world=r.world, check=check)
+    metrics_cb = MetricsJsonl(r.run / "metrics.jsonl", weakref.ref(trainer))
+    trainer.add_callback(metrics_cb)
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(ConciseProgress())
+    return trainer, plan, metrics_cb
 
-    # 5. train (from the newest complete checkpoint on --resume)
-    ckpt = newest_checkpoint(run) if resume else None
-    if main_proc:
-        metrics_for_resume(run, ckpt, resume)  # afresh, or cut back to the checkpoint resumed
-    if check is not None:
-        _check_before_training(check, model, run, ckpt is not None, metrics_cb if main_proc else None)
+
+def fit_run(cfg: Config, r: Ready, trainer, plan: dict, metrics_cb):
+    """The generation check on the untouched model, then training (from the newest complete checkpoint on
+    --resume)."""
+    t = cfg.train
+    ckpt = newest_checkpoint(r.run) if r.resume else None
+    if r.main_proc:
+        metrics_for_resume(r.run, ckpt, r.resume)  # afresh, or cut back to the checkpoint resumed
+    if trainer.generation_check is not None:
+        _check_before_training(trainer.generation_check, trainer.model, r.run, ckpt is not None,
+                               metrics_cb if r.main_proc else None)
     epochs = "" if t.max_steps else (f", {plan['epochs']:g} passes" + (f" (auto: at least {t.min_steps} steps)"
                                                                        if plan["auto_epochs"] else ""))
-    _say(f"[tunewise] training {plan['total']} steps ({len(train_ds)} examples, effective batch {plan['per_step']}{epochs})")
-    with flush_denormals(t.flush_denormal):
-        result = train_or_finish(trainer, ckpt, plan["total"])
+    _say(f"[tunewise] training {plan['total']} steps ({len(r.train_ds)} examples, effective batch "
+         f"{plan['per_step']}{epochs})")
+    return fit(cfg, trainer, plan["total"], ckpt)
 
-    # 6. save (atomically: a failed run never leaves a half-written adapter)
+
+def save_run(cfg: Config, r: Ready, trainer, result, metrics_cb) -> Path:
+    """The result (atomically: a failed run never leaves a half-written adapter), train_summary.json, the
+    stamp and the learning-curve verdict; a diverged run ends in its error."""
+    from tunewise import methods
+    from tunewise.stamp import stamp
+
+    check = trainer.generation_check
+    trainable, total = methods.count_parameters(trainer.model)
     summary = {"global_step": trainer.state.global_step, "train_loss": result.training_loss,
                "train_runtime_s": result.metrics.get("train_runtime"),
                "best_checkpoint": trainer.state.best_model_checkpoint, **_best_losses(trainer, check is not None),
                "diverged_at_step": trainer.nan_step, "trainable_parameters": trainable, "total_parameters": total,
-               "method": info.name, "base_model": str(resolved.path), "model_alias": resolved.alias,
+               "method": r.method.name, "base_model": str(r.resolved.path), "model_alias": r.resolved.alias,
                "vocab_size": _vocab_size(trainer.model)}
-    if has_val and trainer.nan_step is None:
+    if len(r.val_ds) > 0 and trainer.nan_step is None:
         logged = logged_best_eval(trainer, check)
         if logged is None:
             summary["final_val_loss"] = trainer.evaluate()["eval_loss"]
         else:  # the saved weights are the best checkpoint's, measured when it was saved: not measured again
             summary["final_val_loss"] = logged["eval_loss"]
-            if main_proc:
+            if r.main_proc:
                 metrics_cb.write_final(logged, trainer.state)
-    if not main_proc:
-        return run
+    if not r.main_proc:
+        return r.run
+    run = r.run
     if trainer.nan_step is None:
-        out = run / ("adapter" if info.peft else "model")
+        out = run / ("adapter" if r.method.peft else "model")
         with atomic_path(out, is_dir=True) as tmp:
-            methods.save_result(info, trainer.model, tmp)
-            shutil.copytree(tokenizer_files, tmp, dirs_exist_ok=True)
+            methods.save_result(r.method, trainer.model, tmp)
+            shutil.copytree(run / "data" / "tokenizer", tmp, dirs_exist_ok=True)
         summary["result"] = str(out)
     else:
         good = drop_poisoned_checkpoints(run, trainer.nan_step)
@@ -276,53 +252,6 @@ def _vocab_size(model) -> int | None:
     return int(head.weight.shape[0]) if head is not None and hasattr(head, "weight") else None
 
 
-def ready_for_training(cfg: Config, model) -> None:
-    """The last touches to a loaded model with its method applied (and the tokenizer already dropped):
-    frozen weights narrowed (train.frozen_dtype), freed memory handed back, gradient checkpointing."""
-    from tunewise.methods.tokenrows import speed_up
-    from tunewise.train.trainer import release_memory
-
-    speed_up(model)  # trainable token rows (method.train_stop_tokens) without copying the vocabulary matrix
-    if cfg.train.frozen_dtype != "float32":
-        from tunewise.train.narrow import narrow_frozen
-
-        saved = narrow_frozen(model, cfg.train.frozen_dtype)
-        _say(f"[tunewise] frozen weights kept in {cfg.train.frozen_dtype}: {saved / 2**20:,.0f} MiB less memory")
-    release_memory()
-    if cfg.train.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if hasattr(model, "enable_input_require_grads"):
-            model.enable_input_require_grads()
-
-
-_DROPOUT_ATTRS = {
-    "attention_dropout": ("attention_dropout", "attn_pdrop", "attention_probs_dropout_prob"),
-    "hidden_dropout": ("hidden_dropout", "resid_pdrop", "hidden_dropout_prob", "embd_pdrop", "dropout"),
-}
-
-
-def dropout_overrides(mcfg, model_path) -> dict:
-    """Config kwargs that set the model's own dropout, where its architecture has such a field."""
-    from transformers import AutoConfig
-
-    wanted = {k: getattr(mcfg, k) for k in _DROPOUT_ATTRS if getattr(mcfg, k) is not None}
-    if not wanted:
-        return {}
-    from tunewise.models.load import remote_code_refused
-
-    with remote_code_refused(model_path):
-        conf = AutoConfig.from_pretrained(model_path, trust_remote_code=mcfg.trust_remote_code)
-    out = {}
-    for key, value in wanted.items():
-        present = [a for a in _DROPOUT_ATTRS[key] if hasattr(conf, a)]
-        if not present:
-            _say(f"[tunewise] warning: model.{key}={value} ignored: {conf.model_type} has no such dropout "
-                 f"(use method.lora_dropout or train.weight_decay to regularise)")
-        for a in present:
-            out[a] = value
-    return out
-
-
 def dist_init() -> None:
     """Initialise torch.distributed early (Trainer would too) so ranks can wait for rank 0's setup."""
     from tunewise.train import distributed as dist
@@ -333,14 +262,6 @@ def dist_init() -> None:
 
         if not td.is_initialized():
             td.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-
-
-def _scheduler_kwargs(t) -> dict:
-    if t.lr_scheduler == "cosine_with_restarts":
-        return {"num_cycles": t.scheduler_cycles}
-    if t.lr_scheduler == "polynomial":
-        return {"power": 1.0, "lr_end": 1e-7}
-    return {}
 
 
 def _print_data_summary(stats: dict) -> None:

@@ -1,0 +1,167 @@
+"""One trainer assembly: the model loaded for training, the Trainer built, the fit run.
+
+`tunewise train` (train/workflow.py), advise's measured memory (advise/measure.py) and the tests call these, so
+a setting that changes how training runs (dropout, L1/L2, packing, denormal flushing, ...) changes it in all
+of them at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tunewise.config.plan import checkpoint_interval, steps_plan
+from tunewise.config.schema import Config
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def load_for_training(cfg: Config, resolved, *, tokenizer=None, template=None):
+    """The base model loaded as the method wants it (quantised, dropout set), with the method applied
+    (a previous run's adapter continued or folded in), ready for the Trainer."""
+    from tunewise import methods
+    from tunewise.models.load import load_model
+
+    info = methods.get(cfg.method.name)
+    extra = methods.base_load_kwargs(info, cfg)
+    extra.update(dropout_overrides(cfg.model, resolved.path))
+    model = load_model(resolved.path, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code,
+                       attn=cfg.model.attn_implementation, **extra)
+    return methods.apply_method(cfg, model, previous_run=resolved.previous_run, tokenizer=tokenizer, template=template)
+
+
+def build_trainer(cfg: Config, model, train_ds, val_ds=None, *, out: Path, pad_id: int | None, world: int = 1,
+                  check=None, report: bool = True):
+    """The TunewiseTrainer of this config: arguments, collator, early stopping, L1/L2, generation check.
+    Returns (trainer, the step plan). out: where checkpoints go (out/checkpoints)."""
+    from transformers import EarlyStoppingCallback
+
+    from tunewise.train.collate import PackCollator, PadCollator
+    from tunewise.train.trainer import TunewiseTrainer
+
+    t = cfg.train
+    plan = steps_plan(cfg, len(train_ds), world)
+    has_val = val_ds is not None and len(val_ds) > 0
+    check = check if has_val else None
+    args = training_arguments(cfg, out, plan, has_val, guarded=check is not None)
+    if not report:
+        args.report_to = []
+    callbacks = []
+    if has_val and t.early_stopping:
+        callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
+    collator = PackCollator() if t.packing else PadCollator(pad_id)
+    trainer = TunewiseTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_val else None,
+                              data_collator=collator, callbacks=callbacks, fast_loss=t.fast_loss,
+                              loss_chunk_size=t.loss_chunk_size, l1=t.l1, l2=t.l2, generation_check=check)
+    return trainer, plan
+
+
+def fit(cfg: Config, trainer, total_steps: int, checkpoint=None):
+    """Train (from `checkpoint` when resuming) with denormals flushed as train.flush_denormal says."""
+    from tunewise.train.checkpoints import train_or_finish
+    from tunewise.train.trainer import flush_denormals
+
+    with flush_denormals(cfg.train.flush_denormal):
+        return train_or_finish(trainer, checkpoint, total_steps)
+
+
+def precision_flags(precision: str) -> dict:
+    import torch
+
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool, guarded: bool = False):
+    """transformers TrainingArguments for this config (every knob the guides describe maps here)."""
+    import torch
+    from transformers import TrainingArguments
+
+    from tunewise.train import distributed as dist
+    from tunewise.train import optim
+
+    t = cfg.train
+    return TrainingArguments(
+        output_dir=str(run / "checkpoints"),
+        learning_rate=t.learning_rate, num_train_epochs=plan["epochs"], max_steps=t.max_steps or -1,
+        per_device_train_batch_size=t.per_device_batch_size, per_device_eval_batch_size=t.per_device_batch_size,
+        gradient_accumulation_steps=plan["accum"], lr_scheduler_type=t.lr_scheduler,
+        lr_scheduler_kwargs=_scheduler_kwargs(t), warmup_steps=t.warmup_steps if t.warmup_steps > 0 else t.warmup_ratio,
+        weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=t.seed, data_seed=t.seed,
+        logging_steps=t.logging_steps, logging_first_step=True, logging_nan_inf_filter=False,
+        eval_strategy="steps" if has_val else "no", eval_steps=plan["eval_steps"],
+        save_strategy="steps", save_steps=_save_steps(t.save_steps, plan, has_val), save_total_limit=t.save_total_limit,
+        load_best_model_at_end=has_val, metric_for_best_model="eval_guarded_loss" if guarded else "eval_loss",
+        greater_is_better=False,
+        report_to=["tensorboard"], prediction_loss_only=True, remove_unused_columns=False,
+        train_sampling_strategy="group_by_length" if t.group_by_length and not t.packing else "random", dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(), disable_tqdm=False, save_only_model=False,
+        restore_callback_states_from_checkpoint=True,  # early stopping's patience count survives a resume
+        neftune_noise_alpha=t.neftune_alpha, **precision_flags(t.precision), **(dist.trainer_kwargs(cfg.distributed) if dist.world_size() > 1 else {}),
+        **optim.training_kwargs(t),
+    )
+
+
+def _save_steps(save_steps: int | None, plan: dict, has_val: bool) -> int:
+    steps, note = checkpoint_interval(save_steps, plan["eval_steps"], has_val)
+    if note:
+        _say(f"[tunewise] warning: {note}")
+    return steps
+
+
+def ready_for_training(cfg: Config, model) -> None:
+    """The last touches to a loaded model with its method applied (and the tokenizer already dropped):
+    frozen weights narrowed (train.frozen_dtype), freed memory handed back, gradient checkpointing."""
+    from tunewise.methods.tokenrows import speed_up
+    from tunewise.train.trainer import release_memory
+
+    speed_up(model)  # trainable token rows (method.train_stop_tokens) without copying the vocabulary matrix
+    if cfg.train.frozen_dtype != "float32":
+        from tunewise.train.narrow import narrow_frozen
+
+        saved = narrow_frozen(model, cfg.train.frozen_dtype)
+        _say(f"[tunewise] frozen weights kept in {cfg.train.frozen_dtype}: {saved / 2**20:,.0f} MiB less memory")
+    release_memory()
+    if cfg.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
+
+
+_DROPOUT_ATTRS = {
+    "attention_dropout": ("attention_dropout", "attn_pdrop", "attention_probs_dropout_prob"),
+    "hidden_dropout": ("hidden_dropout", "resid_pdrop", "hidden_dropout_prob", "embd_pdrop", "dropout"),
+}
+
+
+def dropout_overrides(mcfg, model_path) -> dict:
+    """Config kwargs that set the model's own dropout, where its architecture has such a field."""
+    from transformers import AutoConfig
+
+    wanted = {k: getattr(mcfg, k) for k in _DROPOUT_ATTRS if getattr(mcfg, k) is not None}
+    if not wanted:
+        return {}
+    from tunewise.models.load import remote_code_refused
+
+    with remote_code_refused(model_path):
+        conf = AutoConfig.from_pretrained(model_path, trust_remote_code=mcfg.trust_remote_code)
+    out = {}
+    for key, value in wanted.items():
+        present = [a for a in _DROPOUT_ATTRS[key] if hasattr(conf, a)]
+        if not present:
+            _say(f"[tunewise] warning: model.{key}={value} ignored: {conf.model_type} has no such dropout "
+                 f"(use method.lora_dropout or train.weight_decay to regularise)")
+        for a in present:
+            out[a] = value
+    return out
+
+
+def _scheduler_kwargs(t) -> dict:
+    if t.lr_scheduler == "cosine_with_restarts":
+        return {"num_cycles": t.scheduler_cycles}
+    if t.lr_scheduler == "polynomial":
+        return {"power": 1.0, "lr_end": 1e-7}
+    return {}
