@@ -43,6 +43,16 @@ def tw_home(tmp_path_factory) -> Path:
     return home
 
 
+@pytest.fixture(scope="module")
+def module_home(tw_home):
+    """TUNEWISE_HOME for a module-scoped fixture (which runs before the per-test environment is set),
+    restored when the module ends, so nothing leaks into the next module."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TUNEWISE_HOME", str(tw_home))
+    yield tw_home
+    mp.undo()
+
+
 REAL_HOME = Path.home() / ".cache" / "tunewise"
 
 
@@ -143,3 +153,41 @@ def run_cli(*args: str, timeout: int = 1800) -> tuple[int, str, str]:
 
 
 __all__ = ["write_config", "tiny_config", "read_metrics", "run_cli", "shutil"]
+
+
+class ListSink:
+    """A cleaning sink holding everything in lists (production streams into a spill file: data/spill.py)."""
+
+    def __init__(self):
+        self.kept: list[dict] = []
+        self.dropped: list[dict] = []
+
+    def keep(self, rec, band_keys):
+        self.kept.append(rec)
+        return len(self.kept) - 1
+
+    def drop(self, entry):
+        self.dropped.append(entry)
+        return len(self.dropped) - 1
+
+    def kept_where(self, i):
+        from tunewise.data.clean import where_of
+
+        return where_of(self.kept[i])
+
+    def dropped_where(self, i):
+        from tunewise.data.clean import where_of
+
+        return where_of(self.dropped[i])
+
+
+def clean_records(records, cfg):
+    """Clean records held in memory with the Cleaner `prepare` streams through: (kept, dropped, steps)."""
+    from types import SimpleNamespace
+
+    from tunewise.data.clean import Cleaner
+
+    sink = ListSink()
+    cleaner = Cleaner(cfg, sink)
+    cleaner.run((r, None) for r in records)
+    return SimpleNamespace(kept=sink.kept, dropped=sink.dropped, steps=cleaner.steps)

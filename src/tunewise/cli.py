@@ -9,6 +9,11 @@ import sys
 from tunewise.errors import TunewiseError
 
 
+# The later stages' command fronts: each module's register(subparsers) adds its verbs.
+STAGE_FRONTS = ["tunewise.curves.cli", "tunewise.evaluate.cli", "tunewise.export.cli", "tunewise.advise.cli",
+                "tunewise.models.cli", "tunewise.ui.cli"]
+
+
 def _common_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML config file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -143,9 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--no-export", action="store_true", help="skip the GGUF/Ollama export and its verification")
     dm.set_defaults(func=cmd_demo)
 
-    from tunewise import cli_extra
+    import importlib
 
-    cli_extra.register(sub)
+    for front in STAGE_FRONTS:  # a stage that fails to import is an error, never a silently missing verb
+        importlib.import_module(front).register(sub)
     return p
 
 

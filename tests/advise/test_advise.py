@@ -8,6 +8,7 @@ from tunewise.advise.advise import percentile, recommend, target_batch
 from tunewise.advise.hardware import cpu_only, detect_hardware, with_gpus
 from tunewise.advise.modelfacts import synthetic_facts
 from tunewise.config.schema import Config
+from tunewise.errors import ConfigError
 
 LLAMA_7B = synthetic_facts(layers=32, hidden=4096, intermediate=11008, heads=32, vocab=32000, tied=False)
 
@@ -46,13 +47,11 @@ def test_bigger_gpu_allows_bigger_batch_and_nproc_divides_the_work():
     rec = four["recommendations"]
     assert rec["train.per_device_batch_size"] * rec["train.gradient_accumulation_steps"] * 4 == 16
     assert "x 4 processes" in four["reasons"]["train.gradient_accumulation_steps"]["en"]
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigError, match="--nproc 4 but this machine has 2 GPU"):
         recommend(_cfg(), LLAMA_7B, with_gpus(80, 2), lengths=lengths, supervised=sup, nproc=4)
 
 
 def test_nothing_fits_is_a_user_error():
-    from tunewise.errors import ConfigError
-
     with pytest.raises(ConfigError) as e:
         recommend(_cfg(), LLAMA_7B, cpu_only(4), lengths=[512] * 100, supervised=[100] * 100)
     assert "no tuning method fits" in e.value.what

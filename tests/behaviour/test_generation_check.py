@@ -9,12 +9,10 @@ from tunewise.cli import main
 
 
 @pytest.fixture(scope="module")
-def checked_run(tmp_path_factory, tw_home):
-    import os
+def checked_run(tmp_path_factory, module_home):
 
     from tunewise.samples.demo import write_demo_dataset
 
-    os.environ["TUNEWISE_HOME"] = str(tw_home)
     root = tmp_path_factory.mktemp("gencheck")
     data = write_demo_dataset(root / "demo.jsonl")
     cfg = tiny_config(root, data, train={"max_steps": 12, "eval_steps": 4, "generation_check_samples": 4,

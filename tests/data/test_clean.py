@@ -1,6 +1,7 @@
 """Cleaning pipeline: every step changes or drops what it should, and says why."""
 
-from tunewise.data.clean import CleanConfig, clean_records, drop_leakage
+from conftest import clean_records
+from tunewise.data.clean import CleanConfig
 
 
 def conv(q, a, where="f.jsonl:1"):
@@ -85,14 +86,6 @@ def test_exact_and_near_duplicates_chinese():
     by = {d["where"]: d for d in res.dropped}
     assert by["f:2"]["step"] == "dedup_exact" and "f:1" in by["f:2"]["reason"]
     assert by["f:3"]["step"] == "dedup_near" and "f:1" in by["f:3"]["reason"]
-
-
-def test_leakage_check():
-    train = [conv("What is the capital of France?", "The capital of France is Paris, a large city.", "t:1")]
-    val = [conv("What is the capital of France?", "The capital of France is Paris, a large city!", "v:1"),
-           conv("Name a prime number.", "Seven is a prime number.", "v:2")]
-    kept, dropped = drop_leakage(train, val, CleanConfig())
-    assert [r["where"] for r in kept] == ["v:2"] and "t:1" in dropped[0]["reason"]
 
 
 def test_unknown_clean_key_is_a_config_error(tmp_path):

@@ -6,7 +6,8 @@ import re
 
 from conftest import write_config
 from tunewise.config import load_config
-from tunewise.data.clean import CleanConfig, clean_records
+from conftest import clean_records
+from tunewise.data.clean import CleanConfig
 from tunewise.data.general import builtin_path, general_records
 
 

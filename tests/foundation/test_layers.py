@@ -16,12 +16,12 @@ SRC = Path(tunewise.__file__).resolve().parent
 
 # The layer order, bottom first, written once. A unit is a top-level module or a subpackage of tunewise.
 LAYERS = [
-    ["errors", "fileio", "stamp", "textmetrics", "faults", "extras", "cpu", "samples", "_callable", "__version__"],
+    ["errors", "fileio", "stamp", "textmetrics", "faults", "extras", "cpu", "console", "samples", "_callable", "__version__"],
     ["config", "templates", "models", "runs"],
     ["data", "methods", "curves"],  # curves: the learning-curve verdict, read from metrics.jsonl alone
     ["train"],
     ["advise", "evaluate", "infer", "export"],
-    ["api", "cli", "cli_extra", "demo", "ui", "__main__", "__init__"],
+    ["api", "cli", "demo", "ui", "__main__", "__init__"],
 ]
 LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}
 TOP = len(LAYERS) - 1

@@ -79,9 +79,10 @@ def test_sandbox_blocks_python_access(toks):
     from tunewise.errors import DataError
 
     evil = ChatTemplate(name="evil", chat_template="{{ messages.__class__.__mro__ }}")
-    with pytest.raises(Exception):
-        out = evil.render(CONV)
-        assert "object" not in out
+    with pytest.raises(DataError, match="unsafe"):  # unsandboxed, this renders (<class 'list'>, <class 'object'>)
+        evil.render(CONV)
+    quiet = ChatTemplate(name="quiet", chat_template="[{{ messages.__class__ }}]")
+    assert quiet.render(CONV) == "[]"  # an unsafe attribute is undefined, never the Python object
     bad = ChatTemplate(name="bad", chat_template="{{ raise_exception('no system allowed') }}")
     with pytest.raises(DataError, match="no system allowed"):
         bad.render(CONV)

@@ -59,14 +59,12 @@ def _tree(root: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture(scope="module")
-def board(tmp_path_factory, tw_home, tiny_model_dirs):
+def board(tmp_path_factory, module_home, tiny_model_dirs):
     """A board on a free port over <tmp>/runs; <tmp>/outside/victim is a run directory it must never touch."""
-    import os
 
     from tunewise.ui import jobs
     from tunewise.ui.app import serve
 
-    os.environ["TUNEWISE_HOME"] = str(tw_home)
     tmp = tmp_path_factory.mktemp("board")
     root = tmp / "runs"
     victim = tmp / "outside" / "victim"

@@ -7,7 +7,7 @@ exact duplicates, near duplicates (MinHash over character shingles, so Chinese w
 the splits — validation items that near-duplicate training items (leakage).
 
 The steps stream: `Cleaner` takes records a chunk at a time and hands each kept or dropped one to a sink
-(the spill file of `tunewise.data.prepare`, or lists for `clean_records`), so memory does not grow with
+(the spill file of `tunewise.data.prepare`), so memory does not grow with
 the data beyond the compact duplicate indexes of `tunewise.data.dedup`.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol
@@ -27,13 +26,6 @@ from tunewise.config.schema import CleanConfig
 from tunewise.data.dedup import ABSENT, BandHasher, BandIndex, digests
 
 _RES = Path(__file__).parent / "resources"
-
-
-@dataclass
-class CleanResult:
-    kept: list[dict]
-    dropped: list[dict] = field(default_factory=list)
-    steps: list[dict] = field(default_factory=list)
 
 
 # Only real HTML element names: `List<String>` or `a <b> c` in code answers are not markup.
@@ -129,31 +121,6 @@ class Sink(Protocol):
     def drop(self, entry: dict) -> int: ...
     def kept_where(self, i: int) -> str: ...
     def dropped_where(self, i: int) -> str: ...
-
-
-class ListSink:
-    """A sink holding everything in lists: for small in-memory uses and tests."""
-
-    def __init__(self):
-        self.kept: list[dict] = []
-        self.dropped: list[dict] = []
-        self.keys: list[np.ndarray] = []
-
-    def keep(self, rec, band_keys):
-        self.kept.append(rec)
-        if band_keys is not None:
-            self.keys.append(band_keys)
-        return len(self.kept) - 1
-
-    def drop(self, entry):
-        self.dropped.append(entry)
-        return len(self.dropped) - 1
-
-    def kept_where(self, i):
-        return where_of(self.kept[i])
-
-    def dropped_where(self, i):
-        return where_of(self.dropped[i])
 
 
 def where_of(rec: dict) -> str:
@@ -304,14 +271,6 @@ class Cleaner:
             self._near.add(band_keys, np.array(kept_ids, dtype=np.uint32))
 
 
-def clean_records(records: Iterable[dict], cfg: CleanConfig) -> CleanResult:
-    """Clean records held in memory (the same Cleaner `prepare` streams through)."""
-    sink = ListSink()
-    cleaner = Cleaner(cfg, sink)
-    cleaner.run((r, None) for r in records)
-    return CleanResult(sink.kept, sink.dropped, cleaner.steps)
-
-
 def leak_entry(rec: dict, train_where: str) -> dict:
     return {"step": "leakage", "reason": f"validation item near-duplicates training item {train_where}",
             "where": rec.get("where"), "record": rec}
@@ -331,19 +290,3 @@ def find_leakage(bands: int, train: Iterable[tuple[np.ndarray, np.ndarray]],
         hit = index.first_hit(keys)
         for v, t in zip(ids[hit != ABSENT].tolist(), hit[hit != ABSENT].tolist()):
             yield v, t
-
-
-def drop_leakage(train: list[dict], val: list[dict], cfg: CleanConfig) -> tuple[list[dict], list[dict]]:
-    """Validation items that near-duplicate a training item would make validation loss look too good."""
-    if not cfg.leakage_check or not train or not val:
-        return val, []
-    hasher = BandHasher(cfg.near_threshold, cfg.num_perm, cfg.shingle_size)
-
-    def chunks(recs):
-        for start in range(0, len(recs), CHUNK):
-            part = recs[start:start + CHUNK]
-            yield hasher.band_keys([record_text(r) for r in part]), np.arange(start, start + len(part))
-
-    leaked = dict(find_leakage(hasher.bands, chunks(train), chunks(val)))
-    dropped = [leak_entry(val[v], where_of(train[t])) for v, t in leaked.items()]
-    return [r for i, r in enumerate(val) if i not in leaked], dropped

@@ -241,7 +241,8 @@ def _sample(pool: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate([np.tile(pool, n // len(pool)), rng.choice(pool, n % len(pool), replace=False)])
 
 
-def _is_mixed_in(rec: dict) -> bool:
+def is_mixed_in(rec: dict) -> bool:
+    """A record the run mixed in (replay of a previous run's data, general instructions), not the user's."""
     return str(rec.get("source", "")).startswith(("replay:", "general:"))
 
 
@@ -255,7 +256,7 @@ def _replay(cfg: Config, n_new: int, rng: np.random.Generator, spill: Spill) -> 
     old_path = prev / "data" / "train.jsonl"
     if not old_path.exists():
         return _NO_INDEX
-    lines = np.array(array("q", (n for n, r in read_jsonl(old_path) if not _is_mixed_in(r))), dtype=np.int64)
+    lines = np.array(array("q", (n for n, r in read_jsonl(old_path) if not is_mixed_in(r))), dtype=np.int64)
     picks = _sample(np.arange(len(lines)), int(round(n_new * cfg.data.replay_ratio)), rng)
     wanted = np.unique(picks)
     at = np.empty(len(wanted), dtype=np.int64)  # spill index of each wanted old record

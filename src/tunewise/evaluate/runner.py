@@ -7,18 +7,13 @@ measured the way a user will meet it.
 
 from __future__ import annotations
 
-import math
-import sys
 from pathlib import Path
 
 import torch
 
+from tunewise.console import say as _say
 from tunewise.fileio import read_jsonl, write_json, write_jsonl, write_text
 from tunewise.runs import read_run_config, require_run
-
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def load_eval_sets(run: Path, extra: list[str] | None, max_samples: int | None) -> dict[str, list[dict]]:
@@ -86,8 +81,8 @@ def run_key_terms(run: Path) -> list[str]:
 
 def evaluate_model(lm, sets: dict[str, list[dict]], cfg, general_text: list[dict], general_qa: list[dict],
                    max_new_tokens: int | None = None, key_terms: list[str] | None = None) -> dict:
-    from tunewise.textmetrics import key_term_hits, perplexity, score_generations
     from tunewise.infer.generate import generate
+    from tunewise.textmetrics import key_term_hits, perplexity, score_generations
 
     out: dict = {"sets": {}, "predictions": {}}
     all_sets = dict(sets)
@@ -136,7 +131,11 @@ def report_table(before: dict, after: dict) -> tuple[list[str], list[list[str]]]
 
 def run_eval(run: str | Path, *, data: list[str] | None = None, max_samples: int | None = None,
              forgetting: bool = True, checkpoint: str | None = None, max_new_tokens: int | None = None) -> dict:
-    from tunewise.evaluate.forgetting import forgetting_verdict, general_qa_path, general_text_path
+    from tunewise.evaluate.forgetting import (
+        forgetting_verdict,
+        general_qa_path,
+        general_text_path,
+    )
     from tunewise.infer.generate import load_run_model
 
     run = require_run(run)

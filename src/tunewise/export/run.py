@@ -6,13 +6,10 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
+from tunewise.console import say as _say
 from tunewise.export.gguf import GGUF_TYPES
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def export_run(run: str | Path, *, dtype: str = "float32", out: str | Path | None = None, gguf: str | None = None,
@@ -27,7 +24,13 @@ def export_run(run: str | Path, *, dtype: str = "float32", out: str | Path | Non
     from tunewise.export import hub
     from tunewise.export.gguf import build_gguf, special_tokens
     from tunewise.export.merge import merge_run
-    from tunewise.export.ollama import check_equivalent, modelfile_commands, ollama_template, render_modelfile, training_bos
+    from tunewise.export.ollama import (
+        check_equivalent,
+        modelfile_commands,
+        ollama_template,
+        render_modelfile,
+        training_bos,
+    )
     from tunewise.faults import crash_point
     from tunewise.fileio import clean_temps, write_text
     from tunewise.runs import read_run_config, read_template, require_run

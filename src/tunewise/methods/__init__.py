@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from tunewise.console import say
 from tunewise.errors import ConfigError, RunError, TunewiseError
 
 
@@ -92,7 +92,7 @@ def count_parameters(model) -> tuple[int, int]:
 
 
 def _say(msg: str) -> None:
-    print(f"[tunewise] {msg}", file=sys.stderr, flush=True)
+    say(f"[tunewise] {msg}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,9 +254,7 @@ def load_trained(run: str | Path, *, checkpoint: str | Path | None = None, dtype
     as_trained: load the base exactly as in training (e.g. 4-bit for qlora) instead of full precision.
     """
     from tunewise.models.load import load_model, resolve_model
-    from tunewise.runs import read_run_config
-
-    from tunewise.runs import last_good_checkpoint
+    from tunewise.runs import last_good_checkpoint, read_run_config
 
     run = Path(run)
     cfg = read_run_config(run)

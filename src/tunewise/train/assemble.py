@@ -7,15 +7,11 @@ of them at once.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from tunewise.config.plan import checkpoint_interval, steps_plan
 from tunewise.config.schema import Config
-
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+from tunewise.console import say as _say
 
 
 def load_for_training(cfg: Config, resolved, *, tokenizer=None, template=None):

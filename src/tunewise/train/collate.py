@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-IGNORE = -100
+from tunewise.templates.encode import IGNORE
 
 
 class PadCollator:

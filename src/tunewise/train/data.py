@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch.utils.data import Dataset
 
+from tunewise.data.prepare import is_mixed_in
 from tunewise.errors import DataError
 from tunewise.templates.encode import Encoded, encode_pretrain, encode_records
 
@@ -20,15 +21,11 @@ class TokenDataset(Dataset):
         return {"input_ids": e.input_ids, "labels": e.labels}
 
 
-def _is_mixed_in(rec: dict) -> bool:
-    return str(rec.get("source", "")).startswith(("replay:", "general:"))
-
-
 def _encode(cfg, tokenizer, template, records):
     if cfg.train.stage == "pretrain":
         texts = [r if "text" in r else {"text": "\n".join(m["content"] for m in r["messages"])} for r in records]
         return encode_pretrain(tokenizer, texts, block_size=cfg.data.max_length)
-    bad = next((r for r in records if "messages" not in r and not _is_mixed_in(r)), None)
+    bad = next((r for r in records if "messages" not in r and not is_mixed_in(r)), None)
     if bad is not None:
         raise DataError("plain-text records cannot be used for supervised fine-tuning", where=bad.get("where"),
                         fix="set train.stage: pretrain for raw text, or give conversations (alpaca/sharegpt/messages)")

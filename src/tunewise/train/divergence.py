@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
+from tunewise.console import say as _say
 from tunewise.errors import RunError
 from tunewise.runs import newest_checkpoint, scan_checkpoints
-
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def drop_poisoned_checkpoints(run: Path, nan_step: int) -> Path | None:

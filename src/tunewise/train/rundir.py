@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 from tunewise.config import dump_config
 from tunewise.config.schema import Config
+from tunewise.console import say as _say
 from tunewise.errors import RunError
 from tunewise.fileio import atomic_path, clean_temps, is_temp, write_text
-from tunewise.runs import clean_checkpoints, run_dir_for, scan_checkpoints, trained_parts
+from tunewise.runs import (
+    clean_checkpoints,
+    run_dir_for,
+    scan_checkpoints,
+    trained_parts,
+)
 
 # Keys a resumed run may change: the schedule's length, how often it logs/evaluates/saves, whether it stops
 # early (its patience and threshold come back with the checkpoint), and settings that change speed or memory
@@ -38,9 +43,6 @@ RUN_ENTRIES = {"config.yaml", "template.json", "data", "metrics.jsonl", "checkpo
                "train_summary.json", "stamp.json", "curves.png", "report.html", "diagnosis.json", "eval", "export",
                "tensorboard"}
 
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _entries(run: Path) -> list[Path]:

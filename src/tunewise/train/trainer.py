@@ -17,10 +17,9 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from transformers import Trainer
 
-from tunewise.train.narrow import NarrowLinear, widen_logits, widen_mm_t
 from tunewise.methods.tokenrows import head_rows
-
-IGNORE = -100
+from tunewise.templates.encode import IGNORE
+from tunewise.train.narrow import NarrowLinear, widen_logits, widen_mm_t
 
 
 def _causal_lm(model):

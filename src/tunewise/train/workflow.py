@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from tunewise.config.schema import Config
+from tunewise.console import say as _say
 from tunewise.cpu import use_threads
 from tunewise.fileio import atomic_path, read_json, read_jsonl, write_json
 from tunewise.models.load import model_type_of, tokenizer_and_template
 from tunewise.runs import newest_checkpoint, run_dir_for
-from tunewise.train.assemble import build_trainer, fit, load_for_training, ready_for_training
-from tunewise.train.divergence import divergence_cause, diverged_error, drop_poisoned_checkpoints
+from tunewise.train.assemble import (
+    build_trainer,
+    fit,
+    load_for_training,
+    ready_for_training,
+)
+from tunewise.train.divergence import (
+    diverged_error,
+    divergence_cause,
+    drop_poisoned_checkpoints,
+)
 from tunewise.train.rundir import metrics_for_resume, prepare_for_run, start_run_dir
-
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass
