@@ -9,14 +9,14 @@ import pytest
 
 from tunewise.advise.effect import ALWAYS, RULES, WARNED_BY, ignored, set_keys
 from tunewise.advise.explain import schema_keys
-from tunewise.config.load import _set_dotted
+from tunewise.config.load import set_dotted
 from tunewise.config.schema import Config
 
 
 def config(values: dict) -> Config:
     data: dict = {}
     for k, v in values.items():
-        _set_dotted(data, k, v, "test")
+        set_dotted(data, k, v, "test")
     return Config.model_validate(data)
 
 
@@ -110,6 +110,7 @@ def test_save_steps_reach_the_trainer_on_evaluations(tmp_path, capsys):
 
 def test_lint_reports_a_written_key_that_has_no_effect(tmp_path, demo_jsonl, tiny_model_dirs, capsys):
     from conftest import tiny_config, write_config
+
     from tunewise.cli import main
 
     # quant_bits: 4 is the default, but written next to method lora it shows a misunderstanding

@@ -2,13 +2,13 @@
 ChatML template writes at the start of every turn; Gemma's template writes `{{ bos_token }}` first."""
 
 from tunewise.export.ollama import check_equivalent, ollama_template, training_bos
-from tunewise.templates import ChatTemplate, _registry_entry
+from tunewise.templates import ChatTemplate, registry_entry
 
 SMOL_SYSTEM = "You are a helpful AI assistant."
 
 
 def _t(name, bos, eos, system=None):
-    return ChatTemplate(name=name, chat_template=_registry_entry(name)["chat_template"], bos_token=bos, eos_token=eos,
+    return ChatTemplate(name=name, chat_template=registry_entry(name)["chat_template"], bos_token=bos, eos_token=eos,
                         system=system)
 
 

@@ -85,6 +85,7 @@ def test_packing_never_attends_across_examples(setup):
 
 def test_packed_training_runs_end_to_end(tmp_path, tiny_model_dirs, demo_jsonl):
     from conftest import read_metrics, tiny_config, write_config
+
     from tunewise.cli import main
 
     cfg = tiny_config(tmp_path, demo_jsonl, train={"packing": True, "max_steps": 4, "logging_steps": 1})
@@ -121,6 +122,7 @@ def test_flush_denormals_reaches_every_thread():
 
 def test_flush_denormal_training_matches_plain(tmp_path, tiny_model_dirs, demo_jsonl):
     from conftest import read_metrics, tiny_config, write_config
+
     from tunewise.cli import main
 
     losses = {}
@@ -165,7 +167,7 @@ def test_fused_loss_only_for_a_plain_head(setup):
     """A head with an adapter of its own (LoRA on lm_head) takes the checkpointed chunk path, same loss."""
     from peft import LoraConfig, get_peft_model
 
-    from tunewise.train.trainer import _causal_lm, _fusable
+    from tunewise.train.trainer import _fusable, causal_lm
 
     model, tok, feats = setup
     assert _fusable(model.get_output_embeddings())
@@ -175,7 +177,7 @@ def test_fused_loss_only_for_a_plain_head(setup):
     import copy
 
     peft = get_peft_model(copy.deepcopy(model), LoraConfig(r=2, target_modules=["lm_head"], init_lora_weights=True))
-    assert not _fusable(_causal_lm(peft).get_output_embeddings())
+    assert not _fusable(causal_lm(peft).get_output_embeddings())
     loss = supervised_loss(peft, batch, chunk_size=4)
     assert float(loss.detach()) == pytest.approx(float(ref_sum) / n, rel=1e-5)
     loss.backward()

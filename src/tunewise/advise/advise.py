@@ -201,7 +201,7 @@ def apply_advice(config_path: str | Path, recommendations: dict, out: str | Path
     import yaml
 
     from tunewise.config import load_config
-    from tunewise.config.load import _set_dotted, read_yaml
+    from tunewise.config.load import read_yaml, set_dotted
     from tunewise.fileio import write_text
 
     src, out = Path(config_path), Path(out)
@@ -221,7 +221,7 @@ def apply_advice(config_path: str | Path, recommendations: dict, out: str | Path
             raw.setdefault("model", {})["name_or_path"] = mp
     raw.setdefault("run", {}).setdefault("name", src.stem)
     for k, v in recommendations.items():
-        _set_dotted(raw, k, v, str(out))
+        set_dotted(raw, k, v, str(out))
     text = "# written by `tunewise advise --apply`\n" + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)
     write_text(out, text)
     try:

@@ -70,7 +70,7 @@ def explain_validation(e: ValidationError, source: str) -> ConfigError:
     )
 
 
-def _set_dotted(d: dict, dotted: str, value: Any, source: str) -> None:
+def set_dotted(d: dict, dotted: str, value: Any, source: str) -> None:
     parts = dotted.split(".")
     cur = d
     for p in parts[:-1]:
@@ -129,9 +129,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, bas
         if isinstance(data["run"], dict):
             data["run"].setdefault("name", path.stem)
     for k, v in parse_overrides(overrides):
-        _set_dotted(data, k, v, f"--set {k}")
+        set_dotted(data, k, v, f"--set {k}")
     for k, v in (values or {}).items():
-        _set_dotted(data, k, v, k)
+        set_dotted(data, k, v, k)
     try:
         cfg = Config.model_validate(data)
     except ValidationError as e:

@@ -25,12 +25,12 @@ def token_stats(cfg, tokenizer, template, records: Iterable[dict], chunk_size: i
     counts can differ from one packed stream by a partial block per chunk.
     """
     from tunewise.data.clean import batched
-    from tunewise.train.data import _encode
+    from tunewise.train.data import encode_records_for
 
     totals: dict[str, int] = {}
     hist = np.zeros(cfg.data.max_length + 1, dtype=np.int64)
     for chunk in batched(records, chunk_size):
-        _, st = _encode(cfg, tokenizer, template, chunk)
+        _, st = encode_records_for(cfg, tokenizer, template, chunk)
         for k, v in st.__dict__.items():
             if k != "lengths":
                 totals[k] = totals.get(k, 0) + v

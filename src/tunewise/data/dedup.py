@@ -51,10 +51,11 @@ class BandHasher:
     """
 
     def __init__(self, threshold: float, num_perm: int, shingle_size: int):
-        from datasketch.lsh import _optimal_param
+        from datasketch import MinHashLSH
 
-        # The same bands MinHashLSH(threshold, num_perm) would use, so the same records collide.
-        self.bands, self.rows = _optimal_param(threshold, num_perm, 0.5, 0.5)
+        # The bands and rows MinHashLSH(threshold, num_perm) chooses (its public b and r), so the same records collide.
+        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self.bands, self.rows = lsh.b, lsh.r
         self.num_perm, self.shingle_size = num_perm, shingle_size
 
     def signatures(self, texts: list[str]) -> np.ndarray:

@@ -36,7 +36,7 @@ def load_eval_sets(run: Path, extra: list[str] | None, max_samples: int | None) 
 def mean_loss(lm, encoded: list, batch_size: int = 8) -> float | None:
     """Token-weighted mean loss over supervised tokens (what training minimises)."""
     from tunewise.train.collate import PadCollator
-    from tunewise.train.trainer import _causal_lm, supervised_loss
+    from tunewise.train.trainer import causal_lm, supervised_loss
 
     if not encoded:
         return None
@@ -47,7 +47,7 @@ def mean_loss(lm, encoded: list, batch_size: int = 8) -> float | None:
         n = int((batch["labels"][:, 1:] != -100).sum())
         if n == 0:
             continue
-        if _causal_lm(lm.model) is not None:
+        if causal_lm(lm.model) is not None:
             loss = supervised_loss(lm.model, batch, num_items=n)
         else:
             loss = lm.model(**batch).loss

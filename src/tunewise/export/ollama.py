@@ -29,9 +29,9 @@ PROBES: list[list[dict]] = [
 
 
 def _registry_template(name: str, like: ChatTemplate) -> ChatTemplate:
-    from tunewise.templates import _registry_entry  # the registry's data, read only
+    from tunewise.templates import registry_entry  # the registry's data, read only
 
-    entry = _registry_entry(name)
+    entry = registry_entry(name)
     return ChatTemplate(name=name, chat_template=entry["chat_template"], bos_token=like.bos_token,
                         eos_token=like.eos_token, system=like.system)
 

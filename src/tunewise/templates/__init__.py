@@ -37,7 +37,7 @@ def registry_names() -> list[str]:
 
 
 @lru_cache(maxsize=None)
-def _registry_entry(name: str) -> dict:
+def registry_entry(name: str) -> dict:
     path = _REGISTRY_DIR / f"{name}.json"
     if not path.exists():
         raise ConfigError(
@@ -83,7 +83,7 @@ class ChatTemplate:
     # ---- construction -------------------------------------------------------------------
     @classmethod
     def from_registry(cls, name: str, tokenizer) -> "ChatTemplate":
-        entry = _registry_entry(name)
+        entry = registry_entry(name)
         eos = tokenizer.eos_token or ""
         stops = [eos if s == "{eos}" else s for s in entry["stop"]]
         return cls._finish(cls(name=name, chat_template=entry["chat_template"], source="registry"), tokenizer, stops)

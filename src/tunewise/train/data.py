@@ -21,7 +21,7 @@ class TokenDataset(Dataset):
         return {"input_ids": e.input_ids, "labels": e.labels}
 
 
-def _encode(cfg, tokenizer, template, records):
+def encode_records_for(cfg, tokenizer, template, records):
     if cfg.train.stage == "pretrain":
         texts = [r if "text" in r else {"text": "\n".join(m["content"] for m in r["messages"])} for r in records]
         return encode_pretrain(tokenizer, texts, block_size=cfg.data.max_length)
@@ -46,8 +46,8 @@ def _encode(cfg, tokenizer, template, records):
 
 
 def encode_for_training(cfg, tokenizer, template, prepared, previous_run=None):
-    train_enc, train_stats = _encode(cfg, tokenizer, template, prepared.train)
-    val_enc, val_stats = _encode(cfg, tokenizer, template, prepared.val) if prepared.val else ([], None)
+    train_enc, train_stats = encode_records_for(cfg, tokenizer, template, prepared.train)
+    val_enc, val_stats = encode_records_for(cfg, tokenizer, template, prepared.val) if prepared.val else ([], None)
     if not train_enc:
         raise DataError(
             "no training example has a supervised token left",

@@ -22,7 +22,7 @@ from tunewise.templates.encode import IGNORE
 from tunewise.train.narrow import NarrowLinear, widen_logits, widen_mm_t
 
 
-def _causal_lm(model):
+def causal_lm(model):
     """The *ForCausalLM module under any peft wrapper, or None if the fast path does not apply."""
     try:
         from peft import PeftModel, PromptLearningConfig
@@ -126,7 +126,7 @@ def supervised_loss(model, inputs: dict, chunk_size: int = 128, num_items: torch
     Returns the loss summed over supervised tokens divided by `num_items` (the count over the whole
     accumulated batch, as Trainer provides) or by the local count.
     """
-    lm = _causal_lm(model)
+    lm = causal_lm(model)
     labels = inputs["labels"]
     kwargs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "position_ids")}
     hidden = lm.get_decoder()(**kwargs, use_cache=False).last_hidden_state
@@ -241,7 +241,7 @@ class TunewiseTrainer(Trainer):
         self.l1, self.l2 = l1, l2
         self.generation_check = generation_check  # train.behaviour.GenerationCheck or None
         self._gen_rates: dict | None = None
-        self.fast_loss = fast_loss and _causal_lm(self.model) is not None
+        self.fast_loss = fast_loss and causal_lm(self.model) is not None
         self.loss_chunk_size = loss_chunk_size
         self.tokens_seen = 0
         self.nan_step: int | None = None
@@ -252,7 +252,7 @@ class TunewiseTrainer(Trainer):
         if model.training:
             mask = inputs.get("attention_mask")
             self.tokens_seen += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
-        if not self.fast_loss or _causal_lm(model) is None:
+        if not self.fast_loss or causal_lm(model) is None:
             out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
             loss, outputs = out if return_outputs else (out, None)
             scaled = self.model_accepts_loss_kwargs and num_items_in_batch is not None

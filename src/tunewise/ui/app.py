@@ -241,7 +241,7 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
                 cfg = configure.build_config(handlers.form_dict(root, name, model, data, values), more)
                 p = configure.preview(cfg)
             except Exception as e:
-                return handlers._err(e), "", None
+                return handlers.error_text(e), "", None
             png = Path(root) / ".board" / f"{cfg.run.name}-lengths.png"
             from tunewise.data.report import write_length_histogram
 
@@ -314,7 +314,7 @@ def build(root: str | Path = "runs", lang: str = "en") -> gr.Blocks:
                 if res["hit_max_new_tokens"]:
                     text += f"\n\n[hit max_new_tokens={int(maxnew)} without stopping]"
             except Exception as e:
-                text = handlers._err(e)
+                text = handlers.error_text(e)
             return history + [{"role": "user", "content": message}, {"role": "assistant", "content": text}], ""
 
         chat_inputs = [msg_tb, chatbot, run_dd, which_radio, system_tb, temp_sl, topk_sl, topp_sl, rep_sl, maxnew_sl]

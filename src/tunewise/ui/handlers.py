@@ -19,7 +19,7 @@ from tunewise.ui.i18n import param_label, t
 PARAM_KEYS = [k for k, _ in configure.FORM_PARAMS]
 
 
-def _err(e: Exception) -> str:
+def error_text(e: Exception) -> str:
     text = e.render() if isinstance(e, TunewiseError) else f"{type(e).__name__}: {e}"
     return "**Error**\n```\n" + text + "\n```"
 
@@ -125,7 +125,7 @@ def check(root: str, lang: str, name: str, model: str, data_path: str, more: str
     try:
         cfg = configure.build_config(form_dict(root, name, model, data_path, values), more)
     except Exception as e:  # a person reads this: show it, do not crash the page
-        return {"ok": False, "message": _err(e)}
+        return {"ok": False, "message": error_text(e)}
     path = configure.save_config(cfg, root)
     advice = knowledge.advise(path, cfg)
     lint = knowledge.lint_items(knowledge.pick(advice, lang))
@@ -145,7 +145,7 @@ def start_training(root: str, lang: str, cfg_path: Path, cfg, overwrite: bool) -
     try:  # "more settings" can set run.root: the run must still be a folder of this board's root
         run = check_inside(run_dir_for(cfg), root, what="run directory", key="run.root / run.name")
     except TunewiseError as e:
-        return _err(e), None
+        return error_text(e), None
     if run.exists() and any(p.name != "ui_train.log" for p in run.iterdir()) and not overwrite:
         return ((f"运行目录 `{run}` 已存在：勾选“覆盖”、点击“继续训练”，或换一个运行名称。" if lang == "zh"
                  else f"The run directory `{run}` exists: tick 'overwrite', press Resume, or choose another run name."), None)
