@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 
@@ -272,10 +272,6 @@ class TrainConfig(Section):
     generation_check_max_new_tokens: int | None = Field(None, ge=1, description="generation_check: longest answer generated. "
         "Default: twice the longest reference in the sample (or twice the 95th-percentile training answer, if longer) + 16 "
         "tokens, so an answer that has not stopped by then would not.")
-
-    @model_validator(mode="after")
-    def _no_negative(self):
-        return self
 
 
 class GenerationConfig(Section):
