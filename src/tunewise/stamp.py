@@ -33,7 +33,7 @@ def fingerprint(path: Path) -> str | None:
     return h.hexdigest()
 
 
-def stamp(run: Path, cfg) -> None:
+def stamp(run: Path) -> None:
     write_json(run / "stamp.json", {
         "versions": versions(),
         "config_sha256": fingerprint(run / "config.yaml"),

@@ -11,7 +11,7 @@ def cmd_curves(a) -> int:
 
     runs = [require_run(r) for r in a.runs]
     for run in runs:
-        d = analyze_run(run, lang=a.lang)
+        d = analyze_run(run)
         print(f"{run}: " + format_diagnosis(d, a.lang))
     if len(runs) > 1:
         out = Path(a.out or "curves-compare.png")

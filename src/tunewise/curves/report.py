@@ -135,7 +135,7 @@ def vocab_size_of(run: Path) -> int | None:
         return None
 
 
-def analyze_run(run: Path, *, lang: str = "en") -> Diagnosis:
+def analyze_run(run: Path) -> Diagnosis:
     run = Path(run)
     rows = read_metrics(run)
     d = diagnose(rows, vocab_size=vocab_size_of(run))

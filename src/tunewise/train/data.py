@@ -45,7 +45,7 @@ def encode_records_for(cfg, tokenizer, template, records):
     return out, stats
 
 
-def encode_for_training(cfg, tokenizer, template, prepared, previous_run=None):
+def encode_for_training(cfg, tokenizer, template, prepared):
     train_enc, train_stats = encode_records_for(cfg, tokenizer, template, prepared.train)
     val_enc, val_stats = encode_records_for(cfg, tokenizer, template, prepared.val) if prepared.val else ([], None)
     if not train_enc:

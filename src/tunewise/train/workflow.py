@@ -90,7 +90,7 @@ def prepare_run(cfg: Config, *, resume: bool, overwrite: bool, before_fit: Calla
         _say(f"[tunewise] note: {note}")
     if main_proc:
         write_json(run / "template.json", template.to_dict())
-    train_ds, val_ds, enc_stats = encode_for_training(cfg, tokenizer, template, prepared, previous_run=resolved.previous_run)
+    train_ds, val_ds, enc_stats = encode_for_training(cfg, tokenizer, template, prepared)
     if main_proc:
         _write_token_stats(cfg, run, enc_stats, [len(e.input_ids) for e in train_ds.examples])
         if before_fit is not None:  # e.g. the lint: common mistakes, with what training already has in hand
@@ -191,7 +191,7 @@ def save_run(cfg: Config, r: Ready, trainer, result, metrics_cb) -> Path:
         good = drop_poisoned_checkpoints(run, trainer.nan_step)
         summary["last_good_checkpoint"] = str(good.relative_to(run)) if good else None
     write_json(run / "train_summary.json", summary)
-    stamp(run, cfg)
+    stamp(run)
     verdict = _finish_curves(run)
     if trainer.nan_step is not None:
         raise diverged_error(run, f"the loss became NaN/inf at step {trainer.nan_step}", newest_checkpoint(run))

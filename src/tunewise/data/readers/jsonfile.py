@@ -35,7 +35,7 @@ def _shown(encoding: str) -> str:
     return "UTF-8" if encoding in ("utf-8", "utf-8-sig") else encoding
 
 
-def _not_text(path: Path, where: str) -> DataError:
+def _not_text(where: str) -> DataError:
     return DataError("this is not a text file (it holds NUL bytes): a binary file, or text saved as UTF-16 without a BOM",
                      where=where, fix="point the dataset at the JSON Lines file itself, or set options: {encoding: utf-16}")
 
@@ -52,12 +52,12 @@ def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             if b"\x00" in raw:
-                raise _not_text(path, f"{path}:{lineno}")
+                raise _not_text(f"{path}:{lineno}")
             try:
                 line = raw.decode(encoding)
             except UnicodeDecodeError as e:
                 if _binary(path):
-                    raise _not_text(path, f"{path}:{lineno}") from None
+                    raise _not_text(f"{path}:{lineno}") from None
                 raise decode_error(path, _shown(encoding), e, f"{path}:{lineno}:{e.start + 1}") from None
             yield lineno, line.removeprefix("\ufeff") if lineno == 1 else line
 
@@ -91,7 +91,7 @@ def _line_of(text: str, needle_index: int) -> int:
 def read_json(path: Path, options: dict) -> Iterator[RawRow | BadRow]:
     data, encoding = path.read_bytes(), _encoding(path, options)
     if NUL in data and not encoding.startswith(("utf-16", "utf-32")):
-        raise _not_text(path, f"{path}:{_line_at(data, data.index(NUL))}")
+        raise _not_text(f"{path}:{_line_at(data, data.index(NUL))}")
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as e:
