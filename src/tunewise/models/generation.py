@@ -6,7 +6,55 @@ the same "did it stop on its own?" answer.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
+
+SKINNY_ROWS = 16  # up to this many positions at once, the head runs as W @ x.T (see skinny_head)
+
+
+def _head_linear(model):
+    """The nn.Linear that computes the output logits (inside peft's wrappers too), or None."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        return None
+    if type(head) is torch.nn.Linear:
+        return head
+    shape = getattr(getattr(head, "weight", None), "shape", None)
+    return next((m for m in head.modules() if type(m) is torch.nn.Linear and (shape is None or m.weight.shape == shape)),
+                None)
+
+
+@contextmanager
+def skinny_head(model):
+    """Decoding on a CPU: the output head as W @ x.T for a few positions at a time.
+
+    A decode step multiplies a handful of hidden states by the whole vocabulary matrix (Gemma 3: 262k x 640,
+    670 MB in fp32), so it is bound by reading that matrix. On the CPUs measured here the BLAS call behind
+    F.linear(x, W) for 4-8 rows took 2-3x as long as the same product written W @ x.T (4 rows: 313 -> 101 ms,
+    8 rows: 392 -> 171 ms for Gemma's head); the result is the same up to float rounding. Inside this block the
+    head takes the faster form when grads are off and there are at most SKINNY_ROWS positions.
+    """
+    lin = _head_linear(model)
+    if lin is None or lin.weight.device.type != "cpu" or lin.weight.dim() != 2:
+        yield
+        return
+    plain = lin.forward
+
+    def forward(x):
+        rows = x.numel() // x.shape[-1]
+        if torch.is_grad_enabled() or rows > SKINNY_ROWS or x.dtype != lin.weight.dtype:
+            return plain(x)
+        out = (lin.weight @ x.reshape(rows, x.shape[-1]).T).T
+        if lin.bias is not None:
+            out = out + lin.bias
+        return out.reshape(*x.shape[:-1], lin.weight.shape[0])
+
+    lin.forward = forward
+    try:
+        yield
+    finally:
+        del lin.forward  # back to the class's forward
 
 
 @torch.no_grad()
@@ -15,6 +63,14 @@ def generate_ids(model, prompts: list[list[int]], *, stop_ids: list[int], pad_id
                  batch_size: int = 8, streamer=None) -> list[tuple[list[int], bool]]:
     """One (new token ids, stopped) per prompt. Ids stop before the first stop token; stopped is False when
     the answer ran to max_new_tokens."""
+    with skinny_head(model):
+        return _generate_ids(model, prompts, stop_ids=stop_ids, pad_id=pad_id, max_new_tokens=max_new_tokens,
+                             temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
+                             batch_size=batch_size, streamer=streamer)
+
+
+def _generate_ids(model, prompts, *, stop_ids, pad_id, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
+                  batch_size, streamer):
     out = []
     device = next(model.parameters()).device
     for b in range(0, len(prompts), batch_size):
