@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,9 @@ def _train(cfg_path: Path, env: dict) -> dict:
     wall = time.perf_counter() - t0
     if p.returncode:
         raise SystemExit(f"training failed:\n{p.stderr[-3000:]}")
-    threads = next((ln.split("] ", 1)[-1] for ln in p.stderr.splitlines() if "CPU threads:" in ln), "?")
+    line = next((ln for ln in p.stderr.splitlines() if "CPU threads:" in ln), "")
+    m = re.search(r"CPU threads: (\d+)", line)
+    threads = m.group(1) if m else "?"
     return {"wall_s": wall, "threads": threads}
 
 
