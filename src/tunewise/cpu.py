@@ -2,8 +2,8 @@
 
 torch's default is one thread per core. On a machine where other CPU-bound processes run (every laptop), a
 thread that shares its core with another process runs at half speed, and every parallel op waits for its
-slowest thread at the end: on 2 cores with one competitor, training steps went from ~1.5 s to 15-25 s (10x),
-where one thread on the free core is 2x. So the count is chosen at start from the cores that are actually
+slowest thread at the end: on 2 cores (bench/BUSY.md) training ran 3.4x slower beside one CPU-bound process
+with 2 threads and 21x beside two, where one thread on the free core ran 1.5x and 2.4x slower. So the count is chosen at start from the cores that are actually
 free, measured over a short window of /proc/stat, minus this process's own use. One thread per free core
 also settles OpenMP's wait policy: no thread spins at a barrier waiting for a sibling that the scheduler put
 behind another process.

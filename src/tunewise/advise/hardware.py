@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 
+from tunewise.cpu import usable_cores
+
 GiB = 1024 ** 3
 
 
@@ -61,7 +63,7 @@ def detect_hardware() -> Hardware:
     except ImportError:  # pragma: no cover - psutil is a dependency; /proc as a fallback
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()  # the same count the thread choice starts from (affinity, cgroup quota)
     gpus: list[Gpu] = []
     bf16 = False
     try:
