@@ -170,16 +170,18 @@ class Run:
     def summary(self) -> dict:
         """train_summary.json: steps, losses, best checkpoint, trainable parameters ({} before training ends)."""
         from tunewise.fileio import read_json
+        from tunewise.runs import RunDir
 
-        p = self.path / "train_summary.json"
+        p = RunDir(self.path).summary
         return read_json(p) if p.exists() else {}
 
     @property
     def metrics(self) -> list[dict]:
         """metrics.jsonl: one dict per logging step (loss, val_loss, lr, grad_norm, tokens/s)."""
         from tunewise.fileio import read_jsonl
+        from tunewise.runs import RunDir
 
-        p = self.path / "metrics.jsonl"
+        p = RunDir(self.path).metrics
         return [row for _, row in read_jsonl(p)] if p.exists() else []
 
     def evaluate(self, *, data: list[str] | None = None, max_samples: int | None = None, forgetting: bool = True,

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from tunewise.config import load_config
+from tunewise.runs import RunDir
 
 
 def demo_config(root: str | Path, quick: bool = False):
@@ -85,7 +86,7 @@ def run_demo(root: str = "runs", quick: bool = False, overwrite: bool = True, ex
     t0 = time.time()
     cfg = demo_config(root, quick)
     run = Path(cfg.run.root) / cfg.run.name
-    if not (overwrite is False and (run / "adapter").exists()):
+    if not (overwrite is False and RunDir(run).adapter.exists()):
         run = train(cfg, overwrite=True, before_fit=lint_before_training)
     rows = side_by_side(run, cfg.generation.max_new_tokens, QUICK_LONG_MAX_NEW_TOKENS if quick else LONG_MAX_NEW_TOKENS)
     print_comparison(rows)

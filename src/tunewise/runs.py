@@ -8,13 +8,12 @@ checkpoints count (`scan_checkpoints`), and a run directory cannot turn on remot
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
 
 from tunewise.errors import RunError
 
@@ -41,12 +40,103 @@ def check_inside(path: str | Path, root: str | Path, *, what: str = "path", key:
 # --------------------------------------------------------------------------------------------- reading a run
 
 
-def require_run(run: str | Path) -> Path:
+def require_run(run: str | Path | RunDir) -> Path:
     p = Path(run)
     if not (p / "config.yaml").exists():
         raise RunError("not a tunewise run directory (no config.yaml)", where=str(p),
                        fix="pass the folder that `tunewise train` printed, e.g. runs/demo")
     return p
+
+
+def _file(name: str) -> property:
+    return property(lambda self: self.path / name, doc=f"RUN/{name}")
+
+
+class RunDir:
+    """One run directory (shared/DESIGN.md's contract): the typed path of everything it holds, and its config,
+    template, tokenizer and model type, each read once and kept.
+
+    A command that works on a run makes one RunDir and hands it down (export hands it to merge, verification
+    and the model card), so config.yaml and template.json are parsed once per command. `RunDir.open` requires
+    an existing run (config.yaml); `RunDir(path)` is the layout of a run about to be written. It reads as a
+    path: `os.fspath(run)`, `Path(run)`, `run / "name"`, `run.name`.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def open(cls, run: str | Path | RunDir) -> RunDir:
+        return run if isinstance(run, RunDir) else cls(require_run(run))
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    # what the run holds (RUN_ENTRIES in train/rundir.py lists the top-level names)
+    config_file = _file("config.yaml")
+    template_file = _file("template.json")
+    metrics = _file("metrics.jsonl")
+    summary = _file("train_summary.json")
+    stamp = _file("stamp.json")
+    curves_png = _file("curves.png")
+    report_html = _file("report.html")
+    diagnosis = _file("diagnosis.json")
+    tensorboard = _file("tensorboard")
+    checkpoints = _file("checkpoints")
+    adapter = _file("adapter")           # the result of an adapter method
+    model = _file("model")               # the result of a full-weights method
+    data = _file("data")
+    train_data = _file("data/train.jsonl")
+    val_data = _file("data/val.jsonl")
+    stats = _file("data/stats.json")
+    lengths_png = _file("data/lengths.png")
+    tokenizer_dir = _file("data/tokenizer")
+    eval = _file("eval")
+    eval_report = _file("eval/report.json")
+    export = _file("export")
+    merged = _file("export/merged")
+    verify_json = _file("export/verify.json")
+
+    # read once
+    @functools.cached_property
+    def config(self):
+        return _parse_config(require_run(self.path) / "config.yaml")
+
+    @functools.cached_property
+    def template(self):
+        return _parse_template(require_run(self.path) / "template.json")
+
+    @functools.cached_property
+    def resolved_model(self):
+        from tunewise.models.load import resolve_model
+
+        return resolve_model(self.config.model.name_or_path, self.config.model.revision)
+
+    @functools.cached_property
+    def tokenizer(self):
+        """The base model's tokenizer, which training used (a shared object: copy it before changing it)."""
+        from tunewise.models.load import load_tokenizer
+
+        return load_tokenizer(self.resolved_model.path, self.config.model.trust_remote_code)
+
+    @functools.cached_property
+    def model_type(self) -> str:
+        from tunewise.models.load import model_type_of
+
+        return model_type_of(self.config, self.resolved_model.path)
 
 
 _REMOTE_CODE = {"allowed": False}
@@ -65,37 +155,34 @@ def remote_code_allowed() -> bool:
     return _REMOTE_CODE["allowed"]
 
 
-def read_run_config(run: str | Path):
-    """The run's resolved config; `model.trust_remote_code` only as far as this command allows it."""
-    from pydantic import ValidationError
+def read_run_config(run: str | Path | RunDir):
+    """The run's resolved config; `model.trust_remote_code` only as far as this command allows it.
 
-    from tunewise.config.load import explain_validation
-    from tunewise.config.schema import Config
+    Given a RunDir, its config as already read (read once per RunDir)."""
+    if isinstance(run, RunDir):
+        return run.config
+    return _parse_config(require_run(run) / "config.yaml")
 
-    p = require_run(run) / "config.yaml"
-    fix = "the run directory is damaged: restore config.yaml, or re-run `tunewise train` with --overwrite"
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        mark = getattr(e, "problem_mark", None)
-        raise RunError(f"config.yaml is not valid YAML ({getattr(e, 'problem', None) or e})",
-                       where=f"{p}:{mark.line + 1}" if mark else str(p), fix=fix) from None
-    if not isinstance(data, dict):
-        raise RunError("config.yaml does not hold a config (a mapping of sections)", where=str(p), fix=fix)
-    try:
-        cfg = Config.model_validate(data)
-    except ValidationError as e:
-        err = explain_validation(e, str(p))
-        raise RunError(err.what, where=err.where, fix=fix) from None
+
+def _parse_config(p: Path):
+    from tunewise.config.load import read_saved_config
+
+    cfg = read_saved_config(p)
     if cfg.model.trust_remote_code and not remote_code_allowed():
         cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"trust_remote_code": False})})
     return cfg
 
 
-def read_template(run: str | Path):
+def read_template(run: str | Path | RunDir):
+    """The run's chat template (template.json); given a RunDir, as already read."""
+    if isinstance(run, RunDir):
+        return run.template
+    return _parse_template(require_run(run) / "template.json")
+
+
+def _parse_template(p: Path):
     from tunewise.templates import ChatTemplate
 
-    p = require_run(run) / "template.json"
     if not p.exists():
         raise RunError("the run has no template.json", where=str(p.parent), fix="re-run `tunewise train` for this config")
     fix = "the run directory is damaged: restore template.json, or re-run `tunewise train` with --overwrite"
@@ -117,14 +204,14 @@ def read_template(run: str | Path):
 
 def has_result(run: str | Path) -> bool:
     run = Path(run)
-    return (run / "adapter").exists() or (run / "model").exists()
+    return RunDir(run).adapter.exists() or RunDir(run).model.exists()
 
 
 def last_good_checkpoint(run: str | Path) -> Path | None:
     """A run stopped by NaN/inf saves no result; its last good checkpoint stands in for it (eval, chat, export)."""
     run = Path(run)
     try:
-        summary = json.loads((run / "train_summary.json").read_text(encoding="utf-8"))
+        summary = json.loads(RunDir(run).summary.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     name = summary.get("last_good_checkpoint") if isinstance(summary, dict) else None
@@ -138,7 +225,7 @@ def trained_parts(run: str | Path) -> list[str]:
     """What makes a run directory 'trained': checkpoints, a result, a training summary (names, for messages)."""
     run = Path(run)
     parts = [n for n in ("adapter", "model", "train_summary.json") if (run / n).exists()]
-    ck = run / "checkpoints"
+    ck = RunDir(run).checkpoints
     if ck.is_dir() and any(p.name.startswith("checkpoint-") for p in ck.iterdir()):
         parts.insert(0, "checkpoints/")
     return parts
@@ -200,7 +287,7 @@ def checkpoint_problem(ck: Path) -> str | None:
 
 def scan_checkpoints(run: str | Path) -> CheckpointScan:
     """The run's checkpoints, complete ones apart from incomplete ones (with why)."""
-    return scan_folder(Path(run) / "checkpoints")
+    return scan_folder(RunDir(run).checkpoints)
 
 
 def scan_folder(ck: Path) -> CheckpointScan:
@@ -224,7 +311,7 @@ def newest_checkpoint(run: str | Path) -> Path | None:
 def clean_checkpoints(run: str | Path, say=None) -> CheckpointScan:
     """Before resuming: remove interrupted saves and deletions, and incomplete checkpoints, naming each."""
     say = say or (lambda m: print(m, file=sys.stderr, flush=True))
-    ck = Path(run) / "checkpoints"
+    ck = RunDir(run).checkpoints
     if ck.is_dir():
         for p in ck.iterdir():
             if p.name == _STAGING:

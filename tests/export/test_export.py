@@ -233,3 +233,28 @@ def test_virtual_token_methods_cannot_export(runs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "GGUF" in err and "virtual tokens" in err and "lora" in err
     assert not (run / "export").exists()
+
+
+def test_one_export_reads_the_run_once_and_loads_the_model_once(runs, monkeypatch):
+    """export --gguf --ollama parses config.yaml and template.json once and loads the trained model once:
+    verification gets the trained model's answers taken before the merge (from that same model)."""
+    from tunewise import methods, runs as runs_mod
+    from tunewise.export import verify
+
+    counts = {"config": 0, "template": 0, "load_trained": 0, "reference": 0}
+
+    def counting(key, fn):
+        def wrapped(*a, **k):
+            counts[key] += 1
+            return fn(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(runs_mod, "_parse_config", counting("config", runs_mod._parse_config))
+    monkeypatch.setattr(runs_mod, "_parse_template", counting("template", runs_mod._parse_template))
+    monkeypatch.setattr(methods, "load_trained", counting("load_trained", methods.load_trained))
+    monkeypatch.setattr(verify, "hf_reference", counting("reference", verify.hf_reference))
+    run = runs["tiny-qwen2"]
+    assert main(["export", str(run), "--gguf", "f16", "--ollama", "--verify-tokens", "8", "--verify-prompts", "2"]) == 0
+    assert counts == {"config": 1, "template": 1, "load_trained": 1, "reference": 1}
+    v = _verdict(run)
+    assert v["status"] == "PASS" and v["checked_prompts"] == 2

@@ -16,11 +16,11 @@ from tunewise.advise.hardware import Hardware
 from tunewise.advise.lint import Facts, lint
 from tunewise.advise.lr import advise_lr
 from tunewise.advise.modelfacts import ModelFacts
+from tunewise.config.methods import FACTS
 from tunewise.config.schema import Config
 from tunewise.errors import ConfigError
 
 TARGET_BATCH = 16
-LORA_LIKE_R = ("lora", "qlora")
 
 
 def percentile(sorted_vals: list[int], q: float) -> int:
@@ -89,7 +89,10 @@ def recommend(cfg: Config, model: ModelFacts, hw: Hardware, *, lengths: list[int
     why: dict[str, tuple[str, str]] = {}
     method = cfg.method.name if cfg.method.name in mem.METHODS else "lora"
     if plans.get(method) is None:
-        order = ["lora"] + (["qlora"] if hw.cuda else []) + ["prompt", "prefix"]
+        # the low-rank methods (a quantised base only on a GPU), then the virtual-token ones, fewest parameters first
+        virtual = [n for n, f in FACTS.items() if f.virtual_tokens]
+        order = [n for n, f in FACTS.items() if f.low_rank and (hw.cuda or not f.quantised_base)] \
+            + sorted(virtual, key=lambda n: mem.trainable_params(model, n, mp))
         alt = next((m for m in order if plans.get(m) is not None), None)
         if alt is None:
             raise ConfigError(
@@ -107,7 +110,7 @@ def recommend(cfg: Config, model: ModelFacts, hw: Hardware, *, lengths: list[int
                               f"{method}：放得下（每进程 {mem.fmt_bytes(e.total)} / {mem.fmt_bytes(e.budget)}）")
     rec["method.name"] = method
     b, gc, est = plans[method]
-    if gc and method in mem.PEFT_LIKE and wdtype == "float32" and t.frozen_dtype == "float32":
+    if gc and FACTS[method].adapter_like and wdtype == "float32" and t.frozen_dtype == "float32":
         # A bf16 frozen base costs ~10% of speed on CPUs; recomputing activations ~40%: narrow first.
         narrow = mem.fit_batch(model, method, mp, replace(shape(per_dev_target, max_len, False), frozen_dtype="bfloat16"),
                                hw, per_dev_target)
@@ -140,7 +143,7 @@ def recommend(cfg: Config, model: ModelFacts, hw: Hardware, *, lengths: list[int
     rec["train.learning_rate"] = lr.value
     why["train.learning_rate"] = (lr.en + f" (supervised tokens per step: {eff} x {mean_sup:.1f})",
                                   lr.zh + f"（每步监督 token 数：{eff} × {mean_sup:.1f}）")
-    if method in LORA_LIKE_R:
+    if FACTS[method].low_rank:
         r = 8 if n_train < 1000 else 16 if n_train < 10000 else 32
         rec["method.lora_r"], rec["method.lora_alpha"] = r, 2 * r
         why["method.lora_r"] = (f"{r}: {n_train} examples ({'< 1000' if n_train < 1000 else '< 10000' if n_train < 10000 else '>= 10000'}); more data can use more rank",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from tunewise.config.methods import FACTS
 from tunewise.config.schema import Config
 
 Why = tuple[str, str]  # the reason, en and zh
@@ -61,6 +62,11 @@ def _no_validation(cfg: Config) -> Why | None:
 
 
 _VAL_FIX = ("set data.val_size: 0.1 (or give data.val_datasets), or remove it", "设置 data.val_size: 0.1（或提供 data.val_datasets），或删除它")
+
+
+def _where(**fact) -> tuple[str, ...]:
+    """The methods with these facts (config/methods.py), e.g. _where(low_rank=True) -> ('lora', 'qlora')."""
+    return tuple(n for n, f in FACTS.items() if all(getattr(f, k) == v for k, v in fact.items()))
 
 
 def _methods(*names: str):
@@ -219,7 +225,7 @@ _add("data.augment.synonyms_file", _first(_AUG, _no_synonyms), _on_fix("data.aug
 
 # ------------------------------------------------------------------------------------------ method
 _add(["method.lora_r", "method.lora_alpha", "method.lora_dropout", "method.target_modules", "method.modules_to_save",
-      "method.use_dora", "method.use_rslora"], _methods("lora", "qlora"), _method_fix("lora"),
+      "method.use_dora", "method.use_rslora"], _methods(*_where(low_rank=True)), _method_fix("lora"),
      {"method.name": "full"}, {"method.name": "qlora"})
 
 
@@ -230,12 +236,12 @@ def _embedding_trains(cfg: Config) -> Why | None:
             "method.modules_to_save 已训练整个输入嵌入，其中包括控制 token 的行")
 
 
-_add("method.train_stop_tokens", _first(_methods("lora", "qlora"), _embedding_trains), _method_fix("lora"),
+_add("method.train_stop_tokens", _first(_methods(*_where(low_rank=True)), _embedding_trains), _method_fix("lora"),
      {"method.modules_to_save": ["embed_tokens", "lm_head"]}, {"method.modules_to_save": ["lm_head"]})
 _add("method.quant_bits", _methods("qlora"), _method_fix("qlora"), {"method.name": "lora"}, {"method.name": "qlora"})
 _add(["method.freeze_trainable_layers", "method.freeze_extra_modules"], _methods("freeze"), _method_fix("freeze"),
      {"method.name": "lora"}, {"method.name": "freeze"})
-_add("method.num_virtual_tokens", _methods("prefix", "prompt"), _method_fix("prompt"), {}, {"method.name": "prefix"})
+_add("method.num_virtual_tokens", _methods(*_where(virtual_tokens=True)), _method_fix("prompt"), {}, {"method.name": "prefix"})
 _add("method.prefix_projection", _methods("prefix"), _method_fix("prefix"), {"method.name": "prompt"}, {"method.name": "prefix"})
 _add("method.prompt_init_text", _methods("prompt"), _method_fix("prompt"), {"method.name": "prefix"}, {"method.name": "prompt"})
 _add(["method.adapter_size", "method.adapter_placement"], _methods("adapter"), _method_fix("adapter"), {}, {"method.name": "adapter"})
@@ -301,7 +307,7 @@ _add("train.group_by_length", _packing, ("remove one of train.group_by_length an
 
 
 def _virtual_tokens(cfg: Config) -> Why | None:
-    if cfg.method.name not in ("prefix", "prompt"):
+    if cfg.method.name not in _where(virtual_tokens=True):
         return None
     return (f"method {cfg.method.name} feeds its virtual tokens through peft's own forward, so the plain loss is used",
             f"{cfg.method.name} 方法的虚拟 token 走 peft 自己的前向计算，因此使用普通损失")

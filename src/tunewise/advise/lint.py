@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from tunewise.config.load import LORA_LIKE
+from tunewise.config.methods import MethodFacts, facts_of
 from tunewise.config.schema import Config, TrainConfig
 from tunewise.errors import ConfigError
 
@@ -80,11 +80,21 @@ def _lr(cfg: Config) -> float | None:
     return cfg.train.learning_rate
 
 
+def _facts(cfg: Config) -> MethodFacts:
+    """The method's facts (config/methods.py); an unknown method has none of them (the config check names it)."""
+    return facts_of(cfg.method.name) or MethodFacts(cfg.method.name, "weights", 0.0, (0.0, 0.0))
+
+
+def _trains(cfg: Config, *kinds: str) -> bool:
+    mf = facts_of(cfg.method.name)
+    return mf is not None and mf.trains in kinds
+
+
 # ------------------------------------------------------------------------------------------- rules
 @rule("full-high-lr")
 def full_high_lr(cfg: Config, f: Facts):
     lr = _lr(cfg)
-    if cfg.method.name in ("full", "freeze") and lr is not None and lr >= 1e-4:
+    if _trains(cfg, "weights") and lr is not None and lr >= 1e-4:
         return Finding("full-high-lr", "train.learning_rate",
                        f"{cfg.method.name} fine-tuning with learning_rate {lr:g} (>= 1e-4) usually wrecks the model: loss spikes, the model forgets and repeats itself",
                        f"{cfg.method.name} 微调使用学习率 {lr:g}（>= 1e-4）通常会毁掉模型：损失尖峰、遗忘、重复输出",
@@ -95,7 +105,7 @@ def full_high_lr(cfg: Config, f: Facts):
 @rule("lora-low-lr")
 def lora_low_lr(cfg: Config, f: Facts):
     lr = _lr(cfg)
-    if cfg.method.name in LORA_LIKE and lr is not None and lr <= 1e-6:
+    if _trains(cfg, "adapter", "virtual tokens") and lr is not None and lr <= 1e-6:
         return Finding("lora-low-lr", "train.learning_rate",
                        f"{cfg.method.name} with learning_rate {lr:g} (<= 1e-6) barely moves the adapter: the result behaves like the base model",
                        f"{cfg.method.name} 使用学习率 {lr:g}（<= 1e-6）几乎不更新适配器：结果与原模型无异",
@@ -107,12 +117,10 @@ def lora_low_lr(cfg: Config, f: Facts):
 def lr_far_out_of_range(cfg: Config, f: Facts):
     """A learning rate 10x above (or 100x below) the range where the method trains: e.g. LoRA at 1e6 blows the
     update up (the loss flattens at ln(vocabulary) with zero gradient) and reads as 'underfit' on the curves."""
-    from tunewise.advise.lr import RANGES
-
-    lr, name = _lr(cfg), cfg.method.name
-    if lr is None or name not in RANGES or full_high_lr(cfg, f) or lora_low_lr(cfg, f):
+    lr, name, mf = _lr(cfg), cfg.method.name, facts_of(cfg.method.name)
+    if lr is None or mf is None or full_high_lr(cfg, f) or lora_low_lr(cfg, f):
         return None  # the narrower rules say it better
-    lo, hi = RANGES[name]
+    lo, hi = mf.lr_range
     if lo / 100 <= lr <= 10 * hi:
         return None
     high = lr > hi
@@ -133,7 +141,7 @@ def lora_lr_tradeoff(cfg: Config, f: Facts):
     from tunewise.advise.lr import advise_lr, lora_tradeoff
 
     lr, method = _lr(cfg), cfg.method.name
-    if method not in ("lora", "qlora", "adapter") or lr is None or not 1e-6 < lr < 1e-4:
+    if not _trains(cfg, "adapter") or lr is None or not 1e-6 < lr < 1e-4:
         return None
     rule_lr = None
     if f.model_type and f.mean_supervised:
@@ -258,7 +266,7 @@ def stop_token_unlabelled(cfg: Config, f: Facts):
 @rule("lora-alpha-ratio")
 def lora_alpha_ratio(cfg: Config, f: Facts):
     m = cfg.method
-    if m.name not in ("lora", "qlora") or m.use_rslora:
+    if not _facts(cfg).low_rank or m.use_rslora:
         return None
     ratio = m.lora_alpha / m.lora_r
     if ratio < 0.5 or ratio > 4:

@@ -9,7 +9,7 @@ low-rank update that tolerates (and needs) about 10x the full fine-tuning LR (Sc
 clamped to the range where each method is known to train; a clamp is reported.
 
 Every number cites its source (families.yaml per model family, SOURCES for the rule's own constants), and
-the advice says when it differs from the figure a newcomer has most likely read in a guide (GUIDE_FIGURES).
+the advice says when it differs from the figure a newcomer has most likely read in a guide (MethodFacts.popular_lr, config/methods.py).
 """
 
 from __future__ import annotations
@@ -21,27 +21,23 @@ from pathlib import Path
 
 import yaml
 
+from tunewise.config.methods import FACTS, MethodFacts, facts_of
+
 LORA_FACTOR = 10.0
 # where each method trains well; the scaling rule's result is kept inside these
 # LoRA-like floor 2e-4: measured to teach a 90-record identity set (20-60-token answers) to Gemma 3 270M and
 # SmolLM2-135M within ~100 steps (docs/stopping.md); the square-root rule alone gives ~4e-5 for such small
 # batches, too little for a small dataset's few steps.
-RANGES = {"full": (5e-6, 5e-5), "freeze": (5e-6, 1e-4), "lora": (2e-4, 1e-3), "qlora": (2e-4, 1e-3),
-          "adapter": (1e-4, 1e-3), "prefix": (1e-4, 1e-2), "prompt": (1e-4, 3e-2)}
-DEFAULTS = {"full": 1e-5, "freeze": 1e-5, "lora": 2e-4, "qlora": 2e-4, "adapter": 2e-4, "prefix": 5e-4, "prompt": 1e-3}
+# (the usual range and the default of each method: config/methods.py, shared with config defaults and the lint)
 SOURCES = {
     "sqrt rule": "square-root batch scaling for Adam: Malladi et al., 'On the SDEs and Scaling Rules for Adaptive "
                  "Gradient Algorithms', arXiv:2205.10287",
     "lora factor": "LoRA's best LR is ~10x full fine-tuning's: Schulman et al., 'LoRA Without Regret', Thinking "
                    "Machines Lab, 2025 (thinkingmachines.ai/blog/lora)",
 }
-# The learning rate a newcomer has most likely read for each kind of method, and where it comes from.
-GUIDE_FIGURES = {
-    "lora": (2e-4, "the QLoRA paper (Dettmers et al., 2023, arXiv:2305.14314) and most LoRA guides"),
-    "qlora": (2e-4, "the QLoRA paper (Dettmers et al., 2023, arXiv:2305.14314) and most LoRA guides"),
-    "full": (2e-5, "Stanford Alpaca's full fine-tuning of LLaMA 7B (Taori et al., 2023) and most full fine-tuning guides"),
-    "freeze": (2e-5, "full fine-tuning guides (Stanford Alpaca, Taori et al., 2023)"),
-}
+def method_facts(method: str) -> MethodFacts:
+    """The method's facts; an unknown name is advised like LoRA (the registry's own check names the choices)."""
+    return facts_of(method) or FACTS["lora"]
 
 
 @lru_cache(maxsize=1)
@@ -67,33 +63,34 @@ def family_of(model_type: str) -> dict | None:
 
 
 def advise_lr(method: str, model_type: str, supervised_tokens_per_step: float) -> LrAdvice:
-    default = DEFAULTS.get(method, 2e-4)
+    mf = method_facts(method)
+    default = mf.default_lr
     fam = family_of(model_type)
-    if fam is None or method in ("prefix", "prompt") or supervised_tokens_per_step <= 0:
-        why = ("virtual-token methods keep their own default" if method in ("prefix", "prompt")
+    if fam is None or mf.virtual_tokens or supervised_tokens_per_step <= 0:
+        why = ("virtual-token methods keep their own default" if mf.virtual_tokens
                else f"no pretraining recipe known for '{model_type}'")
-        why_zh = "虚拟 token 类方法使用其默认值" if method in ("prefix", "prompt") else f"不知道“{model_type}”的预训练配方"
+        why_zh = "虚拟 token 类方法使用其默认值" if mf.virtual_tokens else f"不知道“{model_type}”的预训练配方"
         return LrAdvice(default, f"{default:g}: the {method} default ({why})", f"{default:g}：{method} 的默认值（{why_zh}）")
     base, bt = fam["base_lr"], fam["batch_tokens"]
     ratio = supervised_tokens_per_step / bt
     full = base * math.sqrt(ratio)
-    raw = full * (LORA_FACTOR if method not in ("full", "freeze") else 1.0)
-    lo, hi = RANGES.get(method, (1e-6, 1e-2))
+    raw = full * (LORA_FACTOR if mf.adapter_like else 1.0)
+    lo, hi = mf.lr_range
     value = float(f"{min(max(raw, lo), hi):.2g}")
     assumed = "" if fam["published"] else " (assumed values: " + fam["source"] + ")"
     arith = f"{base:g} x sqrt({supervised_tokens_per_step:,.0f} / {bt:,}) = {base:g} x {math.sqrt(ratio):.4f} = {full:.3g}"
     en = f"{value:g}: base LR x sqrt(supervised tokens per step / pretraining batch tokens): {arith}{assumed}"
     zh = f"{value:g}：基础学习率 × sqrt(每步监督 token 数 / 预训练批 token 数)：{arith}" + ("" if fam["published"] else "（假设值，官方未公布）")
-    if method not in ("full", "freeze"):
+    if mf.adapter_like:
         en += f"; x {LORA_FACTOR:g} for {method} (low-rank updates need ~10x the full fine-tuning LR) = {raw:.3g}"
         zh += f"；{method} 乘以 {LORA_FACTOR:g}（低秩更新需要约 10 倍于全参微调的学习率）= {raw:.3g}"
     if value != float(f"{raw:.2g}"):
         en += f"; kept inside [{lo:g}, {hi:g}] where {method} trains well"
         zh += f"；限制在 {method} 的常用区间 [{lo:g}, {hi:g}] 内"
     en += f". Sources: base rate and batch: {fam['cite']}; {SOURCES['sqrt rule']}" + (
-        f"; {SOURCES['lora factor']}" if method not in ("full", "freeze") else "")
+        f"; {SOURCES['lora factor']}" if mf.adapter_like else "")
     zh += f"。出处：基础学习率与批大小：{fam['cite']}；平方根批缩放：arXiv:2205.10287" + (
-        "；LoRA 约 10 倍：Schulman 等，“LoRA Without Regret”（2025）" if method not in ("full", "freeze") else "")
+        "；LoRA 约 10 倍：Schulman 等，“LoRA Without Regret”（2025）" if mf.adapter_like else "")
     if not fam["published"]:
         en += (f". The base rate {base:g} is an assumption for {model_type}: if you have read another pretraining "
                f"learning rate for this model, the rule's result scales with it (your figure / {base:g} x {raw:.3g}, "
@@ -108,9 +105,10 @@ def advise_lr(method: str, model_type: str, supervised_tokens_per_step: float) -
 
 def guide_note(method: str, value: float) -> tuple[str, str] | None:
     """When the advised LR is more than 2x away from the figure guides quote for this method: say so, and why."""
-    if method not in GUIDE_FIGURES:
+    popular = method_facts(method).popular_lr
+    if popular is None:
         return None
-    figure, where = GUIDE_FIGURES[method]
+    figure, where = popular
     if 0.5 <= value / figure <= 2:
         return None
     side = "higher" if value > figure else "lower"
@@ -125,7 +123,7 @@ def guide_note(method: str, value: float) -> tuple[str, str] | None:
 
 def lora_tradeoff(method: str, lr: float, rule: LrAdvice | None, steps: int | None) -> tuple[str, str]:
     """Why an LR between 1e-6 and 1e-4 for a LoRA-like method is a choice, in this model's numbers."""
-    ref = rule.value if rule is not None else DEFAULTS.get(method, 2e-4)
+    ref = rule.value if rule is not None else method_facts(method).default_lr
     ratio = ref / lr
     basis = "The LR rule for this model and batch" if rule is not None else f"The {method} default"
     basis_zh = "按本模型与批大小计算的学习率规则" if rule is not None else f"{method} 的默认值"

@@ -27,10 +27,11 @@ from dataclasses import asdict, dataclass
 
 from tunewise.advise.hardware import GiB, Hardware
 from tunewise.advise.modelfacts import ModelFacts
+from tunewise.config.methods import FACTS
+from tunewise.methods.sizes import module_params, targets
 from tunewise.train.optim import state_bytes
 
-METHODS = ("lora", "qlora", "full", "freeze", "prefix", "prompt", "adapter")
-PEFT_LIKE = {"lora", "qlora", "prefix", "prompt", "adapter"}
+METHODS = tuple(FACTS)  # every registered method (config/methods.py)
 MiB = 1024 ** 2
 
 # Saved-activation coefficients per token and layer (in units of one activation value). From counting the
@@ -116,58 +117,19 @@ class Estimate:
 _BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "fp32": 4, "bf16": 2, "fp16": 2}
 
 
-def _targets(facts: ModelFacts, target_modules) -> list:
-    inside = [x for x in facts.linears if x.layer is not None]
-    if target_modules == "all-linear":
-        return inside  # peft's all-linear skips the output head
-    names = {target_modules} if isinstance(target_modules, str) else set(target_modules)
-    return [x for x in facts.linears if x.name in names]
-
-
-def _layer_params(facts: ModelFacts) -> int:
-    return max(0, facts.params - facts.embedding_params) // max(facts.layers, 1)
-
-
-def _module_params(facts: ModelFacts, names) -> int:
-    n = 0
-    for name in names:
-        if name in ("embed_tokens", "lm_head", "wte", "embed_out"):
-            n += facts.vocab * facts.hidden
-        elif "norm" in name:
-            n += facts.hidden
-        else:
-            n += sum(x.in_features * x.out_features for x in facts.linears if x.name == name)
-    return n
-
-
 def trainable_params(facts: ModelFacts, method: str, mp: MethodParams) -> int:
-    """Parameters the optimiser updates for this method (what `tunewise train` prints as trainable)."""
-    if method in ("lora", "qlora"):
-        n = sum(mp.lora_r * (x.in_features + x.out_features) + (x.out_features if mp.use_dora else 0)
-                for x in _targets(facts, mp.target_modules))
-        return n + _module_params(facts, mp.modules_to_save)
-    if method == "full":
-        return facts.params
-    if method == "freeze":
-        k = min(mp.freeze_trainable_layers, facts.layers)
-        return k * _layer_params(facts) + _module_params(facts, mp.freeze_extra_modules)
-    if method == "prefix":
-        kv = facts.layers * 2 * facts.kv_heads * facts.head_dim
-        if mp.prefix_projection:  # peft: embedding -> Linear(hidden, size) -> tanh -> Linear(size, layers x 2 x kv)
-            p = mp.prefix_projection_size
-            return mp.num_virtual_tokens * facts.hidden + facts.hidden * p + p + p * kv + kv
-        return mp.num_virtual_tokens * kv
-    if method == "prompt":
-        return mp.num_virtual_tokens * facts.hidden
-    if method == "adapter":
-        per_block = 2 if mp.adapter_placement == "houlsby" else 1  # after attention too, or after the MLP only
-        return facts.layers * per_block * (2 * facts.hidden * mp.adapter_size + mp.adapter_size + facts.hidden)
-    raise ValueError(f"unknown method {method}")
+    """Parameters the optimiser updates for this method (what `tunewise train` prints as trainable): the
+    method's own estimator, registered with it (methods/sizes.py)."""
+    from tunewise import methods
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method}")
+    return methods.get(method).trainable_params(facts, mp)
 
 
 def _weights_bytes(facts: ModelFacts, method: str, mp: MethodParams, wb: int) -> int:
     """The base model's weights; adapter methods' frozen ones at `wb`, already narrowed by train.frozen_dtype."""
-    if method != "qlora":
+    if not FACTS[method].quantised_base:
         return facts.params * wb
     quant = sum(x.in_features * x.out_features for x in facts.linears if x.layer is not None)
     per = NF4_BYTES if mp.quant_bits == 4 else INT8_BYTES
@@ -181,12 +143,11 @@ def activation_bytes(facts: ModelFacts, method: str, mp: MethodParams, s: Shape)
     kv_dim = facts.kv_heads * facts.head_dim
     q_dim = facts.heads * facts.head_dim
     per_tok = A_HIDDEN * facts.hidden + A_INTER * facts.intermediate + A_KV * kv_dim + 2 * q_dim
-    if method in ("lora", "qlora") and mp.lora_dropout > 0:
+    mf = FACTS[method]
+    if mf.low_rank and mp.lora_dropout > 0:
         # peft's dropout makes a new copy of each targeted module's input, kept for lora_A's backward
-        per_tok += sum(x.in_features for x in _targets(facts, mp.target_modules) if x.layer == 0)
-    if method == "prefix":
-        per_tok += 0  # prefix keys/values are tiny next to the rows
-    seq_eff = s.seq + (mp.num_virtual_tokens if method in ("prefix", "prompt") else 0)
+        per_tok += sum(x.in_features for x in targets(facts, mp.target_modules) if x.layer == 0)
+    seq_eff = s.seq + (mp.num_virtual_tokens if mf.virtual_tokens else 0)  # (prefix keys/values: tiny next to the rows)
     layer = tokens * per_tok * ab * seq_eff // max(s.seq, 1)
     if s.eager_attention:
         layer += 2 * s.batch * facts.heads * seq_eff * seq_eff * ab  # scores + probabilities
@@ -196,7 +157,7 @@ def activation_bytes(facts: ModelFacts, method: str, mp: MethodParams, s: Shape)
         acts = facts.layers * layer + layer  # + one layer of gradients in flight during backward
     acts += 4 * tokens * facts.hidden * ab  # embeddings out, final norm in/out, gathered hidden states
     # logits: prefix/prompt go through peft's own forward, which makes the full logits
-    fast = s.fast_loss and method not in ("prefix", "prompt")
+    fast = s.fast_loss and not mf.virtual_tokens
     if fast:  # one fp32 chunk, made into its gradient in place (train/trainer.py FusedLinearCE)
         rows = min(max(1, int(tokens * s.supervised_share)), s.loss_chunk_size)
         per_row = 4
@@ -212,12 +173,13 @@ def estimate(facts: ModelFacts, method: str, mp: MethodParams, shape: Shape, hw:
         raise ValueError(f"unknown method {method}")
     wb = _BYTES[shape.weight_dtype]
     n_train = trainable_params(facts, method, mp)
-    tb = 4 if method in PEFT_LIKE else wb  # peft keeps adapter weights in fp32 even on a bf16 base
+    mf = FACTS[method]
+    tb = 4 if mf.adapter_like else wb  # peft keeps adapter weights in fp32 even on a bf16 base
     # train.frozen_dtype narrows the frozen matrices of adapter methods (norms stay wide: a rounding error here)
-    weights = _weights_bytes(facts, method, mp, min(wb, _BYTES[shape.frozen_dtype]) if method in PEFT_LIKE else wb)
-    trainable = n_train * tb if method in PEFT_LIKE else 0  # full/freeze train the weights in place
-    if method in ("lora", "qlora") and mp.modules_to_save:
-        trainable += _module_params(facts, mp.modules_to_save) * (tb - 4 + wb)  # peft keeps the original too
+    weights = _weights_bytes(facts, method, mp, min(wb, _BYTES[shape.frozen_dtype]) if mf.adapter_like else wb)
+    trainable = n_train * tb if mf.adapter_like else 0  # full/freeze train the weights in place
+    if mf.low_rank and mp.modules_to_save:
+        trainable += module_params(facts, mp.modules_to_save) * (tb - 4 + wb)  # peft keeps the original too
     grads = n_train * tb
     optim = int(n_train * state_bytes(shape.optimizer, tb))  # AdamW: two moments at the trainable dtype
     shard = shape.nproc if shape.strategy == "fsdp" and shape.nproc > 1 else 1

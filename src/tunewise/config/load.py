@@ -9,10 +9,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from tunewise.config.methods import FACTS, facts_of
 from tunewise.config.schema import Config
 from tunewise.errors import ConfigError
-
-LORA_LIKE = {"lora", "qlora", "prefix", "prompt", "adapter"}
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
@@ -169,9 +168,8 @@ def resolve(cfg: Config, cfg_dir: Path) -> Config:
     if ("/" in mp or mp.startswith(".")) and (cfg_dir / mp).exists():
         data["model"]["name_or_path"] = str((cfg_dir / mp).resolve())
     if data["train"]["learning_rate"] is None:
-        data["train"]["learning_rate"] = 2e-4 if data["method"]["name"] in LORA_LIKE else 1e-5
-        if data["method"]["name"] in {"prefix", "prompt"}:
-            data["train"]["learning_rate"] = 1e-3 if data["method"]["name"] == "prompt" else 5e-4
+        mf = facts_of(data["method"]["name"])  # an unknown method is refused later, naming the choices
+        data["train"]["learning_rate"] = mf.default_lr if mf else FACTS["lora"].default_lr
     ds = data["distributed"]["deepspeed"]
     if ds and (cfg_dir / ds).exists():
         data["distributed"]["deepspeed"] = str((cfg_dir / ds).resolve())
@@ -182,3 +180,23 @@ def resolve(cfg: Config, cfg_dir: Path) -> Config:
 
 def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def read_saved_config(p: Path) -> Config:
+    """A run's config.yaml (as `tunewise train` wrote it), validated; a RunError naming the file when damaged."""
+    from tunewise.errors import RunError
+
+    fix = "the run directory is damaged: restore config.yaml, or re-run `tunewise train` with --overwrite"
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        mark = getattr(e, "problem_mark", None)
+        raise RunError(f"config.yaml is not valid YAML ({getattr(e, 'problem', None) or e})",
+                       where=f"{p}:{mark.line + 1}" if mark else str(p), fix=fix) from None
+    if not isinstance(data, dict):
+        raise RunError("config.yaml does not hold a config (a mapping of sections)", where=str(p), fix=fix)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        err = explain_validation(e, str(p))
+        raise RunError(err.what, where=err.where, fix=fix) from None

@@ -11,12 +11,13 @@ from pathlib import Path
 from tunewise.curves.diagnose import Diagnosis, diagnose, ema, format_diagnosis
 from tunewise.errors import RunError
 from tunewise.fileio import atomic_path, write_json, write_text
+from tunewise.runs import RunDir
 
 __all__ = ["analyze_run", "read_metrics", "plot_runs", "best_checkpoint", "format_diagnosis", "result_note"]
 
 
 def read_metrics(run: Path) -> list[dict]:
-    p = Path(run) / "metrics.jsonl"
+    p = RunDir(run).metrics
     if not p.exists():
         raise RunError("no metrics.jsonl in this run", where=str(run), fix="train first (`tunewise train CONFIG`)")
     rows = []
@@ -102,7 +103,7 @@ def _plot_quality(ax, rows: list[dict], color: str, prefix: str) -> None:
 
 
 def best_checkpoint(run: Path, best_step: int | None) -> Path | None:
-    ck = Path(run) / "checkpoints"
+    ck = RunDir(run).checkpoints
     if best_step is None or not ck.exists():
         return None
     steps = sorted(int(p.name.split("-")[1]) for p in ck.glob("checkpoint-*") if p.name.split("-")[1].isdigit())
@@ -129,7 +130,7 @@ def _html(run: Path, d: Diagnosis, png: bytes) -> str:
 def vocab_size_of(run: Path) -> int | None:
     """The output vocabulary of the run's model (train_summary.json), for the ln(vocabulary) diagnosis."""
     try:
-        n = json.loads((Path(run) / "train_summary.json").read_text(encoding="utf-8")).get("vocab_size")
+        n = json.loads(RunDir(run).summary.read_text(encoding="utf-8")).get("vocab_size")
         return int(n) if n else None
     except (OSError, ValueError, TypeError, AttributeError):
         return None
@@ -140,7 +141,7 @@ def analyze_run(run: Path) -> Diagnosis:
     rows = read_metrics(run)
     d = diagnose(rows, vocab_size=vocab_size_of(run))
     ck = best_checkpoint(run, d.best_step)
-    summary_path = run / "train_summary.json"
+    summary_path = RunDir(run).summary
     if summary_path.exists():
         s = json.loads(summary_path.read_text())
         d.evidence["result_is_best_checkpoint"] = bool(s.get("best_checkpoint"))
@@ -149,9 +150,9 @@ def analyze_run(run: Path) -> Diagnosis:
     if d.verdict == "overfit":
         out["note"] = {"en": f"the saved result is the best checkpoint (step {d.best_step}); eval and export use it",
                        "zh": f"保存的结果即最佳检查点（第 {d.best_step} 步）；评估和导出都使用它"}
-    write_json(run / "diagnosis.json", out)
-    png = plot_runs([run], run / "curves.png", [d])
-    write_text(run / "report.html", _html(run, d, png.read_bytes()))
+    write_json(RunDir(run).diagnosis, out)
+    png = plot_runs([run], RunDir(run).curves_png, [d])
+    write_text(RunDir(run).report_html, _html(run, d, png.read_bytes()))
     return d
 
 
@@ -167,7 +168,7 @@ def result_note(run: Path, lang: str = "en") -> str | None:
     When the run overfit, the saved result is the best (lowest validation loss) checkpoint, not the last
     step: evaluation and export use it and say so.
     """
-    p = Path(run) / "diagnosis.json"
+    p = RunDir(run).diagnosis
     if not p.exists():
         return None
     d = json.loads(p.read_text(encoding="utf-8"))

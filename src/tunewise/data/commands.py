@@ -11,7 +11,7 @@ from typing import Iterable
 
 import numpy as np
 
-from tunewise.runs import run_dir_for
+from tunewise.runs import RunDir, run_dir_for
 
 
 TOKEN_CHUNK = 1024  # records tokenised together for the stats; only counts are kept between chunks
@@ -67,12 +67,12 @@ def prepare_command(cfg, out: str | None = None, overwrite: bool = False) -> Pat
     from tunewise.data.report import format_summary, length_histogram, write_length_histogram
 
     lengths = np.repeat(np.arange(len(hist), dtype=np.int32), hist)
-    stats = {**read_json(target / "data" / "stats.json"), "tokens": {"train": train_tok, "val": val_tok},
+    stats = {**read_json(RunDir(target).stats), "tokens": {"train": train_tok, "val": val_tok},
              "length_histogram": length_histogram(lengths)}
-    write_json(target / "data" / "stats.json", stats)
-    write_length_histogram(lengths, target / "data" / "lengths.png", cfg.data.max_length)
+    write_json(RunDir(target).stats, stats)
+    write_length_histogram(lengths, RunDir(target).lengths_png, cfg.data.max_length)
     print(format_summary(stats), file=sys.stderr)
-    return target / "data"
+    return RunDir(target).data
 
 
 def _check_not_trained(run: Path, overwrite: bool) -> None:

@@ -31,6 +31,7 @@ from tunewise.data.readers import BadRow
 from tunewise.data.spill import DropLog, Spill, iter_indices
 from tunewise.errors import DataError
 from tunewise.fileio import atomic_path, clean_temps, read_json, read_jsonl, write_json
+from tunewise.runs import RunDir
 
 
 class PreparedData:
@@ -253,7 +254,7 @@ def _replay(cfg: Config, n_new: int, rng: np.random.Generator, spill: Spill) -> 
     prev = Path(cfg.model.name_or_path)
     if cfg.data.replay_ratio <= 0 or not prev.is_dir() or not is_run_dir(prev):
         return _NO_INDEX
-    old_path = prev / "data" / "train.jsonl"
+    old_path = RunDir(prev).train_data
     if not old_path.exists():
         return _NO_INDEX
     lines = np.array(array("q", (n for n, r in read_jsonl(old_path) if not is_mixed_in(r))), dtype=np.int64)
@@ -314,7 +315,7 @@ def prepare(cfg: Config, run_dir: Path | None = None, *, clean: bool = True, chu
     if run_dir is None:
         owner = tempfile.TemporaryDirectory(prefix="tunewise-data-")
         return prepare_into(cfg, Path(owner.name), clean=clean, chunk_size=chunk_size, owner=owner)
-    final = Path(run_dir) / "data"
+    final = RunDir(run_dir).data
     _check_datasets(cfg)
     clean_temps(run_dir)  # what an interrupted preparation left: .data.*.tmp
     empty = None

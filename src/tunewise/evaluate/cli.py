@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def cmd_eval(a) -> int:
-    from tunewise.runs import allow_remote_code, require_run
+    from tunewise.runs import RunDir, allow_remote_code, require_run
 
     allow_remote_code(a.trust_remote_code)
     run = require_run(a.run)
@@ -15,9 +15,9 @@ def cmd_eval(a) -> int:
         from tunewise.evaluate.blind import format_blind_summary, score_blind
         from tunewise.fileio import write_json
 
-        key = Path(a.key) if a.key else run / "eval" / "blind_key.json"
+        key = Path(a.key) if a.key else RunDir(run).eval / "blind_key.json"
         result = score_blind(Path(a.blind_score), key)
-        write_json(run / "eval" / "blind_scores.json", result)
+        write_json(RunDir(run).eval / "blind_scores.json", result)
         print(format_blind_summary(result, a.lang))
         return 0
 
@@ -51,9 +51,9 @@ def cmd_eval(a) -> int:
         first = next(iter(items["after"]["predictions"]))
         rows = [{"id": f"{first}-{i}", "prompt": b["prompt"], "answer_base": b["prediction"], "answer_tuned": t["prediction"]}
                 for i, (b, t) in enumerate(zip(items["before"]["predictions"][first], items["after"]["predictions"][first]))]
-        paths = write_blind_sheet(rows, run / "eval", seed=a.seed)
+        paths = write_blind_sheet(rows, RunDir(run).eval, seed=a.seed)
         print(f"blind review sheet: {paths}", file=sys.stderr)
-    print(run / "eval")
+    print(RunDir(run).eval)
     return 0
 
 

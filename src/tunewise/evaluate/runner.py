@@ -13,7 +13,7 @@ import torch
 
 from tunewise.console import say as _say
 from tunewise.fileio import read_jsonl, write_json, write_jsonl, write_text
-from tunewise.runs import read_run_config, require_run
+from tunewise.runs import RunDir, read_run_config, require_run
 
 
 def load_eval_sets(run: Path, extra: list[str] | None, max_samples: int | None) -> dict[str, list[dict]]:
@@ -21,7 +21,7 @@ def load_eval_sets(run: Path, extra: list[str] | None, max_samples: int | None) 
     from tunewise.data.prepare import read_dataset
 
     sets: dict[str, list[dict]] = {}
-    val = run / "data" / "val.jsonl"
+    val = RunDir(run).val_data
     if val.exists():
         recs = [r for _, r in read_jsonl(val) if "messages" in r]
         if recs:
@@ -70,7 +70,7 @@ def _encode_text(lm, records, max_length):
 
 def run_key_terms(run: Path) -> list[str]:
     """The terms the run's data teaches (a name, a maker, a label), as the generation check fixed them."""
-    path = run / "metrics.jsonl"
+    path = RunDir(run).metrics
     if not path.exists():
         return []
     for _, row in read_jsonl(path):
@@ -160,7 +160,7 @@ def run_eval(run: str | Path, *, data: list[str] | None = None, max_samples: int
         lm = load_run_model(run, tuned=tuned, checkpoint=checkpoint if tuned else None)
         results[label] = evaluate_model(lm, sets, cfg, gtext, gqa, max_new_tokens, key_terms=run_key_terms(run))
         del lm
-    eval_dir = run / "eval"
+    eval_dir = RunDir(run).eval
     for label in ("before", "after"):
         for name, items in results[label]["predictions"].items():
             write_jsonl(eval_dir / f"predictions_{label}_{name}.jsonl", items)

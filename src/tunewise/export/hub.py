@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from tunewise.errors import RunError
+from tunewise.runs import RunDir
 
 NOTHING_SENT = "nothing was exported or uploaded"
 
@@ -89,8 +90,8 @@ def files_to_push(run: Path, result: dict, cfg) -> dict[str, Path | bytes]:
     for key, name in (("gguf", "model.gguf"), ("modelfile", "Modelfile"), ("verify_json", "verify.json")):
         if result.get(key):
             files[name] = Path(result[key])
-    if (run / "curves.png").exists():
-        files["curves.png"] = run / "curves.png"
+    if RunDir(run).curves_png.exists():
+        files["curves.png"] = RunDir(run).curves_png
     return files
 
 
@@ -124,8 +125,8 @@ def push(repo_id: str, token: str, files: dict[str, Path | bytes], card: str, *,
 
 
 # ------------------------------------------------------------------------------------------------------------
-def _data_summary(run: Path) -> list[str]:
-    p = run / "data" / "stats.json"
+def _data_summary(run) -> list[str]:
+    p = RunDir(run).stats
     if not p.exists():
         return ["(no data/stats.json in the run)"]
     stats = json.loads(p.read_text(encoding="utf-8"))
@@ -163,13 +164,12 @@ def _usage(repo_id: str, kind: str, base: str | None, files) -> list[str]:
 
 def model_card(run: Path, repo_id: str | None = None, *, files=(), kind: str = "merged", verdict: dict | None = None) -> str:
     """The README.md pushed with the model: base model, method, data, hyperparameters, curves, eval, verification."""
-    from tunewise.runs import read_run_config, read_template
 
-    cfg = read_run_config(run)
-    template = read_template(run)
-    raw = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}
-    hyper = {"method": raw.get("method", {}), "train": raw.get("train", {}),
-             "data": {k: v for k, v in (raw.get("data") or {}).items() if k in ("max_length", "val_size", "train_on_prompt")}}
+    run = RunDir.open(run)
+    cfg, template = run.config, run.template
+    raw = cfg.model_dump(mode="json")  # config.yaml holds exactly this dump
+    hyper = {"method": raw["method"], "train": raw["train"],
+             "data": {k: v for k, v in raw["data"].items() if k in ("max_length", "val_size", "train_on_prompt")}}
     base = hub_base(cfg)
     shown = cfg.model.name_or_path + (f" (revision {cfg.model.revision})" if cfg.model.revision else "")
     title = repo_id or run.name
@@ -203,9 +203,9 @@ def model_card(run: Path, repo_id: str | None = None, *, files=(), kind: str = "
         yaml.safe_dump(hyper, allow_unicode=True, sort_keys=False).rstrip(),
         "```",
     ]
-    if (run / "curves.png").exists():
+    if run.curves_png.exists():
         out += ["", "## Learning curves", "![learning curves](curves.png)"]
-    report = run / "eval" / "report.md"
+    report = run.eval / "report.md"
     if report.exists():
         out += ["", "## Evaluation (before / after fine-tuning)", report.read_text(encoding="utf-8").rstrip()]
     if verdict:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tunewise.errors import RunError
 from tunewise.fileio import atomic_path, write_json
-from tunewise.runs import read_run_config, read_template, require_run
+from tunewise.runs import RunDir
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -30,39 +30,43 @@ def _not_mergeable(method: str, run: Path) -> RunError:
                     fix="retrain with method.name: lora (or full) to export; chat and eval still work with this run")
 
 
-def load_merged(run: Path, *, checkpoint: str | Path | None = None):
-    """(model in float32 with the result merged in, tokenizer, template, config)."""
-    from tunewise import methods
-    from tunewise.models.load import load_tokenizer, resolve_model
+def load_merged(run, *, checkpoint: str | Path | None = None, model=None):
+    """(model in float32 with the result merged in, tokenizer, template, config).
 
-    cfg = read_run_config(run)
-    template = read_template(run)
+    model: the run's trained model as `methods.load_trained(run, dtype="float32")` returns it, already loaded
+    (export hands in the one it used for verification); it is merged in place."""
+    from tunewise import methods
+
+    rd = RunDir.open(run)
+    cfg = rd.config
     if not methods.get(cfg.method.name).mergeable:
-        raise _not_mergeable(cfg.method.name, run)
+        raise _not_mergeable(cfg.method.name, rd.path)
     if checkpoint is not None and not Path(checkpoint).exists():
         raise RunError("no such checkpoint", where=str(checkpoint), fix="pick one of RUN/checkpoints/checkpoint-N")
     if cfg.method.name == "qlora":
         _note("QLoRA trained against a 4-bit base: merging into the de-quantised (full-precision) base, "
               "so the merged weights are quantised at most once, by the export you choose")
-    tokenizer = load_tokenizer(resolve_model(cfg.model.name_or_path, cfg.model.revision).path, cfg.model.trust_remote_code)
-    # The same loader as chat and eval: whatever the method saved, full precision for merging.
-    model = methods.load_trained(run, checkpoint=checkpoint, dtype="float32")
+    if model is None:
+        # The same loader as chat and eval: whatever the method saved, full precision for merging.
+        model = methods.load_trained(rd, checkpoint=checkpoint, dtype="float32")
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    return model, tokenizer, template, cfg
+    return model, rd.tokenizer, rd.template, cfg
 
 
-def merge_run(run: str | Path, out_dir: str | Path | None = None, *, dtype: str = "float32",
-              checkpoint: str | Path | None = None) -> Path:
+def merge_run(run, out_dir: str | Path | None = None, *, dtype: str = "float32",
+              checkpoint: str | Path | None = None, model=None) -> Path:
+    """Write the merged model folder (see the module docstring); `model`: as for `load_merged`."""
     import torch
 
     from tunewise.stamp import versions
 
-    run = require_run(run)
+    rd = RunDir.open(run)
+    run = rd.path
     if dtype not in DTYPES:
         raise RunError(f"unknown dtype '{dtype}'", where="--dtype", fix=f"use one of: {', '.join(DTYPES)}")
-    out_dir = Path(out_dir) if out_dir else run / "export" / "merged"
-    model, tokenizer, template, cfg = load_merged(run, checkpoint=checkpoint)
+    out_dir = Path(out_dir) if out_dir else rd.merged
+    model, tokenizer, template, cfg = load_merged(rd, checkpoint=checkpoint, model=model)
     model = model.to(getattr(torch, dtype))
     model.config.dtype = dtype
     tokenizer.chat_template = template.standalone_jinja()

@@ -33,10 +33,10 @@ def export_run(run: str | Path, *, dtype: str = "float32", out: str | Path | Non
     )
     from tunewise.faults import crash_point
     from tunewise.fileio import clean_temps, write_text
-    from tunewise.runs import read_run_config, read_template, require_run
+    from tunewise.runs import RunDir
 
-    run = require_run(run)
-    export_dir = Path(out) if out else run / "export"
+    run = RunDir.open(run)  # config.yaml and template.json are read once, here, for the whole export
+    export_dir = Path(out) if out else run.export
     result: dict = {"export_dir": str(export_dir)}
     if gguf and gguf not in GGUF_TYPES:
         raise RunError(f"unknown GGUF type '{gguf}'", where="--gguf", fix=f"use one of: {', '.join(GGUF_TYPES)}")
@@ -51,8 +51,7 @@ def export_run(run: str | Path, *, dtype: str = "float32", out: str | Path | Non
         from tunewise.extras import require_extra
 
         require_extra("export", "a GGUF export")
-    template = read_template(run)
-    cfg = read_run_config(run)
+    template, cfg = run.template, run.config
     intended = None
     if ollama:  # fail before the slow steps when the template has no verified Ollama form
         go_template = ollama_template(template)
@@ -76,18 +75,17 @@ def export_run(run: str | Path, *, dtype: str = "float32", out: str | Path | Non
     clean_temps(export_dir)
     for stale in ("verify.json", "Modelfile", "model.gguf"):
         (export_dir / stale).unlink(missing_ok=True)
+    model, reference = _trained_model(run, checkpoint, verify_prompts if gguf else 0, verify_tokens)
     _say(f"[tunewise] merging {run} into {export_dir / 'merged'} ({dtype})")
-    merged = merge_run(run, export_dir / "merged", dtype=dtype, checkpoint=checkpoint)
+    merged = merge_run(run, export_dir / "merged", dtype=dtype, checkpoint=checkpoint, model=model)
+    del model
     result["merged"] = str(merged)
     crash_point("export:merged")
     verdict = None
     if gguf:
-        from tunewise.models.load import load_tokenizer
-
-        tok = load_tokenizer(merged)
         gguf_path = export_dir / "model.gguf"
         _say(f"[tunewise] converting to GGUF {gguf} with llama.cpp's converter -> {gguf_path}")
-        build_gguf(merged, gguf_path, gguf, special_tokens(tok, template, add_bos=training_bos(template)))
+        build_gguf(merged, gguf_path, gguf, special_tokens(run.tokenizer, template, add_bos=training_bos(template)))
         result["gguf"] = str(gguf_path)
         crash_point("export:gguf")
         modelfile = None
@@ -99,7 +97,7 @@ def export_run(run: str | Path, *, dtype: str = "float32", out: str | Path | Non
 
         _say(f"[tunewise] verifying: greedy answers of the GGUF vs the trained model on {verify_prompts} held-out prompts")
         verdict = verify_gguf(run, gguf_path, gguf, modelfile_path=modelfile, n_prompts=verify_prompts,
-                              max_new_tokens=verify_tokens, modelfile_intended=intended)
+                              max_new_tokens=verify_tokens, modelfile_intended=intended, reference=reference)
         crash_point("export:verified")
         write_verdict(export_dir / "verify.json", verdict)  # last: only after every file it vouches for exists
         result["verify"], result["verify_json"] = verdict["status"], str(export_dir / "verify.json")
@@ -114,6 +112,25 @@ def export_run(run: str | Path, *, dtype: str = "float32", out: str | Path | Non
         _push(run, export_dir, result, cfg, push, token, private, kind="merged", verdict=verdict)
     print(merged)
     return result
+
+
+def _trained_model(run, checkpoint, n_prompts: int, max_new_tokens: int):
+    """The trained model, loaded once for the whole export (full precision, as merging needs it), and, when the
+    export verifies a GGUF, the trained model's answers to the verification prompts, taken before the merge."""
+    from tunewise import methods
+    from tunewise.export.merge import load_merged
+    from tunewise.export.verify import hf_reference, reference_prompts
+    from tunewise.infer.generate import LoadedModel, pick_threads
+
+    if not methods.get(run.config.method.name).mergeable:
+        load_merged(run, checkpoint=checkpoint)  # refuses with the reason, before loading anything
+    pick_threads(run.config)
+    model = methods.load_trained(run, checkpoint=checkpoint, dtype="float32")
+    if not n_prompts:
+        return model, None
+    _say(f"[tunewise] the trained model's answers to {n_prompts} held-out prompts, to verify the GGUF against")
+    lm = LoadedModel(model, run.tokenizer, run.template, "tuned")
+    return model, hf_reference(lm, reference_prompts(run, n_prompts), max_new_tokens)
 
 
 def _push(run: Path, export_dir: Path, result: dict, cfg, repo_id: str, token: str, private: bool, *, kind: str,

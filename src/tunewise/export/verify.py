@@ -47,11 +47,13 @@ FIXES = {
 }
 
 
-def held_out_prompts(run: Path, n: int) -> list[list[dict]]:
+def held_out_prompts(run, n: int) -> list[list[dict]]:
     """Conversations up to (not including) their last assistant turn, from val.jsonl else train.jsonl."""
+    from tunewise.runs import RunDir
+
+    rd = RunDir(run)
     out = []
-    for name in ("val.jsonl", "train.jsonl"):
-        path = run / "data" / name
+    for path in (rd.val_data, rd.train_data):
         if not path.exists():
             continue
         for _, rec in read_jsonl(path):
@@ -169,15 +171,37 @@ def modelfile_verdict(problems: list[str], gguf_type: str) -> dict:
             "modelfile_agrees": False, "prompts": []}
 
 
-def verify_gguf(run: Path, gguf_path: Path, gguf_type: str, *, modelfile_path: Path | None = None,
-                n_prompts: int = 4, max_new_tokens: int = 32, lm=None,
+def hf_reference(lm, prompts: list[list[dict]], max_new_tokens: int) -> list[dict]:
+    """The trained model's side of the verification, per prompt: its prompt ids, greedy answer and the logits
+    predicting that answer. Computed before the merge (export hands in the model it then merges), so the GGUF
+    is checked against the model as trained, not against the merge that produced it."""
+    from tunewise.infer.generate import build_prompt, generate
+
+    out = []
+    for msgs in prompts:
+        ids = build_prompt(lm, msgs)
+        hf = generate(lm, [msgs], max_new_tokens=max_new_tokens, temperature=0.0, repetition_penalty=1.0,
+                      batch_size=1)[0]
+        answer = list(hf["token_ids"])
+        out.append({"messages": msgs, "ids": ids, "answer": hf, "logits": _hf_logits(lm, ids, answer) if answer else None})
+    return out
+
+
+def reference_prompts(run, n_prompts: int) -> list[list[dict]]:
+    return held_out_prompts(run, n_prompts) or [[{"role": "user", "content": "Who are you?"}]]
+
+
+def verify_gguf(run, gguf_path: Path, gguf_type: str, *, modelfile_path: Path | None = None,
+                n_prompts: int = 4, max_new_tokens: int = 32, lm=None, reference: list[dict] | None = None,
                 modelfile_intended: list[tuple[str, str]] | None = None) -> dict:
     """Compare the GGUF (and its Modelfile) with the trained model. `modelfile_intended`: the command list the
-    export meant to write; the whole Modelfile, parsed as Ollama parses it, must equal it."""
-    from tunewise.infer.generate import build_prompt, generate, load_run_model
-    from tunewise.runs import read_template
+    export meant to write; the whole Modelfile, parsed as Ollama parses it, must equal it. `reference`: the
+    trained model's side, from `hf_reference` (else computed here with `lm`, else with the run's model)."""
+    from tunewise.infer.generate import load_run_model
+    from tunewise.runs import RunDir
 
-    template = read_template(run)
+    rd = RunDir.open(run)
+    template = rd.template
     modelfile = None
     if modelfile_path:
         text = modelfile_path.read_text(encoding="utf-8")
@@ -189,24 +213,20 @@ def verify_gguf(run: Path, gguf_path: Path, gguf_type: str, *, modelfile_path: P
                 problems = [f"Ollama cannot parse it ({e})"]
         if problems:
             return modelfile_verdict(problems, gguf_type)
-    prompts = held_out_prompts(run, n_prompts)
-    if not prompts:
-        prompts = [[{"role": "user", "content": "Who are you?"}]]
-    lm = lm or load_run_model(run)
+    if reference is None:
+        reference = hf_reference(lm or load_run_model(rd), reference_prompts(rd, n_prompts), max_new_tokens)
     stop_strings = modelfile["stop"] if modelfile else []
-    hf_prompt_ids = [build_prompt(lm, p) for p in prompts]
-    g = _GGUF(gguf_path, n_ctx=max(len(x) for x in hf_prompt_ids) + max_new_tokens + 16)
+    g = _GGUF(gguf_path, n_ctx=max(len(r["ids"]) for r in reference) + max_new_tokens + 16)
     rows = []
     try:
-        for msgs, ids_hf in zip(prompts, hf_prompt_ids):
+        for ref in reference:
+            msgs, ids_hf, hf = ref["messages"], ref["ids"], ref["answer"]
             train_text = template.render(msgs, add_generation_prompt=True)
             gguf_text, ids_gguf = _gguf_prompt(g, template, msgs, modelfile)
-            hf = generate(lm, [msgs], max_new_tokens=max_new_tokens, temperature=0.0, repetition_penalty=1.0,
-                          batch_size=1)[0]
             toks, stopped, stop_tok = g.greedy(ids_gguf, max_new_tokens, stop_strings)
             same_text_ids = g.tokenize(train_text, add_special=False) == ids_hf
             answer = list(hf["token_ids"])
-            err = logit_error(_hf_logits(lm, ids_hf, answer), g.forced_logits(ids_gguf, answer)) if answer else None
+            err = logit_error(ref["logits"], g.forced_logits(ids_gguf, answer)) if answer else None
             rows.append({
                 "prompt": msgs[-1]["content"][:200],
                 "hf_text": hf["text"], "gguf_text": g.llm.detokenize(toks).decode("utf-8", errors="replace").strip(),

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from tunewise.cpu import use_threads
-from tunewise.runs import read_run_config, read_template, require_run
+from tunewise.runs import RunDir
 from tunewise.templates import ChatTemplate
 
 
@@ -21,27 +21,29 @@ class LoadedModel:
     label: str
 
 
-def load_run_model(run: str | Path, *, tuned: bool = True, checkpoint: str | Path | None = None) -> LoadedModel:
+def load_run_model(run: str | Path | RunDir, *, tuned: bool = True, checkpoint: str | Path | None = None) -> LoadedModel:
     """The base model (tuned=False) or the trained one (adapter applied / full weights), in eval mode."""
-    from tunewise.models.load import load_model, load_tokenizer, resolve_model
+    from tunewise.models.load import load_model
 
-    run = require_run(run)
-    cfg = read_run_config(run)
-    template = read_template(run)
-    threads, new = use_threads(cfg.train.num_threads)  # generation, like training, on the cores left free
-    if new:
-        print(f"[tunewise] {threads.line()}", file=sys.stderr)
-    resolved = resolve_model(cfg.model.name_or_path, cfg.model.revision)
-    tokenizer = load_tokenizer(resolved.path, cfg.model.trust_remote_code)
+    rd = RunDir.open(run)
+    cfg = rd.config
+    pick_threads(cfg)
     if tuned:
         from tunewise.methods import load_trained
 
         # Every method's result (peft adapter, bottleneck adapter, full weights, a checkpoint) loads one way.
-        model = load_trained(run, checkpoint=checkpoint, dtype=cfg.model.dtype)
+        model = load_trained(rd, checkpoint=checkpoint, dtype=cfg.model.dtype)
     else:
-        model = load_model(resolved.path, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
+        model = load_model(rd.resolved_model.path, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
     model.eval()
-    return LoadedModel(model, tokenizer, template, "tuned" if tuned else "base")
+    return LoadedModel(model, rd.tokenizer, rd.template, "tuned" if tuned else "base")
+
+
+def pick_threads(cfg) -> None:
+    """Generation, like training, on the cores left free (chosen once per process, said once)."""
+    threads, new = use_threads(cfg.train.num_threads)
+    if new:
+        print(f"[tunewise] {threads.line()}", file=sys.stderr)
 
 
 def build_prompt(lm: LoadedModel, messages: list[dict]) -> list[int]:

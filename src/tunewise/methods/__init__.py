@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from tunewise.config.methods import FACTS, MethodFacts
 from tunewise.console import say
 from tunewise.errors import ConfigError, RunError, TunewiseError
+from tunewise.runs import RunDir
 
 
 @dataclass
@@ -33,7 +35,8 @@ class MethodInfo:
     apply: Callable[..., Any]
     summary_en: str
     summary_zh: str
-    peft: bool = True          # result saved as an adapter (adapter/) rather than full weights (model/)
+    facts: MethodFacts         # what it trains, its default LR and range (config/methods.py)
+    trainable_params: Callable[..., int]  # (model shape, method settings) -> parameters it trains (methods/sizes.py)
     mergeable: bool = True     # can be merged into the base for export
     load_kwargs: Callable[..., dict] | None = None  # extra from_pretrained kwargs (e.g. quantization)
     check: Callable[..., None] | None = None        # model-free config validation
@@ -41,14 +44,24 @@ class MethodInfo:
     continues: tuple[str, ...] = ()                 # previous result kinds this method keeps training
     after_load: Callable[..., Any] | None = None    # fix-ups right after loading the base (training and as_trained)
 
+    @property
+    def peft(self) -> bool:
+        """The result is saved apart from the base (adapter/), not as full weights (model/)."""
+        return self.facts.adapter_like
+
 
 _METHODS: dict[str, MethodInfo] = {}
 
 
-def register(name: str, *, en: str, zh: str, peft: bool = True, mergeable: bool = True, load_kwargs=None,
-             check=None, save=None, continues: tuple[str, ...] = (), after_load=None):
+def register(name: str, *, en: str, zh: str, trainable_params: Callable[..., int], mergeable: bool = True,
+             load_kwargs=None, check=None, save=None, continues: tuple[str, ...] = (), after_load=None):
+    facts = FACTS.get(name)
+    if facts is None:
+        raise TypeError(f"method '{name}' has no entry in tunewise/config/methods.py (what it trains, its default LR)")
+
     def deco(fn):
-        _METHODS[name] = MethodInfo(name, fn, en, zh, peft, mergeable, load_kwargs, check, save, continues, after_load)
+        _METHODS[name] = MethodInfo(name, fn, en, zh, facts, trainable_params, mergeable, load_kwargs, check, save,
+                                    continues, after_load)
         return fn
 
     return deco
@@ -239,13 +252,13 @@ def diverged_without_checkpoint(run: Path) -> bool:
     from tunewise.fileio import read_json
 
     try:
-        summary = read_json(Path(run) / "train_summary.json")
+        summary = read_json(RunDir(run).summary)
     except Exception:  # no summary (or a damaged one): nothing to say about divergence
         return False
     return isinstance(summary, dict) and summary.get("diverged_at_step") is not None
 
 
-def load_trained(run: str | Path, *, checkpoint: str | Path | None = None, dtype: str | None = None,
+def load_trained(run, *, checkpoint: str | Path | None = None, dtype: str | None = None,
                  as_trained: bool = False):
     """The trained model of a run (adapter applied or full weights), in eval mode.
 
@@ -253,11 +266,11 @@ def load_trained(run: str | Path, *, checkpoint: str | Path | None = None, dtype
     dtype: override the run's model.dtype ('float32', 'bfloat16', ...).
     as_trained: load the base exactly as in training (e.g. 4-bit for qlora) instead of full precision.
     """
-    from tunewise.models.load import load_model, resolve_model
-    from tunewise.runs import last_good_checkpoint, read_run_config
+    from tunewise.models.load import load_model
+    from tunewise.runs import RunDir, last_good_checkpoint
 
-    run = Path(run)
-    cfg = read_run_config(run)
+    rd = RunDir.open(run)
+    cfg, run = rd.config, rd.path
     if checkpoint and not Path(checkpoint).is_dir():
         raise RunError("no such checkpoint folder", where=str(checkpoint),
                        fix=f"pick one of {run / 'checkpoints'}/checkpoint-N")
@@ -285,7 +298,7 @@ def load_trained(run: str | Path, *, checkpoint: str | Path | None = None, dtype
 
             model = load_adapter(fix(load_model(result, **kw, **extra)), result)
         else:
-            base = fix(load_model(resolve_model(cfg.model.name_or_path, cfg.model.revision).path, **kw, **extra))
+            base = fix(load_model(rd.resolved_model.path, **kw, **extra))
             model = load_result(base, result)
     model.eval()
     return model

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from tunewise.errors import ConfigError, RunError
-from tunewise.methods import register
+from tunewise.methods import register, sizes
 from tunewise.methods.layers import base_of, decoder_layers
 
 CONFIG_NAME = "bottleneck_adapter.json"
@@ -147,6 +147,7 @@ def load_adapter(model, path: str | Path, *, is_trainable: bool = False):
     "(method.adapter_size, placement pfeiffer or houlsby); the model stays frozen.",
     zh="瓶颈适配器（Adapter）：在每个 Transformer 层里插入“降维-激活-升维”加残差的小模块（method.adapter_size，pfeiffer 或 houlsby 位置），原模型冻结。",
     mergeable=False, save=save_adapter, continues=("bottleneck",),
+    trainable_params=sizes.bottleneck,
 )
 def apply(model, cfg, ctx=None):
     if ctx and ctx.get("previous_adapter"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from tunewise.errors import ConfigError
-from tunewise.methods import register
+from tunewise.methods import register, sizes
 from tunewise.methods.layers import decoder_layers, find_modules
 
 
@@ -32,7 +32,7 @@ def trainable_modules(model, cfg) -> list[str]:
     en="Freeze tuning: train only the top N transformer layers (method.freeze_trainable_layers) plus named modules "
     "(method.freeze_extra_modules); the rest stays frozen.",
     zh="冻结微调：只训练最上面 N 层（method.freeze_trainable_layers）和指定模块（method.freeze_extra_modules），其余参数冻结。",
-    peft=False,
+    trainable_params=sizes.freeze,
 )
 def apply(model, cfg, ctx=None):
     names = trainable_modules(model, cfg)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tunewise.methods import register
+from tunewise.methods import register, sizes
 
 
 def lora_config(cfg, token_ids: list[int] | None = None):
@@ -43,6 +43,7 @@ def embedding_in_modules_to_save(model, modules_to_save) -> bool:
     "method.use_dora / use_rslora switch on DoRA and rsLoRA.",
     zh="LoRA：冻结原模型，只训练线性层上的低秩增量（快、省显存，最常用的起点）。method.use_dora / use_rslora 开启 DoRA、rsLoRA。",
     continues=("LORA",),
+    trainable_params=sizes.lora,
 )
 def apply(model, cfg, ctx=None):
     return add_lora(model, cfg, ctx)

@@ -12,7 +12,7 @@ peft; on its sliding-window layers the prefix, like any early token, is seen onl
 from __future__ import annotations
 
 from tunewise.errors import ConfigError
-from tunewise.methods import register
+from tunewise.methods import register, sizes
 
 
 def check(cfg) -> None:
@@ -115,6 +115,7 @@ def _smoke(model, method: str):
     "the model stays frozen.",
     zh="前缀微调（Prefix tuning）：学习放在每个注意力层前面的键/值向量（method.num_virtual_tokens 个），原模型不动。",
     mergeable=False, check=check, continues=("PREFIX_TUNING",),
+    trainable_params=sizes.prefix,
 )
 def apply_prefix(model, cfg, ctx=None):
     from peft import PrefixTuningConfig, TaskType, get_peft_model
@@ -132,6 +133,7 @@ def apply_prefix(model, cfg, ctx=None):
     "(the fewest parameters; optional start from text: method.prompt_init_text).",
     zh="提示微调（Prompt tuning）：学习放在每条样本前面的 method.num_virtual_tokens 个输入向量（参数最少；可用 method.prompt_init_text 的文字初始化）。",
     mergeable=False, check=check, continues=("PROMPT_TUNING",),
+    trainable_params=sizes.prompt,
 )
 def apply_prompt(model, cfg, ctx=None):
     from peft import PromptTuningConfig, TaskType, get_peft_model

@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 
 from tunewise.errors import ModelError
-from tunewise.methods import register
+from tunewise.methods import register, sizes
 from tunewise.methods.lora import add_lora
 
 
@@ -53,6 +53,7 @@ def keep_4bit_trainable(model):
     "least memory, a little slower.",
     zh="QLoRA：把冻结的原模型量化成 4 位 NF4（双重量化）或 8 位（method.quant_bits），再在上面训练 LoRA；最省显存，稍慢。",
     load_kwargs=load_kwargs, after_load=keep_4bit_trainable, continues=("LORA",),
+    trainable_params=sizes.lora,
 )
 def apply(model, cfg, ctx=None):
     from peft import prepare_model_for_kbit_training

@@ -40,9 +40,9 @@ def resolve_model(name_or_path: str, revision: str | None = None) -> ResolvedMod
         return ResolvedModel(out, name_or_path)
     p = Path(name_or_path).expanduser()
     if p.is_dir() and is_run_dir(p):
-        from tunewise.runs import read_run_config
+        from tunewise.config.load import read_saved_config
 
-        prev = read_run_config(p)
+        prev = read_saved_config(p / "config.yaml")
         base = resolve_model(prev.model.name_or_path, prev.model.revision)
         if (p / "model").exists():  # full-weight result: continue from it
             return ResolvedModel((p / "model").resolve(), name_or_path, previous_run=p.resolve())

@@ -12,6 +12,7 @@ from pathlib import Path
 from tunewise.config.plan import checkpoint_interval, steps_plan
 from tunewise.config.schema import Config
 from tunewise.console import say as _say
+from tunewise.runs import RunDir
 
 
 def load_for_training(cfg: Config, resolved, *, tokenizer=None, template=None):
@@ -81,7 +82,7 @@ def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool, guarde
 
     t = cfg.train
     return TrainingArguments(
-        output_dir=str(run / "checkpoints"),
+        output_dir=str(RunDir(run).checkpoints),
         learning_rate=t.learning_rate, num_train_epochs=plan["epochs"], max_steps=t.max_steps or -1,
         per_device_train_batch_size=t.per_device_batch_size, per_device_eval_batch_size=t.per_device_batch_size,
         gradient_accumulation_steps=plan["accum"], lr_scheduler_type=t.lr_scheduler,

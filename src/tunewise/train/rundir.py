@@ -21,6 +21,7 @@ from tunewise.console import say as _say
 from tunewise.errors import RunError
 from tunewise.fileio import atomic_path, clean_temps, is_temp, write_text
 from tunewise.runs import (
+    RunDir,
     clean_checkpoints,
     run_dir_for,
     scan_checkpoints,
@@ -54,7 +55,7 @@ def _entries(run: Path) -> list[Path]:
 
 def _foreign(run: Path) -> list[str]:
     """Entries that tunewise would not have written, when the folder has no config.yaml."""
-    if (run / "config.yaml").exists():
+    if RunDir(run).config_file.exists():
         return []
     return sorted(p.name for p in _entries(run) if p.name not in RUN_ENTRIES)
 
@@ -78,7 +79,7 @@ def describe_trained(run: Path) -> str:
         parts.insert(0, f"checkpoints up to {scan.newest.name}")
     if scan.incomplete:
         parts.append("incomplete " + ", ".join(f"{p.name} ({why})" for p, why in scan.incomplete))
-    staging = run / "checkpoints" / ".saving"
+    staging = RunDir(run).checkpoints / ".saving"
     if staging.is_dir():
         parts += [f"an interrupted save of {p.name}" for p in sorted(staging.iterdir())]
     return ", ".join(parts) or "files of a run"
@@ -101,8 +102,8 @@ def start_run_dir(cfg: Config, *, resume: bool, overwrite: bool) -> Path:
                 _say(f"[tunewise] reusing {run}: it holds no checkpoint and no result (left by `data prepare` or a failed run)")
             reset_run_dir(run)
     run.mkdir(parents=True, exist_ok=True)
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run / "tensorboard")
-    write_text(run / "config.yaml", dump_config(cfg))  # written first, before anything can fail
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(RunDir(run).tensorboard)
+    write_text(RunDir(run).config_file, dump_config(cfg))  # written first, before anything can fail
     return run
 
 
@@ -165,7 +166,7 @@ def trim_metrics(run: Path, step: int) -> None:
 
     from tunewise.fileio import write_text
 
-    path = run / "metrics.jsonl"
+    path = RunDir(run).metrics
     if not path.exists():
         return
     kept = []
@@ -184,8 +185,8 @@ def prepare_for_run(cfg: Config, run: Path, *, resume: bool):
     prepared aside and compared first, so a refusal leaves the run's data as it was."""
     from tunewise.data.prepare import prepare, prepare_into
 
-    data = run / "data"
-    if not (resume and scan_checkpoints(run).complete and (data / "train.jsonl").exists()):
+    data = RunDir(run).data
+    if not (resume and scan_checkpoints(run).complete and RunDir(run).train_data.exists()):
         return prepare(cfg, run)
     with atomic_path(data, is_dir=True) as staging:
         prepared = prepare_into(cfg, staging)
@@ -202,7 +203,7 @@ def metrics_for_resume(run: Path, ckpt: Path | None, resume: bool) -> None:
     if resume and ckpt is None:
         _say("[tunewise] --resume: no complete checkpoint yet, starting from the beginning")
     if ckpt is None:
-        (run / "metrics.jsonl").unlink(missing_ok=True)
+        RunDir(run).metrics.unlink(missing_ok=True)
         return
     _say(f"[tunewise] resuming from {ckpt}")
     trim_metrics(run, int(ckpt.name.rsplit("-", 1)[1]))

@@ -13,7 +13,7 @@ from tunewise.console import say as _say
 from tunewise.cpu import use_threads
 from tunewise.fileio import atomic_path, read_json, read_jsonl, write_json
 from tunewise.models.load import model_type_of, tokenizer_and_template
-from tunewise.runs import newest_checkpoint, run_dir_for
+from tunewise.runs import RunDir, newest_checkpoint, run_dir_for
 from tunewise.train.assemble import (
     build_trainer,
     fit,
@@ -89,7 +89,7 @@ def prepare_run(cfg: Config, *, resume: bool, overwrite: bool, before_fit: Calla
     if (note := describe(settle_system(template, cfg.template.system, prepared.train))) and main_proc:
         _say(f"[tunewise] note: {note}")
     if main_proc:
-        write_json(run / "template.json", template.to_dict())
+        write_json(RunDir(run).template_file, template.to_dict())
     train_ds, val_ds, enc_stats = encode_for_training(cfg, tokenizer, template, prepared)
     if main_proc:
         _write_token_stats(cfg, run, enc_stats, [len(e.input_ids) for e in train_ds.examples])
@@ -103,11 +103,11 @@ def prepare_run(cfg: Config, *, resume: bool, overwrite: bool, before_fit: Calla
 def _write_token_stats(cfg: Config, run: Path, enc_stats: dict, lengths: list[int]) -> None:
     from tunewise.data.report import length_histogram, write_length_histogram
 
-    stats = {**read_json(run / "data" / "stats.json"), "tokens": enc_stats, "length_histogram": length_histogram(lengths)}
-    write_json(run / "data" / "stats.json", stats)
+    stats = {**read_json(RunDir(run).stats), "tokens": enc_stats, "length_histogram": length_histogram(lengths)}
+    write_json(RunDir(run).stats, stats)
     _print_data_summary(stats)
     if lengths:
-        write_length_histogram(lengths, run / "data" / "lengths.png", cfg.data.max_length)
+        write_length_histogram(lengths, RunDir(run).lengths_png, cfg.data.max_length)
 
 
 def trainer_for_run(cfg: Config, r: Ready):
@@ -124,7 +124,7 @@ def trainer_for_run(cfg: Config, r: Ready):
     # (Gemma 3's holds ~300 MB, a tenth of the run's peak).
     pad_id = r.tokenizer.pad_token_id
     if r.main_proc:
-        with atomic_path(r.run / "data" / "tokenizer", is_dir=True) as tmp:
+        with atomic_path(RunDir(r.run).tokenizer_dir, is_dir=True) as tmp:
             r.tokenizer.save_pretrained(tmp)
     r.tokenizer = None
     ready_for_training(cfg, model)
@@ -132,7 +132,7 @@ def trainer_for_run(cfg: Config, r: Ready):
     _say(f"[tunewise] method {r.method.name}: {trainable:,} trainable of {total:,} parameters "
          f"({100 * trainable / max(total, 1):.3f}%)")
     trainer, plan = build_trainer(cfg, model, r.train_ds, r.val_ds, out=r.run, pad_id=pad_id, world=r.world, check=check)
-    metrics_cb = MetricsJsonl(r.run / "metrics.jsonl", weakref.ref(trainer))
+    metrics_cb = MetricsJsonl(RunDir(r.run).metrics, weakref.ref(trainer))
     trainer.add_callback(metrics_cb)
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(ConciseProgress())
@@ -182,15 +182,15 @@ def save_run(cfg: Config, r: Ready, trainer, result, metrics_cb) -> Path:
         return r.run
     run = r.run
     if trainer.nan_step is None:
-        out = run / ("adapter" if r.method.peft else "model")
+        out = RunDir(run).adapter if r.method.peft else RunDir(run).model
         with atomic_path(out, is_dir=True) as tmp:
             methods.save_result(r.method, trainer.model, tmp)
-            shutil.copytree(run / "data" / "tokenizer", tmp, dirs_exist_ok=True)
+            shutil.copytree(RunDir(run).tokenizer_dir, tmp, dirs_exist_ok=True)
         summary["result"] = str(out)
     else:
         good = drop_poisoned_checkpoints(run, trainer.nan_step)
         summary["last_good_checkpoint"] = str(good.relative_to(run)) if good else None
-    write_json(run / "train_summary.json", summary)
+    write_json(RunDir(run).summary, summary)
     stamp(run)
     verdict = _finish_curves(run)
     if trainer.nan_step is not None:
@@ -227,7 +227,8 @@ def generation_check(cfg: Config, tokenizer, template, prepared):
 def _check_before_training(check, model, run: Path, resume: bool, metrics_cb) -> None:
     """Measure the untouched model once (on resume: take its key terms from the first run's record)."""
     if resume:
-        rows = [r for _, r in read_jsonl(run / "metrics.jsonl")] if (run / "metrics.jsonl").exists() else []
+        metrics = RunDir(run).metrics
+        rows = [r for _, r in read_jsonl(metrics)] if metrics.exists() else []
         first = next((r for r in rows if r.get("event") == "before_training"), None)
         if first is not None:
             check.probe.key_terms = list(first.get("key_terms", []))

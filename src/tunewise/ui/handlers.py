@@ -12,6 +12,7 @@ import gradio as gr
 import pandas as pd
 
 from tunewise.errors import TunewiseError
+from tunewise.runs import RunDir
 from tunewise.ui import configure, jobs, knowledge, live
 from tunewise.ui.guard import board_run, refusal
 from tunewise.ui.i18n import param_label, t
@@ -168,7 +169,7 @@ def resume_training(root: str, run: str, lang: str) -> str:
                 "This run's config.yaml asks to run its model's own code (model.trust_remote_code); the board allows "
                 "that only when started with `tunewise ui --trust-remote-code`.")
     try:
-        jobs.start_train(Path(run) / "config.yaml", run, resume=True)
+        jobs.start_train(RunDir(run).config_file, run, resume=True)
     except RuntimeError as e:
         return str(e)
     return (f"继续训练：`{run}`（从最新的检查点）" if lang == "zh" else f"Resuming `{run}` from its newest checkpoint")
@@ -178,7 +179,7 @@ def remote_code_asked(run: str | Path) -> bool:
     import yaml
 
     try:
-        data = yaml.safe_load((Path(run) / "config.yaml").read_text(encoding="utf-8"))
+        data = yaml.safe_load(RunDir(run).config_file.read_text(encoding="utf-8"))
         return bool(data["model"]["trust_remote_code"])
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return False
@@ -210,7 +211,7 @@ def train_status(root: str, run: str, lang: str) -> dict:
     cur = live.latest(rows)
     if job is not None and "step" in cur:
         job.note_step(int(cur["step"]))
-    state = job.state() if job else ("finished" if Path(run, "train_summary.json").exists() else "idle")
+    state = job.state() if job else ("finished" if RunDir(run).summary.exists() else "idle")
     names = {"running": "训练中", "stopped": "已停止", "finished": "已完成", "failed": "失败", "idle": "未运行"}
     total = job.total_steps if job else None
     step = cur.get("step", 0)
@@ -317,7 +318,7 @@ def export_status(root: str, run: str, lang: str) -> tuple[str, str]:
     if job is not None and job.state() == "failed":
         return ("## FAIL\n\n" + ("导出命令失败，原因见日志。" if lang == "zh" else "The export command failed; the log says why.")), log
     if job is not None and job.state() == "finished":
-        merged = Path(run) / "export" / "merged"
+        merged = RunDir(run).merged
         return ((f"已合并到 `{merged}`。未选择 GGUF，因此没有可验证的导出。" if lang == "zh"
                  else f"Merged into `{merged}`. No GGUF was requested, so there is nothing to verify."), log)
     return "", log

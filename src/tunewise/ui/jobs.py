@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tunewise.runs import RunDir
+
 _TOTAL_RE = re.compile(r"\[tunewise\] training (\d+) steps")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # tqdm's cursor moves: noise in a log file
 
@@ -102,7 +104,7 @@ def _env() -> dict:
 def _pump(job: Job, hold_until_config: bool) -> None:
     """Copy the child's output into job.lines and the log file (held until the run dir is the new one)."""
     pending: list[str] = []
-    cfg_file = job.run / "config.yaml"
+    cfg_file = RunDir(job.run).config_file
 
     def ready() -> bool:
         if not hold_until_config:

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from tunewise.runs import RunDir
+
 
 def read_rows(run: str | Path) -> list[dict]:
     """metrics.jsonl rows; a half-written last line (training is appending) is skipped."""
-    p = Path(run) / "metrics.jsonl"
+    p = RunDir(run).metrics
     if not p.exists():
         return []
     rows = []
@@ -135,7 +137,7 @@ def read_json(path: Path) -> dict | None:
 
 
 def diagnosis(run: str | Path) -> dict | None:
-    return read_json(Path(run) / "diagnosis.json")
+    return read_json(RunDir(run).diagnosis)
 
 
 def verdict_markdown(d: dict | None, lang: str) -> str:
@@ -165,13 +167,14 @@ def list_runs(root: str | Path) -> list[str]:
 
 def has_result(run: str | Path) -> bool:
     """A result to evaluate or export: adapter/ or model/, or a diverged run's last good checkpoint."""
-    from tunewise.runs import has_result as result, last_good_checkpoint
+    from tunewise.runs import has_result as result
+    from tunewise.runs import last_good_checkpoint
 
     return result(run) or last_good_checkpoint(run) is not None
 
 
 def eval_report(run: str | Path) -> dict | None:
-    return read_json(Path(run) / "eval" / "report.json")
+    return read_json(RunDir(run).eval_report)
 
 
 def eval_table(report: dict | None) -> pd.DataFrame:
@@ -195,7 +198,7 @@ def forgetting_markdown(report: dict | None, lang: str) -> str:
 
 
 def verify_result(run: str | Path) -> dict | None:
-    return read_json(Path(run) / "export" / "verify.json")
+    return read_json(RunDir(run).verify_json)
 
 
 def verify_markdown(v: dict | None, lang: str) -> str:
