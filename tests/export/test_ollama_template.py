@@ -55,3 +55,28 @@ def test_modelfile_round_trip():
     assert mf["parameters"] == {"temperature": "0.7", "top_k": "50", "top_p": "0.9", "repeat_penalty": "1.1",
                                 "num_ctx": "512", "num_predict": "128"}
     assert len(PROBES) >= 3
+
+
+def test_the_template_record_names_its_ollama_form_and_export_reads_it(tiny_model_dirs, monkeypatch):
+    """One registry record holds the Jinja and the Ollama form; template.json's `registry` names it, so export
+    takes the Ollama form from there instead of matching the template against every registry entry."""
+    from tunewise.export import ollama
+    from tunewise.models.load import load_tokenizer
+    from tunewise.templates import registry_entry, registry_equivalent
+
+    for name in registry_names():
+        entry = registry_entry(name)
+        assert entry["chat_template"] and entry["ollama"], name
+    t = ChatTemplate.from_tokenizer(load_tokenizer(tiny_model_dirs["tiny-qwen2"]))
+    assert t.registry is None  # a tokenizer template: matched once, when training writes template.json
+    t.registry = registry_equivalent(t)
+    assert t.registry in registry_names()
+    assert ChatTemplate.from_json(t.to_dict()).registry == t.registry
+
+    def no_matching(_):
+        raise AssertionError("export matched the template against the registry again")
+
+    monkeypatch.setattr(ollama, "registry_equivalent", no_matching)
+    go = ollama_template(t)
+    assert go == registry_entry(t.registry)["ollama"].replace("{eos}", t.eos_token or "")
+    assert check_equivalent(go, t) == []

@@ -1,60 +1,24 @@
 """Ollama Modelfile: the training template as a Go TEMPLATE, every end-of-turn token as a stop.
 
-The TEMPLATE comes from `ollama_templates/<registry name>.json`. A template the run took from its
-tokenizer is matched to the registry template that renders the same text; one that matches none
-cannot be exported to Ollama (we never write a TEMPLATE we cannot show to be equivalent).
+The TEMPLATE is the Ollama form kept in the run's registry template record (templates/registry/<name>.json,
+named by template.json's `registry`). A template the run took from its tokenizer was matched, when training, to
+the registry template that renders the same text; one that matches none cannot be exported to Ollama (we never
+write a TEMPLATE we cannot show to be equivalent), and `check_equivalent` renders both forms before any export.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from tunewise.errors import RunError
 from tunewise.export.gotemplate import ollama_values, render
-from tunewise.templates import ChatTemplate, registry_names
-
-_DIR = Path(__file__).parent / "ollama_templates"
-
-# Conversations the equivalence check renders: with and without a system prompt, one and two turns.
-PROBES: list[list[dict]] = [
-    [{"role": "user", "content": "Hello there"}],
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Who are you?"}],
-    [{"role": "user", "content": "Question one?"}, {"role": "assistant", "content": "Answer one."},
-     {"role": "user", "content": "Question two?"}],
-    [{"role": "system", "content": "You are a helpful assistant.\nAnswer in English."},
-     {"role": "user", "content": "你好，今天怎么样？"}, {"role": "assistant", "content": "很好。"},
-     {"role": "user", "content": "Classify: great coffee"}],
-]
-
-
-def _registry_template(name: str, like: ChatTemplate) -> ChatTemplate:
-    from tunewise.templates import registry_entry  # the registry's data, read only
-
-    entry = registry_entry(name)
-    return ChatTemplate(name=name, chat_template=entry["chat_template"], bos_token=like.bos_token,
-                        eos_token=like.eos_token, system=like.system)
-
-
-def registry_equivalent(template: ChatTemplate) -> str | None:
-    """The registry template name that renders exactly like `template` (None when none does)."""
-    names = [template.name] if template.name in registry_names() else []
-    names += [n for n in registry_names() if n not in names]
-    for name in names:
-        if not (_DIR / f"{name}.json").exists():
-            continue
-        cand = _registry_template(name, template)
-        try:
-            if all(cand.render(p, add_generation_prompt=True) == template.render(p, add_generation_prompt=True)
-                   for p in PROBES):
-                return name
-        except Exception:  # a template that cannot render a probe is not equivalent
-            continue
-    return None
+from tunewise.templates import PROBES, ChatTemplate, registry_entry, registry_equivalent
 
 
 def ollama_template(template: ChatTemplate) -> str:
-    name = registry_equivalent(template)
+    """The Ollama TEMPLATE of the run's chat template: the Ollama form its registry record holds (template.json
+    names the record; a run trained before it did is matched by rendering, once)."""
+    name = template.registry or registry_equivalent(template)
     if name is None:
         raise RunError(
             f"the run's chat template '{template.name}' has no Ollama equivalent that tunewise can verify",
@@ -62,8 +26,7 @@ def ollama_template(template: ChatTemplate) -> str:
             fix="train with a registry template (template.name: chatml, qwen, llama3, gemma, mistral, plain), "
                 "or export without --ollama and use the GGUF's embedded chat template",
         )
-    src = json.loads((_DIR / f"{name}.json").read_text(encoding="utf-8"))["template"]
-    return src.replace("{eos}", template.eos_token or "")
+    return registry_entry(name)["ollama"].replace("{eos}", template.eos_token or "")
 
 
 def render_ollama(go_template: str, messages: list[dict], bos_token: str = "") -> str:

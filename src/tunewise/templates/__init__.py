@@ -76,6 +76,10 @@ class ChatTemplate:
     # The system prompt the template itself writes into a conversation that has none (SmolLM2's "You are a
     # helpful AI assistant named SmolLM...", Qwen's "You are a helpful assistant."); None when it writes none.
     builtin_system: str | None = None
+    # The registry template (templates/registry/) that renders exactly like this one, whose record also holds
+    # its Ollama form: the template's own name for a registry template, the one found equivalent when training
+    # took the tokenizer's (None: none is; older runs' template.json lacks it and export looks it up).
+    registry: str | None = None
     # The system prompt this run gives every conversation without one, in training, chat, eval and export
     # alike (template.system, or a replacement for a built-in one that contradicts the data); None: as rendered.
     system: str | None = None
@@ -86,7 +90,8 @@ class ChatTemplate:
         entry = registry_entry(name)
         eos = tokenizer.eos_token or ""
         stops = [eos if s == "{eos}" else s for s in entry["stop"]]
-        return cls._finish(cls(name=name, chat_template=entry["chat_template"], source="registry"), tokenizer, stops)
+        return cls._finish(cls(name=name, chat_template=entry["chat_template"], source="registry", registry=name),
+                           tokenizer, stops)
 
     @classmethod
     def from_tokenizer(cls, tokenizer, name: str = "tokenizer") -> "ChatTemplate":
@@ -225,6 +230,35 @@ def _stops_from_template(tpl: str, tokenizer) -> list[str]:
     candidates = ["<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>", "<|end_of_text|>"]
     specials = set(tokenizer.all_special_tokens) | set(getattr(tokenizer, "added_tokens_encoder", {}) or {})
     return [c for c in candidates if c in tpl and (c in specials or c in tokenizer.get_vocab())]
+
+
+# Conversations the equivalence check renders: with and without a system prompt, one and two turns.
+PROBES: list[list[dict]] = [
+    [{"role": "user", "content": "Hello there"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Who are you?"}],
+    [{"role": "user", "content": "Question one?"}, {"role": "assistant", "content": "Answer one."},
+     {"role": "user", "content": "Question two?"}],
+    [{"role": "system", "content": "You are a helpful assistant.\nAnswer in English."},
+     {"role": "user", "content": "你好，今天怎么样？"}, {"role": "assistant", "content": "很好。"},
+     {"role": "user", "content": "Classify: great coffee"}],
+]
+
+
+def registry_equivalent(template: ChatTemplate) -> str | None:
+    """The registry template that renders exactly like `template` on PROBES (its own name first; None when none
+    does). Training records it in template.json (`registry`), so export reads its Ollama form from there."""
+    names = [template.name] if template.name in registry_names() else []
+    names += [n for n in registry_names() if n not in names]
+    for name in names:
+        cand = ChatTemplate(name=name, chat_template=registry_entry(name)["chat_template"], bos_token=template.bos_token,
+                            eos_token=template.eos_token, system=template.system)
+        try:
+            if all(cand.render(p, add_generation_prompt=True) == template.render(p, add_generation_prompt=True)
+                   for p in PROBES):
+                return name
+        except DataError:  # a template that cannot render a probe is not equivalent
+            continue
+    return None
 
 
 def choose_template(name: str, tokenizer, model_type: str | None) -> ChatTemplate:

@@ -89,6 +89,9 @@ def prepare_run(cfg: Config, *, resume: bool, overwrite: bool, before_fit: Calla
     if (note := describe(settle_system(template, cfg.template.system, prepared.train))) and main_proc:
         _say(f"[tunewise] note: {note}")
     if main_proc:
+        from tunewise.templates import registry_equivalent
+
+        template.registry = template.registry or registry_equivalent(template)  # its Ollama form's record, for export
         write_json(RunDir(run).template_file, template.to_dict())
     train_ds, val_ds, enc_stats = encode_for_training(cfg, tokenizer, template, prepared)
     if main_proc:
