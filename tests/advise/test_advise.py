@@ -131,3 +131,30 @@ def test_a_tight_cpu_gets_a_bf16_frozen_base_before_checkpointing():
     assert rec["train.frozen_dtype"] == "bfloat16" and rec["train.gradient_checkpointing"] is False
     assert "without gradient checkpointing" in r["reasons"]["train.frozen_dtype"]["en"]
     assert "train.frozen_dtype" not in recommend(_cfg(), facts, roomy, lengths=lengths, supervised=sup)["recommendations"]
+
+
+def test_advice_comes_from_named_recommenders_in_order(monkeypatch):
+    """recommend runs the registered recommenders in order; each owns its keys, and one registered later reads
+    the advice of those before it (like the lint's rules, a new recommender is one decorated function)."""
+    from tunewise.advise import advise
+
+    assert list(advise.RECOMMENDERS) == ["method", "batch", "max_length", "learning_rate", "lora_rank", "epochs", "warmup"]
+    cfg, facts = _cfg(), LLAMA_7B
+    kw = dict(lengths=[200] * 500, supervised=[100] * 500)
+    full = recommend(cfg, facts, with_gpus(24), **kw)
+    monkeypatch.delitem(advise.RECOMMENDERS, "lora_rank")
+    seen = {}
+
+    @advise.recommender("reads-earlier")
+    def _reads(a):
+        seen["method"], seen["eff"] = a.rec["method.name"], a.eff
+
+    try:
+        fewer = recommend(cfg, facts, with_gpus(24), **kw)
+    finally:
+        advise.RECOMMENDERS.pop("reads-earlier")
+    assert "method.lora_r" in full["recommendations"] and "method.lora_r" not in fewer["recommendations"]
+    assert set(full["recommendations"]) - set(fewer["recommendations"]) == {"method.lora_r", "method.lora_alpha"}
+    assert seen == {"method": full["recommendations"]["method.name"],
+                    "eff": full["recommendations"]["train.per_device_batch_size"]
+                    * full["recommendations"]["train.gradient_accumulation_steps"]}
