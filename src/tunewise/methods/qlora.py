@@ -6,8 +6,6 @@ result is an ordinary LoRA adapter. Export merges it into the full-precision bas
 
 from __future__ import annotations
 
-import warnings
-
 from tunewise.errors import ModelError
 from tunewise.methods import register, sizes
 from tunewise.methods.lora import add_lora
@@ -61,8 +59,6 @@ def apply(model, cfg, ctx=None):
     if not (getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)):
         raise ModelError("qlora got a model that is not quantised", where="method.name",
                          fix="load the base with the qlora load_kwargs (tunewise train does this)")
-    # bitsandbytes warns on every 8-bit matmul that it casts float32 inputs to float16 (expected on CPU).
-    warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
     # Norms and other small float parameters go to float32 for stable training; gradient checkpointing
     # is switched on (or not) by the workflow from train.gradient_checkpointing, like every method.
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)

@@ -14,13 +14,14 @@ parameters, hooks and peft wrappers around them stay as they are).
 
 from __future__ import annotations
 
-import ctypes
 import mmap
 import threading
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from tunewise.compat import madvise_dontneed
 
 NARROW = {"bfloat16": torch.bfloat16}
 BLOCK = 8192  # rows of a large matrix widened at once (8192 x hidden floats, 21 MB for Gemma 3; measured fastest here)
@@ -153,10 +154,7 @@ def _drop_file_pages(t: torch.Tensor, maps: list[tuple[int, int]]) -> None:
         return
     a, b = -(-start // page) * page, end // page * page
     if b > a:
-        try:
-            ctypes.CDLL(None).madvise(ctypes.c_void_p(a), ctypes.c_size_t(b - a), 4)  # MADV_DONTNEED
-        except (OSError, AttributeError):
-            pass
+        madvise_dontneed(a, b - a)
 
 
 def _narrowed(old: torch.Tensor, narrow: torch.dtype, maps) -> torch.Tensor:

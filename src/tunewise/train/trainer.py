@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from transformers import Trainer
 
+from tunewise.compat import malloc_trim, omp_parallel, openmp_runtime
 from tunewise.methods.tokenrows import head_rows
 from tunewise.templates.encode import IGNORE
 from tunewise.train.narrow import NarrowLinear, widen_logits, widen_mm_t
@@ -157,35 +158,10 @@ def supervised_loss(model, inputs: dict, chunk_size: int = 128, num_items: torch
 
 def release_memory() -> None:
     """Collect garbage and hand freed heap pages back to the OS (glibc), so they leave the process's RSS."""
-    import ctypes
     import gc
 
     gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: freed memory is reused, just not returned
-        pass
-
-
-def _openmp():
-    """The OpenMP runtime torch's own threads come from (a loaded libgomp/libiomp), or None."""
-    import ctypes
-
-    try:
-        paths = [line.split()[-1] for line in open("/proc/self/maps") if "omp" in line.rsplit("/", 1)[-1]]
-    except OSError:
-        return None
-    # Other wheels bring their own copy (sentencepiece does), with threads of its own: torch's comes first.
-    here = str(Path(torch.__file__).parent)
-    ordered = sorted(dict.fromkeys(p for p in paths if p.startswith("/") and ".so" in p), key=lambda p: not p.startswith(here))
-    for path in ordered:
-        try:
-            lib = ctypes.CDLL(path)
-            lib.GOMP_parallel  # libgomp, and Intel's runtime, which implements the same entry point
-            return lib
-        except (OSError, AttributeError):
-            continue
-    return None
+    malloc_trim()  # not glibc: freed memory is reused, just not returned
 
 
 def _on_every_thread(fn) -> bool:
@@ -193,14 +169,11 @@ def _on_every_thread(fn) -> bool:
 
     The flush-to-zero mode is per thread, and torch's worker threads took theirs when they were created.
     """
-    import ctypes
-
-    lib = _openmp()
+    lib = openmp_runtime(prefer=str(Path(torch.__file__).parent))  # torch's own runtime, not another wheel's copy
     if lib is None:
         return False
     torch.zeros(1 << 16).add_(1)  # a parallel region first, so the pool exists at full size
-    callback = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _data: fn())
-    lib.GOMP_parallel(callback, None, ctypes.c_uint(torch.get_num_threads()), ctypes.c_uint(0))
+    omp_parallel(lib, fn, torch.get_num_threads())
     return True
 
 

@@ -1,0 +1,56 @@
+"""The C calls tunewise makes through ctypes, in one place (listed in tunewise.compat with their checks).
+
+glibc's malloc_trim and madvise, and an OpenMP parallel region of torch's own runtime (GOMP_parallel).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Callable
+
+LIBC = "libc.so.6"
+MADV_DONTNEED = 4  # Linux's value (mmap.MADV_DONTNEED where Python has it)
+
+
+def malloc_trim() -> bool:
+    """Hand freed heap pages back to the OS (glibc's malloc_trim(0)); False where there is no glibc."""
+    try:
+        ctypes.CDLL(LIBC).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: freed memory is reused, just not returned
+        return False
+    return True
+
+
+def madvise_dontneed(start: int, length: int) -> bool:
+    """madvise(start, length, MADV_DONTNEED): drop those pages from the resident set; False where that fails."""
+    try:
+        ctypes.CDLL(None).madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), MADV_DONTNEED)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def openmp_runtime(prefer: str = ""):
+    """The loaded OpenMP runtime (libgomp, or Intel's, which implements the same entry point) as a ctypes
+    library, or None. Other wheels bring their own copy (sentencepiece does): one under `prefer` comes first."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = [line.split()[-1] for line in maps if "omp" in line.rsplit("/", 1)[-1]]
+    except OSError:
+        return None
+    ordered = sorted(dict.fromkeys(p for p in paths if p.startswith("/") and ".so" in p),
+                     key=lambda p: not p.startswith(prefer))
+    for path in ordered:
+        try:
+            lib = ctypes.CDLL(path)
+            lib.GOMP_parallel  # libgomp, and Intel's runtime, which implements the same entry point
+            return lib
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def omp_parallel(lib, fn: Callable[[], None], threads: int) -> None:
+    """Run fn() once on each thread of an OpenMP parallel region of `threads` threads (GOMP_parallel)."""
+    callback = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _data: fn())
+    lib.GOMP_parallel(callback, None, ctypes.c_uint(threads), ctypes.c_uint(0))
