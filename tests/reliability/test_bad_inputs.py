@@ -298,7 +298,7 @@ RUNS = [
                                                                ["template", "TypeError"])[1])),
     Case("template-raises", _damaged(lambda r: (_template(r, "{{ raise_exception('no system role') }}"),
                                                 ["template", "no system role"])[1])),
-    Case("export-unknown-gguf-type", _damaged(lambda r: ["--gguf", "invalid choice: 'q9'"], "export", "--gguf", "q9")),
+    Case("export-unknown-gguf-type", _damaged(lambda r: ["--gguf", "'q9'"], "export", "--gguf", "q9")),
     Case("export-checkpoint-missing", _damaged(lambda r: ["{run}/checkpoints/checkpoint-999", "no such checkpoint"], "export",
                                                "--checkpoint", "{run}/checkpoints/checkpoint-999")),
     Case("chat-checkpoint-missing", _damaged(lambda r: ["nope-ck", "no such checkpoint"], "chat", "--checkpoint", "nope-ck")),
