@@ -109,6 +109,7 @@ def test_cli_text_in_chinese_and_nproc(tiny_cfg, capsys):
     out = capsys.readouterr().out
     assert "建议" in out and "峰值内存" in out and "2 个进程" in out and "CPU 线程：" in out
     assert main(["advise", str(tiny_cfg), "--nproc", "0"]) == 2
+    assert "--nproc: --nproc must be at least 1" in capsys.readouterr().err
 
 
 def test_a_tight_cpu_gets_a_bf16_frozen_base_before_checkpointing():

@@ -154,6 +154,9 @@ def test_lint_cli_warns_and_strict_exits_2(tiny_cfg, capsys):
     out = capsys.readouterr().out
     assert "many-epochs-small-data" in out and "lora-alpha-ratio" in out
     assert main(["lint", str(path), "--strict"]) == 2
+    said = capsys.readouterr()  # the findings, then the refusal naming the config
+    assert "lora-alpha-ratio" in said.out and "Traceback" not in said.err
+    assert f"{path}: " in said.err and "lint finding(s) with --strict" in said.err and "without --strict" in said.err
     assert main(["lint", str(path), "--lang", "zh"]) == 0
     assert "过拟合" in capsys.readouterr().out
 
@@ -194,5 +197,5 @@ def test_lint_before_training_uses_what_training_has(tiny_cfg):
     said = []
     found = L.lint_before_training(cfg, tok, tpl, prepared, stats, model_type="llama", say=said.append)
     assert [x.code for x in found] == ["lora-alpha-ratio"] and "lora_alpha" in said[0]
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"1 lint finding\(s\) in strict mode: lora-alpha-ratio"):
         L.lint_before_training(cfg, tok, tpl, prepared, stats, model_type="llama", strict=True, say=said.append)

@@ -14,12 +14,13 @@ def _verdict(run):
 
 
 @pytest.mark.xdist_group("heavy")
-def test_real_runs_get_the_right_verdicts(tmp_path, tiny_model_dirs, demo_jsonl):
+def test_real_runs_get_the_right_verdicts(tmp_path, tiny_model_dirs, demo_jsonl, capsys):
     # diverged: an absurd learning rate
     cfg = tiny_config(tmp_path, demo_jsonl, train={"learning_rate": 1e20, "max_grad_norm": 0, "num_epochs": 2,
                                                     "logging_steps": 1, "early_stopping": False})
     cfg["run"]["name"] = "diverged"
     assert main(["train", str(write_config(tmp_path / "d.yaml", cfg))]) == 2  # divergence is an error
+    assert f"{tmp_path / 'runs' / 'diverged'}: training diverged: " in capsys.readouterr().err
     assert _verdict(tmp_path / "runs" / "diverged") == "diverged"
 
     # overfit: a tiny training set, many epochs, full-capacity LoRA with a high learning rate

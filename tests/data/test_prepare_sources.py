@@ -96,7 +96,7 @@ def test_strict_stops_at_the_malformed_row_with_a_fix(tmp_path, sources, tiny_mo
     assert not (tmp_path / "runs" / "prep" / "data" / "train.jsonl").exists()  # nothing half-written
     lenient = _config(tmp_path, sources, strict=False)
     assert main(["data", "prepare", str(lenient), "--strict"]) == 2
-    assert "row 5" in capsys.readouterr().err
+    assert f"{sources['en']}:row 5: malformed CSV row" in capsys.readouterr().err
     # --no-strict skips the bad row and lists it, with the file and row, in dropped.jsonl
     assert main(["data", "prepare", str(cfg), "--no-strict"]) == 0
     dropped = (tmp_path / "runs" / "prep" / "data" / "dropped.jsonl").read_text()

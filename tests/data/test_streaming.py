@@ -153,7 +153,7 @@ def test_error_mid_stream_leaves_no_half_written_output(tmp_path):
     assert after == before  # the earlier result is untouched, nothing half-written replaced it
     assert sorted(p.name for p in (run / "data").iterdir()) == ["dropped.jsonl", "stats.json", "train.jsonl", "val.jsonl"]
     fresh = tmp_path / "fresh"
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match=f"{bad}:{len(rows) + 1}"):
         prepare(_cfg(tmp_path, [str(bad)]), fresh, chunk_size=4)
     assert list(fresh.iterdir()) == []  # no data/, and no temporary left behind
 

@@ -15,7 +15,7 @@ def test_go_subset_renderer():
                           {"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}])
     assert vals["Messages"][1]["Content"] == "a\n\nb"  # consecutive turns of one role merge, like Ollama
     assert render(tpl, vals) == "S!U1:a\n\nbA:c sys=s"
-    with pytest.raises(GoTemplateError):
+    with pytest.raises(GoTemplateError, match="'with' is not supported"):
         render("{{ with .System }}x{{ end }}", vals)
 
 

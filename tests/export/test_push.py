@@ -55,6 +55,7 @@ def test_the_sentinel_sees_an_attempt_to_reach_the_hub(tmp_path):
     rc, _, err, _ = tunewise_cli("download", "some-org/some-model", env={"HF_HUB_CACHE": str(tmp_path / "hf" / "hub")},
                                  sentinel=tmp_path / "sentinel")
     assert rc == 2 and "Traceback" not in err
+    assert "cannot reach the Hugging Face Hub to download 'some-org/some-model'" in err, err
     assert any("huggingface.co" in line for line in _net_log(tmp_path / "sentinel"))
 
 

@@ -67,8 +67,9 @@ def test_errors_are_the_clis_tunewise_errors_with_their_fix(setup, tmp_path):
     with pytest.raises(RunError) as e:
         tunewise.Run(tmp_path)
     assert "not a tunewise run directory" in e.value.what and "runs/demo" in e.value.fix
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="a config is a YAML path, a dict of sections or a Config, not int") as e:
         tunewise.load_config(42)
+    assert e.value.where == "tunewise API" and "examples/tiny.yaml" in e.value.fix
     with pytest.raises(ConfigError, match="unknown sampling"):
         setup["run"].chat("hi", temprature=0)
 
@@ -79,9 +80,9 @@ def test_train_and_advise_are_callable_even_after_their_subpackages_are_imported
     from tunewise import advise, train
 
     assert train is tunewise.train and advise is tunewise.advise and tunewise.train.workflow.train
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="a config is a YAML path, a dict of sections or a Config, not int"):
         tunewise.train(42)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="a config is a YAML path, a dict of sections or a Config, not int"):
         advise(42)
 
 

@@ -12,7 +12,7 @@ def test_unknown_key_names_itself_and_the_closest_valid_key(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(p)
     msg = str(e.value)
-    assert "train.learnig_rate" in msg and "train.learning_rate" in msg and str(p) in msg
+    assert "unknown key 'train.learnig_rate': did you mean 'train.learning_rate'" in msg and str(p) in msg
 
 
 def test_unknown_section_suggests_section(tmp_path):
@@ -22,11 +22,11 @@ def test_unknown_section_suggests_section(tmp_path):
 
 
 @pytest.mark.parametrize("key,value,expect", [
-    ("train.num_epochs", "abc", "train.num_epochs"),
+    ("train.num_epochs", "abc", "valid number"),
     ("method.lora_r", 0, "greater than or equal to 1"),
     ("train.lr_scheduler", "cosine_annealing", "'linear'"),
     ("train.precision", "fp64", "'bf16'"),
-    ("data.val_size", -1, "data.val_size"),
+    ("data.val_size", -1, "greater than or equal to 0"),
 ])
 def test_wrong_type_or_range_names_key_and_allowed(tmp_path, key, value, expect):
     section, k = key.split(".")

@@ -70,7 +70,7 @@ def test_malformed_jsonl_line_names_file_and_line(tmp_path):
     p.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": \n', encoding="utf-8")
     with pytest.raises(DataError) as e:
         prepare(_cfg(tmp_path, [str(p)]), None, clean=False)
-    assert f"{p}:2" in str(e.value)
+    assert f"{p}:2: malformed JSON" in str(e.value)
     lenient = prepare(_cfg(tmp_path, [str(p)], strict=False), None, clean=False)
     assert len(lenient.train) == 1 and lenient.dropped[0]["where"] == f"{p}:2"
 

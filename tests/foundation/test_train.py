@@ -49,10 +49,14 @@ def test_examples_tiny_yaml_trains_end_to_end(tmp_path, tiny_model_dirs):
     assert out.strip() == str(tmp_path / "tiny")
 
 
-def test_existing_run_needs_resume_or_overwrite(tmp_path, tiny_model_dirs, demo_jsonl):
+def test_existing_run_needs_resume_or_overwrite(tmp_path, tiny_model_dirs, demo_jsonl, capsys):
     cfg = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, demo_jsonl, train={"max_steps": 2}))
     assert main(["train", str(cfg)]) == 0
+    capsys.readouterr()
     assert main(["train", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'runs' / 't'}: run directory already exists and holds a trained run" in err, err
+    assert "--resume" in err and "--overwrite" in err and "Traceback" not in err
     assert main(["train", str(cfg), "--overwrite"]) == 0
 
 
@@ -69,7 +73,7 @@ def test_failed_run_leaves_no_adapter(tmp_path, tiny_model_dirs, demo_jsonl, cap
     assert (run / "config.yaml").exists() and not (run / "adapter").exists()
 
 
-def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_model_dirs, demo_jsonl):
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_model_dirs, demo_jsonl, capsys):
     cfg = write_config(tmp_path / "c.yaml", tiny_config(
         tmp_path, demo_jsonl, method={"lora_alpha": 4096},
         train={"learning_rate": 1e20, "max_grad_norm": 0, "num_epochs": 3, "eval_steps": 2, "logging_steps": 1,
@@ -78,6 +82,9 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_model_dirs, dem
     run = tmp_path / "runs" / "t"
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["diverged_at_step"] is not None
+    err = capsys.readouterr().err
+    assert f"{run}: training diverged: the loss became NaN/inf at step {summary['diverged_at_step']}" in err, err
+    assert "lower train.learning_rate" in err and "Traceback" not in err
     assert not (run / "model").exists()
     rows = read_metrics(run)
     assert any(r.get("event") == "nan_stop" for r in rows)

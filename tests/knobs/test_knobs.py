@@ -103,9 +103,9 @@ def test_paged_optimizer_is_refused_on_cpu_with_the_alternative(tmp_path, tiny_m
         check_optimizer("paged_adamw_8bit", cuda=False, has_bitsandbytes=True)
     assert e.value.where == "train.optimizer" and "adamw_8bit" in e.value.fix and "CPU" in str(e.value)
     assert check_optimizer("paged_adamw_8bit", cuda=True, has_bitsandbytes=True).optim == "paged_adamw_8bit"
-    with pytest.raises(ConfigError) as e:
+    with pytest.raises(ConfigError, match="train.optimizer=adamw_8bit needs the bitsandbytes package") as e:
         check_optimizer("adamw_8bit", cuda=True, has_bitsandbytes=False)
-    assert "bitsandbytes" in e.value.fix
+    assert e.value.where == "train.optimizer" and "bitsandbytes" in e.value.fix
     assert check_optimizer("adamw_8bit", cuda=False, has_bitsandbytes=True).optim == "adamw_bnb_8bit"
     cfg = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, demo_jsonl, train={"optimizer": "paged_adamw_8bit"}))
     assert main(["train", str(cfg)]) == 2  # refused before any work

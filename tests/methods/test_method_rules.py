@@ -17,15 +17,16 @@ def _cfg(method: dict, **train) -> Config:
     return Config.model_validate({"method": method, "train": train})
 
 
-@pytest.mark.parametrize("method,train,where", [
-    ({"name": "prefix"}, {"packing": True}, "train.packing"),
-    ({"name": "prompt"}, {"packing": True}, "train.packing"),
-    ({"name": "prefix"}, {"gradient_checkpointing": True}, "train.gradient_checkpointing"),
+@pytest.mark.parametrize("method,train,where,why", [
+    ({"name": "prefix"}, {"packing": True}, "train.packing", "prefix tuning .* cannot be packed"),
+    ({"name": "prompt"}, {"packing": True}, "train.packing", "prompt tuning .* cannot be packed"),
+    ({"name": "prefix"}, {"gradient_checkpointing": True}, "train.gradient_checkpointing",
+     "cannot be recomputed by gradient checkpointing"),
 ])
-def test_incompatible_options_are_config_errors(method, train, where):
-    with pytest.raises(ConfigError) as e:
+def test_incompatible_options_are_config_errors(method, train, where, why):
+    with pytest.raises(ConfigError, match=why) as e:
         methods.check_config(_cfg(method, **train))
-    assert e.value.where == where and e.value.fix
+    assert e.value.where == where and f"{where}: false" in e.value.fix
 
 
 def test_compatible_options_pass_and_unknown_method_suggests():

@@ -86,7 +86,7 @@ def test_cached_snapshot_without_weights_is_not_used(tiny_model_dirs, cache):
     snap = cached_snapshot(cache, "prep/partial", "c" * 40, tiny_model_dirs["tiny-llama"])
     (snap / "model.safetensors").unlink()  # e.g. someone fetched only the config
     rc, _, err, _ = cli("download", "prep/partial", env={"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"})
-    assert rc == 2 and "not in the Hugging Face cache" in err and "Traceback" not in err
+    assert rc == 2 and "'prep/partial' is not in the Hugging Face cache" in err and "Traceback" not in err
 
 
 def test_no_network_fails_fast_with_the_fetch_command(cache):

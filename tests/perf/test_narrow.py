@@ -109,8 +109,9 @@ def test_frozen_dtype_refused_for_full_weight_methods(tmp_path, demo_jsonl):
         if ok:
             check_config(cfg)
         else:
-            with pytest.raises(ConfigError, match="train.frozen_dtype"):
+            with pytest.raises(ConfigError, match=f"frozen_dtype=bfloat16 does not go with method '{method}'") as e:
                 check_config(cfg)
+            assert e.value.where == "train.frozen_dtype"
 
 
 def test_training_with_a_narrow_base(tmp_path, tiny_model_dirs, demo_jsonl):

@@ -42,7 +42,8 @@ def test_dotdot_with_overwrite_deletes_nothing(tmp_path, demo_jsonl, capsys):
     (root / "keep").mkdir()
     (root / "keep" / "config.yaml").write_text("precious")
     assert main(["train", str(path), "--overwrite"]) == 2
-    assert "run.name" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "'run.name'" in err and "one plain folder name: it starts with '.'" in err and "(got '..')" in err, err
     assert path.exists() and (root / "keep" / "config.yaml").read_text() == "precious"
 
 

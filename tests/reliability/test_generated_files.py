@@ -33,8 +33,10 @@ def test_ollama_parser_port_reads_modelfiles_as_ollama_does():
     # what the injection does in Ollama: the SYSTEM block closes early and the next lines become commands
     broken = f'FROM ./model.gguf\nSYSTEM """{INJECTION}"""\n'
     assert ("model", "./evil.gguf") in parse_commands(broken) and ("temperature", "9") in parse_commands(broken)
-    for bad in ["FROM x\nBOGUS y\n", 'FROM x\nSYSTEM """never closed\n', "SYSTEM x\n"]:
-        with pytest.raises(ValueError):
+    for bad, why in [("FROM x\nBOGUS y\n", "unknown command 'bogus'"),
+                     ('FROM x\nSYSTEM """never closed\n', "end of file inside a quoted value"),
+                     ("SYSTEM x\n", "no FROM line")]:
+        with pytest.raises(ValueError, match=why):
             parse_commands(bad)
 
 
@@ -45,8 +47,9 @@ def test_modelfile_refuses_what_would_break_out_of_its_quotes():
     with pytest.raises(RunError) as e:
         modelfile_text(gguf_name="model.gguf", go_template=GO, stops=["<e>"], generation=G, num_ctx=512, system=INJECTION)
     assert e.value.where == "template.system" and '"""' in e.value.what
-    with pytest.raises(RunError):
+    with pytest.raises(RunError) as e:
         modelfile_text(gguf_name="model.gguf", go_template=GO + '"""\nFROM x', stops=[], generation=G, num_ctx=512)
+    assert e.value.where.startswith("template.json") and '"""' in e.value.what and "triple quotes" in e.value.fix
     # quotes, newlines and odd stops that do round-trip are written, and read back exactly
     system, stops = 'Say "hi".\nThen stop.', ["<e>", "a b", "\n\nUser:", 'x"y']
     mf = parse_modelfile(modelfile_text(gguf_name="model.gguf", go_template=GO, stops=stops, generation=G,

@@ -73,6 +73,8 @@ def test_a_failed_run_does_not_block_the_next(tmp_path, tiny_model_dirs, demo_js
     data.write_text(good + '{"messages": [\n', encoding="utf-8")
     cfg = str(write_config(tmp_path / "c.yaml", tiny_config(tmp_path, data, train=TRAIN)))
     assert main(["train", cfg]) == 2
+    bad_line = good.count("\n") + 1
+    assert f"{data}:{bad_line}" in capsys.readouterr().err  # refused for its unfinished last line
     assert (tmp_path / "runs" / "t" / "config.yaml").exists()
     data.write_text(good, encoding="utf-8")
     capsys.readouterr()
