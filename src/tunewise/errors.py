@@ -39,3 +39,7 @@ class ModelError(TunewiseError):
 
 class RunError(TunewiseError):
     """A run directory is missing something a stage needs."""
+
+
+class MissingExtra(TunewiseError):
+    """An optional part of tunewise (an extra such as tunewise[export]) is not installed."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from tunewise.errors import TunewiseError
+from tunewise.errors import MissingExtra
 
 # extra -> (import names it provides, what it is)
 EXTRAS = {
@@ -24,9 +24,9 @@ def install_hint(extra: str) -> str:
 
 
 def require_extra(extra: str, needed_for: str) -> None:
-    """Raise a TunewiseError naming the extra when any of its packages is not installed."""
+    """Raise MissingExtra naming the extra when any of its packages is not installed."""
     gone = missing(extra)
     if gone:
-        raise TunewiseError(f"{needed_for} needs {EXTRAS[extra][1]}, which is not installed (no module {', '.join(gone)})",
+        raise MissingExtra(f"{needed_for} needs {EXTRAS[extra][1]}, which is not installed (no module {', '.join(gone)})",
                             where=f"tunewise[{extra}]",
                             fix=f"{install_hint(extra)} (from a source checkout: `make install` installs every extra)")

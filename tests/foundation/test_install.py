@@ -139,9 +139,9 @@ def test_wheel_installs_offline_into_a_fresh_venv_trains_and_names_missing_extra
 @pytest.mark.parametrize("extra,needed", [("export", "a GGUF export"), ("ui", "the web board")])
 def test_require_extra_names_the_extra(monkeypatch, extra, needed):
     from tunewise import extras
-    from tunewise.errors import TunewiseError
+    from tunewise.errors import MissingExtra
 
     monkeypatch.setitem(extras.EXTRAS, extra, (("no_such_module_tunewise_test",), extras.EXTRAS[extra][1]))
-    with pytest.raises(TunewiseError) as e:
+    with pytest.raises(MissingExtra, match="no module no_such_module_tunewise_test") as e:
         extras.require_extra(extra, needed)
     assert f'pip install "tunewise[{extra}]"' in e.value.render() and needed in e.value.render()
