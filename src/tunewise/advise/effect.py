@@ -302,6 +302,38 @@ def _packing(cfg: Config) -> Why | None:
     return ("train.packing is on: packed rows all have the same length already", "train.packing 已开启：打包后的行长度本来就相同")
 
 
+def _stages(*stages: str):
+    def why(cfg: Config) -> Why | None:
+        if cfg.train.stage in stages:
+            return None
+        only = " / ".join(stages)
+        return (f"it applies to train.stage {only} only, and this config's stage is {cfg.train.stage}",
+                f"它只在 train.stage 为 {only} 时生效，而当前配置的阶段是 {cfg.train.stage}")
+    return why
+
+
+def _stage_fix(stage: str) -> Why:
+    return (f"set train.stage: {stage} (preference data: chosen/rejected pairs), or remove it",
+            f"设置 train.stage: {stage}（偏好数据：选中/拒绝回答对），或删除它")
+
+
+_add("preference.beta", _stages("dpo", "orpo", "simpo", "kto"), _stage_fix("dpo"), {"preference.beta": 0.2},
+     {"train.stage": "dpo", "preference.beta": 0.2})
+_add(["preference.loss_type", "preference.label_smoothing"], _stages("dpo"), _stage_fix("dpo"),
+     {"preference.loss_type": "ipo", "preference.label_smoothing": 0.1},
+     {"train.stage": "dpo", "preference.loss_type": "ipo", "preference.label_smoothing": 0.1})
+_add("preference.gamma", _stages("simpo"), _stage_fix("simpo"), {"train.stage": "dpo", "preference.gamma": 0.5},
+     {"train.stage": "simpo", "preference.gamma": 0.5})
+_add("preference.sft_weight", _stages("dpo", "simpo"), _stage_fix("dpo"), {"train.stage": "orpo", "preference.sft_weight": 0.5},
+     {"train.stage": "dpo", "preference.sft_weight": 0.5})
+_add(["preference.desirable_weight", "preference.undesirable_weight"], _stages("kto"), _stage_fix("kto"),
+     {"train.stage": "dpo", "preference.desirable_weight": 2.0, "preference.undesirable_weight": 2.0},
+     {"train.stage": "kto", "preference.desirable_weight": 2.0, "preference.undesirable_weight": 2.0})
+_add("preference.precompute_reference", _stages("dpo", "kto"), _stage_fix("dpo"),
+     {"train.stage": "simpo", "preference.precompute_reference": True},
+     {"train.stage": "dpo", "preference.precompute_reference": True})
+
+
 _add("train.group_by_length", _packing, ("remove one of train.group_by_length and train.packing", "train.group_by_length 与 train.packing 只保留一个"),
      {"train.packing": True}, {})
 

@@ -168,8 +168,8 @@ def resolve(cfg: Config, cfg_dir: Path) -> Config:
     if ("/" in mp or mp.startswith(".")) and (cfg_dir / mp).exists():
         data["model"]["name_or_path"] = str((cfg_dir / mp).resolve())
     if data["train"]["learning_rate"] is None:
-        mf = facts_of(data["method"]["name"])  # an unknown method is refused later, naming the choices
-        data["train"]["learning_rate"] = mf.default_lr if mf else FACTS["lora"].default_lr
+        mf = facts_of(data["method"]["name"]) or FACTS["lora"]  # an unknown method is refused later, naming the choices
+        data["train"]["learning_rate"] = mf.lr_for(data["train"]["stage"])
     ds = data["distributed"]["deepspeed"]
     if ds and (cfg_dir / ds).exists():
         data["distributed"]["deepspeed"] = str((cfg_dir / ds).resolve())

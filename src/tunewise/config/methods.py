@@ -14,6 +14,14 @@ LORA_SOURCE = "the QLoRA paper (Dettmers et al., 2023, arXiv:2305.14314) and mos
 FULL_SOURCE = "Stanford Alpaca's full fine-tuning of LLaMA 7B (Taori et al., 2023) and most full fine-tuning guides"
 
 
+# Preference stages (train.stage dpo, orpo, simpo, kto) move a model that already answers well; their usual rates
+# are about a tenth of SFT's: TRL's DPOTrainer defaults to 1e-6 for full weights (SFT guides: 1e-5 to 2e-5) and
+# LoRA DPO recipes use 5e-6 to 5e-5 (SFT LoRA: 2e-4), e.g. Zephyr (Tunstall et al., 2023, arXiv:2310.16944).
+PREFERENCE_LR_FACTOR = 0.1
+PREFERENCE_LR_SOURCE = ("TRL's DPOTrainer default (1e-6, full weights) and LoRA DPO recipes (5e-6 to 5e-5), e.g. "
+                        "Zephyr (Tunstall et al., 2023, arXiv:2310.16944)")
+
+
 @dataclass(frozen=True)
 class MethodFacts:
     name: str
@@ -33,6 +41,12 @@ class MethodFacts:
     @property
     def virtual_tokens(self) -> bool:
         return self.trains == "virtual tokens"
+
+    def lr_for(self, stage: str) -> float:
+        """The default learning rate for a training stage: a tenth for the preference stages."""
+        from tunewise.config.schema import PREFERENCE_STAGES
+
+        return self.default_lr * (PREFERENCE_LR_FACTOR if stage in PREFERENCE_STAGES else 1.0)
 
 
 FACTS: dict[str, MethodFacts] = {f.name: f for f in (  # in the order tables list them

@@ -195,7 +195,10 @@ class MethodConfig(Section):
 
 
 class TrainConfig(Section):
-    stage: Literal["sft", "pretrain"] = Field("sft", description="sft: supervised chat fine-tuning; pretrain: continued pretraining on raw text.")
+    stage: Literal["sft", "pretrain", "dpo", "orpo", "simpo", "kto"] = Field("sft", description="sft: supervised chat "
+        "fine-tuning; pretrain: continued pretraining on raw text; dpo, orpo, simpo: preference training on "
+        "chosen/rejected answer pairs (usually after an SFT run); kto: preference training on single answers marked "
+        "desirable or not. See the preference section.")
     learning_rate: float | None = Field(None, gt=0, description="Peak learning rate. Default by method: 2e-4 for LoRA-like methods, 1e-5 for full/freeze.")
     num_epochs: float | None = Field(None, gt=0, description="Passes over the training data. Default: 3, or more "
         "for a small dataset so that it gets at least train.min_steps optimizer steps (at most 10 passes; early stopping "
@@ -274,6 +277,34 @@ class TrainConfig(Section):
         "tokens, so an answer that has not stopped by then would not.")
 
 
+PREFERENCE_STAGES = ("dpo", "orpo", "simpo", "kto")
+
+
+class PreferenceConfig(Section):
+    beta: float | None = Field(None, gt=0, description="How strongly the policy is tied to the reference (dpo, kto: "
+        "the temperature of the implicit reward, default 0.1; smaller lets the model move further), SimPO's reward scale "
+        "(default 2.0) and ORPO's weight of the odds-ratio term (default 0.1).")
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = Field("sigmoid", description="dpo: the loss on the reward margin: "
+        "sigmoid (the DPO paper), ipo (squared, saturates less: steadier on small or noisy data), hinge (SLiC).")
+    gamma: float = Field(1.0, ge=0, description="simpo: the target margin between the chosen and rejected average "
+        "log-probabilities (the paper's gamma; gamma / beta around 0.5).")
+    sft_weight: float = Field(0.0, ge=0, description="dpo, simpo: add this weight times the SFT loss on the chosen "
+        "answers (RPO/CPO's alpha): keeps the chosen answers likely, against the log-probability of both falling. "
+        "orpo always adds it with weight 1.")
+    label_smoothing: float = Field(0.0, ge=0, le=0.5, description="dpo (sigmoid): the share of pairs assumed to be "
+        "labelled the wrong way round (conservative DPO); 0 trusts every label.")
+    desirable_weight: float = Field(1.0, gt=0, description="kto: weight of the examples labelled desirable.")
+    undesirable_weight: float = Field(1.0, gt=0, description="kto: weight of the examples labelled undesirable "
+        "(raise it when they are fewer, so both sides pull about equally).")
+    precompute_reference: bool = Field(False, description="dpo, kto: compute the reference model's log-probabilities "
+        "once, before training, instead of at every step with the adapter switched off (faster over several epochs). "
+        "Always on for full/freeze and for an adapter continued from an earlier run, whose reference is not the "
+        "adapter switched off.")
+
+    def resolved_beta(self, stage: str) -> float:
+        return self.beta if self.beta is not None else (2.0 if stage == "simpo" else 0.1)
+
+
 class GenerationConfig(Section):
     max_new_tokens: int = Field(128, ge=1, description="Longest answer generated.")
     temperature: float = Field(0.7, ge=0, description="Randomness: 0 = greedy (deterministic), 0.7 typical for chat, > 1 wild.")
@@ -306,6 +337,7 @@ class Config(Section):
     template: TemplateConfig = Field(default_factory=TemplateConfig, description="Chat template.")
     method: MethodConfig = Field(default_factory=MethodConfig, description="Tuning method and its parameters.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Optimisation and schedule.")
+    preference: PreferenceConfig = Field(default_factory=PreferenceConfig, description="Preference training (train.stage dpo, orpo, simpo, kto).")
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Sampling for chat and export.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings.")
     distributed: DistributedConfig = Field(default_factory=DistributedConfig, description="Multi-process / multi-node training.")
