@@ -130,3 +130,74 @@ def render_preview(tokenizer, enc: Encoded, *, color: bool = True) -> str:
 
 def _esc(s: str) -> str:
     return s.replace("[", "\\[")
+
+
+# ------------------------------------------------------------------------------------------- preference
+def encode_answer(tokenizer, template: ChatTemplate, messages: list[dict], *, max_length: int) -> Encoded | None:
+    """A conversation with only its *last* assistant turn supervised (its content and end-of-turn), as the
+    preference stages score it; the turns before it are the prompt. None when it is longer than max_length:
+    a preference example is never cut, since a cut answer loses the end-of-turn it is compared on."""
+    text, spans = template.assistant_spans(messages)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    if len(enc["input_ids"]) > max_length:
+        return None
+    a, b = spans[-1]
+    labels = [tid if a <= start < b else IGNORE for tid, (start, _end) in zip(enc["input_ids"], enc["offset_mapping"])]
+    return Encoded(list(enc["input_ids"]), labels)
+
+
+@dataclass
+class PreferenceEncodeStats(EncodeStats):
+    pairs: int = 0
+    desirable: int = 0
+    undesirable: int = 0
+    dropped_too_long: int = 0
+    dropped_prompt_differs: int = 0
+
+
+def _prompt_len(e: Encoded) -> int:
+    return next(i for i, y in enumerate(e.labels) if y != IGNORE)
+
+
+def encode_preference(tokenizer, template: ChatTemplate, records: list[dict], *, stage: str, max_length: int,
+                      first_index: int = 0) -> tuple[list[dict], PreferenceEncodeStats]:
+    """Preference records (data/prepare.py's contract: an SFT record whose last assistant turn is the chosen
+    answer, plus `rejected` text, or plus a boolean `label` for kto) -> token examples.
+
+    Pairs: {"index", "chosen": Encoded, "rejected": Encoded}, both rendered with the template SFT uses, the same
+    prompt tokens in both, the end-of-turn supervised once in each. KTO: {"index", "answer": Encoded, "label"}.
+    Examples longer than max_length are dropped (counted), never truncated."""
+    stats = PreferenceEncodeStats()
+    out: list[dict] = []
+    for rec in records:
+        stats.examples += 1
+        msgs = rec["messages"]
+        if stage == "kto":
+            e = encode_answer(tokenizer, template, msgs, max_length=max_length)
+            if e is None:
+                stats.dropped_too_long += 1
+                continue
+            label = bool(rec["label"])
+            stats.desirable += label
+            stats.undesirable += not label
+            parts = [e]
+            out.append({"index": first_index + len(out), "answer": e, "label": label})
+        else:
+            c = encode_answer(tokenizer, template, msgs, max_length=max_length)
+            r = encode_answer(tokenizer, template, [*msgs[:-1], {"role": "assistant", "content": rec["rejected"]}],
+                              max_length=max_length)
+            if c is None or r is None:
+                stats.dropped_too_long += 1
+                continue
+            pc, pr = _prompt_len(c), _prompt_len(r)
+            if pc != pr or c.input_ids[:pc] != r.input_ids[:pr]:
+                stats.dropped_prompt_differs += 1  # the tokenizer merged the prompt's end with the answer's start
+                continue
+            stats.pairs += 1
+            parts = [c, r]
+            out.append({"index": first_index + len(out), "chosen": c, "rejected": r})
+        for e in parts:
+            stats.total_tokens += len(e.input_ids)
+            stats.supervised_tokens += sum(1 for y in e.labels if y != IGNORE)
+            stats.lengths.append(len(e.input_ids))
+    return out, stats

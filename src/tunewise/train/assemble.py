@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tunewise.config.plan import checkpoint_interval, steps_plan
-from tunewise.config.schema import Config
+from tunewise.config.schema import PREFERENCE_STAGES, Config
 from tunewise.console import say as _say
 from tunewise.runs import RunDir
 
@@ -30,8 +30,9 @@ def load_for_training(cfg: Config, resolved, *, tokenizer=None, template=None):
 
 
 def build_trainer(cfg: Config, model, train_ds, val_ds=None, *, out: Path, pad_id: int | None, world: int = 1,
-                  check=None, report: bool = True):
-    """The TunewiseTrainer of this config: arguments, collator, early stopping, L1/L2, generation check.
+                  check=None, report: bool = True, reference: str | None = None):
+    """The TunewiseTrainer of this config: arguments, collator, early stopping, L1/L2, generation check; for a
+    preference stage the PreferenceTrainer (reference: train/preference.reference_mode).
     Returns (trainer, the step plan). out: where checkpoints go (out/checkpoints)."""
     from transformers import EarlyStoppingCallback
 
@@ -48,10 +49,17 @@ def build_trainer(cfg: Config, model, train_ds, val_ds=None, *, out: Path, pad_i
     callbacks = []
     if has_val and t.early_stopping:
         callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
+    common = dict(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_val else None,
+                  callbacks=callbacks, fast_loss=t.fast_loss, loss_chunk_size=t.loss_chunk_size, l1=t.l1, l2=t.l2,
+                  generation_check=check)
+    if t.stage in PREFERENCE_STAGES:
+        from tunewise.train.preference import PreferenceCollator, PreferenceTrainer
+
+        trainer = PreferenceTrainer(**common, data_collator=PreferenceCollator(pad_id), stage=t.stage, pref=cfg.preference,
+                                    reference=reference)
+        return trainer, plan
     collator = PackCollator() if t.packing else PadCollator(pad_id)
-    trainer = TunewiseTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_val else None,
-                              data_collator=collator, callbacks=callbacks, fast_loss=t.fast_loss,
-                              loss_chunk_size=t.loss_chunk_size, l1=t.l1, l2=t.l2, generation_check=check)
+    trainer = TunewiseTrainer(**common, data_collator=collator)
     return trainer, plan
 
 

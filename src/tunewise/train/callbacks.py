@@ -12,6 +12,8 @@ from transformers import TrainerCallback
 _KEYS = {"loss": "loss", "eval_loss": "val_loss", "learning_rate": "lr", "grad_norm": "grad_norm",
          "tokens_per_s": "tokens_per_s", "eval_guarded_loss": "guarded_val_loss"}
 # The generation check's rates (train/behaviour.py) keep their names.
+PREF_KEYS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
+             "logps/rejected", "length/chosen", "length/rejected", "kl")
 GEN_KEYS = ("gen_stop_rate", "gen_repetition_rate", "gen_rougeL", "gen_exact_match", "gen_key_term_rate", "gen_answer_tokens")
 
 
@@ -59,6 +61,10 @@ class MetricsJsonl(TrainerCallback):
         for k in GEN_KEYS:
             if k in logs:
                 row[k] = float(logs[k])
+        for k in PREF_KEYS:  # preference stages (train/preference.py): per step, and eval_ per evaluation
+            for key in (k, "eval_" + k):
+                if key in logs:
+                    row[key] = float(logs[key])
         if len(row) > 2:
             self._write(row)
 

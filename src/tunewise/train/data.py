@@ -45,7 +45,38 @@ def encode_records_for(cfg, tokenizer, template, records):
     return out, stats
 
 
+def encode_preference_for(cfg, tokenizer, template, records, first_index: int = 0):
+    """Preference records -> pairs or KTO examples (train/preference.py), with a clear error for SFT data."""
+    from tunewise.templates.encode import encode_preference
+
+    stage = cfg.train.stage
+    need = "label" if stage == "kto" else "rejected"
+    bad = next((r for r in records if "messages" not in r or need not in r), None)
+    if bad is not None:
+        what = ("a boolean 'label' (desirable or not)" if stage == "kto" else
+                "a rejected answer beside the chosen one")
+        raise DataError(f"train.stage is {stage}, but this record has no {what}", where=bad.get("where"),
+                        fix="give preference data (chosen/rejected pairs; kto: answers with a label), e.g. a "
+                        "LLaMA-Factory dataset with \"ranking\": true, or set train.stage: sft for plain conversations")
+    return encode_preference(tokenizer, template, records, stage=stage, max_length=cfg.data.max_length,
+                             first_index=first_index)
+
+
 def encode_for_training(cfg, tokenizer, template, prepared):
+    from tunewise.config.schema import PREFERENCE_STAGES
+
+    if cfg.train.stage in PREFERENCE_STAGES:
+        from tunewise.train.preference import PreferenceDataset
+
+        train_ex, train_stats = encode_preference_for(cfg, tokenizer, template, prepared.train)
+        val_ex, val_stats = (encode_preference_for(cfg, tokenizer, template, prepared.val, first_index=len(train_ex))
+                             if prepared.val else ([], None))
+        if not train_ex:
+            raise DataError(f"no preference example fits in data.max_length={cfg.data.max_length} "
+                            f"({train_stats.dropped_too_long} longer; they are never cut: a cut answer loses its end)",
+                            fix="raise data.max_length (`tunewise advise CONFIG` reads the lengths)")
+        stats = {"train": train_stats.to_dict(), "val": val_stats.to_dict() if val_stats else None}
+        return PreferenceDataset(train_ex), PreferenceDataset(val_ex), stats
     train_enc, train_stats = encode_records_for(cfg, tokenizer, template, prepared.train)
     val_enc, val_stats = encode_records_for(cfg, tokenizer, template, prepared.val) if prepared.val else ([], None)
     if not train_enc:

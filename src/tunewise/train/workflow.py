@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from tunewise.config.schema import Config
+from tunewise.config.schema import PREFERENCE_STAGES, Config
 from tunewise.console import say as _say
 from tunewise.cpu import use_threads
 from tunewise.fileio import atomic_path, read_json, read_jsonl, write_json
@@ -70,6 +70,10 @@ def prepare_run(cfg: Config, *, resume: bool, overwrite: bool, before_fit: Calla
     from tunewise.train.optim import machine_optimizer
 
     info = methods.check_config(cfg)  # a wrong method or incompatible option fails before any work
+    if cfg.train.stage in PREFERENCE_STAGES:
+        from tunewise.train.preference import check_preference_config
+
+        check_preference_config(cfg)
     machine_optimizer(cfg.train.optimizer)  # e.g. a paged optimiser on a CPU: refused with the reason
     main_proc = dist.is_main()
     if main_proc:
@@ -134,7 +138,13 @@ def trainer_for_run(cfg: Config, r: Ready):
     trainable, total = methods.count_parameters(model)
     _say(f"[tunewise] method {r.method.name}: {trainable:,} trainable of {total:,} parameters "
          f"({100 * trainable / max(total, 1):.3f}%)")
-    trainer, plan = build_trainer(cfg, model, r.train_ds, r.val_ds, out=r.run, pad_id=pad_id, world=r.world, check=check)
+    reference = None
+    if cfg.train.stage in PREFERENCE_STAGES:
+        from tunewise.train.preference import reference_mode
+
+        reference = reference_mode(cfg, peft_result=r.method.peft, continued=r.resolved.previous_run is not None)
+    trainer, plan = build_trainer(cfg, model, r.train_ds, r.val_ds, out=r.run, pad_id=pad_id, world=r.world, check=check,
+                                  reference=reference)
     metrics_cb = MetricsJsonl(RunDir(r.run).metrics, weakref.ref(trainer))
     trainer.add_callback(metrics_cb)
     if trainer.pop_callback(ProgressCallback) is not None:
@@ -152,6 +162,13 @@ def fit_run(cfg: Config, r: Ready, trainer, plan: dict, metrics_cb):
     if trainer.generation_check is not None:
         _check_before_training(trainer.generation_check, trainer.model, r.run, ckpt is not None,
                                metrics_cb if r.main_proc else None)
+    if getattr(trainer, "reference", None) == "precomputed":
+        # from the model as training starts (before a resumed checkpoint's weights are loaded): the reference
+        _say(f"[tunewise] {t.stage}: the reference model's log-probabilities, computed once for "
+             f"{len(r.train_ds) + len(r.val_ds)} examples (no second copy of the model)")
+        trainer.precompute_reference([r.train_ds, r.val_ds])
+    elif getattr(trainer, "reference", None) == "adapter_off":
+        _say(f"[tunewise] {t.stage}: the reference is the model with the adapter switched off (no second copy)")
     epochs = "" if t.max_steps else (f", {plan['epochs']:g} passes" + (f" (auto: at least {t.min_steps} steps)"
                                                                        if plan["auto_epochs"] else ""))
     _say(f"[tunewise] training {plan['total']} steps ({len(r.train_ds)} examples, effective batch "
@@ -219,9 +236,11 @@ def generation_check(cfg: Config, tokenizer, template, prepared):
     from tunewise.train.behaviour import GenerationCheck, build_probe
 
     t = cfg.train
-    if not t.generation_check or t.stage != "sft" or not prepared.val:
+    if not t.generation_check or t.stage == "pretrain" or not prepared.val:
         return None
-    probe = build_probe(prepared.val, prepared.train, tokenizer, template, samples=t.generation_check_samples,
+    # a preference run's answers are checked against the chosen (kto: the desirable) answers
+    val = [r for r in prepared.val if r.get("label", True) is not False]
+    probe = build_probe(val, prepared.train, tokenizer, template, samples=t.generation_check_samples,
                         seed=t.seed, max_new_tokens=t.generation_check_max_new_tokens)
     return None if probe is None else GenerationCheck(probe, tokenizer, every=t.generation_check_every,
                                                       batch_size=cfg.eval.batch_size)

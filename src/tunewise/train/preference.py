@@ -1,0 +1,274 @@
+"""Preference training (train.stage dpo | orpo | simpo | kto) on the same engine as SFT.
+
+Same run directory, template, trainer, checkpoints, metrics.jsonl and verdict machinery as SFT; what differs is
+the batch (a chosen and a rejected answer per prompt, or single answers labelled desirable or not), the loss, and
+the reference model:
+
+- the reference is never a second copy of the model. A fresh adapter's reference is the policy with the adapter
+  switched off (peft's `disable_adapter`); full/freeze and an adapter continued from an earlier run (whose
+  reference is that run's model, not the base) get the reference log-probabilities computed once, before
+  training, from the model as it starts (`preference.precompute_reference` asks for that in every case);
+- an answer's log-probability is the sum over its supervised tokens (its content and its end-of-turn token), from
+  hidden states at those positions only, a chunk of rows at a time, so the vocabulary-wide logits of the whole
+  batch never exist at once;
+- the losses (`preference_loss`) follow the papers: DPO (Rafailov et al., 2023) with its sigmoid, IPO (Azar et
+  al., 2023) and hinge (SLiC, Zhao et al., 2023) forms and conservative label smoothing; SimPO (Meng et al., 2024:
+  length-normalised, no reference, target margin gamma); ORPO (Hong et al., 2024: SFT loss plus beta x the log
+  odds-ratio term); KTO (Ethayarajh et al., 2024) with the KL reference point estimated from the batch (the mean
+  policy/reference log-ratio, detached and clipped at 0) rather than from mismatched pairs.
+
+Logged per step and per evaluation: rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies,
+logps/chosen, logps/rejected, length/chosen, length/rejected (KTO: the desirable and undesirable sides).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+from torch.utils.data import Dataset
+
+from tunewise.templates.encode import IGNORE
+from tunewise.train.trainer import TunewiseTrainer, causal_lm
+
+PAIR_STAGES = ("dpo", "orpo", "simpo")
+REFERENCE_STAGES = ("dpo", "kto")  # simpo and orpo need no reference model
+
+
+class PreferenceDataset(Dataset):
+    """Encoded pairs ({index, chosen, rejected}) or KTO examples ({index, answer, label})."""
+
+    def __init__(self, examples: list[dict]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.examples[i]
+
+    @property
+    def lengths(self) -> list[int]:  # for group_by_length and the step plan
+        return [max(len(e[k].input_ids) for k in ("chosen", "rejected", "answer") if k in e) for e in self.examples]
+
+
+class PreferenceCollator:
+    """One padded batch: for pairs, the chosen rows first, then the rejected rows in the same order."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, features: list[dict]) -> dict:
+        if "answer" in features[0]:
+            rows = [f["answer"] for f in features]
+            extra = {"kto_label": torch.tensor([f["label"] for f in features], dtype=torch.bool)}
+        else:
+            rows = [f["chosen"] for f in features] + [f["rejected"] for f in features]
+            extra = {}
+        n = max(len(e.input_ids) for e in rows)
+        ids = torch.full((len(rows), n), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), n), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(rows), n), dtype=torch.long)
+        for i, e in enumerate(rows):
+            k = len(e.input_ids)
+            ids[i, :k] = torch.as_tensor(e.input_ids)
+            labels[i, :k] = torch.as_tensor(e.labels)
+            mask[i, :k] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask,
+                "pref_index": torch.tensor([f["index"] for f in features], dtype=torch.long), **extra}
+
+
+def _row_logps(h: torch.Tensor, y: torch.Tensor, head, softcap) -> torch.Tensor:
+    logits = head(h).float()
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return -F.cross_entropy(logits, y, reduction="none")
+
+
+def sequence_logps(model, inputs: dict, chunk_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of log-probabilities of each row's supervised tokens, their count), one value per row."""
+    labels = inputs["labels"]
+    y = labels[:, 1:]
+    mask = y != IGNORE
+    counts = mask.sum(1)
+    lm = causal_lm(model)
+    if lm is None:  # prompt/prefix tuning, DDP: the wrapper's forward (full logits)
+        logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits[:, :-1].float()
+        if logits.shape[1] != y.shape[1]:  # prompt tuning puts its virtual tokens first
+            logits = logits[:, -y.shape[1]:]
+        tok = torch.gather(logits.log_softmax(-1), 2, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return (tok * mask).sum(1), counts
+    hidden = lm.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                              use_cache=False).last_hidden_state
+    h, yy = hidden[:, :-1][mask], y[mask]
+    rows = torch.arange(y.shape[0], device=y.device)[:, None].expand_as(y)[mask]
+    head = lm.get_output_embeddings()
+    softcap = getattr(lm.config, "final_logit_softcapping", None)
+    parts = []
+    for i in range(0, h.shape[0], chunk_size):
+        args = (h[i:i + chunk_size], yy[i:i + chunk_size], head, softcap)
+        # each chunk's logits are recomputed in backward instead of kept: chunk x vocab floats at a time
+        parts.append(checkpoint(_row_logps, *args, use_reentrant=False) if torch.is_grad_enabled() else _row_logps(*args))
+    per_tok = torch.cat(parts) if parts else h.new_zeros(0, dtype=torch.float32)
+    sums = torch.zeros(y.shape[0], dtype=torch.float32, device=y.device).index_add(0, rows, per_tok)
+    return sums, counts
+
+
+def preference_loss(stage: str, pref, logp: torch.Tensor, ntok: torch.Tensor, ref: torch.Tensor | None = None,
+                    kto_label: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """The stage's loss (mean over the batch) and its metrics, from per-row log-probabilities.
+
+    Pairs: rows [chosen..., rejected...]; KTO: one row per example with kto_label. `ref`: the reference's
+    log-probabilities of the same rows (dpo, kto)."""
+    beta = pref.resolved_beta(stage)
+    n = ntok.clamp(min=1).float()
+    if stage == "kto":
+        ratio = logp - ref
+        z = ratio.detach().mean().clamp(min=0)  # the reference point: the batch's KL estimate
+        good = kto_label
+        lam = torch.where(good, torch.full_like(ratio, pref.desirable_weight), torch.full_like(ratio, pref.undesirable_weight))
+        losses = lam * (1 - torch.sigmoid(torch.where(good, beta * (ratio - z), beta * (z - ratio))))
+        rewards = (beta * ratio).detach()
+        m = {"kl": float(z)}
+        for side, sel in (("chosen", good), ("rejected", ~good)):
+            if bool(sel.any()):
+                m[f"rewards/{side}"] = float(rewards[sel].mean())
+                m[f"logps/{side}"] = float(logp.detach()[sel].mean())
+                m[f"length/{side}"] = float(ntok[sel].float().mean())
+        return losses.mean(), m
+    b = logp.shape[0] // 2
+    pc, pr, nc, nr = logp[:b], logp[b:], n[:b], n[b:]
+    if stage == "dpo":
+        rc, rr = pc - ref[:b], pr - ref[b:]
+        d = rc - rr
+        if pref.loss_type == "ipo":
+            # IPO regresses the log-ratio margin (per token, as in the paper's implementation) onto 1/(2 beta)
+            d_tok = rc / nc - rr / nr
+            losses = (d_tok - 1 / (2 * beta)) ** 2
+        elif pref.loss_type == "hinge":
+            losses = torch.relu(1 - beta * d)
+        else:
+            ls = pref.label_smoothing
+            losses = -F.logsigmoid(beta * d) * (1 - ls) - F.logsigmoid(-beta * d) * ls
+        reward_c, reward_r = beta * rc, beta * rr
+    elif stage == "simpo":
+        ac, ar = pc / nc, pr / nr
+        losses = -F.logsigmoid(beta * (ac - ar) - pref.gamma)
+        reward_c, reward_r = beta * ac, beta * ar
+    elif stage == "orpo":
+        ac, ar = pc / nc, pr / nr
+        # log odds(y) = log p - log(1 - p), with p the per-token mean probability of the answer
+        log_odds = (ac - ar) - (torch.log1p(-torch.exp(ac).clamp(max=1 - 1e-6)) - torch.log1p(-torch.exp(ar).clamp(max=1 - 1e-6)))
+        losses = -ac - beta * F.logsigmoid(log_odds)
+        reward_c, reward_r = beta * ac, beta * ar
+    else:
+        raise ValueError(f"not a preference stage: {stage}")
+    if stage in ("dpo", "simpo") and pref.sft_weight > 0:
+        losses = losses + pref.sft_weight * (-pc / nc)
+    reward_c, reward_r = reward_c.detach(), reward_r.detach()
+    m = {"rewards/chosen": float(reward_c.mean()), "rewards/rejected": float(reward_r.mean()),
+         "rewards/margins": float((reward_c - reward_r).mean()),
+         "rewards/accuracies": float((reward_c > reward_r).float().mean()),
+         "logps/chosen": float(pc.detach().mean()), "logps/rejected": float(pr.detach().mean()),
+         "length/chosen": float(nc.mean()), "length/rejected": float(nr.mean())}
+    return losses.mean(), m
+
+
+def check_preference_config(cfg) -> None:
+    """Settings that cannot go with a preference stage, refused before any work."""
+    from tunewise.errors import ConfigError
+
+    t = cfg.train
+    for key, on in (("train.packing", t.packing), ("train.group_by_length", t.group_by_length)):
+        if on:
+            raise ConfigError(f"{key} does not go with train.stage {t.stage}: a chosen and a rejected answer are "
+                              "scored row by row, side by side", where=key, fix=f"remove {key} (or set it to false)")
+
+
+def reference_mode(cfg, *, peft_result: bool, continued: bool) -> str | None:
+    """How this run gets its reference log-probabilities: None (simpo, orpo), 'adapter_off' or 'precomputed'."""
+    if cfg.train.stage not in REFERENCE_STAGES:
+        return None
+    if cfg.preference.precompute_reference or not peft_result or continued:
+        return "precomputed"
+    return "adapter_off"
+
+
+class PreferenceTrainer(TunewiseTrainer):
+    """TunewiseTrainer with a preference loss; everything else (checkpoints, metrics, evaluation) is SFT's."""
+
+    def __init__(self, *args, stage: str, pref, reference: str | None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stage, self.pref, self.reference = stage, pref, reference
+        self.loss_is_scaled_for_ga = False  # a mean over the micro-batch: Trainer divides by the accumulation
+        self.ref_table: torch.Tensor | None = None
+        self._stored: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+
+    # ---- reference --------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def precompute_reference(self, datasets) -> None:
+        """The reference log-probabilities of every example, from the model as training starts (eval mode)."""
+        rows = sum(len(d) for d in datasets if d is not None) * (2 if self.stage in PAIR_STAGES else 1)
+        table = torch.full((rows,), math.nan)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for ds in datasets:
+                if ds is None or not len(ds):
+                    continue
+                for i in range(0, len(ds), self.args.per_device_eval_batch_size):
+                    batch = self.data_collator([ds[j] for j in range(i, min(len(ds), i + self.args.per_device_eval_batch_size))])
+                    batch = self._prepare_inputs(batch)
+                    logp, _ = sequence_logps(self.model, batch, self.loss_chunk_size)
+                    self._put(table, batch["pref_index"], logp.float().cpu())
+        finally:
+            self.model.train(was_training)
+        self.ref_table = table
+
+    def _slots(self, index: torch.Tensor) -> torch.Tensor:
+        index = index.cpu()
+        if self.stage in PAIR_STAGES:
+            return torch.cat([2 * index, 2 * index + 1])  # chosen rows, then rejected rows, as the collator lays them
+        return index
+
+    def _put(self, table, index, values) -> None:
+        table[self._slots(index)] = values
+
+    def _reference_logps(self, model, inputs) -> torch.Tensor | None:
+        if self.reference is None:
+            return None
+        if self.reference == "precomputed":
+            if self.ref_table is None:
+                raise RuntimeError("precompute_reference() was not called before training")
+            return self.ref_table[self._slots(inputs["pref_index"])].to(inputs["input_ids"].device)
+        with torch.no_grad(), model.disable_adapter():
+            return sequence_logps(model, inputs, self.loss_chunk_size)[0]
+
+    # ---- loss and metrics -------------------------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training:
+            self.tokens_seen += int(inputs["attention_mask"].sum())
+        logp, ntok = sequence_logps(model, inputs, self.loss_chunk_size)
+        ref = self._reference_logps(model, inputs)
+        loss, metrics = preference_loss(self.stage, self.pref, logp, ntok, ref, inputs.get("kto_label"))
+        store = self._stored["train" if model.training else "eval"]
+        for k, v in metrics.items():
+            store[k].append(v)
+        if (self.l1 > 0 or self.l2 > 0) and model.training:
+            from tunewise.train.trainer import l1_penalty, l2_penalty
+
+            loss = loss + (l1_penalty(model, self.l1) if self.l1 > 0 else 0) + (l2_penalty(model, self.l2) if self.l2 > 0 else 0)
+        return (loss, {"loss": loss}) if return_outputs else loss
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        side = "eval" if "eval_loss" in logs else "train" if "loss" in logs else None
+        if side is not None:
+            prefix = "eval_" if side == "eval" else ""
+            for k, vals in self._stored[side].items():
+                if vals:
+                    logs[prefix + k] = round(sum(vals) / len(vals), 6)
+            self._stored[side].clear()
+        super().log(logs, *args, **kwargs)
