@@ -207,3 +207,23 @@ def test_each_stage_learns_a_separable_preference(tmp_path, tiny_model_dirs, sta
         assert after["eval_rewards/chosen"] > after["eval_rewards/rejected"]
     logged = [h for h in trainer.state.log_history if "loss" in h]
     assert logged and all("rewards/chosen" in h for h in logged)
+
+
+# ------------------------------------------------------------------------------------------- advice and lint
+def test_preference_stages_get_a_tenth_of_the_sft_rate_and_the_lint_says_so(tmp_path):
+    from tunewise.advise.lint import Facts, lint
+    from tunewise.advise.lr import advise_lr
+    from tunewise.config import load_config
+
+    assert advise_lr("lora", "llama", 10_000, stage="dpo").value == pytest.approx(
+        float(f"{advise_lr('lora', 'llama', 10_000).value * 0.1:.2g}"))
+    assert "SFT rate" in advise_lr("full", "llama", 10_000, stage="kto").en
+    f = tmp_path / "c.yaml"
+    f.write_text("model: {name_or_path: tiny-llama}\ntrain: {stage: dpo}\ndata: {datasets: [{path: d.jsonl}]}\n")
+    default = load_config(f)
+    assert default.train.learning_rate == pytest.approx(2e-5)  # lora's 2e-4, a tenth
+    assert "preference-high-lr" not in [x.code for x in lint(default, Facts(n_train=100))]
+    sft_sized = load_config(f, ["train.learning_rate=2e-4"])
+    found = [x for x in lint(sft_sized, Facts(n_train=100)) if x.code == "preference-high-lr"]
+    assert found and "2e-05" in found[0].fix_en and found[0].key == "train.learning_rate"
+    assert load_config(f, ["train.stage=sft"]).train.learning_rate == pytest.approx(2e-4)

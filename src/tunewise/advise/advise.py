@@ -215,7 +215,7 @@ def _max_length(a: Advice) -> None:
 
 @recommender("learning_rate")
 def _learning_rate(a: Advice) -> None:
-    lr = advise_lr(a.method, a.model.model_type, a.eff * a.mean_sup)
+    lr = advise_lr(a.method, a.model.model_type, a.eff * a.mean_sup, stage=a.cfg.train.stage)
     a.say("train.learning_rate", lr.value, lr.en + f" (supervised tokens per step: {a.eff} x {a.mean_sup:.1f})",
           lr.zh + f"（每步监督 token 数：{a.eff} × {a.mean_sup:.1f}）")
 

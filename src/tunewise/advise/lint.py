@@ -113,6 +113,27 @@ def lora_low_lr(cfg: Config, f: Facts):
                        "LoRA 类方法需要约 10 倍于全参微调的学习率：从 2e-4 开始")
 
 
+@rule("preference-high-lr")
+def preference_high_lr(cfg: Config, f: Facts):
+    """A preference stage at an SFT-sized learning rate: the margin grows within a few steps while the answers
+    degrade (longer, repetitive, the chosen answers' own likelihood falling)."""
+    from tunewise.config.methods import PREFERENCE_LR_FACTOR
+    from tunewise.config.schema import PREFERENCE_STAGES
+
+    lr, stage, mf = _lr(cfg), cfg.train.stage, facts_of(cfg.method.name)
+    if stage not in PREFERENCE_STAGES or lr is None or mf is None or lr < mf.default_lr / 2:
+        return None
+    want = mf.lr_for(stage)
+    return Finding("preference-high-lr", "train.learning_rate",
+                   f"train.stage {stage} with learning_rate {lr:g}, an SFT-sized rate for {cfg.method.name}: preference "
+                   "training moves a model that already answers well, and at this rate the reward margin races while the "
+                   "answers degrade (longer, repetitive, the chosen answers themselves less likely)",
+                   f"train.stage {stage} 使用学习率 {lr:g}，这是 {cfg.method.name} 做 SFT 的量级：偏好训练调整的是已经会回答的模型，"
+                   "这个学习率下奖励差值飞涨而回答变差（变长、重复、连选中回答本身的概率都下降）",
+                   f"use about {PREFERENCE_LR_FACTOR:g} x the SFT rate: {want:g} (remove train.learning_rate for that default)",
+                   f"用 SFT 学习率的约 {PREFERENCE_LR_FACTOR:g} 倍：{want:g}（删除 train.learning_rate 即用此默认值）")
+
+
 @rule("lr-far-out-of-range")
 def lr_far_out_of_range(cfg: Config, f: Facts):
     """A learning rate 10x above (or 100x below) the range where the method trains: e.g. LoRA at 1e6 blows the

@@ -21,7 +21,13 @@ from pathlib import Path
 
 import yaml
 
-from tunewise.config.methods import FACTS, MethodFacts, facts_of
+from tunewise.config.methods import (
+    FACTS,
+    PREFERENCE_LR_FACTOR,
+    PREFERENCE_LR_SOURCE,
+    MethodFacts,
+    facts_of,
+)
 
 LORA_FACTOR = 10.0
 # where each method trains well; the scaling rule's result is kept inside these
@@ -62,7 +68,22 @@ def family_of(model_type: str) -> dict | None:
     return None
 
 
-def advise_lr(method: str, model_type: str, supervised_tokens_per_step: float) -> LrAdvice:
+def advise_lr(method: str, model_type: str, supervised_tokens_per_step: float, stage: str = "sft") -> LrAdvice:
+    """The advised peak learning rate for `method` on this model and batch; a preference stage (dpo, orpo,
+    simpo, kto) gets a tenth of it: it moves a model that already answers well, and an SFT-sized rate wrecks it."""
+    sft = _sft_lr(method, model_type, supervised_tokens_per_step)
+    from tunewise.config.schema import PREFERENCE_STAGES
+
+    if stage not in PREFERENCE_STAGES:
+        return sft
+    value = float(f"{sft.value * PREFERENCE_LR_FACTOR:.2g}")
+    return LrAdvice(value, f"{value:g}: {PREFERENCE_LR_FACTOR:g} x the SFT rate for {stage}, which moves a model that "
+                    f"already answers well (source: {PREFERENCE_LR_SOURCE}). The SFT rate: {sft.en}",
+                    f"{value:g}：{stage} 用 SFT 学习率的 {PREFERENCE_LR_FACTOR:g} 倍——偏好训练调整的是已经会回答的模型"
+                    f"（出处：TRL DPOTrainer 默认值与 LoRA DPO 配方，如 Zephyr）。SFT 学习率：{sft.zh}")
+
+
+def _sft_lr(method: str, model_type: str, supervised_tokens_per_step: float) -> LrAdvice:
     mf = method_facts(method)
     default = mf.default_lr
     fam = family_of(model_type)
