@@ -227,3 +227,39 @@ def test_preference_stages_get_a_tenth_of_the_sft_rate_and_the_lint_says_so(tmp_
     found = [x for x in lint(sft_sized, Facts(n_train=100)) if x.code == "preference-high-lr"]
     assert found and "2e-05" in found[0].fix_en and found[0].key == "train.learning_rate"
     assert load_config(f, ["train.stage=sft"]).train.learning_rate == pytest.approx(2e-4)
+
+
+# ------------------------------------------------------------------------------------------------ verdicts
+def _rows(n: int, *, chosen_lp, rejected_lp=lambda i: -3.0, acc=lambda i: 0.8, eval_margin=None, gen=None,
+          len_c=20.0, len_r=20.0) -> list[dict]:
+    rows = []
+    for i in range(1, n + 1):
+        step = 5 * i
+        r = {"step": step, "loss": 0.6 - 0.01 * i, "rewards/margins": 0.1 * i, "rewards/accuracies": acc(i),
+             "logps/chosen": chosen_lp(i) * len_c, "logps/rejected": rejected_lp(i) * len_r,
+             "length/chosen": len_c, "length/rejected": len_r}
+        if i % 3 == 0:
+            r["val_loss"] = 0.6 - 0.01 * i
+            if eval_margin is not None:
+                r["eval_rewards/margins"] = eval_margin(i)
+            if gen is not None:
+                r["gen_answer_tokens"] = gen(i)
+        rows.append(r)
+    return rows
+
+
+def test_preference_verdicts_name_what_went_wrong():
+    from tunewise.curves.diagnose import diagnose, format_diagnosis
+
+    healthy = diagnose(_rows(20, chosen_lp=lambda i: -1.0, rejected_lp=lambda i: -1.0 - 0.05 * i,
+                             eval_margin=lambda i: 0.1 * i))
+    assert healthy.verdict not in ("reward_hacking", "preference_overfit", "length_exploitation")
+    hacking = diagnose(_rows(20, chosen_lp=lambda i: -1.0 - 0.1 * i))  # chosen answers 2 nats/token less likely
+    assert hacking.verdict == "reward_hacking" and "chosen" in hacking.evidence["why"]
+    assert "preference.beta" in " ".join(hacking.advice["en"]) and "preference.beta" in " ".join(hacking.advice["zh"])
+    overfit = diagnose(_rows(20, chosen_lp=lambda i: -1.0, acc=lambda i: 1.0,
+                             eval_margin=lambda i: 2.0 if i < 10 else 2.0 - 0.2 * (i - 9)))
+    assert overfit.verdict == "preference_overfit"
+    longer = diagnose(_rows(20, chosen_lp=lambda i: -1.0, len_c=60.0, len_r=20.0, gen=lambda i: 20 + 5 * i))
+    assert longer.verdict == "length_exploitation" and longer.evidence["chosen_rejected_length_ratio"] == 3.0
+    assert "reward_hacking" in format_diagnosis(hacking) and "证据" in format_diagnosis(hacking, "zh")

@@ -19,8 +19,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-VERDICTS = ["diverged", "does_not_stop", "not_learned_yet", "too_short", "unstable", "overfit", "gap_growing",
-            "val_stagnant", "stagnant_high", "underfit", "well_fit"]
+VERDICTS = ["diverged", "does_not_stop", "not_learned_yet", "reward_hacking", "preference_overfit", "length_exploitation",
+            "too_short", "unstable", "overfit", "gap_growing", "val_stagnant", "stagnant_high", "underfit", "well_fit"]
 _ADVICE = json.loads((Path(__file__).parent / "advice.json").read_text(encoding="utf-8"))
 
 
@@ -35,6 +35,12 @@ class Thresholds:
     underfit_tail_ratio: float = 0.3     # last-quarter slope above 30% of the run's average slope -> underfit
     underfit_total_drop: float = 0.05    # or fell <5% overall -> underfit
     smoothing: float = 0.6
+    chosen_logp_drop: float = 0.5     # preference: chosen answers' log-prob per token fell 0.5 nats -> reward_hacking
+    rejected_logp_rise: float = 0.2   # ... or the rejected answers' rose 0.2 nats per token
+    pref_acc_saturated: float = 0.98  # training accuracy this high in the first half ...
+    pref_margin_fall: float = 0.2     # ... while the validation margin fell 20% from its best -> preference_overfit
+    length_ratio: float = 1.3         # chosen answers 30% longer than rejected on average ...
+    answer_growth: float = 1.3        # ... and generated answers 30% longer than before -> length_exploitation
     val_jump: float = 0.1             # a validation point 10% above the previous (or the lowest) one is a jump
     gap_large: float = 0.35           # final train loss 35% (of the validation loss) below it -> the gap is large
     gap_growth: float = 0.15          # the gap grew by 15% of the validation loss over the second half ...
@@ -296,6 +302,76 @@ def rule_not_learned(beh: dict | None, th) -> dict | None:
     return {"key_term_rate": beh["gen_key_term_rate"]}
 
 
+# ---------------------------------------------------------------------------------------- preference stages
+def _per_token(rows: list[dict], side: str, prefix: str = "") -> list[tuple[int, float]]:
+    """Mean log-probability per answer token of the chosen or rejected side, per logged step."""
+    out = []
+    for r in rows:
+        lp, n = r.get(f"{prefix}logps/{side}"), r.get(f"{prefix}length/{side}")
+        if _finite(lp) and _finite(n) and n > 0:
+            out.append((r["step"], lp / n))
+    return out
+
+
+def rule_reward_hacking(rows: list[dict], th) -> dict | None:
+    """The chosen answers' per-token log-probability falls well below where it started (or the rejected ones'
+    rises): the margin then grows for the wrong reason."""
+    chosen, rejected = _per_token(rows, "chosen"), _per_token(rows, "rejected")
+    if len(chosen) < th.min_train_points:
+        return None
+    k = max(1, len(chosen) // 5)
+    c0, c1 = sum(v for _, v in chosen[:k]) / k, sum(v for _, v in chosen[-k:]) / k
+    out = {"chosen_logp_per_token_first": round(c0, 4), "chosen_logp_per_token_last": round(c1, 4)}
+    if c1 < c0 - th.chosen_logp_drop:
+        return {**out, "why": "chosen answers became less likely"}
+    if len(rejected) >= th.min_train_points:
+        r0, r1 = sum(v for _, v in rejected[:k]) / k, sum(v for _, v in rejected[-k:]) / k
+        if r1 > r0 + th.rejected_logp_rise:
+            return {**out, "rejected_logp_per_token_first": round(r0, 4), "rejected_logp_per_token_last": round(r1, 4),
+                    "why": "rejected answers became more likely"}
+    return None
+
+
+def rule_preference_overfit(rows: list[dict], th) -> dict | None:
+    """Training pairs separated almost perfectly early on, while the held-out margin falls from its best."""
+    acc = [(r["step"], r["rewards/accuracies"]) for r in rows if _finite(r.get("rewards/accuracies"))]
+    margins = [(r["step"], r["eval_rewards/margins"]) for r in rows if _finite(r.get("eval_rewards/margins"))]
+    if len(acc) < th.min_train_points or len(margins) < th.min_val_points:
+        return None
+    last_step = acc[-1][0] or 1
+    early = [a for s, a in acc if s <= 0.5 * last_step]
+    best = max(m for _, m in margins)
+    final = margins[-1][1]
+    if early and max(early) >= th.pref_acc_saturated and best > 0 and final < (1 - th.pref_margin_fall) * best:
+        return {"train_accuracy_early": round(max(early), 3), "val_margin_best": round(best, 4), "val_margin_final": round(final, 4)}
+    return None
+
+
+def rule_length_exploitation(rows: list[dict], th) -> dict | None:
+    """Chosen answers systematically longer than rejected ones, and the model's own answers growing."""
+    lc = [r["length/chosen"] for r in rows if _finite(r.get("length/chosen"))]
+    lr = [r["length/rejected"] for r in rows if _finite(r.get("length/rejected"))]
+    gen = [(r["step"], r["gen_answer_tokens"]) for r in rows if _finite(r.get("gen_answer_tokens"))]
+    if not lc or not lr or len(gen) < 2:
+        return None
+    ratio = (sum(lc) / len(lc)) / max(sum(lr) / len(lr), 1e-9)
+    growth = gen[-1][1] / max(gen[0][1], 1e-9)
+    if ratio >= th.length_ratio and growth >= th.answer_growth:
+        return {"chosen_rejected_length_ratio": round(ratio, 3), "answer_tokens_first": gen[0][1],
+                "answer_tokens_last": gen[-1][1]}
+    return None
+
+
+def preference_verdict(rows: list[dict], th) -> tuple[str, dict] | None:
+    if not any("rewards/margins" in r for r in rows):
+        return None
+    for name, rule in (("reward_hacking", rule_reward_hacking), ("preference_overfit", rule_preference_overfit),
+                       ("length_exploitation", rule_length_exploitation)):
+        if (found := rule(rows, th)):
+            return name, found
+    return None
+
+
 def _before_training(rows: list[dict]) -> dict:
     first = next((r for r in rows if r.get("event") == "before_training"), None)
     if first is None:
@@ -380,6 +456,9 @@ def diagnose(rows: list[dict], *, thresholds: Thresholds | None = None, vocab_si
                              else "not_learned_yet" if rule_not_learned(beh, th) else None)
         if behaviour_verdict:
             ev["curve_verdict"], verdict = verdict, behaviour_verdict
+        elif (pv := preference_verdict(rows, th)):
+            ev["curve_verdict"], verdict = verdict, pv[0]
+            ev.update(pv[1])
     a = _ADVICE[verdict]
     return Diagnosis(verdict, ev, {"en": a["en"], "zh": a["zh"]}, a["summary"], best_step)
 
@@ -392,7 +471,9 @@ def format_diagnosis(d: Diagnosis | dict, lang: str = "en") -> str:
             "curve_verdict", "val_min_step", "val_min", "final_val", "final_train", "train_val_gap", "gap_rel", "gap_growth",
             "val_rise_from_min", "val_drop_since_first", "train_drop_since_first_val", "tail_slope_ratio", "total_drop",
             "spike_count", "nan_step", "blown_up_update", "loss_flat_at", "ln_vocab",
-            "grad_norm_tail", "note"]
+            "grad_norm_tail", "why", "chosen_logp_per_token_first", "chosen_logp_per_token_last",
+            "train_accuracy_early", "val_margin_best", "val_margin_final", "chosen_rejected_length_ratio",
+            "answer_tokens_first", "answer_tokens_last", "note"]
     shown = [f"{k}={ev[k]:.4g}" if isinstance(ev.get(k), float) else f"{k}={ev[k]}" for k in keys if k in ev]
     if shown:
         lines.append(("证据: " if lang == "zh" else "evidence: ") + ", ".join(shown))
