@@ -263,3 +263,27 @@ def test_preference_verdicts_name_what_went_wrong():
     longer = diagnose(_rows(20, chosen_lp=lambda i: -1.0, len_c=60.0, len_r=20.0, gen=lambda i: 20 + 5 * i))
     assert longer.verdict == "length_exploitation" and longer.evidence["chosen_rejected_length_ratio"] == 3.0
     assert "reward_hacking" in format_diagnosis(hacking) and "证据" in format_diagnosis(hacking, "zh")
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+def test_eval_scores_pairs_and_warns_when_answers_grow(tmp_path, tiny_model_dirs):
+    from tunewise.evaluate.runner import length_warning, pair_scores, report_table
+    from tunewise.infer.generate import LoadedModel
+
+    cfg = _cfg(tmp_path, "dpo")
+    model, tok, template, _, _ = _setup(cfg, tiny_model_dirs, _pairs(2), [])
+    model.eval()
+    lm = LoadedModel(model, tok, template, "tuned")
+    pairs = _pairs(6, seed=3)
+    s = pair_scores(lm, pairs, cfg)
+    assert s["pairs"] == 6 and 0.0 <= s["pair_accuracy"] <= 1.0
+    flipped = pair_scores(lm, [{**p, "messages": [p["messages"][0], {"role": "assistant", "content": p["rejected"]}],
+                                "rejected": p["messages"][1]["content"]} for p in pairs], cfg)
+    assert s["pair_accuracy"] + flipped["pair_accuracy"] == pytest.approx(1.0)  # no ties: each pair counted once
+    assert s["pair_margin_per_token"] == pytest.approx(-flipped["pair_margin_per_token"], abs=1e-5)
+    before = {"sets": {"val": {"avg_answer_tokens": 20.0}}}
+    grown = length_warning(before, {"sets": {"val": {"avg_answer_tokens": 30.0}}})
+    assert grown and grown[0]["set"] == "val" and "+50%" in grown[0]["en"]
+    assert not length_warning(before, {"sets": {"val": {"avg_answer_tokens": 22.0}}})
+    _, rows = report_table({"sets": {"val": {"loss": 1.0}}}, {"sets": {"val": {"loss": 0.9}}})
+    assert "pair_accuracy" not in [r[0] for r in rows]  # an SFT run's table has no preference rows

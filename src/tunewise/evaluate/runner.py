@@ -89,6 +89,8 @@ def evaluate_model(lm, sets: dict[str, list[dict]], cfg, general_text: list[dict
     if general_qa:
         all_sets["general_qa"] = general_qa
     for name, recs in all_sets.items():
+        pairs = [r for r in recs if "rejected" in r]
+        recs = [r for r in recs if r.get("label", True) is not False]  # kto: judged against the desirable answers
         loss = mean_loss(lm, _encode_sft(lm, recs, cfg.data.max_length), cfg.eval.batch_size)
         convs = [r["messages"][:-1] for r in recs]
         gens = generate(lm, convs, max_new_tokens=max_new_tokens or cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size)
@@ -101,6 +103,12 @@ def evaluate_model(lm, sets: dict[str, list[dict]], cfg, general_text: list[dict
             scores["key_term_rate"] = hits / judged  # answers naming what the data teaches, where the reference does
         scores["loss"] = loss
         scores["perplexity"] = perplexity(loss) if loss is not None else None
+        lengths = sorted(it["num_new_tokens"] for it in items)
+        if lengths:
+            scores["answer_tokens_p50"] = lengths[len(lengths) // 2]
+            scores["answer_tokens_p90"] = lengths[min(len(lengths) - 1, int(0.9 * len(lengths)))]
+        if pairs:
+            scores.update(pair_scores(lm, pairs, cfg))
         out["sets"][name] = scores
         out["predictions"][name] = items
     if general_text:
@@ -109,8 +117,50 @@ def evaluate_model(lm, sets: dict[str, list[dict]], cfg, general_text: list[dict
     return out
 
 
+@torch.no_grad()
+def pair_scores(lm, pairs: list[dict], cfg) -> dict:
+    """How the model ranks held-out preference pairs: the share where the chosen answer is the likelier (summed,
+    and per token, which does not favour the shorter answer), and the mean per-token log-probability margin."""
+    from tunewise.templates.encode import encode_preference
+    from tunewise.train.preference import PreferenceCollator, sequence_logps
+
+    enc, _ = encode_preference(lm.tokenizer, lm.template, pairs, stage="dpo", max_length=cfg.data.max_length)
+    if not enc:
+        return {}
+    collate = PreferenceCollator(lm.tokenizer.pad_token_id or 0)
+    wins = wins_tok = 0
+    margins = []
+    for i in range(0, len(enc), cfg.eval.batch_size):
+        part = enc[i:i + cfg.eval.batch_size]
+        batch = {k: v.to(lm.model.device) if torch.is_tensor(v) else v for k, v in collate(part).items()}
+        logp, n = sequence_logps(lm.model, batch)
+        b = len(part)
+        tok = logp / n.clamp(min=1)
+        wins += int((logp[:b] > logp[b:]).sum())
+        wins_tok += int((tok[:b] > tok[b:]).sum())
+        margins += (tok[:b] - tok[b:]).tolist()
+    return {"pair_accuracy": wins / len(enc), "pair_accuracy_per_token": wins_tok / len(enc),
+            "pair_margin_per_token": sum(margins) / len(margins), "pairs": len(enc)}
+
+
+def length_warning(before: dict, after: dict, share: float = 0.2) -> list[dict]:
+    """Sets whose generated answers grew by more than `share` (the length drift preference training is known
+    for), with both means."""
+    out = []
+    for name, a in after.get("sets", {}).items():
+        b = before.get("sets", {}).get(name, {})
+        x, y = b.get("avg_answer_tokens"), a.get("avg_answer_tokens")
+        if x and y and y > (1 + share) * x:
+            out.append({"set": name, "avg_answer_tokens_before": x, "avg_answer_tokens_after": y,
+                        "en": f"{name}: answers grew from {x:.1f} to {y:.1f} tokens on average (+{100 * (y / x - 1):.0f}%)",
+                        "zh": f"{name}：平均回答长度从 {x:.1f} 增至 {y:.1f} 个 token（+{100 * (y / x - 1):.0f}%）"})
+    return out
+
+
 _ROWS = ["loss", "perplexity", "rouge1", "rouge2", "rougeL", "bleu4", "exact_match", "key_term_rate", "avg_answer_tokens",
-         "no_stop_rate", "repetition_rate"]
+         "answer_tokens_p50", "answer_tokens_p90", "no_stop_rate", "repetition_rate", "pair_accuracy",
+         "pair_accuracy_per_token", "pair_margin_per_token"]
+_OPTIONAL_ROWS = {"pair_accuracy", "pair_accuracy_per_token", "pair_margin_per_token"}
 
 
 def report_table(before: dict, after: dict) -> tuple[list[str], list[list[str]]]:
@@ -125,6 +175,8 @@ def report_table(before: dict, after: dict) -> tuple[list[str], list[list[str]]]
         for c in cols:
             v = c.get(key)
             row.append("-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v)))
+        if key in _OPTIONAL_ROWS and all(x == "-" for x in row[1:]):
+            continue  # preference rows of a run without pairs
         rows.append(row)
     return header, rows
 
@@ -170,6 +222,11 @@ def run_eval(run: str | Path, *, data: list[str] | None = None, max_samples: int
             {"general_text": results["before"].get("general_text"), **results["before"]["sets"].get("general_qa", {})},
             {"general_text": results["after"].get("general_text"), **results["after"]["sets"].get("general_qa", {})},
         )
+    if (grew := length_warning(results["before"], results["after"])):
+        report["answers_grew"] = grew
+        for g in grew:
+            _say(f"[tunewise] warning: {g['en']}: check the answers still stop and are not padded out "
+                 "(a known drift of preference training; `tunewise curves` says whether length explains the margin)")
     header, rows = report_table(results["before"], results["after"])
     report["table"] = {"header": header, "rows": rows}
     write_json(eval_dir / "report.json", report)
