@@ -107,7 +107,9 @@ def iter_augmented(records: Iterable[dict], cfg, seed: int) -> Iterator[dict]:
                         if (m["role"] == "user" or (cfg.apply_to == "all" and m["role"] != "system")) else dict(m)
                         for m in rec["messages"]]
                 new = {**rec, "messages": msgs}
-                changed = msgs != rec["messages"]
+                if "rejected" in rec and cfg.apply_to == "all":  # a pair's two answers are edited alike
+                    new["rejected"] = augment_text(rec["rejected"], cfg, rng)
+                changed = new != rec
             else:
                 new = {**rec, "text": augment_text(rec["text"], cfg, rng)}
                 changed = new["text"] != rec["text"]

@@ -2,9 +2,15 @@
 
 Steps, in order: unicode (NFKC + whitespace), markup (leftover HTML tags/entities), ai_phrases
 (boilerplate like "As an AI language model" / "作为一个AI语言模型", matched whatever the spacing and
-punctuation), empty, length (too short/long),
+punctuation), empty, pair (a preference pair whose two answers are the same), length (too short/long),
 exact duplicates, near duplicates (MinHash over character shingles, so Chinese works), and — between
 the splits — validation items that near-duplicate training items (leakage).
+
+A preference pair's rejected answer is normalised, stripped of markup and length-checked like its chosen one.
+The boilerplate filter reads only answers the model is trained towards (a pair's chosen answer, a KTO example
+labelled desirable): a rejected answer saying "As an AI language model" is what the pair teaches it to avoid.
+Duplicates are found on the whole pair (two pairs that differ only in their rejected answers both stay); the
+leakage check compares prompts and chosen answers, as for any record.
 
 The steps stream: `Cleaner` takes records a chunk at a time and hands each kept or dropped one to a sink
 (the spill file of `tunewise.data.prepare`), so memory does not grow with
@@ -65,14 +71,28 @@ def strip_markup(s: str) -> str:
 
 def _map_text(rec: dict, fn) -> dict:
     if "messages" in rec:
-        return {**rec, "messages": [dict(m, content=fn(m["content"])) for m in rec["messages"]]}
+        out = {**rec, "messages": [dict(m, content=fn(m["content"])) for m in rec["messages"]]}
+        if "rejected" in rec:
+            out["rejected"] = fn(rec["rejected"])
+        return out
     return {**rec, "text": fn(rec["text"])}
 
 
 def record_text(rec: dict) -> str:
+    """The conversation (a pair's chosen one) or the text: what the leakage check compares."""
     if "messages" in rec:
         return "\n".join(f"{m['role']}: {m['content']}" for m in rec["messages"])
     return rec["text"]
+
+
+def whole_text(rec: dict) -> str:
+    """The whole record, a pair's rejected answer and a KTO label included: what duplicates are found on."""
+    text = record_text(rec)
+    if "rejected" in rec:
+        text += f"\nrejected: {rec['rejected']}"
+    if "label" in rec:
+        text += f"\nlabel: {rec['label']}"
+    return text
 
 
 def _answer(rec: dict) -> str:
@@ -134,9 +154,12 @@ def batched(items: Iterable, n: int) -> Iterator[list]:
         yield chunk
 
 
-def _record_steps(cfg: CleanConfig) -> list[tuple[str, Callable | None, Callable | None]]:
+Step = tuple[str, Callable | None, Callable | None]
+
+
+def _record_steps(cfg: CleanConfig) -> list[Step]:
     """(name, map, keep) for each per-record step, in order; `keep` returns a drop reason or None."""
-    steps: list[tuple[str, Callable | None, Callable | None]] = []
+    steps: list[Step] = []
     if cfg.normalize_unicode:
         steps.append(("unicode", lambda r: _map_text(r, normalize_text), None))
     if cfg.strip_markup:
@@ -145,6 +168,8 @@ def _record_steps(cfg: CleanConfig) -> list[tuple[str, Callable | None, Callable
         phrases = load_phrases(cfg)
 
         def ai(rec):
+            if rec.get("label") is False:  # an undesirable KTO answer: the model is taught away from it
+                return None
             form = phrase_form(_answer(rec))
             hit = next((p for p in phrases if p in form), None)
             return f"boilerplate AI phrase: '{phrases[hit]}'" if hit else None
@@ -154,18 +179,32 @@ def _record_steps(cfg: CleanConfig) -> list[tuple[str, Callable | None, Callable
     def empty(rec):
         if "messages" in rec:
             bad = next((m["role"] for m in rec["messages"] if m["role"] != "system" and not m["content"].strip()), None)
+            if bad is None and "rejected" in rec and not rec["rejected"].strip():
+                return "empty rejected answer: a preference pair needs two answers"
             return f"empty {bad} turn" if bad else None
         return "empty text" if not rec["text"].strip() else None
 
+    def pair(rec):
+        if rec["rejected"].strip() == rec["messages"][-1]["content"].strip():
+            return "the rejected answer is the same as the chosen one (after cleaning): the pair prefers nothing"
+        return None
+
     def length(rec):
-        n_ans, n_all = len(_answer(rec)), len(record_text(rec))
+        n_ans, n_all = len(_answer(rec)), len(whole_text(rec))
         if n_ans < cfg.min_chars:
             return f"too short: answer has {n_ans} characters (data.clean.min_chars = {cfg.min_chars})"
+        if "rejected" in rec and len(rec["rejected"]) < cfg.min_chars:
+            return (f"too short: rejected answer has {len(rec['rejected'])} characters "
+                    f"(data.clean.min_chars = {cfg.min_chars})")
         if n_all > cfg.max_chars:
             return f"too long: {n_all} characters (data.clean.max_chars = {cfg.max_chars})"
         return None
 
-    return steps + [("empty", None, empty), ("length", None, length)]
+    return steps + [("empty", None, empty), ("pair", None, pair), ("length", None, length)]
+
+
+# Steps that only some records reach (a pair step only pairs), reported only when some record did.
+_ONLY = {"pair": lambda rec: "rejected" in rec}
 
 
 class Cleaner:
@@ -179,7 +218,7 @@ class Cleaner:
     """
 
     def __init__(self, cfg: CleanConfig, sink: Sink, *, keys: bool = False, tag: dict | None = None):
-        self.cfg, self.sink, self.tag = cfg, sink, dict(tag or {})
+        self.cfg, self.sink, self.tag, self.keys = cfg, sink, dict(tag or {}), keys
         self._record_steps = _record_steps(cfg)
         names = [s[0] for s in self._record_steps] + ["dedup_exact"] * cfg.dedup_exact + ["dedup_near"] * cfg.dedup_near
         self._counts = {n: {"step": n, "before": 0, "after": 0, "changed": 0} for n in names}
@@ -194,8 +233,8 @@ class Cleaner:
 
     @property
     def steps(self) -> list[dict]:
-        # near-dedup is reported only when some record reached it, as before streaming
-        return [dict(c) for n, c in self._counts.items() if n != "dedup_near" or c["before"]]
+        # near-dedup is reported only when some record reached it, as before streaming; the pair step likewise
+        return [dict(c) for n, c in self._counts.items() if n not in ("dedup_near", *_ONLY) or c["before"]]
 
     def run(self, items: Iterable[Item], chunk_size: int = CHUNK) -> None:
         for chunk in batched(items, chunk_size):
@@ -206,6 +245,8 @@ class Cleaner:
 
     def _per_record(self, rec: dict) -> tuple[dict, dict | None]:
         for name, fn_map, fn_keep in self._record_steps:
+            if name in _ONLY and not _ONLY[name](rec):
+                continue
             c = self._counts[name]
             c["before"] += 1
             if fn_map is not None:
@@ -245,7 +286,7 @@ class Cleaner:
             out.append(("drop", dropped) if dropped else ("keep", rec))
             if not dropped:
                 live.append(pos)
-        texts = [record_text(out[p][1]) for p in live]
+        texts = [whole_text(out[p][1]) for p in live]
         exact_pos, exact_keys = [], None
         if self._exact is not None and live:
             exact_keys = digests(texts)
@@ -253,15 +294,20 @@ class Cleaner:
             exact_keys, live = exact_keys[keep], [p for p, k in zip(live, keep) if k]
             texts = [t for t, k in zip(texts, keep) if k]
             exact_pos = live
-        band_keys = self.hasher.band_keys(texts) if self.hasher is not None and live else None
+        band_keys = self.hasher.band_keys(texts) if self._near is not None and live else None
         if self._near is not None and live:
             keep = self._dedup("dedup_near", self._near, band_keys, live, out, self.sink.kept_where)
             band_keys, live = band_keys[keep], [p for p, k in zip(live, keep) if k]
+            texts = [t for t, k in zip(texts, keep) if k]
+        leak_keys = None  # the sink's keys (leakage check): of the conversation, without a rejected answer or label
+        if self.keys and live:
+            leak_texts = [record_text(out[p][1]) for p in live]
+            leak_keys = band_keys if band_keys is not None and leak_texts == texts else self.hasher.band_keys(leak_texts)
         tickets, row_of = [], {p: i for i, p in enumerate(live)}
         kept_ids = []
         for pos, (kind, obj) in enumerate(out):
             if kind == "keep":
-                kept_ids.append(self.sink.keep(obj, None if band_keys is None else band_keys[row_of[pos]]))
+                kept_ids.append(self.sink.keep(obj, None if leak_keys is None else leak_keys[row_of[pos]]))
                 tickets.append(2 * kept_ids[-1])
             else:
                 tickets.append(2 * self.sink.drop(obj) + 1)

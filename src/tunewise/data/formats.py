@@ -3,10 +3,19 @@
 Formats register themselves with `@register(name)`. Each takes (row, columns, tags) and returns
 `{"messages": [...]}` or `{"text": ...}`, raising `RecordError(field, reason)` for unusable rows.
 Column and tag names follow LLaMA-Factory's dataset_info.json, so its users' data works unchanged.
+
+Preference data comes in the same formats. A row with `chosen` and `rejected` answers is a pair:
+`{"messages": [prompt turns..., {"role": "assistant", "content": CHOSEN}], "rejected": REJECTED}`, so the
+chosen conversation is an ordinary record and `rejected` the other answer to its last turn. A row with a
+boolean `label` (LLaMA-Factory's `kto_tag` column) is a KTO example: `{"messages": [...], "label": true}`.
+The answers may be text (alpaca, TRL's standard form), one turn (LLaMA-Factory's sharegpt ranking form) or a
+list of turns (TRL's conversational form; with no separate prompt, both lists hold the whole conversation and
+must share everything before the answer).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -48,7 +57,7 @@ def names() -> list[str]:
 _ALPACA_DEFAULTS = {
     "prompt": ("instruction", "prompt", "question", "问题"),
     "query": ("input",),
-    "response": ("output", "response", "answer", "答案", "回答"),
+    "response": ("output", "response", "answer", "答案", "回答", "completion"),  # completion: TRL's prompt-completion
     "system": ("system",),
     "history": ("history",),
 }
@@ -65,6 +74,22 @@ def _alpaca_columns(row: dict, columns: dict) -> dict:
     return _alpaca_columns_for(frozenset(row), tuple(sorted(columns.items())))
 
 
+def _pair_columns(columns: dict) -> tuple[str, str]:
+    return columns.get("chosen", "chosen"), columns.get("rejected", "rejected")
+
+
+def is_pair_row(row: dict, columns: dict) -> bool:
+    return any(c in row for c in _pair_columns(columns))
+
+
+def _turn_style(value: Any) -> str | None:
+    """'sharegpt' or 'messages' when `value` is a turn or a list of turns (told by its role key), else None."""
+    first = value[0] if isinstance(value, list) and value else value
+    if isinstance(first, dict):
+        return "sharegpt" if "from" in first else "messages" if "role" in first else None
+    return None
+
+
 def detect(row: dict, columns: dict) -> str:
     """Guess the format from a row's keys (and the column mapping, if any)."""
     keys = set(row)
@@ -75,6 +100,15 @@ def detect(row: dict, columns: dict) -> str:
         if isinstance(turns, list) and turns and isinstance(turns[0], dict) and "from" in turns[0]:
             return "sharegpt"
         return "messages"
+    # Preference rows without a conversation column (TRL: prompt + chosen/rejected, prompt + completion + label):
+    # turns in any of them make it a conversation format, text makes it alpaca.
+    chosen, rejected = _pair_columns(columns)
+    answers = (columns.get("prompt", "prompt"), chosen, rejected, columns.get("response", "completion"))
+    style = next((st for c in answers if c in keys and (st := _turn_style(row[c]))), None)
+    if style:
+        return style
+    if chosen in keys or rejected in keys:
+        return "alpaca"
     if {"instruction", "output"} & keys or (columns.get("prompt") in keys and columns.get("response") in keys):
         return "alpaca"
     c = _alpaca_columns(row, columns)
@@ -139,12 +173,128 @@ def check_messages(msgs: list[dict], *, where_field: str = "messages") -> list[d
     return msgs
 
 
+@dataclass(frozen=True)
+class _Turns:
+    """How a format's turns are written: the role and content keys, and role names -> ours."""
+
+    role_tag: str
+    content_tag: str
+    roles: dict
+    unknown: str = "role must be one of system, user, assistant (got '{role}')"
+
+    def one(self, t: Any, at: str) -> dict:
+        if not isinstance(t, dict) or self.role_tag not in t or self.content_tag not in t:
+            raise RecordError(at, f"each turn needs '{self.role_tag}' and '{self.content_tag}'")
+        raw = t[self.role_tag]
+        role = self.roles.get(str(raw).lower(), self.roles.get(raw))
+        if role is None:
+            raise RecordError(f"{at}.{self.role_tag}", self.unknown.format(role=raw))
+        return {"role": role, "content": text_content(t[self.content_tag], f"{at}.{self.content_tag}")}
+
+    def many(self, turns: Any, col: str, missing: str) -> list[dict]:
+        if not isinstance(turns, list):
+            raise RecordError(col, missing)
+        return [self.one(t, f"{col}[{i}]") for i, t in enumerate(turns)]
+
+
+def _tagged(roles: dict, tags: dict) -> dict:
+    out = dict(roles)
+    for ours, key in (("user", "user_tag"), ("assistant", "assistant_tag"), ("system", "system_tag")):
+        if key in tags:
+            out[tags[key]] = ours
+    return out
+
+
+_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
+                   "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "system": "system"}
+_MESSAGE_ROLES = {"system": "system", "user": "user", "assistant": "assistant", "human": "user", "gpt": "assistant",
+                  "model": "assistant"}
+_SHAREGPT_UNKNOWN = "unknown role '{role}'; map it with tags: {{user_tag: ..., assistant_tag: ...}}"
+
+
+def _sharegpt_turns(tags: dict) -> _Turns:
+    return _Turns(tags.get("role_tag", "from"), tags.get("content_tag", "value"), _tagged(_SHAREGPT_ROLES, tags),
+                  _SHAREGPT_UNKNOWN)
+
+
+def _message_turns(tags: dict) -> _Turns:
+    return _Turns(tags.get("role_tag", "role"), tags.get("content_tag", "content"), _tagged(_MESSAGE_ROLES, tags))
+
+
+def _answer(value: Any, col: str, turns: _Turns) -> tuple[list[dict], str]:
+    """An answer given as text, as one turn, or as turns ending with it: (the turns before it, its text)."""
+    is_turns = isinstance(value, list) and value and isinstance(value[0], dict) and "type" not in value[0]
+    if not (isinstance(value, dict) or is_turns):
+        return [], text_content(value, col)
+    msgs = [turns.one(value, col)] if isinstance(value, dict) else turns.many(value, col, "")
+    if msgs[-1]["role"] != "assistant":
+        raise RecordError(col, f"ends with a '{msgs[-1]['role']}' turn, but an answer must be the assistant's")
+    return msgs[:-1], msgs[-1]["content"]
+
+
+def _as_bool(v: Any, lenient: bool) -> bool | None:
+    if isinstance(v, bool):
+        return v
+    if lenient and isinstance(v, int) and v in (0, 1):  # SQLite and spreadsheets have no booleans
+        return bool(v)
+    words = ("true", "false", "1", "0") if lenient else ("true", "false")
+    if isinstance(v, str) and v.strip().lower() in words:
+        return v.strip().lower() in ("true", "1")
+    return None
+
+
+def _label(row: dict, columns: dict) -> bool | None:
+    """A KTO example's label (true = desirable): the column `columns.kto_tag` names (LLaMA-Factory), else a
+    `label` or `kto_tag` field holding true or false (TRL's unpaired form); None when the row has none."""
+    col = columns.get("kto_tag")
+    if col is None:
+        col = next((c for c in ("label", "kto_tag") if c in row and _as_bool(row[c], False) is not None), None)
+        return None if col is None else _as_bool(row[col], False)
+    if col not in row:
+        raise RecordError(col, "missing (needed as the KTO label: true for a desirable answer, false for an undesirable one)")
+    label = _as_bool(row[col], True)
+    if label is None:
+        raise RecordError(col, f"a KTO label must be true (desirable) or false (undesirable), got {row[col]!r}")
+    return label
+
+
+def _single(msgs: list[dict], row: dict, columns: dict, where_field: str) -> dict:
+    rec: dict = {"messages": check_messages(msgs, where_field=where_field)}
+    label = _label(row, columns)
+    if label is not None:
+        rec["label"] = label
+    return rec
+
+
+def _pair(prompt: list[dict], row: dict, columns: dict, turns: _Turns, prompt_col: str) -> dict:
+    """The pair record: the prompt turns, the chosen answer as the last assistant turn, the rejected one's text."""
+    chosen_col, rejected_col = _pair_columns(columns)
+    for col in (chosen_col, rejected_col):
+        if col not in row:
+            raise RecordError(col, f"missing: a preference pair needs both '{chosen_col}' and '{rejected_col}'")
+    if columns.get("kto_tag"):
+        raise RecordError(columns["kto_tag"], "a record is either a pair (chosen and rejected answers) or one answer "
+                          "with a KTO label, not both")
+    before_c, chosen = _answer(row[chosen_col], chosen_col, turns)
+    before_r, rejected = _answer(row[rejected_col], rejected_col, turns)
+    if before_c != before_r:  # two whole conversations (TRL's implicit prompt) that do not share their prompt
+        at = next((i for i, (x, y) in enumerate(zip(before_c, before_r)) if x != y), min(len(before_c), len(before_r)))
+        raise RecordError(rejected_col, f"its conversation differs from the chosen one's at turn {at + 1}, before the "
+                          "answer: both answers of a pair must reply to the same prompt")
+    msgs = prompt + before_c
+    if not msgs or msgs[-1]["role"] != "user":
+        raise RecordError(prompt_col, "a pair's prompt must end with the user turn that both answers reply to")
+    msgs.append({"role": "assistant", "content": chosen})
+    return {"messages": check_messages(msgs, where_field=prompt_col), "rejected": rejected}
+
+
 @register("alpaca")
 def alpaca(row: dict, columns: dict, tags: dict) -> dict:
     c = _alpaca_columns(row, columns)
     prompt = _str(row, c["prompt"], "prompt", required=True)
     query = _str(row, c["query"], "query", required=False)
-    response = _str(row, c["response"], "response", required=True)
+    pair = is_pair_row(row, columns)
+    response = "" if pair else _str(row, c["response"], "response", required=True)
     user = f"{prompt}\n{query}" if query else prompt
     msgs: list[dict] = []
     system = _str(row, c["system"], "system", required=False)
@@ -153,61 +303,54 @@ def alpaca(row: dict, columns: dict, tags: dict) -> dict:
     hist = row.get(c["history"]) or []
     if not isinstance(hist, list):
         raise RecordError(c["history"], "history must be a list of [question, answer] pairs")
-    for i, pair in enumerate(hist):
-        if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+    for i, pair_ in enumerate(hist):
+        if not (isinstance(pair_, (list, tuple)) and len(pair_) == 2):
             raise RecordError(c["history"], "each history item must be a [question, answer] pair")
-        msgs += [{"role": "user", "content": text_content(pair[0], f"{c['history']}[{i}][0]")},
-                 {"role": "assistant", "content": text_content(pair[1], f"{c['history']}[{i}][1]")}]
-    msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": response}]
-    return {"messages": check_messages(msgs)}
-
-
-_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
-                   "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "system": "system"}
+        msgs += [{"role": "user", "content": text_content(pair_[0], f"{c['history']}[{i}][0]")},
+                 {"role": "assistant", "content": text_content(pair_[1], f"{c['history']}[{i}][1]")}]
+    msgs.append({"role": "user", "content": user})
+    if pair:
+        style = _turn_style(row.get(_pair_columns(columns)[0]))
+        return _pair(msgs, row, columns, _sharegpt_turns({}) if style == "sharegpt" else _message_turns({}), c["prompt"])
+    return _single(msgs + [{"role": "assistant", "content": response}], row, columns, "messages")
 
 
 @register("sharegpt")
 def sharegpt(row: dict, columns: dict, tags: dict) -> dict:
     col = columns.get("messages", "conversations")
-    role_tag, content_tag = tags.get("role_tag", "from"), tags.get("content_tag", "value")
-    mapping = dict(_SHAREGPT_ROLES)
-    for ours, key in (("user", "user_tag"), ("assistant", "assistant_tag"), ("system", "system_tag")):
-        if key in tags:
-            mapping[tags[key]] = ours
-    turns = row.get(col)
-    if not isinstance(turns, list):
-        raise RecordError(col, "missing or not a list of turns")
+    turns = _sharegpt_turns(tags)
+    pair = is_pair_row(row, columns)
     msgs = []
     system = _str(row, columns.get("system", "system"), "system", required=False)
     if system:
         msgs.append({"role": "system", "content": system})
-    for i, t in enumerate(turns):
-        if not isinstance(t, dict) or role_tag not in t or content_tag not in t:
-            raise RecordError(f"{col}[{i}]", f"each turn needs '{role_tag}' and '{content_tag}'")
-        role = mapping.get(str(t[role_tag]).lower(), mapping.get(t[role_tag]))
-        if role is None:
-            raise RecordError(f"{col}[{i}].{role_tag}", f"unknown role '{t[role_tag]}'; map it with tags: {{user_tag: ..., assistant_tag: ...}}")
-        msgs.append({"role": role, "content": text_content(t[content_tag], f"{col}[{i}].{content_tag}")})
-    return {"messages": check_messages(msgs, where_field=col)}
+    if col in row or not pair:  # a pair may carry its prompt in the answers' conversations instead
+        msgs += turns.many(row.get(col), col, "missing or not a list of turns")
+    if pair:
+        return _pair(msgs, row, columns, turns, col)
+    return _single(msgs, row, columns, col)
 
 
 @register("messages")
 def messages(row: dict, columns: dict, tags: dict) -> dict:
     col = columns.get("messages") or ("messages" if "messages" in row else "conversations")
-    role_tag, content_tag = tags.get("role_tag", "role"), tags.get("content_tag", "content")
-    turns = row.get(col)
-    if not isinstance(turns, list):
-        raise RecordError(col, "missing or not a list of {role, content} turns")
-    msgs = []
-    for i, t in enumerate(turns):
-        if not isinstance(t, dict) or role_tag not in t or content_tag not in t:
-            raise RecordError(f"{col}[{i}]", f"each turn needs '{role_tag}' and '{content_tag}'")
-        role = str(t[role_tag]).lower()
-        role = {"human": "user", "gpt": "assistant", "model": "assistant"}.get(role, role)
-        if role not in ROLES:
-            raise RecordError(f"{col}[{i}].{role_tag}", f"role must be one of system, user, assistant (got '{t[role_tag]}')")
-        msgs.append({"role": role, "content": text_content(t[content_tag], f"{col}[{i}].{content_tag}")})
-    return {"messages": check_messages(msgs, where_field=col)}
+    prompt_col = columns.get("prompt", "prompt")
+    turns = _message_turns(tags)
+    pair = is_pair_row(row, columns)
+    msgs: list[dict] = []
+    if col in row or not (pair or prompt_col in row):
+        msgs = turns.many(row.get(col), col, "missing or not a list of {role, content} turns")
+    elif prompt_col in row:  # TRL: the prompt as text or turns, the answers in chosen/rejected or completion
+        v = row[prompt_col]
+        msgs = turns.many(v, prompt_col, "") if isinstance(v, list) else [{"role": "user", "content": text_content(v, prompt_col)}]
+        col = prompt_col
+    if pair:
+        return _pair(msgs, row, columns, turns, col)
+    completion_col = columns.get("response", "completion")
+    if col == prompt_col and completion_col in row:
+        before, answer = _answer(row[completion_col], completion_col, turns)
+        msgs = msgs + before + [{"role": "assistant", "content": answer}]
+    return _single(msgs, row, columns, col)
 
 
 @register("text")
@@ -218,7 +361,7 @@ def text(row: dict, columns: dict, tags: dict) -> dict:
 
 # Fields a record is made of: the column `columns:` names for one of them must exist (the others, such as
 # query, system or history, are optional parts of a record).
-_REQUIRED = {"prompt", "response", "messages", "text"}
+_REQUIRED = {"prompt", "response", "messages", "text", "chosen", "rejected", "kto_tag"}
 
 
 def check_columns(row: dict, columns: dict) -> None:

@@ -24,9 +24,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from tunewise.config.schema import Config, DatasetSpec
-from tunewise.data import formats, readers
-from tunewise.data.clean import CHUNK, Cleaner, Item, find_leakage, leak_entry
+from tunewise.config.schema import PREFERENCE_STAGES, Config, DatasetSpec
+from tunewise.data import formats, preference, readers
+from tunewise.data.clean import CHUNK, Cleaner, Item, Sink, find_leakage, leak_entry
 from tunewise.data.readers import BadRow
 from tunewise.data.spill import DropLog, Spill, iter_indices
 from tunewise.errors import DataError
@@ -104,8 +104,10 @@ def _from_dataset_info(spec: DatasetSpec, info_path: str | None) -> DatasetSpec:
         raise DataError(f"dataset '{spec.name}' has no file_name (hub/script datasets need network)", where=str(info_path),
                         fix="download the data and point file_name at the local file")
     path = Path(info_path).parent / entry["file_name"]
-    fmt = {"alpaca": "alpaca", "sharegpt": "sharegpt"}.get(entry.get("formatting", "alpaca"), "alpaca")
+    fmt = {"alpaca": "alpaca", "sharegpt": "sharegpt", "openai": "messages"}.get(entry.get("formatting", "alpaca"), "alpaca")
     columns = dict(entry.get("columns", {}))
+    if entry.get("ranking"):  # a preference set: its rows must hold both answers (checked on the first row)
+        columns = {"chosen": "chosen", "rejected": "rejected", **columns}
     if fmt == "alpaca" and "prompt" in columns and "response" not in columns and len(columns) == 1:
         fmt = "text"  # LLaMA-Factory pretraining sets: columns: {prompt: text}
         columns = {"text": columns["prompt"]}
@@ -121,8 +123,12 @@ def source_name(spec: DatasetSpec) -> str:
 
 
 def iter_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, default_system: str | None = None,
-                 source: str | None = None) -> Iterator[Item]:
-    """Stream one dataset as (record, None) and (None, drop entry) in file order. Strict mode raises on the first bad row."""
+                 source: str | None = None, stage: str | None = None) -> Iterator[Item]:
+    """Stream one dataset as (record, None) and (None, drop entry) in file order. Strict mode raises on the first bad row.
+
+    With `stage` (train.stage), records of a kind the stage cannot train on are refused: under sft or pretrain,
+    preference data is an error; under a preference stage, a record without what it needs is a bad row.
+    """
     spec = _from_dataset_info(spec, dataset_info)
     if not spec.path:
         raise DataError("dataset has neither path nor name", where="data.datasets", fix="add `path: your_file.jsonl`")
@@ -133,10 +139,10 @@ def iter_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, d
 
     n_rows = 0
 
-    def bad(where: str, reason: str, raw=None, fix: str | None = None) -> Item:
+    def bad(where: str, reason: str, raw=None, fix: str | None = None, step: str = "read") -> Item:
         if strict:
             raise DataError(reason, where=where, fix=fix or "fix or remove this record, or set data.strict: false to skip bad records")
-        return None, {"step": "read", "reason": reason, "where": where, "source": source, "record": raw}
+        return None, {"step": step, "reason": reason, "where": where, "source": source, "record": raw}
 
     for row in readers.read(spec.path, spec.reader, spec.options):
         n_rows += 1
@@ -162,6 +168,12 @@ def iter_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, d
             continue
         if system and "messages" in rec and rec["messages"][0]["role"] != "system":
             rec["messages"].insert(0, {"role": "system", "content": system})
+        if stage is not None and (wrong := preference.mismatch(rec, stage)):
+            if stage not in PREFERENCE_STAGES:
+                raise DataError(wrong[0], where=row.where, fix=wrong[1])
+            yield bad(row.where, wrong[0], row.data, fix=f"{wrong[1]}; or set data.strict: false to skip such records",
+                      step="stage")
+            continue
         rec["source"], rec["where"] = source, row.where
         yield rec, None
     if n_rows == 0:
@@ -188,15 +200,15 @@ def _counted(items: Iterable[Item], info: dict) -> Iterator[Item]:
         yield item
 
 
-def _feed(items: Iterable[Item], spill: Spill, cleaner: Cleaner | None, chunk_size: int) -> None:
+def _feed(items: Iterable[Item], sink: Sink, cleaner: Cleaner | None, chunk_size: int) -> None:
     if cleaner is not None:
         cleaner.run(items, chunk_size)
         return
     for rec, bad in items:
         if bad is None:
-            spill.add(rec)
+            sink.keep(rec, None)
         else:
-            spill.drop(bad)
+            sink.drop(bad)
 
 
 _NO_INDEX = np.zeros(0, dtype=np.int64)
@@ -257,7 +269,9 @@ def _replay(cfg: Config, n_new: int, rng: np.random.Generator, spill: Spill) -> 
     old_path = RunDir(prev).train_data
     if not old_path.exists():
         return _NO_INDEX
-    lines = np.array(array("q", (n for n, r in read_jsonl(old_path) if not is_mixed_in(r))), dtype=np.int64)
+    stage = cfg.train.stage  # only records this stage trains on: no SFT records in a DPO run after an SFT run
+    lines = np.array(array("q", (n for n, r in read_jsonl(old_path) if not is_mixed_in(r) and preference.fits(r, stage))),
+                     dtype=np.int64)
     picks = _sample(np.arange(len(lines)), int(round(n_new * cfg.data.replay_ratio)), rng)
     wanted = np.unique(picks)
     at = np.empty(len(wanted), dtype=np.int64)  # spill index of each wanted old record
@@ -270,11 +284,11 @@ def _replay(cfg: Config, n_new: int, rng: np.random.Generator, spill: Spill) -> 
 
 
 def _general(cfg: Config, n_new: int, rng: np.random.Generator, spill: Spill) -> np.ndarray:
-    if not cfg.data.general or cfg.data.general_ratio <= 0:
-        return _NO_INDEX
+    if not cfg.data.general or cfg.data.general_ratio <= 0 or cfg.train.stage in PREFERENCE_STAGES:
+        return _NO_INDEX  # general instructions have no rejected answers or labels to train a preference stage on
     start = len(spill)
     for spec in cfg.data.general:
-        for rec, bad in iter_dataset(spec, dataset_info=cfg.data.dataset_info, strict=cfg.data.strict):
+        for rec, bad in iter_dataset(spec, dataset_info=cfg.data.dataset_info, strict=cfg.data.strict, stage=cfg.train.stage):
             if bad is None and (cfg.train.stage != "sft" or "messages" in rec):
                 spill.add({**rec, "source": f"general:{rec['source']}"})
     return _sample(np.arange(start, len(spill)), int(round(n_new * cfg.data.general_ratio)), rng)
@@ -380,7 +394,7 @@ def _read_and_clean(cfg: Config, spill: Spill, *, clean: bool, leak: bool, chunk
             info = per.setdefault(prefix + src, {"path": spec.path, "reader": spec.reader, "rows_read": 0, "bad_rows": 0,
                                                  "records": 0, "weight": spec.weight, "system": spec.system})
             items = iter_dataset(spec, dataset_info=d.dataset_info, strict=d.strict, default_system=cfg.template.system,
-                                 source=prefix + src)
+                                 source=prefix + src, stage=cfg.train.stage)
             yield from _counted(items, info)
 
     cleaner = Cleaner(d.clean, spill, keys=leak) if clean else None
@@ -436,10 +450,15 @@ def _split_mix_write(cfg: Config, spill: Spill, per: dict, steps: list, n_pool: 
                     train_before_weight=pre_mix[name], train=in_train[name],
                     requested_share=round(pre_mix[name] * info["weight"] / wanted_total * n_new / max(1, len(train)), 4),
                     share=round(in_train[name] / len(train), 4))
-    spill.write(train, files["train"])
-    spill.write(val, files["val"])
+    # KTO: a pair stays one item through splitting (its two examples never land in different splits) and is
+    # written as its two examples, the chosen answer desirable and the rejected one not.
+    n_train, n_val = (_write(spill, idx, files[split], kto=cfg.train.stage == "kto")
+                      for split, idx in (("train", train), ("val", val)))
+    if n_train + n_val > len(train) + len(val):
+        steps.append({"step": "kto_split", "before": len(train) + len(val), "after": n_train + n_val})
+    prefs = preference.counts(spill.kinds(), train, val, cfg.train.stage)
     return {
-        "num_train": len(train), "num_val": len(val), "num_dropped": len(spill.drops),
+        "num_train": n_train, "num_val": n_val, "num_dropped": len(spill.drops),
         "steps": steps,
         "datasets": per,
         "sources_read": {name: info["records"] for name, info in per.items()},
@@ -448,7 +467,16 @@ def _split_mix_write(cfg: Config, spill: Spill, per: dict, steps: list, n_pool: 
         "dropped_by_step": dict(spill.drops.by_step),
         "augmented": len(added),
         "seed": cfg.train.seed,
+        **({"preference": prefs} if prefs else {}),
     }
+
+
+def _write(spill: Spill, idx: np.ndarray, path: Path, *, kto: bool) -> int:
+    """Write one split; the number of examples written."""
+    if kto:
+        return spill.write(idx, path, split_pairs=True)
+    spill.write(idx, path)
+    return len(idx)
 
 
 def _by_source(spill: Spill, src: np.ndarray, idx: np.ndarray) -> Counter:

@@ -47,6 +47,13 @@ def format_summary(stats: dict) -> str:
         lines.append(f"  {s['step']:<12} {s['before']:>7} -> {s['after']:>7} {delta:>6}{extra}")
     if stats.get("augmented"):
         lines.append(f"  augmented    +{stats['augmented']} copies")
+    pref = stats.get("preference")
+    if pref and "pairs" in pref:
+        lines.append(f"  {pref['stage']}: {pref['pairs']['train']} train / {pref['pairs']['val']} val chosen/rejected pairs")
+    elif pref:
+        good, bad = pref["desirable"], pref["undesirable"]
+        lines.append(f"  kto: train {good['train']} desirable / {bad['train']} undesirable; "
+                     f"val {good['val']} / {bad['val']}")
     per = stats.get("datasets") or {}
     if per:
         lines.append(f"  {'dataset':<16} {'read':>7} {'dropped':>8} {'train':>7} {'val':>6}  share (requested)")

@@ -20,6 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from tunewise.data.clean import where_of
+from tunewise.data.preference import PAIR, kind, kto_examples
 from tunewise.fileio import atomic_path
 
 
@@ -81,6 +82,7 @@ class Spill:
         self._dirty = False
         self._offsets = array("q", [0])  # line i is bytes offsets[i]:offsets[i+1]
         self._src = array("I")
+        self._kind = array("B")  # tunewise.data.preference.kind of each record, for the counts in stats.json
         self.sources: list[str] = []
         self._source_id: dict[str, int] = {}
         self.keys_path: Path | None = None
@@ -105,6 +107,7 @@ class Spill:
         self._dirty = True
         self._offsets.append(self._offsets[-1] + len(line))
         self._src.append(self.source_id(rec["source"]))
+        self._kind.append(kind(rec))
         if band_keys is not None and self._keys_w is not None:
             if self._n_keys != len(self._src) - 1:
                 raise RuntimeError("band keys must be given for every spilled record or for none")
@@ -139,6 +142,10 @@ class Spill:
         """Source id of every spilled record (names in `sources`)."""
         return np.array(self._src, dtype=np.uint32)
 
+    def kinds(self) -> np.ndarray:
+        """The kind of every spilled record (plain, pair, KTO desirable or undesirable: tunewise.data.preference)."""
+        return np.array(self._kind, dtype=np.uint8)
+
     def band_key_blocks(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
         """(first index, (n, bands) uint64 keys) for consecutive blocks of the records that have band keys."""
         if self._keys_w is None:
@@ -150,12 +157,22 @@ class Spill:
                 raw = f.read(width * min(rows, self._n_keys - start))
                 yield start, np.frombuffer(raw, dtype="<u8").reshape(-1, self.bands)
 
-    def write(self, indices: np.ndarray, path: Path) -> Path:
-        """Copy the records at `indices`, in that order, into `path` (atomically)."""
+    def write(self, indices: np.ndarray, path: Path, *, split_pairs: bool = False) -> int:
+        """Copy the records at `indices`, in that order, into `path` (atomically); the number of lines written.
+
+        `split_pairs`: write each preference pair as its two KTO examples (tunewise.data.preference.kto_examples).
+        """
+        n = 0
         with atomic_path(path) as tmp, open(tmp, "wb", buffering=1 << 20) as f:
             for i in iter_indices(indices):
-                f.write(self.line(i))
-        return path
+                if split_pairs and self._kind[i] == PAIR:
+                    examples = kto_examples(self.record(i))
+                    f.write(b"".join(_json_line(ex) for ex in examples))
+                    n += len(examples)
+                else:
+                    f.write(self.line(i))
+                    n += 1
+        return n
 
     def close(self) -> None:
         for h in (self._w, self._keys_w):
