@@ -63,7 +63,7 @@ def child(config_path: str, steps: int) -> dict:
     ready_for_training(cfg, model)  # as `tunewise train` does: tokenizer gone, frozen weights narrowed, checkpointing
     method_note = cfg.method.name
     after_load, peak_load = _rss(), _maxrss()
-    lengths = sorted(len(e.input_ids) for e in train_ds.examples)
+    lengths = sorted(train_ds.lengths)
     with tempfile.TemporaryDirectory() as tmp:
         trainer, plan = build_trainer(cfg, model, train_ds, None, out=Path(tmp), pad_id=pad_id, report=False)
         fit(cfg, trainer, plan["total"])

@@ -29,8 +29,12 @@ def token_stats(cfg, tokenizer, template, records: Iterable[dict], chunk_size: i
 
     totals: dict[str, int] = {}
     hist = np.zeros(cfg.data.max_length + 1, dtype=np.int64)
+    from tunewise.config.schema import PREFERENCE_STAGES
+    from tunewise.train.data import encode_preference_for
+
+    encode = encode_preference_for if cfg.train.stage in PREFERENCE_STAGES else encode_records_for
     for chunk in batched(records, chunk_size):
-        _, st = encode_records_for(cfg, tokenizer, template, chunk)
+        _, st = encode(cfg, tokenizer, template, chunk)
         for k, v in st.__dict__.items():
             if k != "lengths":
                 totals[k] = totals.get(k, 0) + v
@@ -108,13 +112,40 @@ def encode_sample(cfg, n: int):
     _, tokenizer, template = tokenizer_and_template(cfg)
     choice = settle_system(template, cfg.template.system, list(prepared.records("train")))
     records = list(islice(prepared.records("train"), n))
+    from tunewise.config.schema import PREFERENCE_STAGES
+
     if cfg.train.stage == "pretrain":
         encoded, st = encode_pretrain(tokenizer, records, block_size=cfg.data.max_length)
+    elif cfg.train.stage in PREFERENCE_STAGES:
+        records, encoded, st = _preference_sample(cfg, tokenizer, template, records)
     else:
         encoded, st = encode_records(tokenizer, template, records, max_length=cfg.data.max_length,
                                      train_on_prompt=cfg.data.train_on_prompt)
     return tokenizer, template, records, encoded, {**prepared.stats, "tokens": {"train": st.to_dict()},
                                                   "system": asdict(choice)}
+
+
+def _preference_sample(cfg, tokenizer, template, records):
+    """Each pair as two examples (its chosen, then its rejected answer; kto: the answer with its label), as the
+    preference stage encodes them: the same prompt, only the answer and its end-of-turn supervised."""
+    from tunewise.train.data import encode_preference_for
+
+    from tunewise.templates.encode import PreferenceEncodeStats
+
+    st = PreferenceEncodeStats()
+    out_recs, out_enc = [], []
+    for rec in records:  # one at a time, so each example stays beside its record (too-long ones are skipped)
+        enc, one = encode_preference_for(cfg, tokenizer, template, [rec])
+        for k, v in one.__dict__.items():
+            setattr(st, k, getattr(st, k) + v)
+        for e in enc:
+            if "answer" in e:
+                out_recs.append({**rec, "side": "desirable" if e["label"] else "undesirable"})
+                out_enc.append(e["answer"])
+            else:
+                out_recs += [{**rec, "side": "chosen"}, {**rec, "side": "rejected"}]
+                out_enc += [e["chosen"], e["rejected"]]
+    return out_recs, out_enc, st
 
 
 def _esc(s: str) -> str:
@@ -142,6 +173,7 @@ def preview_command(cfg, n: int = 3, color: bool = True) -> None:
         console.print(f"system prompt for conversations without one: {template.system!r}")
     console.print("supervised tokens (the loss is computed on them) are shown as [[...]]" + (" in green" if color else ""))
     for i, (rec, enc) in enumerate(zip(records, encoded)):
-        console.rule(f"example {i + 1} — {rec.get('where', '')} — {len(enc.input_ids)} tokens, "
+        side = f" — {rec['side']}" if rec.get("side") else ""
+        console.rule(f"example {i + 1}{side} — {rec.get('where', '')} — {len(enc.input_ids)} tokens, "
                      f"{sum(1 for x in enc.labels if x != -100)} supervised")
         console.print(render_preview(tokenizer, enc, color=color))

@@ -20,6 +20,10 @@ class TokenDataset(Dataset):
         e = self.examples[i]
         return {"input_ids": e.input_ids, "labels": e.labels}
 
+    @property
+    def lengths(self) -> list[int]:
+        return [len(e.input_ids) for e in self.examples]
+
 
 def encode_records_for(cfg, tokenizer, template, records):
     if cfg.train.stage == "pretrain":

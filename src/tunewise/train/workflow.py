@@ -99,7 +99,7 @@ def prepare_run(cfg: Config, *, resume: bool, overwrite: bool, before_fit: Calla
         write_json(RunDir(run).template_file, template.to_dict())
     train_ds, val_ds, enc_stats = encode_for_training(cfg, tokenizer, template, prepared)
     if main_proc:
-        _write_token_stats(cfg, run, enc_stats, [len(e.input_ids) for e in train_ds.examples])
+        _write_token_stats(cfg, run, enc_stats, train_ds.lengths)
         if before_fit is not None:  # e.g. the lint: common mistakes, with what training already has in hand
             before_fit(cfg, tokenizer, template, prepared, enc_stats, model_type=model_type_of(cfg, resolved.path),
                        world=dist.world_size())
