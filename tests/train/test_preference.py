@@ -287,3 +287,26 @@ def test_eval_scores_pairs_and_warns_when_answers_grow(tmp_path, tiny_model_dirs
     assert not length_warning(before, {"sets": {"val": {"avg_answer_tokens": 22.0}}})
     _, rows = report_table({"sets": {"val": {"loss": 1.0}}}, {"sets": {"val": {"loss": 0.9}}})
     assert "pair_accuracy" not in [r[0] for r in rows]  # an SFT run's table has no preference rows
+
+
+def test_advise_counts_both_answers_of_a_pair_and_names_what_dominates():
+    from tunewise.advise.advise import recommend
+    from tunewise.advise.hardware import cpu_only
+    from tunewise.advise.memory import MethodParams, Shape, activation_bytes, estimate
+    from tunewise.advise.modelfacts import synthetic_facts
+    from tunewise.advise.report import format_advice
+
+    facts = synthetic_facts(layers=12, hidden=768, intermediate=3072, heads=12, vocab=32000, tied=True)
+    one = activation_bytes(facts, "lora", MethodParams(), Shape(batch=4, seq=256))
+    two = activation_bytes(facts, "lora", MethodParams(), Shape(batch=4, seq=256, rows_per_example=2))
+    assert two[0] > 1.9 * one[0]
+    hw = cpu_only(ram_gib=16, cores=2)
+    base = {"model": {"name_or_path": "x"}, "data": {"datasets": [{"path": "d.jsonl"}]}}
+    sft = recommend(Config.model_validate(base), facts, hw, lengths=[200] * 400, supervised=[80] * 400)
+    dpo = recommend(Config.model_validate({**base, "train": {"stage": "dpo"}}), facts, hw, lengths=[200] * 400,
+                    supervised=[80] * 400)
+    assert dpo["memory"]["lora"]["activations"] > sft["memory"]["lora"]["activations"]
+    assert dpo["recommendations"]["train.learning_rate"] < sft["recommendations"]["train.learning_rate"]
+    assert "what dominates for lora:" in format_advice(dpo) and "的内存大头" in format_advice(dpo, "zh")
+    assert estimate(facts, "lora", MethodParams(), Shape(batch=4, seq=256, rows_per_example=2), hw).weights == \
+        estimate(facts, "lora", MethodParams(), Shape(batch=4, seq=256), hw).weights  # no second copy of the weights

@@ -80,6 +80,7 @@ class Advice:
                          gradient_checkpointing=gc, precision=self.precision, weight_dtype=self.wdtype,
                          frozen_dtype=t.frozen_dtype, fast_loss=t.fast_loss, loss_chunk_size=t.loss_chunk_size,
                          eager_attention=self.cfg.model.attn_implementation == "eager", nproc=self.nproc,
+                         rows_per_example=2 if t.stage in ("dpo", "orpo", "simpo") else 1,
                          strategy=self.cfg.distributed.strategy, optimizer=t.optimizer)
 
     def say(self, key: str, value, en: str, zh: str) -> None:

@@ -11,6 +11,9 @@ The terms, per process (per device):
   activations  saved for backward: per layer ~ tokens x (A_HIDDEN x hidden + A_INTER x intermediate
                + A_KV x kv_dim) x bytes, plus attention scores for eager attention and one extra layer
                for the backward pass; with gradient checkpointing only each layer's input is kept
+  preference   a pair stage (dpo, orpo, simpo) runs the chosen and the rejected answer in one batch: twice the rows;
+               the reference is the same model with its adapter off (a no-grad forward, nothing kept) or a table of
+               precomputed log-probabilities, never a second copy of the weights
   logits       tunewise's fast_loss makes logits only at supervised positions, in chunks of
                train.loss_chunk_size, turned into their own gradient in place, so this is
                ~min(supervised, chunk) x vocab x 4 bytes, not 3 x batch x seq x vocab
@@ -61,6 +64,7 @@ class Shape:
     loss_chunk_size: int = 128
     eager_attention: bool = False
     nproc: int = 1
+    rows_per_example: int = 1           # preference pairs: 2 (the chosen and the rejected answer, one batch)
     strategy: str = "ddp"               # ddp | fsdp | deepspeed
     optimizer: str = "adamw"            # train.optimizer
 
@@ -138,7 +142,7 @@ def _weights_bytes(facts: ModelFacts, method: str, mp: MethodParams, wb: int) ->
 
 def activation_bytes(facts: ModelFacts, method: str, mp: MethodParams, s: Shape) -> tuple[int, int]:
     """(saved activations, logits) in bytes for one forward+backward on one device."""
-    tokens = s.batch * s.seq
+    tokens = s.batch * s.rows_per_example * s.seq
     ab = _BYTES[s.precision] if s.precision != "fp32" else _BYTES[s.weight_dtype]
     kv_dim = facts.kv_heads * facts.head_dim
     q_dim = facts.heads * facts.head_dim
@@ -150,7 +154,7 @@ def activation_bytes(facts: ModelFacts, method: str, mp: MethodParams, s: Shape)
     seq_eff = s.seq + (mp.num_virtual_tokens if mf.virtual_tokens else 0)  # (prefix keys/values: tiny next to the rows)
     layer = tokens * per_tok * ab * seq_eff // max(s.seq, 1)
     if s.eager_attention:
-        layer += 2 * s.batch * facts.heads * seq_eff * seq_eff * ab  # scores + probabilities
+        layer += 2 * s.batch * s.rows_per_example * facts.heads * seq_eff * seq_eff * ab  # scores + probabilities
     if s.gradient_checkpointing:
         acts = facts.layers * tokens * facts.hidden * ab + 2 * layer
     else:

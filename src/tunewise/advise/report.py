@@ -6,6 +6,15 @@ _COL = {"en": ("method", "weights", "train.", "grads", "optim.", "activ.", "logi
         "zh": ("方法", "权重", "可训练", "梯度", "优化器", "激活", "logits", "进程开销", "合计", "放得下？")}
 
 
+_COMPONENT = {
+    "en": {"weights": "the model's weights", "trainable": "the trained parameters", "gradients": "their gradients",
+           "optimizer": "the optimizer's states", "activations": "the activations kept for backward",
+           "logits": "the logits", "overhead": "the process itself"},
+    "zh": {"weights": "模型权重", "trainable": "被训练的参数", "gradients": "梯度", "optimizer": "优化器状态",
+           "activations": "反向传播保存的激活", "logits": "logits", "overhead": "进程本身"},
+}
+
+
 def format_advice(r: dict, lang: str = "en") -> str:
     from tunewise.advise.memory import fmt_bytes
 
@@ -30,6 +39,13 @@ def format_advice(r: dict, lang: str = "en") -> str:
         if not e["fits"] and fitted:
             ok += f" (b{fitted['per_device_batch_size']}{'+gc' if fitted['gradient_checkpointing'] else ''})"
         lines.append("  " + "".join(f"{v:>10}" for v in vals) + f"  {ok}")
+    chosen = r["memory"].get(r["recommendations"].get("method.name", ""))
+    if chosen:
+        parts = {k: chosen[k] for k in ("weights", "trainable", "gradients", "optimizer", "activations", "logits", "overhead")}
+        top = max(parts, key=parts.get)
+        m, share = r["recommendations"]["method.name"], 100 * parts[top] / max(chosen["total"], 1)
+        lines.append(f"  {m} 的内存大头：{_COMPONENT[lang][top]}（{fmt_bytes(parts[top])}，{share:.0f}%）" if zh else
+                     f"  what dominates for {m}: {_COMPONENT[lang][top]} ({fmt_bytes(parts[top])}, {share:.0f}%)")
     budget = next(iter(r["memory"].values()))["budget"]
     lines.append(("  预算" if zh else "  budget") + f": {fmt_bytes(budget)} " + ("（可用内存的 90% 以内）" if zh else "(use at most 90% of it)"))
     lines.append("")
