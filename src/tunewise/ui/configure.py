@@ -19,6 +19,7 @@ MODEL_ALIASES = ["tiny-llama", "tiny-qwen2", "tiny-gemma3", "gemma3-270m", "smol
 # The parameters the form shows, in order: (dotted key, widget kind). Everything else is reachable
 # through the "more settings" box (section.key=value lines) and listed in the all-parameters table.
 FORM_PARAMS: list[tuple[str, str]] = [
+    ("train.stage", "choice"),
     ("method.name", "choice"),
     ("method.lora_r", "int"),
     ("method.lora_alpha", "float"),
@@ -40,6 +41,8 @@ FORM_PARAMS: list[tuple[str, str]] = [
     ("data.val_size", "float"),
     ("data.train_on_prompt", "bool"),
     ("template.name", "choice"),
+    ("preference.beta", "float_or_none"),
+    ("preference.loss_type", "choice"),
 ]
 
 
