@@ -310,3 +310,18 @@ def test_advise_counts_both_answers_of_a_pair_and_names_what_dominates():
     assert "what dominates for lora:" in format_advice(dpo) and "的内存大头" in format_advice(dpo, "zh")
     assert estimate(facts, "lora", MethodParams(), Shape(batch=4, seq=256, rows_per_example=2), hw).weights == \
         estimate(facts, "lora", MethodParams(), Shape(batch=4, seq=256), hw).weights  # no second copy of the weights
+
+
+def test_a_flat_preference_run_gets_preference_advice_not_sfts():
+    from tunewise.curves.diagnose import diagnose
+
+    rows = []
+    for i in range(1, 21):
+        r = {"step": 5 * i, "loss": 0.693, "rewards/margins": 0.0, "rewards/accuracies": 0.5, "logps/chosen": -20.0,
+             "logps/rejected": -20.0, "length/chosen": 10.0, "length/rejected": 10.0}
+        if i % 4 == 0:
+            r.update(val_loss=0.693, **{"eval_rewards/accuracies": 0.5, "eval_rewards/margins": 0.001})
+        rows.append(r)
+    d = diagnose(rows)
+    assert d.verdict == "preference_flat" and d.evidence["curve_verdict"] in ("stagnant_high", "underfit", "val_stagnant")
+    assert "preference.beta" in " ".join(d.advice["en"]) and "1e-4 to 3e-4" not in " ".join(d.advice["en"])

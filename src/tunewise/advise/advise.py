@@ -19,7 +19,7 @@ from tunewise.advise.lint import Facts, lint
 from tunewise.advise.lr import advise_lr
 from tunewise.advise.modelfacts import ModelFacts
 from tunewise.config.methods import FACTS
-from tunewise.config.schema import Config
+from tunewise.config.schema import PREFERENCE_STAGES, Config
 from tunewise.errors import ConfigError
 
 TARGET_BATCH = 16
@@ -238,7 +238,15 @@ def _epochs(a: Advice) -> None:
 
     n, eff, min_steps = a.n_train, a.eff, a.cfg.train.min_steps
     per_epoch = max(1, math.ceil(n / eff))
-    if n < 1000:
+    if a.cfg.train.stage in PREFERENCE_STAGES:
+        epochs = 1 if n >= 10000 else 2 if n >= 1000 else 3
+        a.say("train.num_epochs", epochs,
+              f"{epochs}: {n} preference examples ({per_epoch * epochs} steps); preference data is learned in a few "
+              "passes, and more make the training pairs separate perfectly while held-out ones do not (the curves "
+              "call it preference_overfit)",
+              f"{epochs}：{n} 条偏好样本（共 {per_epoch * epochs} 步）；偏好数据几轮就能学会，轮数再多会让训练集的回答对"
+              "被完全分开而留出集并不会（曲线诊断称为 preference_overfit）")
+    elif n < 1000:
         epochs = auto_epochs(per_epoch, min_steps)
         a.say("train.num_epochs", epochs,
               f"{epochs}: {n} examples give {per_epoch} steps a pass at batch {eff}; {epochs} passes make "

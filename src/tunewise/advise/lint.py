@@ -162,6 +162,10 @@ def lora_lr_tradeoff(cfg: Config, f: Facts):
     from tunewise.advise.lr import advise_lr, lora_tradeoff
 
     lr, method = _lr(cfg), cfg.method.name
+    from tunewise.config.schema import PREFERENCE_STAGES
+
+    if cfg.train.stage in PREFERENCE_STAGES:
+        return None  # a preference stage's rate is meant to be a tenth of SFT's (preference-high-lr checks it)
     if not _trains(cfg, "adapter") or lr is None or not 1e-6 < lr < 1e-4:
         return None
     rule_lr = None
@@ -449,6 +453,7 @@ def gather_facts(cfg: Config, *, nproc: int = 1, explicit: frozenset[str] | None
     """
     from transformers import AutoConfig
 
+    from tunewise.config.schema import PREFERENCE_STAGES
     from tunewise.data.prepare import prepare
     from tunewise.templates.encode import IGNORE, encode_messages, encode_pretrain
     from tunewise.models.load import tokenizer_and_template
@@ -458,10 +463,19 @@ def gather_facts(cfg: Config, *, nproc: int = 1, explicit: frozenset[str] | None
     resolved, tok, tpl = tokenizer_and_template(cfg)
     model_type = AutoConfig.from_pretrained(resolved.path, trust_remote_code=cfg.model.trust_remote_code).model_type
     prepared = prepare(cfg, None)
-    if cfg.train.stage == "sft":
+    conversational = cfg.train.stage != "pretrain"  # sft and the preference stages
+    if conversational:
         settle_system(tpl, cfg.template.system, prepared.train)  # lengths as training will see them
     lengths, supervised = [], []
-    if cfg.train.stage == "sft":
+    if cfg.train.stage in PREFERENCE_STAGES:
+        from tunewise.templates.encode import encode_preference
+
+        enc, _ = encode_preference(tok, tpl, prepared.train, stage=cfg.train.stage, max_length=10 ** 9)
+        for e in enc:  # a pair counts as its longer answer's row (both are in the batch)
+            rows = [e[k] for k in ("chosen", "rejected", "answer") if k in e]
+            lengths.append(max(len(r.input_ids) for r in rows))
+            supervised.append(max(sum(1 for x in r.labels if x != IGNORE) for r in rows))
+    elif conversational:
         for rec in prepared.train:
             if "messages" not in rec:
                 continue

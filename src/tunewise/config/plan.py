@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from tunewise.config.schema import Config
+from tunewise.config.schema import PREFERENCE_STAGES, Config
 
 DEFAULT_EPOCHS, MAX_AUTO_EPOCHS = 3, 10
 
@@ -38,7 +38,12 @@ def steps_plan(cfg: Config, n_train: int, world: int = 1) -> dict:
     accum = accumulation(t, n_train, world)
     per_step = t.per_device_batch_size * accum * world
     steps_per_epoch = max(1, math.ceil(n_train / per_step))
-    epochs = t.num_epochs if t.num_epochs is not None else auto_epochs(steps_per_epoch, t.min_steps)
+    if t.num_epochs is not None:
+        epochs = t.num_epochs
+    elif t.stage in PREFERENCE_STAGES:
+        epochs = DEFAULT_EPOCHS  # preference pairs are learned in a few passes; more of them overfit
+    else:
+        epochs = auto_epochs(steps_per_epoch, t.min_steps)
     total = t.max_steps or max(1, math.ceil(steps_per_epoch * epochs))
     eval_steps = t.eval_steps or max(1, total // 10)
     return {"per_step": per_step, "accum": accum, "steps_per_epoch": steps_per_epoch, "total": total, "eval_steps": eval_steps,

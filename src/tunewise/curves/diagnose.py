@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 VERDICTS = ["diverged", "does_not_stop", "not_learned_yet", "reward_hacking", "preference_overfit", "length_exploitation",
-            "too_short", "unstable", "overfit", "gap_growing", "val_stagnant", "stagnant_high", "underfit", "well_fit"]
+            "preference_flat", "too_short", "unstable", "overfit", "gap_growing", "val_stagnant", "stagnant_high", "underfit", "well_fit"]
 _ADVICE = json.loads((Path(__file__).parent / "advice.json").read_text(encoding="utf-8"))
 
 
@@ -39,6 +39,8 @@ class Thresholds:
     rejected_logp_rise: float = 0.2   # ... or the rejected answers' rose 0.2 nats per token
     pref_acc_saturated: float = 0.98  # training accuracy this high in the first half ...
     pref_margin_fall: float = 0.2     # ... while the validation margin fell 20% from its best -> preference_overfit
+    pref_flat_accuracy: float = 0.6   # preference: held-out accuracy at most this, or ...
+    pref_flat_margin: float = 0.05    # ... |margin| below this at the end -> preference_flat (with a flat curve)
     length_ratio: float = 1.3         # chosen answers 30% longer than rejected on average ...
     answer_growth: float = 1.3        # ... and generated answers 30% longer than before -> length_exploitation
     val_jump: float = 0.1             # a validation point 10% above the previous (or the lowest) one is a jump
@@ -362,13 +364,29 @@ def rule_length_exploitation(rows: list[dict], th) -> dict | None:
     return None
 
 
-def preference_verdict(rows: list[dict], th) -> tuple[str, dict] | None:
+def rule_preference_flat(rows: list[dict], th) -> dict | None:
+    """Held-out pairs not yet ranked: at the end the validation accuracy is near chance, or the margin near zero
+    (every pair leaning the right way by a hair is not learned either: the loss is still ~ln 2)."""
+    evals = [r for r in rows if _finite(r.get("eval_rewards/accuracies")) and _finite(r.get("eval_rewards/margins"))]
+    if len(evals) < 2:
+        return None
+    last = evals[-1]
+    if last["eval_rewards/accuracies"] <= th.pref_flat_accuracy or abs(last["eval_rewards/margins"]) < th.pref_flat_margin:
+        return {"val_accuracy_final": round(last["eval_rewards/accuracies"], 3),
+                "val_margin_final": round(last["eval_rewards/margins"], 4)}
+    return None
+
+
+def preference_verdict(rows: list[dict], th, curve_verdict: str | None = None) -> tuple[str, dict] | None:
     if not any("rewards/margins" in r for r in rows):
         return None
     for name, rule in (("reward_hacking", rule_reward_hacking), ("preference_overfit", rule_preference_overfit),
                        ("length_exploitation", rule_length_exploitation)):
         if (found := rule(rows, th)):
             return name, found
+    # a flat loss curve of a preference run gets preference advice, not SFT's "raise the learning rate to 2e-4"
+    if curve_verdict in ("stagnant_high", "underfit", "val_stagnant") and (found := rule_preference_flat(rows, th)):
+        return "preference_flat", found
     return None
 
 
@@ -456,7 +474,7 @@ def diagnose(rows: list[dict], *, thresholds: Thresholds | None = None, vocab_si
                              else "not_learned_yet" if rule_not_learned(beh, th) else None)
         if behaviour_verdict:
             ev["curve_verdict"], verdict = verdict, behaviour_verdict
-        elif (pv := preference_verdict(rows, th)):
+        elif (pv := preference_verdict(rows, th, verdict)):
             ev["curve_verdict"], verdict = verdict, pv[0]
             ev.update(pv[1])
     a = _ADVICE[verdict]
@@ -473,7 +491,7 @@ def format_diagnosis(d: Diagnosis | dict, lang: str = "en") -> str:
             "spike_count", "nan_step", "blown_up_update", "loss_flat_at", "ln_vocab",
             "grad_norm_tail", "why", "chosen_logp_per_token_first", "chosen_logp_per_token_last",
             "train_accuracy_early", "val_margin_best", "val_margin_final", "chosen_rejected_length_ratio",
-            "answer_tokens_first", "answer_tokens_last", "note"]
+            "answer_tokens_first", "answer_tokens_last", "val_accuracy_final", "note"]
     shown = [f"{k}={ev[k]:.4g}" if isinstance(ev.get(k), float) else f"{k}={ev[k]}" for k in keys if k in ev]
     if shown:
         lines.append(("证据: " if lang == "zh" else "evidence: ") + ", ".join(shown))
