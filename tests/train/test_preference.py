@@ -240,6 +240,8 @@ def _rows(n: int, *, chosen_lp, rejected_lp=lambda i: -3.0, acc=lambda i: 0.8, e
              "length/chosen": len_c, "length/rejected": len_r}
         if i % 3 == 0:
             r["val_loss"] = 0.6 - 0.01 * i
+            r.update({"eval_logps/chosen": chosen_lp(i) * len_c, "eval_logps/rejected": rejected_lp(i) * len_r,
+                      "eval_length/chosen": len_c, "eval_length/rejected": len_r})
             if eval_margin is not None:
                 r["eval_rewards/margins"] = eval_margin(i)
             if gen is not None:
@@ -256,6 +258,12 @@ def test_preference_verdicts_name_what_went_wrong():
     assert healthy.verdict not in ("reward_hacking", "preference_overfit", "length_exploitation")
     hacking = diagnose(_rows(20, chosen_lp=lambda i: -1.0 - 0.1 * i))  # chosen answers 2 nats/token less likely
     assert hacking.verdict == "reward_hacking" and "chosen" in hacking.evidence["why"]
+    # training batches that drew different rejected answers (their per-token mean jumps) are not evidence
+    noisy = _rows(20, chosen_lp=lambda i: -1.0, rejected_lp=lambda i: -3.4 if i == 1 else -2.9)
+    for r in noisy:
+        if "eval_logps/rejected" in r:
+            r["eval_logps/rejected"] = -3.3 * r["eval_length/rejected"]
+    assert diagnose(noisy).verdict != "reward_hacking"
     assert "preference.beta" in " ".join(hacking.advice["en"]) and "preference.beta" in " ".join(hacking.advice["zh"])
     overfit = diagnose(_rows(20, chosen_lp=lambda i: -1.0, acc=lambda i: 1.0,
                              eval_margin=lambda i: 2.0 if i < 10 else 2.0 - 0.2 * (i - 9)))

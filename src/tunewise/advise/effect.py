@@ -69,14 +69,20 @@ def _where(**fact) -> tuple[str, ...]:
     return tuple(n for n, f in FACTS.items() if all(getattr(f, k) == v for k, v in fact.items()))
 
 
-def _methods(*names: str):
+def _only(key: str, values: tuple[str, ...], of: Callable[[Config], str]):
+    """A condition: the key applies only while `key` (method.name, train.stage) is one of `values`."""
     def why(cfg: Config) -> Why | None:
-        if cfg.method.name in names:
+        now = of(cfg)
+        if now in values:
             return None
-        only = " / ".join(names)
-        return (f"it applies to method.name {only} only, and this config trains with {cfg.method.name}",
-                f"它只在 method.name 为 {only} 时生效，而当前配置使用 {cfg.method.name}")
+        only = " / ".join(values)
+        return (f"it applies to {key} {only} only, and this config's {key} is {now}",
+                f"它只在 {key} 为 {only} 时生效，而当前配置的 {key} 是 {now}")
     return why
+
+
+def _methods(*names: str):
+    return _only("method.name", names, lambda cfg: cfg.method.name)
 
 
 def _method_fix(name: str) -> Why:
@@ -303,13 +309,7 @@ def _packing(cfg: Config) -> Why | None:
 
 
 def _stages(*stages: str):
-    def why(cfg: Config) -> Why | None:
-        if cfg.train.stage in stages:
-            return None
-        only = " / ".join(stages)
-        return (f"it applies to train.stage {only} only, and this config's stage is {cfg.train.stage}",
-                f"它只在 train.stage 为 {only} 时生效，而当前配置的阶段是 {cfg.train.stage}")
-    return why
+    return _only("train.stage", stages, lambda cfg: cfg.train.stage)
 
 
 def _stage_fix(stage: str) -> Why:

@@ -316,18 +316,18 @@ def _per_token(rows: list[dict], side: str, prefix: str = "") -> list[tuple[int,
 
 
 def rule_reward_hacking(rows: list[dict], th) -> dict | None:
-    """The chosen answers' per-token log-probability falls well below where it started (or the rejected ones'
-    rises): the margin then grows for the wrong reason."""
-    chosen, rejected = _per_token(rows, "chosen"), _per_token(rows, "rejected")
-    if len(chosen) < th.min_train_points:
+    """On the validation pairs (the same answers at every evaluation, so the points compare; a training batch's
+    mean depends on which answers it drew), the chosen answers' per-token log-probability falls well below where
+    it was at the first evaluation, or the rejected ones' rises: the margin then grows for the wrong reason."""
+    chosen, rejected = _per_token(rows, "chosen", "eval_"), _per_token(rows, "rejected", "eval_")
+    if len(chosen) < 2:
         return None
-    k = max(1, len(chosen) // 5)
-    c0, c1 = sum(v for _, v in chosen[:k]) / k, sum(v for _, v in chosen[-k:]) / k
+    c0, c1 = chosen[0][1], chosen[-1][1]
     out = {"chosen_logp_per_token_first": round(c0, 4), "chosen_logp_per_token_last": round(c1, 4)}
     if c1 < c0 - th.chosen_logp_drop:
         return {**out, "why": "chosen answers became less likely"}
-    if len(rejected) >= th.min_train_points:
-        r0, r1 = sum(v for _, v in rejected[:k]) / k, sum(v for _, v in rejected[-k:]) / k
+    if len(rejected) >= 2:
+        r0, r1 = rejected[0][1], rejected[-1][1]
         if r1 > r0 + th.rejected_logp_rise:
             return {**out, "rejected_logp_per_token_first": round(r0, 4), "rejected_logp_per_token_last": round(r1, 4),
                     "why": "rejected answers became more likely"}
