@@ -75,6 +75,11 @@ def test_curves_eval_and_export_work_on_the_preference_run(runs, capsys):
     run = runs / "runs" / "dpo"
     assert main(["curves", str(run)]) == 0
     assert json.loads((run / "diagnosis.json").read_text())["verdict"]
+    from PIL import Image
+
+    # curves.png gains a panel for the rewards (accuracy, margins) beside the loss
+    sft_png = runs / "runs" / "sft" / "curves.png"
+    assert Image.open(run / "curves.png").size[1] > Image.open(sft_png).size[1]
     assert main(["eval", str(run), "--no-forgetting", "--max-samples", "6"]) == 0
     report = json.loads((run / "eval" / "report.json").read_text())
     assert report["after"]["sets"]["val"]["pair_accuracy"] >= report["before"]["sets"]["val"]["pair_accuracy"]

@@ -44,11 +44,14 @@ def plot_runs(runs: list[Path], out_png: Path, diagnoses: list[Diagnosis] | None
 
     all_rows = [read_metrics(run) for run in runs]
     quality = any("gen_stop_rate" in r for rows in all_rows for r in rows)
-    if quality:  # the generation check's rates get a panel of their own (train/behaviour.py)
-        fig, (ax, axq, axlr) = plt.subplots(3, 1, figsize=(8, 8), dpi=100, sharex=True,
-                                            gridspec_kw={"height_ratios": [3, 2, 1]})
-    else:
-        fig, (ax, axlr) = plt.subplots(2, 1, figsize=(8, 6), dpi=100, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    pref = any("rewards/margins" in r for rows in all_rows for r in rows)
+    # the generation check's rates (train/behaviour.py) and a preference run's rewards get panels of their own
+    ratios = [3] + [2] * quality + [2] * pref + [1]
+    fig, axes = plt.subplots(len(ratios), 1, figsize=(8, 2 + 2 * len(ratios)), dpi=100, sharex=True,
+                             gridspec_kw={"height_ratios": ratios})
+    ax, axlr = axes[0], axes[-1]
+    axq = axes[1] if quality else None
+    axp = axes[1 + quality] if pref else None
     for i, (run, rows) in enumerate(zip(runs, all_rows)):
         color = f"C{i}"
         label = Path(run).name
@@ -68,6 +71,8 @@ def plot_runs(runs: list[Path], out_png: Path, diagnoses: list[Diagnosis] | None
             axlr.plot(*zip(*lr), color=color)
         if quality:
             _plot_quality(axq, rows, color, label if len(runs) > 1 else "")
+        if pref:
+            _plot_preference(axp, rows, color, label if len(runs) > 1 else "")
         if diagnoses and i < len(diagnoses):
             ax.text(0.99, 0.97 - 0.07 * i, f"{label}: {diagnoses[i].verdict}", transform=ax.transAxes, ha="right",
                     va="top", color=color, fontsize=10, fontweight="bold")
@@ -79,6 +84,11 @@ def plot_runs(runs: list[Path], out_png: Path, diagnoses: list[Diagnosis] | None
         axq.set_ylim(-0.05, 1.05)
         axq.legend(fontsize=8, loc="lower right")
         axq.grid(alpha=0.3)
+    if pref:
+        axp.set_ylabel("preference")
+        axp.axhline(0.5, color="grey", linewidth=0.5)
+        axp.legend(fontsize=8, loc="upper left")
+        axp.grid(alpha=0.3)
     axlr.set_ylabel("learning rate")
     axlr.set_xlabel("optimizer step")
     axlr.grid(alpha=0.3)
@@ -87,6 +97,19 @@ def plot_runs(runs: list[Path], out_png: Path, diagnoses: list[Diagnosis] | None
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return Path(out_png)
+
+
+_PREFERENCE = [("eval_rewards/accuracies", "validation accuracy", "-", "o"), ("eval_rewards/margins", "validation margin", "--", "o"),
+               ("rewards/margins", "training margin", ":", None)]
+
+
+def _plot_preference(ax, rows: list[dict], color: str, prefix: str) -> None:
+    """A preference run's reward accuracy and margins (train/preference.py) over steps."""
+    for key, name, style, marker in _PREFERENCE:
+        pts = [(r["step"], r[key]) for r in rows if key in r and math.isfinite(r[key])]
+        if pts:
+            ax.plot(*zip(*pts), color=color, linestyle=style, marker=marker, markersize=3,
+                    label=f"{prefix} {name}".strip())
 
 
 _QUALITY = [("gen_stop_rate", "stop on their own", "-"), ("gen_key_term_rate", "name the key terms", "--"),
