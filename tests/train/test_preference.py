@@ -78,6 +78,29 @@ def test_sft_weight_adds_the_chosen_nll():
     assert float(with_sft) == pytest.approx(float(base) + 0.5 * 2.0)
 
 
+def test_kto_estimates_its_kl_on_mismatched_rows(tmp_path, tiny_model_dirs):
+    """Each KTO example carries a row of its own prompt with the next example's answer; the loss's reference point
+    comes from those rows (clipped at 0, no gradient), not from the batch's own answers."""
+    from tunewise.train.preference import PreferenceCollator
+
+    cfg = _cfg(tmp_path, "kto")
+    _, tok, _, train_ds, _ = _setup(cfg, tiny_model_dirs, _kto(3), [])
+    ex = [train_ds[i] for i in range(len(train_ds))]
+    for i, e in enumerate(ex):
+        nxt = ex[(i + 1) % len(ex)]["answer"]
+        p_own = next(k for k, y in enumerate(e["answer"].labels) if y != -100)
+        p_next = next(k for k, y in enumerate(nxt.labels) if y != -100)
+        assert e["kl"].input_ids == e["answer"].input_ids[:p_own] + nxt.input_ids[p_next:]
+    batch = PreferenceCollator(tok.pad_token_id or 0)(ex[:4])
+    assert batch["kl_input_ids"].shape[0] == 4 and batch["input_ids"].shape[0] == 4
+    pref = PreferenceConfig()
+    logp, n, ref = _lp(-5, -5), _lp(4, 4), _lp(-5, -5)
+    label = torch.tensor([True, False])
+    _, m_zero = preference_loss("kto", pref, logp, n, ref, label, kl_ratio=_lp(-1.0, -3.0))
+    _, m_pos = preference_loss("kto", pref, logp, n, ref, label, kl_ratio=_lp(2.0, 4.0))
+    assert m_zero["kl"] == 0.0 and m_pos["kl"] == pytest.approx(3.0)
+
+
 def test_kto_pushes_desirable_up_and_undesirable_down():
     pref = PreferenceConfig()
     label = torch.tensor([True, False])
@@ -177,6 +200,7 @@ def test_the_reference_is_the_same_model_with_its_adapter_off(tmp_path, tiny_mod
 @pytest.mark.parametrize("stage,method,pref", [
     ("dpo", "lora", {}), ("dpo", "lora", {"loss_type": "ipo"}), ("dpo", "lora", {"precompute_reference": True}),
     ("dpo", "full", {}), ("simpo", "lora", {}), ("orpo", "lora", {}), ("kto", "lora", {}),
+    ("kto", "lora", {"precompute_reference": True}),
 ])
 def test_each_stage_learns_a_separable_preference(tmp_path, tiny_model_dirs, stage, method, pref):
     from tunewise.train.preference import PreferenceCollator
@@ -195,7 +219,8 @@ def test_each_stage_learns_a_separable_preference(tmp_path, tiny_model_dirs, sta
         batch = PreferenceCollator(tok.pad_token_id or 0)([train_ds[i] for i in range(2)])
         with torch.no_grad():
             model.eval()
-            assert torch.allclose(trainer._reference_logps(model, batch), sequence_logps(model, batch)[0], atol=1e-4)
+            ref = trainer._reference_logps(model, batch)  # kto: the answers' rows, then their KL rows
+            assert torch.allclose(ref[:batch["input_ids"].shape[0]], sequence_logps(model, batch)[0], atol=1e-4)
             model.train()
     before = trainer.evaluate()
     trainer.train()

@@ -200,4 +200,12 @@ def encode_preference(tokenizer, template: ChatTemplate, records: list[dict], *,
             stats.total_tokens += len(e.input_ids)
             stats.supervised_tokens += sum(1 for y in e.labels if y != IGNORE)
             stats.lengths.append(len(e.input_ids))
+    if stage == "kto" and len(out) > 1:
+        # KTO's reference point is the KL between policy and reference, estimated on mismatched examples: each
+        # prompt with the next example's answer (fixed here, so a precomputed reference covers them too)
+        for i, e in enumerate(out):
+            a, b = e["answer"], out[(i + 1) % len(out)]["answer"]
+            pa, pb = _prompt_len(a), _prompt_len(b)
+            ids, labels = a.input_ids[:pa] + b.input_ids[pb:], [IGNORE] * pa + b.labels[pb:]
+            e["kl"] = Encoded(ids[:max_length], labels[:max_length])
     return out, stats

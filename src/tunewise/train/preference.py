@@ -14,8 +14,9 @@ the reference model:
 - the losses (`preference_loss`) follow the papers: DPO (Rafailov et al., 2023) with its sigmoid, IPO (Azar et
   al., 2023) and hinge (SLiC, Zhao et al., 2023) forms and conservative label smoothing; SimPO (Meng et al., 2024:
   length-normalised, no reference, target margin gamma); ORPO (Hong et al., 2024: SFT loss plus beta x the log
-  odds-ratio term); KTO (Ethayarajh et al., 2024) with the KL reference point estimated from the batch (the mean
-  policy/reference log-ratio, detached and clipped at 0) rather than from mismatched pairs.
+  odds-ratio term); KTO (Ethayarajh et al., 2024) with its reference point the KL between policy and reference
+  estimated, as the paper and TRL do, on mismatched rows (each prompt with the next example's answer, fixed when
+  encoding), without gradient and clipped at 0.
 
 Logged per step and per evaluation: rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies,
 logps/chosen, logps/rejected, length/chosen, length/rejected (KTO: the desirable and undesirable sides).
@@ -62,12 +63,18 @@ class PreferenceCollator:
         self.pad_id = pad_id
 
     def __call__(self, features: list[dict]) -> dict:
+        extra = {}
         if "answer" in features[0]:
             rows = [f["answer"] for f in features]
-            extra = {"kto_label": torch.tensor([f["label"] for f in features], dtype=torch.bool)}
+            extra["kto_label"] = torch.tensor([f["label"] for f in features], dtype=torch.bool)
+            if all("kl" in f for f in features):  # the mismatched rows of KTO's KL estimate, a batch of their own
+                kl = self._pad([f["kl"] for f in features])
+                extra.update({"kl_" + k: v for k, v in kl.items()})
         else:
             rows = [f["chosen"] for f in features] + [f["rejected"] for f in features]
-            extra = {}
+        return {**self._pad(rows), "pref_index": torch.tensor([f["index"] for f in features], dtype=torch.long), **extra}
+
+    def _pad(self, rows) -> dict:
         n = max(len(e.input_ids) for e in rows)
         ids = torch.full((len(rows), n), self.pad_id, dtype=torch.long)
         labels = torch.full((len(rows), n), IGNORE, dtype=torch.long)
@@ -77,8 +84,13 @@ class PreferenceCollator:
             ids[i, :k] = torch.as_tensor(e.input_ids)
             labels[i, :k] = torch.as_tensor(e.labels)
             mask[i, :k] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask,
-                "pref_index": torch.tensor([f["index"] for f in features], dtype=torch.long), **extra}
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def _kl_rows(inputs: dict) -> dict | None:
+    if "kl_input_ids" not in inputs:
+        return None
+    return {k: inputs["kl_" + k] for k in ("input_ids", "labels", "attention_mask")}
 
 
 def _row_logps(h: torch.Tensor, y: torch.Tensor, head, softcap) -> torch.Tensor:
@@ -118,16 +130,18 @@ def sequence_logps(model, inputs: dict, chunk_size: int = 128) -> tuple[torch.Te
 
 
 def preference_loss(stage: str, pref, logp: torch.Tensor, ntok: torch.Tensor, ref: torch.Tensor | None = None,
-                    kto_label: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                    kto_label: torch.Tensor | None = None, kl_ratio: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """The stage's loss (mean over the batch) and its metrics, from per-row log-probabilities.
 
     Pairs: rows [chosen..., rejected...]; KTO: one row per example with kto_label. `ref`: the reference's
-    log-probabilities of the same rows (dpo, kto)."""
+    log-probabilities of the same rows (dpo, kto). `kl_ratio` (kto): policy minus reference log-probability of
+    mismatched prompt/answer rows, KTO's estimate of the KL; without it, the batch's own mean log-ratio."""
     beta = pref.resolved_beta(stage)
     n = ntok.clamp(min=1).float()
     if stage == "kto":
         ratio = logp - ref
-        z = ratio.detach().mean().clamp(min=0)  # the reference point: the batch's KL estimate
+        kl = kl_ratio if kl_ratio is not None and kl_ratio.numel() else ratio
+        z = kl.detach().mean().clamp(min=0)  # the reference point (no gradient through it, as in the paper)
         good = kto_label
         lam = torch.where(good, torch.full_like(ratio, pref.desirable_weight), torch.full_like(ratio, pref.undesirable_weight))
         losses = lam * (1 - torch.sigmoid(torch.where(good, beta * (ratio - z), beta * (z - ratio))))
@@ -211,7 +225,7 @@ class PreferenceTrainer(TunewiseTrainer):
     @torch.no_grad()
     def precompute_reference(self, datasets) -> None:
         """The reference log-probabilities of every example, from the model as training starts (eval mode)."""
-        rows = sum(len(d) for d in datasets if d is not None) * (2 if self.stage in PAIR_STAGES else 1)
+        rows = sum(len(d) for d in datasets if d is not None) * 2  # pairs: chosen, rejected; kto: answer, kl row
         table = torch.full((rows,), math.nan)
         was_training = self.model.training
         self.model.eval()
@@ -223,29 +237,37 @@ class PreferenceTrainer(TunewiseTrainer):
                     batch = self.data_collator([ds[j] for j in range(i, min(len(ds), i + self.args.per_device_eval_batch_size))])
                     batch = self._prepare_inputs(batch)
                     logp, _ = sequence_logps(self.model, batch, self.loss_chunk_size)
+                    if (kl := _kl_rows(batch)) is not None:  # kto: the answers' slots, then the KL rows' slots
+                        logp = torch.cat([logp, sequence_logps(self.model, kl, self.loss_chunk_size)[0]])
                     self._put(table, batch["pref_index"], logp.float().cpu())
         finally:
             self.model.train(was_training)
         self.ref_table = table
 
-    def _slots(self, index: torch.Tensor) -> torch.Tensor:
+    def _slots(self, index: torch.Tensor, n: int) -> torch.Tensor:
+        """Table slots of a batch's rows: chosen (kto: answer) rows, then rejected (kto: KL) rows, as the collator
+        lays them out; n: how many rows there are (a kto batch without KL rows has only the first half)."""
         index = index.cpu()
-        if self.stage in PAIR_STAGES:
-            return torch.cat([2 * index, 2 * index + 1])  # chosen rows, then rejected rows, as the collator lays them
-        return index
+        return torch.cat([2 * index, 2 * index + 1])[:n]
 
     def _put(self, table, index, values) -> None:
-        table[self._slots(index)] = values
+        table[self._slots(index, len(values))] = values
 
     def _reference_logps(self, model, inputs) -> torch.Tensor | None:
+        """The reference's log-probabilities of the batch's rows (kto: followed by its KL rows')."""
         if self.reference is None:
             return None
+        kl = _kl_rows(inputs)
+        n = inputs["input_ids"].shape[0] + (0 if kl is None else kl["input_ids"].shape[0])
         if self.reference == "precomputed":
             if self.ref_table is None:
                 raise RuntimeError("precompute_reference() was not called before training")
-            return self.ref_table[self._slots(inputs["pref_index"])].to(inputs["input_ids"].device)
+            return self.ref_table[self._slots(inputs["pref_index"], n)].to(inputs["input_ids"].device)
         with torch.no_grad(), model.disable_adapter():
-            return sequence_logps(model, inputs, self.loss_chunk_size)[0]
+            ref = sequence_logps(model, inputs, self.loss_chunk_size)[0]
+            if kl is not None:
+                ref = torch.cat([ref, sequence_logps(model, kl, self.loss_chunk_size)[0]])
+            return ref
 
     # ---- loss and metrics -------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -253,7 +275,12 @@ class PreferenceTrainer(TunewiseTrainer):
             self.tokens_seen += int(inputs["attention_mask"].sum())
         logp, ntok = sequence_logps(model, inputs, self.loss_chunk_size)
         ref = self._reference_logps(model, inputs)
-        loss, metrics = preference_loss(self.stage, self.pref, logp, ntok, ref, inputs.get("kto_label"))
+        kl_ratio = None
+        if (kl := _kl_rows(inputs)) is not None:
+            with torch.no_grad():  # the KL estimate is a reference point: no gradient flows through it
+                kl_ratio = sequence_logps(model, kl, self.loss_chunk_size)[0] - ref[logp.shape[0]:]
+            ref = ref[:logp.shape[0]]
+        loss, metrics = preference_loss(self.stage, self.pref, logp, ntok, ref, inputs.get("kto_label"), kl_ratio)
         store = self._stored["train" if model.training else "eval"]
         for k, v in metrics.items():
             store[k].append(v)
