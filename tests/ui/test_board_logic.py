@@ -116,6 +116,16 @@ def test_plot_value_names_every_series():
     assert train_only.dropna()["value"].tolist() == [2.0, 1.5]
 
 
+def test_the_answers_plot_shows_a_preference_runs_accuracy():
+    rows = [{"step": 0, "event": "before_training", "gen_stop_rate": 0.5},
+            {"step": 10, "val_loss": 0.6, "gen_stop_rate": 1.0, "eval_rewards/accuracies": 0.75},
+            {"step": 12, "event": "final_eval", "eval_rewards/accuracies": 0.9}]
+    f = live.quality_frame(rows)
+    pref = f[f["series"] == "preference accuracy"]
+    assert pref["step"].tolist() == [10] and pref["value"].tolist() == [0.75]  # the final evaluation is not a point
+    assert "preference accuracy" in set(live.with_all_series(live.quality_frame([]), live.QUALITY_COLORS)["series"])
+
+
 def _wait(pred, timeout: float, every: float = 0.5) -> bool:
     end = time.time() + timeout
     while time.time() < end:

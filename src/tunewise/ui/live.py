@@ -71,8 +71,11 @@ def with_all_series(frame: pd.DataFrame, colors: dict[str, str] = LOSS_COLORS) -
     return pd.concat([blank.astype(frame.dtypes.to_dict()), frame], ignore_index=True)
 
 
-QUALITY_SERIES = {"gen_stop_rate": "answers stop", "gen_key_term_rate": "key terms named", "gen_rougeL": "ROUGE-L"}
-QUALITY_COLORS = {"answers stop": "#e45756", "key terms named": "#54a24b", "ROUGE-L": "#4c78a8"}
+# the generation check's rates, and a preference run's validation reward accuracy (train/preference.py)
+QUALITY_SERIES = {"gen_stop_rate": "answers stop", "gen_key_term_rate": "key terms named", "gen_rougeL": "ROUGE-L",
+                  "eval_rewards/accuracies": "preference accuracy"}
+QUALITY_COLORS = {"answers stop": "#e45756", "key terms named": "#54a24b", "ROUGE-L": "#4c78a8",
+                  "preference accuracy": "#f58518"}
 
 
 def quality_frame(rows: list[dict]) -> pd.DataFrame:
