@@ -263,10 +263,12 @@ class PreferenceTrainer(TunewiseTrainer):
             if self.ref_table is None:
                 raise RuntimeError("precompute_reference() was not called before training")
             return self.ref_table[self._slots(inputs["pref_index"], n)].to(inputs["input_ids"].device)
-        with torch.no_grad(), model.disable_adapter():
-            ref = sequence_logps(model, inputs, self.loss_chunk_size)[0]
+        # under DDP the wrapper has no adapter switch; a no-grad forward needs no gradient sync, so the model itself
+        base = self.accelerator.unwrap_model(model)
+        with torch.no_grad(), base.disable_adapter():
+            ref = sequence_logps(base, inputs, self.loss_chunk_size)[0]
             if kl is not None:
-                ref = torch.cat([ref, sequence_logps(model, kl, self.loss_chunk_size)[0]])
+                ref = torch.cat([ref, sequence_logps(base, kl, self.loss_chunk_size)[0]])
             return ref
 
     # ---- loss and metrics -------------------------------------------------------------------------------
