@@ -33,7 +33,8 @@ from torch.utils.checkpoint import checkpoint
 from torch.utils.data import Dataset
 
 from tunewise.templates.encode import IGNORE
-from tunewise.train.trainer import TunewiseTrainer, causal_lm
+from tunewise.train.collate import PadCollator
+from tunewise.train.trainer import TunewiseTrainer, causal_lm, head_cross_entropy
 
 PAIR_STAGES = ("dpo", "orpo", "simpo")
 REFERENCE_STAGES = ("dpo", "kto")  # simpo and orpo need no reference model
@@ -60,7 +61,7 @@ class PreferenceCollator:
     """One padded batch: for pairs, the chosen rows first, then the rejected rows in the same order."""
 
     def __init__(self, pad_id: int):
-        self.pad_id = pad_id
+        self.pad = PadCollator(pad_id)
 
     def __call__(self, features: list[dict]) -> dict:
         extra = {}
@@ -75,29 +76,13 @@ class PreferenceCollator:
         return {**self._pad(rows), "pref_index": torch.tensor([f["index"] for f in features], dtype=torch.long), **extra}
 
     def _pad(self, rows) -> dict:
-        n = max(len(e.input_ids) for e in rows)
-        ids = torch.full((len(rows), n), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), n), IGNORE, dtype=torch.long)
-        mask = torch.zeros((len(rows), n), dtype=torch.long)
-        for i, e in enumerate(rows):
-            k = len(e.input_ids)
-            ids[i, :k] = torch.as_tensor(e.input_ids)
-            labels[i, :k] = torch.as_tensor(e.labels)
-            mask[i, :k] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        return self.pad([{"input_ids": e.input_ids, "labels": e.labels} for e in rows])
 
 
 def _kl_rows(inputs: dict) -> dict | None:
     if "kl_input_ids" not in inputs:
         return None
     return {k: inputs["kl_" + k] for k in ("input_ids", "labels", "attention_mask")}
-
-
-def _row_logps(h: torch.Tensor, y: torch.Tensor, head, softcap) -> torch.Tensor:
-    logits = head(h).float()
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
-    return -F.cross_entropy(logits, y, reduction="none")
 
 
 def sequence_logps(model, inputs: dict, chunk_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,10 +106,11 @@ def sequence_logps(model, inputs: dict, chunk_size: int = 128) -> tuple[torch.Te
     softcap = getattr(lm.config, "final_logit_softcapping", None)
     parts = []
     for i in range(0, h.shape[0], chunk_size):
-        args = (h[i:i + chunk_size], yy[i:i + chunk_size], head, softcap)
+        args = (h[i:i + chunk_size], yy[i:i + chunk_size], head, softcap, "none")
         # each chunk's logits are recomputed in backward instead of kept: chunk x vocab floats at a time
-        parts.append(checkpoint(_row_logps, *args, use_reentrant=False) if torch.is_grad_enabled() else _row_logps(*args))
-    per_tok = torch.cat(parts) if parts else h.new_zeros(0, dtype=torch.float32)
+        parts.append(checkpoint(head_cross_entropy, *args, use_reentrant=False) if torch.is_grad_enabled()
+                     else head_cross_entropy(*args))
+    per_tok = -torch.cat(parts) if parts else h.new_zeros(0, dtype=torch.float32)
     sums = torch.zeros(y.shape[0], dtype=torch.float32, device=y.device).index_add(0, rows, per_tok)
     return sums, counts
 

@@ -41,11 +41,13 @@ def causal_lm(model):
     return m
 
 
-def _ce_sum(h: torch.Tensor, y: torch.Tensor, lm_head, softcap: float | None) -> torch.Tensor:
+def head_cross_entropy(h: torch.Tensor, y: torch.Tensor, lm_head, softcap: float | None,
+                       reduction: str = "sum") -> torch.Tensor:
+    """Cross-entropy of the head's (soft-capped) logits of hidden states h against targets y, in float32."""
     logits = lm_head(h).float()
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
-    return F.cross_entropy(logits, y, reduction="sum")
+    return F.cross_entropy(logits, y, reduction=reduction)
 
 
 class FusedLinearCE(torch.autograd.Function):
@@ -144,12 +146,13 @@ def supervised_loss(model, inputs: dict, chunk_size: int = 128, num_items: torch
     elif _fusable(head):
         total = FusedLinearCE.apply(h, head.weight, head.bias, y, chunk_size, softcap)
     elif h.shape[0] <= chunk_size:
-        total = _ce_sum(h, y, head, softcap)
+        total = head_cross_entropy(h, y, head, softcap)
     else:
         total = h.new_zeros((), dtype=torch.float32)
         for i in range(0, h.shape[0], chunk_size):
             # Recompute each chunk's logits in backward instead of keeping them all alive.
-            total = total + checkpoint(_ce_sum, h[i:i + chunk_size], y[i:i + chunk_size], head, softcap, use_reentrant=False)
+            total = total + checkpoint(head_cross_entropy, h[i:i + chunk_size], y[i:i + chunk_size], head, softcap,
+                                       use_reentrant=False)
     denom = num_items if num_items is not None else mask.sum()
     if torch.is_tensor(denom):
         denom = denom.to(total.device)
