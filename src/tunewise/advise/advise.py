@@ -19,7 +19,7 @@ from tunewise.advise.lint import Facts, lint
 from tunewise.advise.lr import advise_lr
 from tunewise.advise.modelfacts import ModelFacts
 from tunewise.config.methods import FACTS
-from tunewise.config.schema import PREFERENCE_STAGES, Config
+from tunewise.config.schema import PAIR_STAGES, PREFERENCE_STAGES, Config
 from tunewise.errors import ConfigError
 
 TARGET_BATCH = 16
@@ -80,7 +80,7 @@ class Advice:
                          gradient_checkpointing=gc, precision=self.precision, weight_dtype=self.wdtype,
                          frozen_dtype=t.frozen_dtype, fast_loss=t.fast_loss, loss_chunk_size=t.loss_chunk_size,
                          eager_attention=self.cfg.model.attn_implementation == "eager", nproc=self.nproc,
-                         rows_per_example=2 if t.stage in ("dpo", "orpo", "simpo") else 1,
+                         rows_per_example=2 if t.stage in PAIR_STAGES else 1,
                          strategy=self.cfg.distributed.strategy, optimizer=t.optimizer)
 
     def say(self, key: str, value, en: str, zh: str) -> None:

@@ -278,6 +278,7 @@ class TrainConfig(Section):
 
 
 PREFERENCE_STAGES = ("dpo", "orpo", "simpo", "kto")
+PAIR_STAGES = ("dpo", "orpo", "simpo")  # trained on a chosen and a rejected answer; kto on single labelled answers
 
 
 class PreferenceConfig(Section):

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tunewise.config.schema import PREFERENCE_STAGES
-
-PAIR_STAGES = tuple(s for s in PREFERENCE_STAGES if s != "kto")  # dpo, orpo, simpo
+from tunewise.config.schema import PAIR_STAGES, PREFERENCE_STAGES
 
 # A record's kind, as the spill file keeps it for the counts in stats.json.
 PLAIN, PAIR, DESIRABLE, UNDESIRABLE = 0, 1, 2, 3

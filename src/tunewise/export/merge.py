@@ -22,12 +22,19 @@ def _note(msg: str) -> None:
     print(f"[tunewise] {msg}", file=sys.stderr, flush=True)
 
 
-def _not_mergeable(method: str, run: Path) -> RunError:
+def check_mergeable(run) -> None:
+    """Refuse, with the reason, a run whose method's result cannot be folded into the base weights."""
+    from tunewise import methods
+
+    rd = RunDir.open(run)
+    method = rd.config.method.name
+    if methods.get(method).mergeable:
+        return
     why = ("its bottleneck adapters put a nonlinearity between two projections, which cannot be folded into the "
            "base weights" if method == "adapter" else
            "it learns virtual tokens that live outside the weights, and a GGUF (llama.cpp, Ollama) cannot hold them")
-    return RunError(f"method '{method}' cannot be merged into a standalone model: {why}", where=str(run),
-                    fix="retrain with method.name: lora (or full) to export; chat and eval still work with this run")
+    raise RunError(f"method '{method}' cannot be merged into a standalone model: {why}", where=str(rd.path),
+                   fix="retrain with method.name: lora (or full) to export; chat and eval still work with this run")
 
 
 def load_merged(run, *, checkpoint: str | Path | None = None, model=None):
@@ -39,8 +46,7 @@ def load_merged(run, *, checkpoint: str | Path | None = None, model=None):
 
     rd = RunDir.open(run)
     cfg = rd.config
-    if not methods.get(cfg.method.name).mergeable:
-        raise _not_mergeable(cfg.method.name, rd.path)
+    check_mergeable(rd)
     if checkpoint is not None and not Path(checkpoint).exists():
         raise RunError("no such checkpoint", where=str(checkpoint), fix="pick one of RUN/checkpoints/checkpoint-N")
     if cfg.method.name == "qlora":

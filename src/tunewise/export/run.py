@@ -118,12 +118,11 @@ def _trained_model(run, checkpoint, n_prompts: int, max_new_tokens: int):
     """The trained model, loaded once for the whole export (full precision, as merging needs it), and, when the
     export verifies a GGUF, the trained model's answers to the verification prompts, taken before the merge."""
     from tunewise import methods
-    from tunewise.export.merge import load_merged
+    from tunewise.export.merge import check_mergeable
     from tunewise.export.verify import hf_reference, reference_prompts
     from tunewise.infer.generate import LoadedModel, pick_threads
 
-    if not methods.get(run.config.method.name).mergeable:
-        load_merged(run, checkpoint=checkpoint)  # refuses with the reason, before loading anything
+    check_mergeable(run)  # before loading anything
     pick_threads(run.config)
     model = methods.load_trained(run, checkpoint=checkpoint, dtype="float32")
     if not n_prompts:

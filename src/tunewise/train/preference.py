@@ -36,7 +36,6 @@ from tunewise.templates.encode import IGNORE
 from tunewise.train.collate import PadCollator
 from tunewise.train.trainer import TunewiseTrainer, causal_lm, head_cross_entropy
 
-PAIR_STAGES = ("dpo", "orpo", "simpo")
 REFERENCE_STAGES = ("dpo", "kto")  # simpo and orpo need no reference model
 
 
@@ -272,10 +271,7 @@ class PreferenceTrainer(TunewiseTrainer):
         store = self._stored["train" if model.training else "eval"]
         for k, v in metrics.items():
             store[k].append(v)
-        if (self.l1 > 0 or self.l2 > 0) and model.training:
-            from tunewise.train.trainer import l1_penalty, l2_penalty
-
-            loss = loss + (l1_penalty(model, self.l1) if self.l1 > 0 else 0) + (l2_penalty(model, self.l2) if self.l2 > 0 else 0)
+        loss = self.with_penalty(model, loss, scaled=False)  # a micro-batch mean: Trainer divides it all by accumulation
         return (loss, {"loss": loss}) if return_outputs else loss
 
     def log(self, logs: dict, *args, **kwargs) -> None:

@@ -237,12 +237,16 @@ class TunewiseTrainer(Trainer):
             count = num_items_in_batch if (self.model_accepts_loss_kwargs and model.training) else None
             loss = supervised_loss(model, inputs, self.loss_chunk_size, count)
             outputs, scaled = {"loss": loss}, count is not None
-        if (self.l1 > 0 or self.l2 > 0) and model.training:
-            # Added once per optimizer step: when the data loss is already split across accumulation
-            # steps, split the penalty the same way.
-            penalty = (l1_penalty(model, self.l1) if self.l1 > 0 else 0) + (l2_penalty(model, self.l2) if self.l2 > 0 else 0)
-            loss = loss + penalty / (self.current_gradient_accumulation_steps if scaled else 1)
+        loss = self.with_penalty(model, loss, scaled)
         return (loss, outputs) if return_outputs else loss
+
+    def with_penalty(self, model, loss, scaled: bool):
+        """The loss plus train.l1 / train.l2 while training. Added once per optimizer step: when the data loss is
+        already split across accumulation steps (`scaled`), the penalty is split the same way."""
+        if (self.l1 <= 0 and self.l2 <= 0) or not model.training:
+            return loss
+        penalty = (l1_penalty(model, self.l1) if self.l1 > 0 else 0) + (l2_penalty(model, self.l2) if self.l2 > 0 else 0)
+        return loss + penalty / (self.current_gradient_accumulation_steps if scaled else 1)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
