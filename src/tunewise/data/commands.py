@@ -130,21 +130,16 @@ def _preference_sample(cfg, tokenizer, template, records):
     preference stage encodes them: the same prompt, only the answer and its end-of-turn supervised."""
     from tunewise.train.data import encode_preference_for
 
-    from tunewise.templates.encode import PreferenceEncodeStats
-
-    st = PreferenceEncodeStats()
+    encoded, st = encode_preference_for(cfg, tokenizer, template, records)
     out_recs, out_enc = [], []
-    for rec in records:  # one at a time, so each example stays beside its record (too-long ones are skipped)
-        enc, one = encode_preference_for(cfg, tokenizer, template, [rec])
-        for k, v in one.__dict__.items():
-            setattr(st, k, getattr(st, k) + v)
-        for e in enc:
-            if "answer" in e:
-                out_recs.append({**rec, "side": "desirable" if e["label"] else "undesirable"})
-                out_enc.append(e["answer"])
-            else:
-                out_recs += [{**rec, "side": "chosen"}, {**rec, "side": "rejected"}]
-                out_enc += [e["chosen"], e["rejected"]]
+    for e in encoded:  # too-long ones are left out; `record` says where each example came from
+        rec = records[e["record"]]
+        if "answer" in e:
+            out_recs.append({**rec, "side": "desirable" if e["label"] else "undesirable"})
+            out_enc.append(e["answer"])
+        else:
+            out_recs += [{**rec, "side": "chosen"}, {**rec, "side": "rejected"}]
+            out_enc += [e["chosen"], e["rejected"]]
     return out_recs, out_enc, st
 
 

@@ -43,16 +43,20 @@ class EncodeStats:
 def encode_messages(tokenizer, template: ChatTemplate, messages: list[dict], *, max_length: int,
                     train_on_prompt: bool = False) -> Encoded:
     text, spans = template.assistant_spans(messages)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = enc["input_ids"], enc["offset_mapping"]
-    labels = []
-    for tid, (start, _end) in zip(ids, offsets):
-        inside = any(a <= start < b for a, b in spans)
-        labels.append(tid if (inside or train_on_prompt) else IGNORE)
+    ids, labels = _labelled(tokenizer, text, spans, train_on_prompt)
     cut = max(0, len(ids) - max_length)
     if cut:
         ids, labels = ids[:max_length], labels[:max_length]
     return Encoded(ids, labels, cut)
+
+
+def _labelled(tokenizer, text: str, spans: list[tuple[int, int]], train_on_prompt: bool = False):
+    """(token ids, labels) of `text`: a token is supervised when it starts inside one of the character spans."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(enc["input_ids"])
+    labels = [tid if train_on_prompt or any(a <= start < b for a, b in spans) else IGNORE
+              for tid, (start, _end) in zip(ids, enc["offset_mapping"])]
+    return ids, labels
 
 
 def encode_records(tokenizer, template: ChatTemplate, records: list[dict], *, max_length: int,
@@ -138,12 +142,8 @@ def encode_answer(tokenizer, template: ChatTemplate, messages: list[dict], *, ma
     preference stages score it; the turns before it are the prompt. None when it is longer than max_length:
     a preference example is never cut, since a cut answer loses the end-of-turn it is compared on."""
     text, spans = template.assistant_spans(messages)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    if len(enc["input_ids"]) > max_length:
-        return None
-    a, b = spans[-1]
-    labels = [tid if a <= start < b else IGNORE for tid, (start, _end) in zip(enc["input_ids"], enc["offset_mapping"])]
-    return Encoded(list(enc["input_ids"]), labels)
+    ids, labels = _labelled(tokenizer, text, spans[-1:])
+    return Encoded(ids, labels) if len(ids) <= max_length else None
 
 
 @dataclass
@@ -164,12 +164,12 @@ def encode_preference(tokenizer, template: ChatTemplate, records: list[dict], *,
     """Preference records (data/prepare.py's contract: an SFT record whose last assistant turn is the chosen
     answer, plus `rejected` text, or plus a boolean `label` for kto) -> token examples.
 
-    Pairs: {"index", "chosen": Encoded, "rejected": Encoded}, both rendered with the template SFT uses, the same
+    Pairs: {"index", "record" (its position in `records`), "chosen": Encoded, "rejected": Encoded}, both rendered with the template SFT uses, the same
     prompt tokens in both, the end-of-turn supervised once in each. KTO: {"index", "answer": Encoded, "label"}.
     Examples longer than max_length are dropped (counted), never truncated."""
     stats = PreferenceEncodeStats()
     out: list[dict] = []
-    for rec in records:
+    for pos, rec in enumerate(records):
         stats.examples += 1
         msgs = rec["messages"]
         if stage == "kto":
@@ -181,7 +181,7 @@ def encode_preference(tokenizer, template: ChatTemplate, records: list[dict], *,
             stats.desirable += label
             stats.undesirable += not label
             parts = [e]
-            out.append({"index": first_index + len(out), "answer": e, "label": label})
+            out.append({"index": first_index + len(out), "record": pos, "answer": e, "label": label})
         else:
             c = encode_answer(tokenizer, template, msgs, max_length=max_length)
             r = encode_answer(tokenizer, template, [*msgs[:-1], {"role": "assistant", "content": rec["rejected"]}],
@@ -195,7 +195,7 @@ def encode_preference(tokenizer, template: ChatTemplate, records: list[dict], *,
                 continue
             stats.pairs += 1
             parts = [c, r]
-            out.append({"index": first_index + len(out), "chosen": c, "rejected": r})
+            out.append({"index": first_index + len(out), "record": pos, "chosen": c, "rejected": r})
         for e in parts:
             stats.total_tokens += len(e.input_ids)
             stats.supervised_tokens += sum(1 for y in e.labels if y != IGNORE)
