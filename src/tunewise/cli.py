@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--prompt", help="one-shot: answer this and exit")
     c.add_argument("--system", help="system prompt")
     c.add_argument("--base", action="store_true", help="chat with the base model instead of the tuned one")
+    c.add_argument("--tools", help="JSON file listing the functions the model may call; its calls are shown parsed "
+                   "and you type each tool's result")
     c.add_argument("--checkpoint", help="use this checkpoint instead of the final result")
     c.add_argument("--temperature", type=float)
     c.add_argument("--top-k", type=int)

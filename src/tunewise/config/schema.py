@@ -167,6 +167,11 @@ class TemplateConfig(Section):
         "or a registry name: chatml, qwen, llama3, gemma, mistral, plain.",
     )
     system: str | None = Field(None, description="Default system prompt for records without one.")
+    tools: Literal["auto", "native", "hermes"] = Field(
+        "auto", description="How records with tools are rendered: 'native' (the tokenizer's own template renders "
+        "tools, as apply_chat_template(..., tools=...) does), 'hermes' (tools in the system prompt, calls as "
+        "<tool_call>{json}</tool_call>, results as <tool_response> turns: works with every template and exports to "
+        "Ollama with tools), 'auto' (native when the template renders tools, else hermes).")
 
 
 class MethodConfig(Section):

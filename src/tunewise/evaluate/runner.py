@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from tunewise.console import say as _say
+from tunewise.evaluate.tools import ROWS as TOOL_ROWS
 from tunewise.fileio import read_jsonl, write_json, write_jsonl, write_text
 from tunewise.runs import RunDir, read_run_config, require_run
 
@@ -81,6 +82,7 @@ def run_key_terms(run: Path) -> list[str]:
 
 def evaluate_model(lm, sets: dict[str, list[dict]], cfg, general_text: list[dict], general_qa: list[dict],
                    max_new_tokens: int | None = None, key_terms: list[str] | None = None) -> dict:
+    from tunewise.evaluate.tools import evaluate_tools
     from tunewise.infer.generate import generate
     from tunewise.textmetrics import key_term_hits, perplexity, score_generations
 
@@ -93,7 +95,9 @@ def evaluate_model(lm, sets: dict[str, list[dict]], cfg, general_text: list[dict
         recs = [r for r in recs if r.get("label", True) is not False]  # kto: judged against the desirable answers
         loss = mean_loss(lm, _encode_sft(lm, recs, cfg.data.max_length), cfg.eval.batch_size)
         convs = [r["messages"][:-1] for r in recs]
-        gens = generate(lm, convs, max_new_tokens=max_new_tokens or cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size)
+        new_tokens = max_new_tokens or cfg.eval.max_new_tokens
+        gens = generate(lm, convs, max_new_tokens=new_tokens, batch_size=cfg.eval.batch_size,
+                        tools=[r.get("tools") for r in recs])
         items = [{"prompt": c[-1]["content"], "reference": r["messages"][-1]["content"], "prediction": g["text"],
                   "hit_max_new_tokens": g["hit_max_new_tokens"], "num_new_tokens": g["num_new_tokens"]}
                  for c, r, g in zip(convs, recs, gens)]
@@ -109,8 +113,12 @@ def evaluate_model(lm, sets: dict[str, list[dict]], cfg, general_text: list[dict
             scores["answer_tokens_p90"] = lengths[min(len(lengths) - 1, int(0.9 * len(lengths)))]
         if pairs:
             scores.update(pair_scores(lm, pairs, cfg))
+        tool_scores, tool_items = evaluate_tools(lm, recs, max_new_tokens=new_tokens, batch_size=cfg.eval.batch_size)
+        scores.update(tool_scores)
         out["sets"][name] = scores
         out["predictions"][name] = items
+        if tool_items:
+            out["predictions"][f"{name}_tools"] = tool_items
     if general_text:
         loss = mean_loss(lm, _encode_text(lm, general_text, min(cfg.data.max_length, 256)), cfg.eval.batch_size)
         out["general_text"] = {"loss": loss, "perplexity": perplexity(loss) if loss is not None else None}
@@ -159,8 +167,8 @@ def length_warning(before: dict, after: dict, share: float = 0.2) -> list[dict]:
 
 _ROWS = ["loss", "perplexity", "rouge1", "rouge2", "rougeL", "bleu4", "exact_match", "key_term_rate", "avg_answer_tokens",
          "answer_tokens_p50", "answer_tokens_p90", "no_stop_rate", "repetition_rate", "pair_accuracy",
-         "pair_accuracy_per_token", "pair_margin_per_token"]
-_OPTIONAL_ROWS = {"pair_accuracy", "pair_accuracy_per_token", "pair_margin_per_token"}
+         "pair_accuracy_per_token", "pair_margin_per_token", *TOOL_ROWS]
+_OPTIONAL_ROWS = {"pair_accuracy", "pair_accuracy_per_token", "pair_margin_per_token", *TOOL_ROWS}
 
 
 def report_table(before: dict, after: dict) -> tuple[list[str], list[list[str]]]:

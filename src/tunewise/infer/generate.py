@@ -46,16 +46,17 @@ def pick_threads(cfg) -> None:
         print(f"[tunewise] {threads.line()}", file=sys.stderr)
 
 
-def build_prompt(lm: LoadedModel, messages: list[dict]) -> list[int]:
-    text = lm.template.render(messages, add_generation_prompt=True)
+def build_prompt(lm: LoadedModel, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+    text = lm.template.render(messages, add_generation_prompt=True, tools=tools)
     return lm.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 @torch.no_grad()
 def generate(lm: LoadedModel, conversations: list[list[dict]], *, max_new_tokens: int = 128, temperature: float = 0.0,
              top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0, batch_size: int = 8,
-             streamer=None, seed: int | None = None) -> list[dict]:
-    """Generate one answer per conversation. Returns text, token ids, whether it stopped on its own."""
+             streamer=None, seed: int | None = None, tools: list[list[dict] | None] | None = None) -> list[dict]:
+    """Generate one answer per conversation. Returns text, token ids, whether it stopped on its own. `tools`: the
+    tools each conversation offers (one entry per conversation, None for none), rendered as in training."""
     from tunewise.models.generation import generate_ids
 
     tok = lm.tokenizer
@@ -63,7 +64,8 @@ def generate(lm: LoadedModel, conversations: list[list[dict]], *, max_new_tokens
     pad = tok.pad_token_id if tok.pad_token_id is not None else stop_ids[0]
     if seed is not None:
         torch.manual_seed(seed)
-    prompts = [build_prompt(lm, c) for c in conversations]
+    tools = tools or [None] * len(conversations)
+    prompts = [build_prompt(lm, c, t) for c, t in zip(conversations, tools)]
     try:
         res = generate_ids(lm.model, prompts, stop_ids=stop_ids, pad_id=pad, max_new_tokens=max_new_tokens,
                            temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,

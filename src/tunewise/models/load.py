@@ -137,4 +137,4 @@ def tokenizer_and_template(cfg: Config):
 
     resolved = resolve_model(cfg.model.name_or_path, cfg.model.revision)
     tokenizer = load_tokenizer(resolved.path, cfg.model.trust_remote_code)
-    return resolved, tokenizer, choose_template(cfg.template.name, tokenizer, model_type_of(cfg, resolved.path))
+    return resolved, tokenizer, choose_template(cfg.template.name, tokenizer, model_type_of(cfg, resolved.path), cfg.template.tools)

@@ -18,6 +18,7 @@ from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from tunewise.errors import ConfigError, DataError
+from tunewise.templates.tools import HERMES, NATIVE, has_tool_content, supports_tools, to_hermes
 
 _REGISTRY_DIR = Path(__file__).parent / "registry"
 
@@ -83,6 +84,13 @@ class ChatTemplate:
     # The system prompt this run gives every conversation without one, in training, chat, eval and export
     # alike (template.system, or a replacement for a built-in one that contradicts the data); None: as rendered.
     system: str | None = None
+    # How conversations with tools are rendered (templates/tools.py): "native" (the tokenizer's template renders
+    # tools itself) or "hermes" (rewritten into plain turns first); None: decided from the template (older runs).
+    tools: str | None = None
+
+    @property
+    def tool_format(self) -> str:
+        return self.tools or (NATIVE if self.source == "tokenizer" and supports_tools(self.chat_template) else HERMES)
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -145,8 +153,23 @@ class ChatTemplate:
                    + "}] + messages -%}{%- endif -%}")
         return prelude + self.chat_template
 
-    def render(self, messages: list[dict], add_generation_prompt: bool = False, **extra) -> str:
+    def prepare(self, messages: list[dict], tools: list[dict] | None = None) -> tuple[list[dict], dict]:
+        """The turns the Jinja template is given, and its extra variables: this run's system prompt added; with
+        tools (or calls and results in the turns), either `tools=` for a native template or the hermes rewrite
+        into plain turns (one out for each in, after a system turn it may add first)."""
         messages = self.with_system(messages)
+        if not tools and not has_tool_content(messages):
+            return messages, {}
+        if self.tool_format == NATIVE:
+            return messages, ({"tools": tools} if tools else {})
+        return to_hermes(messages, tools, self.builtin_system), {}
+
+    def render(self, messages: list[dict], add_generation_prompt: bool = False, tools: list[dict] | None = None,
+               **extra) -> str:
+        messages, more = self.prepare(messages, tools)
+        return self._render(messages, add_generation_prompt, **more, **extra)
+
+    def _render(self, messages: list[dict], add_generation_prompt: bool = False, **extra) -> str:
         try:
             return _compile(self.chat_template).render(
                 messages=messages, add_generation_prompt=add_generation_prompt,
@@ -165,22 +188,23 @@ class ChatTemplate:
                 "mistral, plain) or fix the template's Jinja",
             ) from None
 
-    def assistant_spans(self, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+    def assistant_spans(self, messages: list[dict], tools: list[dict] | None = None) -> tuple[str, list[tuple[int, int]]]:
         """Render `messages` and return the text and the character spans of each assistant turn.
 
         A span runs from the first character of the assistant's content to the end of its turn,
         so it includes the end-of-turn token: supervising it is what teaches the model to stop.
+        Tool results and the tools schema are never in a span; an assistant turn's calls are (templates/tools.py).
         It relies on the template being prefix-stable (rendering a shorter conversation with a
         generation prompt gives a prefix of the longer one), which every sane template is.
         """
-        messages = self.with_system(messages)
-        full = self.render(messages)
+        messages, more = self.prepare(messages, tools)
+        full = self._render(messages, **more)
         spans = []
         for i, m in enumerate(messages):
             if m["role"] != "assistant":
                 continue
-            before = self.render(messages[:i], add_generation_prompt=True)
-            upto = self.render(messages[: i + 1])
+            before = self._render(messages[:i], add_generation_prompt=True, **more)
+            upto = self._render(messages[: i + 1], **more)
             if not upto.startswith(before) or not full.startswith(upto):
                 raise DataError(
                     f"chat template '{self.name}' is not prefix-stable, so the answer tokens cannot be located",
@@ -261,8 +285,20 @@ def registry_equivalent(template: ChatTemplate) -> str | None:
     return None
 
 
-def choose_template(name: str, tokenizer, model_type: str | None) -> ChatTemplate:
-    """`auto`: the tokenizer's own template if it has one, else the registry template for the family."""
+def choose_template(name: str, tokenizer, model_type: str | None, tools: str = "auto") -> ChatTemplate:
+    """`auto`: the tokenizer's own template if it has one, else the registry template for the family. `tools`
+    (template.tools): how conversations with tools are rendered, fixed here and recorded in template.json."""
+    t = _choose(name, tokenizer, model_type)
+    native_ok = t.source == "tokenizer" and supports_tools(t.chat_template)
+    if tools == NATIVE and not native_ok:
+        raise ConfigError(f"the chat template '{t.name}' does not render tools itself", where="template.tools",
+                          fix="use template.tools: auto or hermes (tunewise then writes tools and calls in the "
+                          "<tool_call> form, which every template and Ollama can carry)")
+    t.tools = NATIVE if tools in ("auto", NATIVE) and native_ok else HERMES
+    return t
+
+
+def _choose(name: str, tokenizer, model_type: str | None) -> ChatTemplate:
     if name == "auto":
         if getattr(tokenizer, "chat_template", None):
             return ChatTemplate.from_tokenizer(tokenizer)

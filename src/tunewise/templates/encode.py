@@ -41,8 +41,8 @@ class EncodeStats:
 
 
 def encode_messages(tokenizer, template: ChatTemplate, messages: list[dict], *, max_length: int,
-                    train_on_prompt: bool = False) -> Encoded:
-    text, spans = template.assistant_spans(messages)
+                    train_on_prompt: bool = False, tools: list[dict] | None = None) -> Encoded:
+    text, spans = template.assistant_spans(messages, tools)
     ids, labels = _labelled(tokenizer, text, spans, train_on_prompt)
     cut = max(0, len(ids) - max_length)
     if cut:
@@ -66,7 +66,8 @@ def encode_records(tokenizer, template: ChatTemplate, records: list[dict], *, ma
     out = []
     stop_ids = set(template.stop_token_ids)
     for rec in records:
-        e = encode_messages(tokenizer, template, rec["messages"], max_length=max_length, train_on_prompt=train_on_prompt)
+        e = encode_messages(tokenizer, template, rec["messages"], max_length=max_length, train_on_prompt=train_on_prompt,
+                            tools=rec.get("tools"))
         stats.examples += 1
         if e.truncated_tokens:
             stats.truncated_examples += 1
@@ -137,7 +138,8 @@ def _esc(s: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------- preference
-def encode_answer(tokenizer, template: ChatTemplate, messages: list[dict], *, max_length: int) -> Encoded | None:
+def encode_answer(tokenizer, template: ChatTemplate, messages: list[dict], *, max_length: int,
+                  tools: list[dict] | None = None) -> Encoded | None:
     """A conversation with only its *last* assistant turn supervised (its content and end-of-turn), as the
     preference stages score it; the turns before it are the prompt. None when it is longer than max_length:
     a preference example is never cut, since a cut answer loses the end-of-turn it is compared on."""
