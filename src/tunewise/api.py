@@ -194,17 +194,21 @@ class Run:
                         max_new_tokens=max_new_tokens)
 
     def chat(self, prompt: str, *, system: str | None = None, history: list[dict] | None = None, base: bool = False,
-             checkpoint: str | None = None, stream: bool = False, seed: int | None = None, **sampling) -> str:
+             checkpoint: str | None = None, stream: bool = False, seed: int | None = None,
+             tools: list[dict] | None = None, **sampling) -> str:
         """One answer of the trained model (base=True: the base model) with the run's template and stop tokens.
 
         history: earlier turns as [{"role": "user"|"assistant", "content": ...}]; sampling: temperature, top_k,
         top_p, repetition_penalty, max_new_tokens (default: the run's generation section). stream prints tokens
-        as they come. The model stays loaded for the next call.
+        as they come. The model stays loaded for the next call. tools: functions the model may call (OpenAI's form),
+        rendered as in training; its calls come back in the text, read them with
+        `tunewise.templates.tools.parse_answer`.
         """
         from tunewise.infer.chat import ChatSession
 
         key = (base, str(checkpoint) if checkpoint else None)
-        session = ChatSession(self.path, base=base, checkpoint=checkpoint, system=system, lm=self._models.get(key), **sampling)
+        session = ChatSession(self.path, base=base, checkpoint=checkpoint, system=system, lm=self._models.get(key),
+                              tools=tools, **sampling)
         self._models[key] = session.lm
         session.history += list(history or [])
         return session.ask(prompt, stream=stream, seed=seed)["text"]

@@ -34,11 +34,12 @@ class Probe:
     key_terms: list[str] = field(default_factory=list)
 
 
-def _turns(rec: dict) -> tuple[list[dict], str] | None:
+def _turns(rec: dict) -> tuple[list[dict], str, list[dict] | None] | None:
+    """(the prompt turns, the reference answer, the record's tools) of a conversation ending with an answer."""
     msgs = rec.get("messages") or []
     if len(msgs) < 2 or msgs[-1]["role"] != "assistant":
         return None
-    return msgs[:-1], msgs[-1]["content"]
+    return msgs[:-1], msgs[-1]["content"], rec.get("tools")
 
 
 def build_probe(val_records: list[dict], train_records: list[dict], tokenizer, template, *, samples: int,
@@ -49,20 +50,20 @@ def build_probe(val_records: list[dict], train_records: list[dict], tokenizer, t
         return None
     rng = random.Random(seed)
     rng.shuffle(pairs)
-    lengths = [len(tokenizer(ref, add_special_tokens=False)["input_ids"]) for _, ref in pairs]
+    lengths = [len(tokenizer(ref, add_special_tokens=False)["input_ids"]) for _, ref, _ in pairs]
     order = sorted(range(len(pairs)), key=lambda i: lengths[i] > LONG_ANSWER)  # stable: short ones first, shuffled
     chosen = order[:samples]
     train_pairs = [t for t in (_turns(r) for r in train_records) if t is not None]
     # Room for an answer that says the same in other words: 1.5 times the longest sampled reference or the
     # 95th-percentile training answer (up to LONG_ANSWER), whichever is longer. An answer still going then would
     # never stop; every token more costs a decoding step of every sample at every check.
-    typical = sorted(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for _, a in train_pairs[:200]) or [0]
+    typical = sorted(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for _, a, _ in train_pairs[:200]) or [0]
     p95 = typical[int(0.95 * (len(typical) - 1))]
     longest = max(lengths[i] for i in chosen)
     budget = max_new_tokens or max(64, int(1.5 * max(longest, min(p95, LONG_ANSWER))) + 16)
-    prompts = [tokenizer(template.render(pairs[i][0], add_generation_prompt=True), add_special_tokens=False)["input_ids"]
-               for i in chosen]
-    candidates = tm.key_terms([a for _, a in train_pairs], [m[-1]["content"] for m, _ in train_pairs])
+    prompts = [tokenizer(template.render(pairs[i][0], add_generation_prompt=True, tools=pairs[i][2]),
+                         add_special_tokens=False)["input_ids"] for i in chosen]
+    candidates = tm.key_terms([a for _, a, _ in train_pairs], [m[-1]["content"] for m, _, _ in train_pairs])
     stop_ids = list(template.stop_token_ids) or [tokenizer.eos_token_id]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
     return Probe(prompts, [pairs[i][1] for i in chosen], [lengths[i] for i in chosen], budget, stop_ids, pad,
