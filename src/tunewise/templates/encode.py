@@ -143,7 +143,7 @@ def encode_answer(tokenizer, template: ChatTemplate, messages: list[dict], *, ma
     """A conversation with only its *last* assistant turn supervised (its content and end-of-turn), as the
     preference stages score it; the turns before it are the prompt. None when it is longer than max_length:
     a preference example is never cut, since a cut answer loses the end-of-turn it is compared on."""
-    text, spans = template.assistant_spans(messages)
+    text, spans = template.assistant_spans(messages, tools)
     ids, labels = _labelled(tokenizer, text, spans[-1:])
     return Encoded(ids, labels) if len(ids) <= max_length else None
 
