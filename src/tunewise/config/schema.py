@@ -98,8 +98,8 @@ class DatasetSpec(Section):
         "auto", description="Record format; 'auto' detects it from the first record's fields."
     )
     reader: str | None = Field(None, description="Reader to use instead of the one chosen by file extension.")
-    columns: dict[str, str] = Field(default_factory=dict, description="Map of record fields to source columns, e.g. {prompt: question, response: answer}.")
-    tags: dict[str, str] = Field(default_factory=dict, description="ShareGPT role tags, e.g. {role_tag: from, content_tag: value, user_tag: human, assistant_tag: gpt}.")
+    columns: dict[str, str] = Field(default_factory=dict, description="Map of record fields to source columns, e.g. {prompt: question, response: answer}; tools: the column with the functions a record may call (default 'tools' for sharegpt and messages data).")
+    tags: dict[str, str] = Field(default_factory=dict, description="ShareGPT role tags, e.g. {role_tag: from, content_tag: value, user_tag: human, assistant_tag: gpt}; for tool calling also function_tag (default function_call) and observation_tag (default observation).")
     options: dict[str, Any] = Field(default_factory=dict, description="Reader options (encoding, sep, selectors, query, ...).")
     weight: float = Field(1.0, gt=0, description="Mixing weight relative to the other datasets (1.0 = use as is; 2.0 = twice as often).")
     system: str | None = Field(None, description="System prompt added to this dataset's records that have none (e.g. a task tag).")

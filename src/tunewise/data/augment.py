@@ -103,9 +103,10 @@ def iter_augmented(records: Iterable[dict], cfg, seed: int) -> Iterator[dict]:
     for rec in records:
         for _ in range(cfg.copies):
             if "messages" in rec:
+                # a tool result is data the model reads, like the calls: edited, it would no longer match them
                 msgs = [dict(m, content=augment_text(m["content"], cfg, rng))
-                        if (m["role"] == "user" or (cfg.apply_to == "all" and m["role"] != "system")) else dict(m)
-                        for m in rec["messages"]]
+                        if (m["role"] == "user" or (cfg.apply_to == "all" and m["role"] not in ("system", "tool")))
+                        else dict(m) for m in rec["messages"]]
                 new = {**rec, "messages": msgs}
                 if "rejected" in rec and cfg.apply_to == "all":  # a pair's two answers are edited alike
                     new["rejected"] = augment_text(rec["rejected"], cfg, rng)

@@ -12,6 +12,13 @@ labelled desirable): a rejected answer saying "As an AI language model" is what 
 Duplicates are found on the whole pair (two pairs that differ only in their rejected answers both stay); the
 leakage check compares prompts and chosen answers, as for any record.
 
+A record with tools (#25) is cleaned like any conversation: the text steps edit the turns' text (tool results
+included), never the calls or the tools, which are data the model must reproduce exactly. An assistant turn that
+only calls is not empty, nor is a tool result with no text (a function may return nothing). Duplicate keys and
+length measures read the calls with their arguments, so two records that differ only in an argument are both kept;
+exact duplicates read the tools' whole schemas too, near duplicates and leakage only the tools' names (a long
+shared schema would otherwise make every record of a tool set look alike).
+
 The steps stream: `Cleaner` takes records a chunk at a time and hands each kept or dropped one to a sink
 (the spill file of `tunewise.data.prepare`), so memory does not grow with
 the data beyond the compact duplicate indexes of `tunewise.data.dedup`.
@@ -30,6 +37,8 @@ import numpy as np
 
 from tunewise.config.schema import CleanConfig
 from tunewise.data.dedup import ABSENT, BandHasher, BandIndex, digests
+from tunewise.data.tools import calls_text, canonical
+from tunewise.templates.tools import tool_names
 
 _RES = Path(__file__).parent / "resources"
 
@@ -78,26 +87,39 @@ def _map_text(rec: dict, fn) -> dict:
     return {**rec, "text": fn(rec["text"])}
 
 
+def _said(m: dict) -> str:
+    """A turn's text, and an assistant's calls as `name({arguments})` lines after it."""
+    calls = calls_text(m)
+    return "\n".join(([m["content"]] if m["content"] else []) + calls) if calls else m["content"]
+
+
 def record_text(rec: dict) -> str:
-    """The conversation (a pair's chosen one) or the text: what the leakage check compares."""
+    """The conversation (a pair's chosen one) with its calls, and its tools' names, or the text: what the leakage
+    check and near duplicates compare."""
     if "messages" in rec:
-        return "\n".join(f"{m['role']}: {m['content']}" for m in rec["messages"])
+        lines = [f"{m['role']}: {_said(m)}" for m in rec["messages"]]
+        if rec.get("tools"):
+            lines.insert(0, "tools: " + ", ".join(tool_names(rec["tools"])))
+        return "\n".join(lines)
     return rec["text"]
 
 
-def whole_text(rec: dict) -> str:
-    """The whole record, a pair's rejected answer and a KTO label included: what duplicates are found on."""
+def whole_text(rec: dict, schemas: bool = True) -> str:
+    """The whole record, a pair's rejected answer, a KTO label and (`schemas`) the tools' schemas included: what
+    exact duplicates are found on."""
     text = record_text(rec)
     if "rejected" in rec:
         text += f"\nrejected: {rec['rejected']}"
     if "label" in rec:
         text += f"\nlabel: {rec['label']}"
+    if schemas and rec.get("tools"):
+        text += f"\ntool schemas: {canonical(rec['tools'])}"
     return text
 
 
 def _answer(rec: dict) -> str:
     if "messages" in rec:
-        return "\n".join(m["content"] for m in rec["messages"] if m["role"] == "assistant")
+        return "\n".join(_said(m) for m in rec["messages"] if m["role"] == "assistant")
     return rec["text"]
 
 
@@ -178,7 +200,8 @@ def _record_steps(cfg: CleanConfig) -> list[Step]:
 
     def empty(rec):
         if "messages" in rec:
-            bad = next((m["role"] for m in rec["messages"] if m["role"] != "system" and not m["content"].strip()), None)
+            bad = next((m["role"] for m in rec["messages"] if m["role"] not in ("system", "tool")
+                        and not m["content"].strip() and not m.get("tool_calls")), None)
             if bad is None and "rejected" in rec and not rec["rejected"].strip():
                 return "empty rejected answer: a preference pair needs two answers"
             return f"empty {bad} turn" if bad else None
@@ -294,6 +317,8 @@ class Cleaner:
             exact_keys, live = exact_keys[keep], [p for p, k in zip(live, keep) if k]
             texts = [t for t, k in zip(texts, keep) if k]
             exact_pos = live
+        # near duplicates: without the tools' schemas (see the module docstring)
+        texts = [whole_text(out[p][1], schemas=False) if out[p][1].get("tools") else t for p, t in zip(live, texts)]
         band_keys = self.hasher.band_keys(texts) if self._near is not None and live else None
         if self._near is not None and live:
             keep = self._dedup("dedup_near", self._near, band_keys, live, out, self.sink.kept_where)

@@ -166,6 +166,11 @@ def preview_command(cfg, n: int = 3, color: bool = True) -> None:
         console.print(f"[yellow]note: {_esc(note)}[/yellow]")
     elif template.system:
         console.print(f"system prompt for conversations without one: {template.system!r}")
+    if any(r.get("tools") for r in records):
+        how = ("by the tokenizer's own template" if template.tool_format == "native" else
+               "in the hermes form: tools in the system prompt, calls as <tool_call> JSON, results as <tool_response>")
+        console.print(f"records with tools are rendered {_esc(how)} (template.tools: {template.tool_format}); the calls "
+                      "are supervised, tool results and the tools are not")
     console.print("supervised tokens (the loss is computed on them) are shown as [[...]]" + (" in green" if color else ""))
     for i, (rec, enc) in enumerate(zip(records, encoded)):
         side = f" — {rec['side']}" if rec.get("side") else ""

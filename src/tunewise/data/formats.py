@@ -11,6 +11,10 @@ boolean `label` (LLaMA-Factory's `kto_tag` column) is a KTO example: `{"messages
 The answers may be text (alpaca, TRL's standard form), one turn (LLaMA-Factory's sharegpt ranking form) or a
 list of turns (TRL's conversational form; with no separate prompt, both lists hold the whole conversation and
 must share everything before the answer).
+
+Tool calling (#25): a record with tools is `{"messages": [...], "tools": [...]}` in templates/tools.py's form,
+read from OpenAI's messages form or LLaMA-Factory's sharegpt form (function_call / observation turns, a `tools`
+column); `tunewise.data.tools` reads the calls and checks the order. Records without tools are read as before.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
+from tunewise.data import tools as tooldata
 from tunewise.errors import DataError
+from tunewise.templates.tools import ToolError, has_tool_content, normalize_tools
 
-ROLES = {"system", "user", "assistant"}
+ROLES = {"system", "user", "assistant", "tool"}
 
 
 class RecordError(Exception):
@@ -159,11 +165,16 @@ def text_content(value: Any, field: str) -> str:
                       f" ({str(value)[:60]})")
 
 
-def check_messages(msgs: list[dict], *, where_field: str = "messages") -> list[dict]:
-    """Validate roles and order: optional system first, then user/assistant alternating, ending with assistant."""
+def check_messages(msgs: list[dict], *, where_field: str = "messages", tools: list[dict] | None = None,
+                   tools_field: str = "tools") -> list[dict]:
+    """Validate roles and order: optional system first, then user/assistant alternating, ending with assistant.
+    With tools, or calls and results in the turns, `tunewise.data.tools.check_turns` checks the order instead."""
     if not msgs:
         raise RecordError(where_field, "no turns")
     body = msgs[1:] if msgs[0]["role"] == "system" else msgs
+    if tools or has_tool_content(body):
+        tooldata.check_turns(body, where_field, tools or [], tools_field)
+        return msgs
     for i, m in enumerate(body):
         want = "user" if i % 2 == 0 else "assistant"
         if m["role"] != want:
@@ -180,16 +191,29 @@ class _Turns:
     role_tag: str
     content_tag: str
     roles: dict
-    unknown: str = "role must be one of system, user, assistant (got '{role}')"
+    unknown: str = "role must be one of system, user, assistant, tool (got '{role}')"
 
     def one(self, t: Any, at: str) -> dict:
-        if not isinstance(t, dict) or self.role_tag not in t or self.content_tag not in t:
-            raise RecordError(at, f"each turn needs '{self.role_tag}' and '{self.content_tag}'")
+        need = f"each turn needs '{self.role_tag}' and '{self.content_tag}'"
+        if not isinstance(t, dict) or self.role_tag not in t:
+            raise RecordError(at, need)
         raw = t[self.role_tag]
         role = self.roles.get(str(raw).lower(), self.roles.get(raw))
         if role is None:
             raise RecordError(f"{at}.{self.role_tag}", self.unknown.format(role=raw))
-        return {"role": role, "content": text_content(t[self.content_tag], f"{at}.{self.content_tag}")}
+        calls = role == "assistant" and tooldata.has_calls(t)  # OpenAI: content may be missing beside calls
+        if self.content_tag not in t and not calls:
+            raise RecordError(at, need)
+        value, where = t.get(self.content_tag), f"{at}.{self.content_tag}"
+        if role == tooldata.CALL:
+            return tooldata.call_turn(value, where)
+        if role == "tool":
+            as_json = tooldata.json_result(value)
+            return tooldata.result_turn(t, text_content(value, where) if as_json is None else as_json)
+        out = {"role": role, "content": text_content(value, where)}
+        if calls:
+            out["tool_calls"] = tooldata.openai_calls(t, at)
+        return out
 
     def many(self, turns: Any, col: str, missing: str) -> list[dict]:
         if not isinstance(turns, list):
@@ -199,17 +223,23 @@ class _Turns:
 
 def _tagged(roles: dict, tags: dict) -> dict:
     out = dict(roles)
-    for ours, key in (("user", "user_tag"), ("assistant", "assistant_tag"), ("system", "system_tag")):
+    for ours, key in (("user", "user_tag"), ("assistant", "assistant_tag"), ("system", "system_tag"),
+                      ("tool", "observation_tag"), (tooldata.CALL, "function_tag")):
         if key in tags:
             out[tags[key]] = ours
     return out
 
 
+# Tool roles: LLaMA-Factory's function_call and observation (its default function_tag and observation_tag), OpenAI's
+# tool and legacy function (a result).
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
-                   "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "system": "system"}
+                   "chatgpt": "assistant", "bing": "assistant", "bard": "assistant", "system": "system",
+                   "function_call": tooldata.CALL, "observation": "tool", "tool": "tool"}
 _MESSAGE_ROLES = {"system": "system", "user": "user", "assistant": "assistant", "human": "user", "gpt": "assistant",
-                  "model": "assistant"}
-_SHAREGPT_UNKNOWN = "unknown role '{role}'; map it with tags: {{user_tag: ..., assistant_tag: ...}}"
+                  "model": "assistant", "tool": "tool", "function": "tool", "function_call": tooldata.CALL,
+                  "observation": "tool"}
+_SHAREGPT_UNKNOWN = ("unknown role '{role}'; map it with tags: {{user_tag: ..., assistant_tag: ..., function_tag: ..., "
+                     "observation_tag: ...}}")
 
 
 def _sharegpt_turns(tags: dict) -> _Turns:
@@ -221,15 +251,15 @@ def _message_turns(tags: dict) -> _Turns:
     return _Turns(tags.get("role_tag", "role"), tags.get("content_tag", "content"), _tagged(_MESSAGE_ROLES, tags))
 
 
-def _answer(value: Any, col: str, turns: _Turns) -> tuple[list[dict], str]:
-    """An answer given as text, as one turn, or as turns ending with it: (the turns before it, its text)."""
+def _answer(value: Any, col: str, turns: _Turns) -> tuple[list[dict], dict]:
+    """An answer given as text, as one turn, or as turns ending with it: (the turns before it, its turn)."""
     is_turns = isinstance(value, list) and value and isinstance(value[0], dict) and "type" not in value[0]
     if not (isinstance(value, dict) or is_turns):
-        return [], text_content(value, col)
+        return [], {"role": "assistant", "content": text_content(value, col)}
     msgs = [turns.one(value, col)] if isinstance(value, dict) else turns.many(value, col, "")
     if msgs[-1]["role"] != "assistant":
         raise RecordError(col, f"ends with a '{msgs[-1]['role']}' turn, but an answer must be the assistant's")
-    return msgs[:-1], msgs[-1]["content"]
+    return msgs[:-1], msgs[-1]
 
 
 def _as_bool(v: Any, lenient: bool) -> bool | None:
@@ -258,9 +288,21 @@ def _label(row: dict, columns: dict) -> bool | None:
     return label
 
 
-def _single(msgs: list[dict], row: dict, columns: dict, where_field: str) -> dict:
-    rec: dict = {"messages": check_messages(msgs, where_field=where_field)}
+def _tools(row: dict, columns: dict, default: str | None = "tools") -> tuple[list[dict], str]:
+    """The row's tools (`columns.tools`, else the `default` column; alpaca has none unless named) and the column."""
+    col = columns.get("tools", default)
+    if col is None or col not in row:
+        return [], col or "tools"
+    return normalize_tools(row[col], col), col
+
+
+def _single(msgs: list[dict], row: dict, columns: dict, where_field: str, tools: tuple = ([], "tools")) -> dict:
     label = _label(row, columns)
+    if label is not None:
+        tooldata.refuse_in_preference(msgs, tools[0], columns.get("kto_tag", where_field))
+    rec: dict = {"messages": check_messages(msgs, where_field=where_field, tools=tools[0], tools_field=tools[1])}
+    if tools[0]:
+        rec["tools"] = tools[0]
     if label is not None:
         rec["label"] = label
     return rec
@@ -277,6 +319,8 @@ def _pair(prompt: list[dict], row: dict, columns: dict, turns: _Turns, prompt_co
                           "with a KTO label, not both")
     before_c, chosen = _answer(row[chosen_col], chosen_col, turns)
     before_r, rejected = _answer(row[rejected_col], rejected_col, turns)
+    tooldata.refuse_in_preference(prompt + before_c + before_r + [chosen, rejected], _tools(row, columns)[0], chosen_col)
+    chosen, rejected = chosen["content"], rejected["content"]
     if before_c != before_r:  # two whole conversations (TRL's implicit prompt) that do not share their prompt
         at = next((i for i, (x, y) in enumerate(zip(before_c, before_r)) if x != y), min(len(before_c), len(before_r)))
         raise RecordError(rejected_col, f"its conversation differs from the chosen one's at turn {at + 1}, before the "
@@ -312,7 +356,8 @@ def alpaca(row: dict, columns: dict, tags: dict) -> dict:
     if pair:
         style = _turn_style(row.get(_pair_columns(columns)[0]))
         return _pair(msgs, row, columns, _sharegpt_turns({}) if style == "sharegpt" else _message_turns({}), c["prompt"])
-    return _single(msgs + [{"role": "assistant", "content": response}], row, columns, "messages")
+    answer = {"role": "assistant", "content": response}
+    return _single(msgs + [answer], row, columns, "messages", _tools(row, columns, None))
 
 
 @register("sharegpt")
@@ -325,10 +370,10 @@ def sharegpt(row: dict, columns: dict, tags: dict) -> dict:
     if system:
         msgs.append({"role": "system", "content": system})
     if col in row or not pair:  # a pair may carry its prompt in the answers' conversations instead
-        msgs += turns.many(row.get(col), col, "missing or not a list of turns")
+        msgs += tooldata.split_parallel_results(turns.many(row.get(col), col, "missing or not a list of turns"))
     if pair:
         return _pair(msgs, row, columns, turns, col)
-    return _single(msgs, row, columns, col)
+    return _single(msgs, row, columns, col, _tools(row, columns))
 
 
 @register("messages")
@@ -349,8 +394,8 @@ def messages(row: dict, columns: dict, tags: dict) -> dict:
     completion_col = columns.get("response", "completion")
     if col == prompt_col and completion_col in row:
         before, answer = _answer(row[completion_col], completion_col, turns)
-        msgs = msgs + before + [{"role": "assistant", "content": answer}]
-    return _single(msgs, row, columns, col)
+        msgs = msgs + before + [answer]
+    return _single(msgs, row, columns, col, _tools(row, columns))
 
 
 @register("text")
@@ -375,4 +420,7 @@ def check_columns(row: dict, columns: dict) -> None:
 
 
 def convert(row: dict[str, Any], fmt: str, columns: dict, tags: dict) -> dict:
-    return get(fmt)(row, columns, tags)
+    try:
+        return get(fmt)(row, columns, tags)
+    except ToolError as e:  # unusable tool data is a bad record like any other: dropped with its file and line
+        raise RecordError(e.field, e.reason) from None

@@ -25,7 +25,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from tunewise.config.schema import PREFERENCE_STAGES, Config, DatasetSpec
-from tunewise.data import formats, preference, readers
+from tunewise.data import formats, preference, readers, tools
 from tunewise.data.clean import CHUNK, Cleaner, Item, Sink, find_leakage, leak_entry
 from tunewise.data.readers import BadRow
 from tunewise.data.spill import DropLog, Spill, iter_indices
@@ -457,6 +457,7 @@ def _split_mix_write(cfg: Config, spill: Spill, per: dict, steps: list, n_pool: 
     if n_train + n_val > len(train) + len(val):
         steps.append({"step": "kto_split", "before": len(train) + len(val), "after": n_train + n_val})
     prefs = preference.counts(spill.kinds(), train, val, cfg.train.stage)
+    tool_stats = tools.counts(*spill.tool_counts(), train, val)
     return {
         "num_train": n_train, "num_val": n_val, "num_dropped": len(spill.drops),
         "steps": steps,
@@ -468,6 +469,7 @@ def _split_mix_write(cfg: Config, spill: Spill, per: dict, steps: list, n_pool: 
         "augmented": len(added),
         "seed": cfg.train.seed,
         **({"preference": prefs} if prefs else {}),
+        **({"tools": tool_stats} if tool_stats else {}),
     }
 
 

@@ -54,6 +54,11 @@ def format_summary(stats: dict) -> str:
         good, bad = pref["desirable"], pref["undesirable"]
         lines.append(f"  kto: train {good['train']} desirable / {bad['train']} undesirable; "
                      f"val {good['val']} / {bad['val']}")
+    if tools := stats.get("tools"):
+        t = {k: f"{v['train']} / {v['val']}" for k, v in tools.items()}
+        lines.append(f"  tools (train / val): {t['records_with_tools']} records with tools, {t['tool_calls']} calls, "
+                     f"{t['parallel_call_turns']} turns with parallel calls, {t['tools_but_no_call']} records with "
+                     "tools but no call")
     per = stats.get("datasets") or {}
     if per:
         lines.append(f"  {'dataset':<16} {'read':>7} {'dropped':>8} {'train':>7} {'val':>6}  share (requested)")

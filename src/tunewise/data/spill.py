@@ -21,6 +21,7 @@ import numpy as np
 
 from tunewise.data.clean import where_of
 from tunewise.data.preference import PAIR, kind, kto_examples
+from tunewise.data.tools import counts_of
 from tunewise.fileio import atomic_path
 
 
@@ -83,6 +84,8 @@ class Spill:
         self._offsets = array("q", [0])  # line i is bytes offsets[i]:offsets[i+1]
         self._src = array("I")
         self._kind = array("B")  # tunewise.data.preference.kind of each record, for the counts in stats.json
+        # tools, calls and parallel-call turns of each record (tunewise.data.tools.counts_of), for the same
+        self._has_tools, self._calls, self._parallel = array("B"), array("I"), array("I")
         self.sources: list[str] = []
         self._source_id: dict[str, int] = {}
         self.keys_path: Path | None = None
@@ -108,6 +111,10 @@ class Spill:
         self._offsets.append(self._offsets[-1] + len(line))
         self._src.append(self.source_id(rec["source"]))
         self._kind.append(kind(rec))
+        has_tools, calls, parallel = counts_of(rec)
+        self._has_tools.append(has_tools)
+        self._calls.append(calls)
+        self._parallel.append(parallel)
         if band_keys is not None and self._keys_w is not None:
             if self._n_keys != len(self._src) - 1:
                 raise RuntimeError("band keys must be given for every spilled record or for none")
@@ -145,6 +152,11 @@ class Spill:
     def kinds(self) -> np.ndarray:
         """The kind of every spilled record (plain, pair, KTO desirable or undesirable: tunewise.data.preference)."""
         return np.array(self._kind, dtype=np.uint8)
+
+    def tool_counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per record: whether it has tools, its calls, its assistant turns with parallel calls."""
+        return (np.array(self._has_tools, dtype=np.uint8), np.array(self._calls, dtype=np.int64),
+                np.array(self._parallel, dtype=np.int64))
 
     def band_key_blocks(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
         """(first index, (n, bands) uint64 keys) for consecutive blocks of the records that have band keys."""
