@@ -382,7 +382,8 @@ def stop_label_check(tokenizer, template, records: list[dict], *, max_length: in
     for rec in records[:limit]:
         if "messages" not in rec:
             continue
-        e = encode_messages(tokenizer, template, rec["messages"], max_length=max_length, train_on_prompt=train_on_prompt)
+        e = encode_messages(tokenizer, template, rec["messages"], max_length=max_length, train_on_prompt=train_on_prompt,
+                            tools=rec.get("tools"))
         if e.truncated_tokens:
             continue  # a cut-off answer loses its stop token for another reason (see the truncation rule)
         checked += 1
@@ -479,7 +480,8 @@ def gather_facts(cfg: Config, *, nproc: int = 1, explicit: frozenset[str] | None
         for rec in prepared.train:
             if "messages" not in rec:
                 continue
-            e = encode_messages(tok, tpl, rec["messages"], max_length=10 ** 9, train_on_prompt=cfg.data.train_on_prompt)
+            e = encode_messages(tok, tpl, rec["messages"], max_length=10 ** 9, train_on_prompt=cfg.data.train_on_prompt,
+                                tools=rec.get("tools"))
             lengths.append(len(e.input_ids))
             supervised.append(sum(1 for x in e.labels if x != IGNORE))
     else:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from tunewise.templates.tools import ToolError, call_name_args, has_tool_content, normalize_call, tool_names
-from tunewise.templates.tools import _json_value as _json  # the same "not valid JSON" message as the core's
+from tunewise.templates.tools import json_field as _json  # the same "not valid JSON" message as the core's
 
 CALL = "function_call"  # the role, while reading, of LLaMA-Factory's turn that holds calls: it becomes an assistant turn
 

@@ -48,7 +48,7 @@ class ToolError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------- normalising
-def _json_value(value: Any, at: str, what: str) -> Any:
+def json_field(value: Any, at: str, what: str) -> Any:
     if isinstance(value, str):
         try:
             return json.loads(value)
@@ -67,7 +67,7 @@ def normalize_tool(raw: Any, at: str) -> dict:
     """One tool in OpenAI's form {"type": "function", "function": {name, description, parameters}}, from that form
     or from LLaMA-Factory's bare {name, description, parameters}. The schema is kept whole (native templates
     print it whole); the hermes rendering reduces it as Ollama does (`ollama_tool`)."""
-    raw = _json_value(raw, at, "a tool")
+    raw = json_field(raw, at, "a tool")
     if not isinstance(raw, dict):
         raise ToolError(at, f"a tool must be an object with a name, got {type(raw).__name__}")
     fn = raw["function"] if isinstance(raw.get("function"), dict) else raw
@@ -77,7 +77,7 @@ def normalize_tool(raw: Any, at: str) -> dict:
     desc = fn.get("description") or ""
     if not isinstance(desc, str):
         raise ToolError(f"{at}.description", "must be text")
-    params = _json_value(fn.get("parameters") or {"type": "object", "properties": {}}, f"{at}.parameters", "parameters")
+    params = json_field(fn.get("parameters") or {"type": "object", "properties": {}}, f"{at}.parameters", "parameters")
     if not isinstance(params, dict):
         raise ToolError(f"{at}.parameters", "must be a JSON schema object")
     return {"type": "function", "function": {"name": name, "description": desc, "parameters": params}}
@@ -88,7 +88,7 @@ def normalize_tools(value: Any, at: str) -> list[dict]:
     empty string is no tools. Names must be unique."""
     if value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, float) and value != value):
         return []
-    value = _json_value(value, at, "tools")
+    value = json_field(value, at, "tools")
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, list):
@@ -107,13 +107,13 @@ def normalize_call(raw: Any, at: str) -> dict:
     """One call in OpenAI's form with the arguments as an object: {"type": "function", "function": {"name",
     "arguments": {...}}} (an `id` is kept). Accepts OpenAI's form (arguments as a JSON string or an object) and
     LLaMA-Factory's {"name", "arguments"} (or "parameters")."""
-    raw = _json_value(raw, at, "a function call")
+    raw = json_field(raw, at, "a function call")
     if not isinstance(raw, dict):
         raise ToolError(at, f"a function call must be an object with a name and arguments, got {type(raw).__name__}")
     fn = raw["function"] if isinstance(raw.get("function"), dict) else raw
     name = check_name(fn.get("name"), f"{at}.name")
     key = "arguments" if "arguments" in fn else "parameters" if "parameters" in fn else None
-    args = _json_value(fn[key], f"{at}.{key}", f"'{key}'") if key else {}
+    args = json_field(fn[key], f"{at}.{key}", f"'{key}'") if key else {}
     if args is None:
         args = {}
     if not isinstance(args, dict):
