@@ -133,10 +133,37 @@ class RunDir:
         return load_tokenizer(self.resolved_model.path, self.config.model.trust_remote_code)
 
     @functools.cached_property
+    def uses_tools(self) -> bool:
+        """Whether the run trained on conversations with tools: a record of data/train.jsonl or data/val.jsonl offers
+        tools or holds a call or a tool's result. Export then writes a tools-capable Ollama TEMPLATE and verifies a
+        tool prompt. Only lines that name one of those keys are parsed, and the scan stops at the first hit."""
+        keys = ('"tools"', '"tool_calls"', '"tool"')
+        for path in (self.train_data, self.val_data):
+            if not path.exists():
+                continue
+            with open(path, encoding="utf-8-sig") as f:
+                for line in f:
+                    if any(k in line for k in keys) and _has_tools(line):
+                        return True
+        return False
+
+    @functools.cached_property
     def model_type(self) -> str:
         from tunewise.models.load import model_type_of
 
         return model_type_of(self.config, self.resolved_model.path)
+
+
+def _has_tools(line: str) -> bool:
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError:
+        return False  # a damaged line is for the reader that trains on it to name, not for this question
+    if not isinstance(rec, dict):
+        return False
+    msgs = rec.get("messages") if isinstance(rec.get("messages"), list) else []
+    return bool(rec.get("tools")) or any(isinstance(m, dict) and (m.get("role") == "tool" or m.get("tool_calls"))
+                                         for m in msgs)
 
 
 _REMOTE_CODE = {"allowed": False}

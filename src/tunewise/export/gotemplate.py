@@ -3,9 +3,15 @@
 Ollama renders a Modelfile TEMPLATE with Go's text/template. To check, without Ollama, that the
 TEMPLATE we write turns a conversation into exactly the text the model was trained on, we render it
 here. Supported: text, `{{ .Field }}`, `{{ $.Field }}`, `{{ $var }}`, `{{ $v := ... }}`, `{{ $v = ... }}`,
-`if / else if / else / end`, `range [$i, $m :=] ... / end`, the functions eq, ne, and, or, not, len,
-slice, string literals, parentheses and the `{{-` / `-}}` whitespace trims. Anything else is an error,
-so a template that uses more than we can check is never silently "verified".
+`if / else if / else / end`, `range [$i, $m :=] ... / end` over lists, the functions eq, ne, and, or, not,
+len, slice and json, string literals, parentheses and the `{{-` / `-}}` whitespace trims. Anything else is
+an error, so a template that uses more than we can check is never silently "verified".
+
+Tools (`ollama_values(messages, tools)`): the values are the Go types Ollama's Execute hands a template
+(template.go: templateMessage, templateTool, templateToolCall, templateArgs), with what Go does when one is
+printed (`{{ . }}` calls its String method: JSON for a tool and for a call's arguments) or passed to `json`
+(json.Marshal: compact, HTML-escaped, struct fields in declaration order, map keys sorted). A value Go would
+print in fmt's `{...}` / `map[...]` form, or a field the Go type lacks, is an error here too.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from tunewise.templates.tools import go_json, normalize_call, ollama_tool
 
 _ACTION = re.compile(r"\{\{(-?)\s*(.*?)\s*(-?)\}\}", re.S)
 _TOKEN = re.compile(r'\s*(?:(\()|(\))|("(?:[^"\\]|\\.)*")|(:=|=)|([^\s()]+))')
@@ -132,29 +140,82 @@ def parse(src: str) -> list[_Node]:
     return nodes
 
 
-def _truth(v: Any) -> bool:
-    return bool(v) if v is not None else False
+class GoStruct(dict):
+    """A Go struct value: its fields by name (a dict, so tests can read them), the Go type's name, how `{{ . }}`
+    prints it (its String method; None: Go would print fmt's `{...}` form, which no template wants) and how `json`
+    marshals it (None: not needed by any TEMPLATE we check, so refused), and whether `if` holds it true (a struct
+    always is; a map such as templateArgs only when it is not empty)."""
+
+    def __init__(self, type_name: str, fields: dict, *, printed: str | None = None, marshalled: str | None = None,
+                 truth: bool = True):
+        super().__init__(fields)
+        self.type_name, self.printed, self.marshalled, self.truth = type_name, printed, marshalled, truth
 
 
 def _field(obj: Any, name: str) -> Any:
     for part in name.split("."):
         if not part:
             continue
-        if isinstance(obj, dict):
-            if part not in obj:
-                return None
+        if isinstance(obj, GoStruct):
+            if part not in obj:  # Go: "can't evaluate field X in type Y"
+                raise GoTemplateError(f"can't evaluate field {part} in type {obj.type_name}")
             obj = obj[part]
+        elif isinstance(obj, dict):  # the values map: a missing key is the zero value (missingkey=zero)
+            obj = obj.get(part)
+        elif obj is None:
+            return None
         else:
-            obj = getattr(obj, part, None)
+            raise GoTemplateError(f"can't evaluate field {part} in a {type(obj).__name__}")
     return obj
+
+
+def _truth(v: Any) -> bool:
+    if isinstance(v, GoStruct):
+        return v.truth
+    return bool(v) if v is not None else False
+
+
+def _json(v: Any) -> str:
+    """Ollama's `json` function: Go's json.Marshal of the value."""
+    if isinstance(v, GoStruct):
+        if v.marshalled is None:
+            raise GoTemplateError(f"json of a {v.type_name} is not supported by this checker")
+        return v.marshalled
+    if isinstance(v, list):
+        return "[" + ",".join(_json(x) for x in v) + "]"
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return go_json(v)
+    raise GoTemplateError(f"json of a {type(v).__name__} is not supported by this checker")
+
+
+def _print(v: Any) -> str:
+    """What `{{ value }}` writes: strings and numbers as they are, a Stringer's String(); Go's fmt form of a struct,
+    slice or map is refused (a template that prints one is broken, not something to reproduce)."""
+    if v is None:
+        return ""
+    if v is True or v is False:
+        return "true" if v else "false"
+    if isinstance(v, (str, int, float)):
+        return str(v)
+    if isinstance(v, GoStruct) and v.printed is not None:
+        return v.printed
+    kind = v.type_name if isinstance(v, GoStruct) else type(v).__name__
+    raise GoTemplateError(f"printing a {kind} would write Go's fmt form of it; print its fields or use json")
+
+
+def _len(a: Any) -> int:
+    if isinstance(a, GoStruct) or not hasattr(a, "__len__"):
+        raise GoTemplateError(f"len of a {getattr(a, 'type_name', type(a).__name__)} is not supported by this checker")
+    return len(a)
 
 
 _FUNCS = {
     "eq": lambda a, *bs: any(a == b for b in bs),
     "ne": lambda a, b: a != b,
     "not": lambda a: not _truth(a),
-    "len": lambda a: len(a),
+    "len": lambda a: _len(a),
     "slice": lambda a, *ix: a[ix[0]:ix[1]] if len(ix) > 1 else a[ix[0]:] if ix else a,
+    "json": _json,
 }
 
 
@@ -240,8 +301,7 @@ def _run(nodes: list[_Node], dot: Any, scope: _Scope, out: list[str]) -> None:
         if n.kind == "text":
             out.append(n.text)
         elif n.kind == "expr":
-            v = _eval(n.expr, dot, scope)
-            out.append("" if v is None else ("true" if v is True else "false" if v is False else str(v)))
+            out.append(_print(_eval(n.expr, dot, scope)))
         elif n.kind == "assign":
             scope.set(n.names[0], _eval(n.expr, dot, scope), n.declare)
         elif n.kind == "if":
@@ -249,7 +309,12 @@ def _run(nodes: list[_Node], dot: Any, scope: _Scope, out: list[str]) -> None:
             _run(n.body if _truth(_eval(n.expr, dot, scope)) else n.orelse, dot, scope, out)
             scope.frames.pop()
         elif n.kind == "range":
-            seq = _eval(n.expr, dot, scope) or []
+            seq = _eval(n.expr, dot, scope)
+            if seq is None:
+                seq = []
+            if not isinstance(seq, list):  # Go also ranges over maps (sorted keys) and ints: not needed, so refused
+                kind = seq.type_name if isinstance(seq, GoStruct) else type(seq).__name__
+                raise GoTemplateError(f"range over a {kind} is not supported by this checker")
             if not seq:
                 _run(n.orelse, dot, scope, out)
             for i, item in enumerate(seq):
@@ -270,14 +335,114 @@ def render(src: str, data: dict) -> str:
     return "".join(out)
 
 
-def ollama_values(messages: list[dict]) -> dict:
-    """What Ollama passes to a chat TEMPLATE (template.go `collate`): consecutive messages of one role
-    merged with a blank line, system messages kept in .Messages and also joined into .System."""
-    system = [m["content"] for m in messages if m["role"] == "system"]
-    collated: list[dict] = []
-    for m in messages:
-        if collated and collated[-1]["Role"] == m["role"]:
-            collated[-1]["Content"] += "\n\n" + m["content"]
+def ollama_values(messages: list[dict], tools: list[dict] | None = None) -> dict:
+    """What Ollama's Execute passes to a chat TEMPLATE (template.go): `collate` merges consecutive messages of one
+    role with a blank line, except tool messages, each of which keeps its own turn (and only the first message of a
+    merged run keeps its tool calls, as Go's merge into the first message does); system messages stay in .Messages
+    and are also joined into .System. Messages, calls and tools are the template types Ollama converts them to."""
+    system = [m.get("content") or "" for m in messages if m["role"] == "system"]
+    collated: list[GoStruct] = []
+    for i, m in enumerate(messages):
+        if collated and collated[-1]["Role"] == m["role"] and m["role"] != "tool":
+            collated[-1]["Content"] += "\n\n" + (m.get("content") or "")
         else:
-            collated.append({"Role": m["role"], "Content": m["content"]})
-    return {"System": "\n\n".join(system), "Messages": collated, "Prompt": "", "Response": "", "Tools": None}
+            collated.append(_message(m, f"messages[{i}]"))
+    return {"System": "\n\n".join(system), "Messages": collated, "Tools": [_tool(t) for t in tools] if tools else None,
+            "Response": "", "Think": False, "ThinkLevel": "", "IsThinkSet": False}
+
+
+def _message(m: dict, at: str) -> GoStruct:
+    calls = [_call(normalize_call(c, f"{at}.tool_calls[{j}]")) for j, c in enumerate(m.get("tool_calls") or [])]
+    return GoStruct("templateMessage", {
+        "Role": m["role"], "Content": m.get("content") or "", "Thinking": "", "Images": None,
+        "ToolCalls": calls or None, "ToolName": m.get("tool_name") or m.get("name") or "",
+        "ToolCallID": m.get("tool_call_id") or ""})
+
+
+def _call(call: dict) -> GoStruct:
+    """templateToolCall {ID, Function {Name, Arguments}}: Arguments is templateArgs, whose String() and json are
+    Go's json.Marshal of a map (keys sorted). The call itself has no String method and is not needed as JSON."""
+    fn = call["function"]
+    args = fn.get("arguments") or {}
+    arguments = GoStruct("templateArgs", {}, printed=go_json(args), marshalled=go_json(args), truth=bool(args))
+    return GoStruct("templateToolCall", {
+        "ID": call.get("id") or "",
+        "Function": GoStruct("templateToolCallFunction", {"Name": fn["name"], "Arguments": arguments})})
+
+
+def _tool(tool: dict) -> GoStruct:
+    """templateTool as Ollama builds it from the request's tool (tools.ollama_tool: the fields Ollama keeps, in its
+    struct order): printed (its String method) and marshalled alike; its parts can be read field by field."""
+    t = ollama_tool(tool)
+    fn, params = t["function"], t["function"]["parameters"]
+    props = params["properties"]
+    properties = GoStruct("templateProperties", {}, printed="{}" if props is None else go_json(props, sort_keys=False),
+                          marshalled=go_json(props, sort_keys=False), truth=bool(props))
+    parameters = GoStruct("templateToolFunctionParameters", {
+        "Type": params["type"], "Defs": params.get("$defs"), "Items": params.get("items"),
+        "Required": params.get("required"), "Properties": properties}, marshalled=go_json(params, sort_keys=False))
+    function = GoStruct("templateToolFunction", {"Name": fn["name"], "Description": fn["description"],
+                                                 "Parameters": parameters}, marshalled=go_json(fn, sort_keys=False))
+    text = go_json(t, sort_keys=False)
+    return GoStruct("templateTool", {"Type": t["type"], "Items": None, "Function": function}, printed=text,
+                    marshalled=text)
+
+
+# ------------------------------------------------------------------------------------------- what Ollama reads
+def _top_fields(toks: list[str]) -> list[str]:
+    """The field words (`.A.B`) of an action outside parentheses: Go's FieldNode arguments of its command."""
+    out, depth = [], 0
+    for t in toks:
+        depth += {"(": 1, ")": -1}.get(t, 0)
+        if depth == 0 and t.startswith(".") and t != ".":
+            out.append(t)
+    return out
+
+
+def tool_call_tag(src: str) -> str:
+    """The tag Ollama's tool parser looks for in a model's answer, found in the TEMPLATE as tools/template.go
+    parseTag finds it: the first `{{ if }}` whose condition names .ToolCalls as a field, then the first text in it
+    that is not blank (looking into a first nested if/range, stopping at any action), cut at '{' and stripped.
+    '{' (parse bare JSON objects) when there is none."""
+    def find_if(nodes: list[_Node]) -> _Node | None:
+        for n in nodes:
+            if n.kind == "if" and any("ToolCalls" in f.split(".") for f in _top_fields(n.expr)):
+                return n
+            if n.kind in ("if", "range"):
+                found = find_if(n.body) or find_if(n.orelse)
+                if found:
+                    return found
+        return None
+
+    def first_text(nodes: list[_Node]) -> str | None:
+        for n in nodes:
+            if n.kind == "text":
+                if n.text.strip():
+                    return n.text
+                continue
+            if n.kind in ("if", "range"):
+                return first_text(n.body) or first_text(n.orelse)
+            return None  # an action: Go stops looking
+        return None
+
+    block = find_if(parse(src))
+    text = first_text(block.body) if block else None
+    tag = (text or "").replace("\r\n", "\n").split("{", 1)[0].strip()
+    return tag or "{"
+
+
+def template_vars(src: str) -> set[str]:
+    """The identifiers a TEMPLATE names, lower-cased, as Ollama's Template.Vars lists them: `tools` among them is
+    what gives the model Ollama's tools capability (without it, a request with tools is refused)."""
+    out: set[str] = set()
+
+    def walk(nodes: list[_Node]) -> None:
+        for n in nodes:
+            for t in n.expr:  # Go's Identifiers: field and variable words of commands (not declared names)
+                if t.startswith((".", "$")) and t != ".":
+                    out.update(p.lower() for p in t.split(".") if p)
+            walk(n.body)
+            walk(n.orelse)
+
+    walk(parse(src))
+    return out

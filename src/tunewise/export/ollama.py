@@ -4,6 +4,15 @@ The TEMPLATE is the Ollama form kept in the run's registry template record (temp
 named by template.json's `registry`). A template the run took from its tokenizer was matched, when training, to
 the registry template that renders the same text; one that matches none cannot be exported to Ollama (we never
 write a TEMPLATE we cannot show to be equivalent), and `check_equivalent` renders both forms before any export.
+
+A run trained with tools gets the record's tools form (`ollama_tools`), which renders the hermes form
+(templates/tools.py) from Ollama's own values: the tools block from .Tools, each call from .ToolCalls, each tool
+result as a <tool_response> user turn. Besides rendering like training, such a TEMPLATE must be one Ollama treats
+as tools-capable: it names .Tools (else Ollama refuses requests with tools), its first `{{ if .ToolCalls }}` block
+starts with `<tool_call>` (the tag Ollama's parser looks for in the answer; another tag would leave the model's
+calls as plain text), and it holds `tool_response` (what makes Ollama keep it over a GGUF chat template that also
+renders tools, which would not render them as training did). A run whose tokenizer template rendered tools
+itself (template.tools: native) has no such form: no Go TEMPLATE can be shown to render as its Jinja does.
 """
 
 from __future__ import annotations
@@ -11,13 +20,70 @@ from __future__ import annotations
 import json
 
 from tunewise.errors import RunError
-from tunewise.export.gotemplate import ollama_values, render
+from tunewise.export.gotemplate import GoTemplateError, ollama_values, render, template_vars, tool_call_tag
 from tunewise.templates import PROBES, ChatTemplate, registry_entry, registry_equivalent
+from tunewise.templates.tools import CALL_OPEN, NATIVE, RESPONSE_OPEN, TOOLS_HEAD, TOOLS_TAIL
+
+# Conversations with tools the equivalence check renders (besides PROBES): with and without a system prompt, a
+# call to make, a call made and its result, parallel calls with text before them (two results, each its own turn),
+# the answer after them and a follow-up; calls without tools offered; arguments and results that Go's JSON escapes
+# (<, >, &), sorts (keys) or writes differently (1.0 as 1), non-ASCII text, and a schema with fields Ollama drops.
+_WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city <as typed> & nothing else.",
+    "parameters": {"type": "object", "properties": {
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "default": "celsius"},
+        "city": {"type": "string", "description": "City name"}}, "required": ["city"]}}}
+_CONVERT = {"type": "function", "function": {
+    "name": "convert_units", "description": "Convert a value between units.",
+    "parameters": {"type": "object", "properties": {
+        "value": {"type": "number", "minimum": 0}, "to_unit": {"type": "string"}, "from_unit": {"type": "string"}},
+        "required": ["value", "from_unit", "to_unit"]}}}
+_NOW = {"type": "function", "function": {"name": "now", "description": "",
+                                         "parameters": {"type": "object", "properties": {}}}}
 
 
-def ollama_template(template: ChatTemplate) -> str:
+def _call(name: str, args: dict) -> dict:
+    return {"type": "function", "function": {"name": name, "arguments": args}}
+
+
+TOOL_PROBES: list[tuple[list[dict], list[dict] | None]] = [
+    ([{"role": "user", "content": "Weather in Paris?"}], [_WEATHER, _CONVERT]),
+    ([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "巴黎天气怎么样？"}], [_WEATHER]),
+    ([{"role": "user", "content": "What time is it?"},
+      {"role": "assistant", "content": "", "tool_calls": [_call("now", {})]},
+      {"role": "tool", "name": "now", "content": "{\"time\": \"09:30\"}"}], [_NOW, _WEATHER]),
+    ([{"role": "system", "content": "You are a helpful assistant.\nAnswer in English."},
+      {"role": "user", "content": "Weather in A&B <x>, and 1 km in mi?"},
+      {"role": "assistant", "content": "Checking both.", "tool_calls": [
+          _call("get_weather", {"unit": "celsius", "city": "A&B <x>"}),
+          _call("convert_units", {"value": 1.0, "to_unit": "mi", "from_unit": "km"})]},
+      {"role": "tool", "name": "get_weather", "content": "{\"temp\": 18, \"note\": \"<b>dry</b> & calm\"}"},
+      {"role": "tool", "name": "convert_units", "content": "0.62"},
+      {"role": "assistant", "content": "18 °C and dry; 1 km is 0.62 mi."},
+      {"role": "user", "content": "And 2.5 kg?"}], [_WEATHER, _CONVERT]),
+    ([{"role": "user", "content": "Tokyo?"}, {"role": "assistant", "content": "", "tool_calls": [
+        _call("get_weather", {"city": "東京"}),
+        _call("get_weather", {"city": "Tokyo", "unit": "fahrenheit", "extra": {"z": [2.5, 3.0], "a": None}})]},
+      {"role": "tool", "content": "a"}, {"role": "tool", "content": "b"},
+      {"role": "assistant", "content": "Both done."}, {"role": "user", "content": "Thanks"}], None),
+]
+
+
+# The tools block as a TEMPLATE writes it: templates/tools.tools_block with each tool from .Tools, printed by Go.
+_TOOLS_GO = TOOLS_HEAD + "{{ range $.Tools }}\n{{ json . }}{{ end }}" + TOOLS_TAIL
+
+
+def ollama_template(template: ChatTemplate, tools: bool = False) -> str:
     """The Ollama TEMPLATE of the run's chat template: the Ollama form its registry record holds (template.json
-    names the record; a run trained before it did is matched by rendering, once)."""
+    names the record; a run trained before it did is matched by rendering, once); `tools`: the run trained with
+    tools, so the record's tools form."""
+    if tools and template.tool_format == NATIVE:
+        raise RunError(
+            f"the run rendered tools with its tokenizer's own chat template ('{template.name}', template.tools: "
+            "native), and no Ollama TEMPLATE can be shown to render tools exactly as that Jinja template does",
+            where="template.json (tools: native)",
+            fix="train with template.tools: hermes, or export without --ollama (the GGUF embeds the tokenizer's "
+                "template)")
     name = template.registry or registry_equivalent(template)
     if name is None:
         raise RunError(
@@ -26,13 +92,19 @@ def ollama_template(template: ChatTemplate) -> str:
             fix="train with a registry template (template.name: chatml, qwen, llama3, gemma, mistral, plain), "
                 "or export without --ollama and use the GGUF's embedded chat template",
         )
-    return registry_entry(name)["ollama"].replace("{eos}", template.eos_token or "")
+    entry = registry_entry(name)
+    if tools and not entry.get("ollama_tools"):
+        raise RunError(f"the registry template '{name}' has no Ollama form that carries tools", where="template.json",
+                       fix="train with a registry template that has one (template.name: chatml, qwen, llama3, gemma, "
+                           "mistral, plain), or export without --ollama")
+    form = entry["ollama_tools"].replace("{tools}", _TOOLS_GO) if tools else entry["ollama"]
+    return form.replace("{eos}", template.eos_token or "")
 
 
-def render_ollama(go_template: str, messages: list[dict], bos_token: str = "") -> str:
-    """The prompt text Ollama builds for `messages` (ending with a user turn), with the BOS the
+def render_ollama(go_template: str, messages: list[dict], bos_token: str = "", tools: list[dict] | None = None) -> str:
+    """The prompt text Ollama builds for `messages` (ending with a user or tool turn) and `tools`, with the BOS the
     tokenizer adds written out, so it is comparable with the training render."""
-    return bos_token + render(go_template, ollama_values(messages))
+    return bos_token + render(go_template, ollama_values(messages, tools))
 
 
 def training_bos(template: ChatTemplate) -> bool:
@@ -48,16 +120,36 @@ def training_bos(template: ChatTemplate) -> bool:
     return all(marked.render(p, add_generation_prompt=True).startswith("\x00BOS\x00") for p in PROBES)
 
 
-def check_equivalent(go_template: str, template: ChatTemplate) -> list[str]:
-    """Probe conversations whose Ollama render differs from the training render (empty = equivalent)."""
+def tools_problems(go_template: str) -> list[str]:
+    """Why Ollama would not run `go_template` as a tools model (empty: it would): see the module doc."""
+    out = []
+    if "tools" not in template_vars(go_template):
+        out.append("it never reads .Tools, so Ollama would refuse requests with tools")
+    tag = tool_call_tag(go_template)
+    if tag != CALL_OPEN:
+        out.append(f"Ollama's tool parser would look for {tag!r} in answers, not {CALL_OPEN!r} (the first "
+                   "{{ if .ToolCalls }} block must start with it), so the model's calls would stay plain text")
+    if RESPONSE_OPEN.strip("<>") not in go_template:
+        out.append("it holds no 'tool_response', so Ollama may prefer a GGUF chat template that renders tools")
+    return out
+
+
+def check_equivalent(go_template: str, template: ChatTemplate, tools: bool = False) -> list[str]:
+    """Probe conversations whose Ollama render differs from the training render (empty = equivalent); `tools`:
+    also the tool probes (conversations with tools, calls and results) and what makes Ollama use the tools."""
     bos = template.bos_token if training_bos(template) else ""
-    bad = []
-    for p in PROBES:
-        want = template.render(p, add_generation_prompt=True)
+    bad = tools_problems(go_template) if tools else []
+    for p, offered in [(p, None) for p in PROBES] + (TOOL_PROBES if tools else []):
+        want = template.render(p, add_generation_prompt=True, tools=offered)
         # Ollama gives the Modelfile's SYSTEM to a conversation without a system message, as training did.
-        got = render_ollama(go_template, template.with_system(p), bos)
+        try:
+            got = render_ollama(go_template, template.with_system(p), bos, tools=offered)
+        except GoTemplateError as e:  # Ollama would fail on it (or do what we cannot check): not equivalent
+            return bad + [f"the TEMPLATE cannot be rendered: {e}"]
         if got != want:
-            bad.append(f"{json.dumps(p, ensure_ascii=False)}: training {want!r} vs Ollama {got!r}")
+            shown = json.dumps({"messages": p, "tools": [t["function"]["name"] for t in offered]} if offered else p,
+                               ensure_ascii=False)
+            bad.append(f"{shown}: training {want!r} vs Ollama {got!r}")
     return bad
 
 

@@ -54,8 +54,10 @@ def export_run(run: str | Path, *, dtype: str = "float32", out: str | Path | Non
     template, cfg = run.template, run.config
     intended = None
     if ollama:  # fail before the slow steps when the template has no verified Ollama form
-        go_template = ollama_template(template)
-        bad = check_equivalent(go_template, template)
+        # A run trained with tools gets the TEMPLATE that carries them (.Tools, .ToolCalls, tool results), checked on
+        # the tool probes as well; one without keeps the plain form, so Ollama does not offer tools it never learned.
+        go_template = ollama_template(template, tools=run.uses_tools)
+        bad = check_equivalent(go_template, template, tools=run.uses_tools)
         if bad:
             raise RunError("the Ollama template does not render like the training template: " + bad[0], where="template.json",
                            fix="report this; export without --ollama meanwhile")

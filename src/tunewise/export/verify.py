@@ -11,10 +11,17 @@ The prompt on the GGUF side is built the way the runtime will build it: from the
 (Ollama) when there is one, else from the chat template embedded in the GGUF, tokenized by llama.cpp.
 A stop counts only when it is *declared*: the GGUF's EOS/EOT ids or a Modelfile `stop`, so a model that
 ends its turn with a token nobody declared is caught (the "drunk in Ollama" bug), not excused.
+
+A run trained with tools is also checked where tools matter: every prompt carries the tools its record offered,
+and one of them is a prompt whose answer should be a call (a held-out record up to its first call, else a built-in
+question with the sample tools). Both answers are read back into calls by the parser chat and eval use
+(templates/tools.parse_answer); the export fails when the GGUF calls other functions or arguments than the trained
+model, even where the answers' tokens are otherwise close enough.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -23,6 +30,7 @@ from tunewise.export.gguf import QUANTISED
 from tunewise.export.ollama import modelfile_differences, parse_modelfile, render_ollama
 from tunewise.fileio import read_jsonl, write_json
 from tunewise.templates import ChatTemplate
+from tunewise.templates.tools import HERMES, has_tool_content, normalize_call, normalize_tools, parse_answer
 
 # Share of the HF answer (tokens) the GGUF answer must reproduce from the start, by GGUF type, on
 # average over the prompts. Stopping must agree for every type.
@@ -44,11 +52,38 @@ FIXES = {
                  "Ollama runs",
     "drift": "the converted weights do not compute what the trained model computes: re-export with --gguf f32 "
              "to rule out precision, and report the model architecture if that also fails",
+    "tool_calls_quant": "quantisation changed which function the model calls or with what: export a wider type "
+                        "(--gguf f16; q8_0 instead of q4_k_m)",
+    "tool_calls": "the converted model calls other functions or arguments than the trained model on the same "
+                  "prompt: re-export with --gguf f32 to rule out precision, and report the model architecture if "
+                  "that also fails",
 }
+# A call is its tags and JSON, some 30-60 tokens: a call prompt's answers get at least this many, since two calls cut
+# off mid-JSON would both be unparsable and so "agree".
+TOOL_ANSWER_TOKENS = 128
+# The call prompt of a run with tools whose data holds no record that calls (tunewise.samples.tools.TOOLS offered).
+TOOL_PROBE = [{"role": "user", "content": "What's the weather like in Paris right now?"}]
 
 
-def held_out_prompts(run, n: int) -> list[list[dict]]:
-    """Conversations up to (not including) their last assistant turn, from val.jsonl else train.jsonl."""
+def _record(rec: dict, where: str) -> tuple[list[dict], list[dict] | None]:
+    """A data record's turns (calls with their arguments as objects) and the tools it offers (None: none)."""
+    from tunewise.errors import RunError
+    from tunewise.templates.tools import ToolError
+
+    try:
+        tools = normalize_tools(rec.get("tools"), "tools") or None
+        msgs = [dict(m, tool_calls=[normalize_call(c, f"messages[{i}].tool_calls[{j}]")
+                                    for j, c in enumerate(m["tool_calls"])]) if m.get("tool_calls") else m
+                for i, m in enumerate(rec.get("messages") or [])]
+    except ToolError as e:
+        raise RunError(f"the run's data has unusable tools ({e})", where=where,
+                       fix="the run directory is damaged: re-run `tunewise train` with --overwrite") from None
+    return msgs, tools
+
+
+def held_out_prompts(run, n: int) -> list[dict]:
+    """Conversations up to (not including) their last assistant turn, from val.jsonl else train.jsonl, each with the
+    tools its record offers: {"messages", "tools"}."""
     from tunewise.runs import RunDir
 
     rd = RunDir(run)
@@ -56,16 +91,37 @@ def held_out_prompts(run, n: int) -> list[list[dict]]:
     for path in (rd.val_data, rd.train_data):
         if not path.exists():
             continue
-        for _, rec in read_jsonl(path):
-            msgs = rec.get("messages") or []
+        for lineno, rec in read_jsonl(path):
+            msgs, tools = _record(rec, f"{path}:{lineno}")
             last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
             if last:
-                out.append(msgs[:last])
+                out.append({"messages": msgs[:last], "tools": tools})
             if len(out) >= n:
                 return out
         if out:
             return out
     return out
+
+
+def call_prompt(run) -> dict | None:
+    """For a run trained with tools, a prompt whose answer should be a call: a record with tools (val.jsonl first)
+    up to its first assistant turn that calls, with the record's tools; else `TOOL_PROBE` with the sample tools.
+    None for a run without tools."""
+    from tunewise.runs import RunDir
+    from tunewise.samples.tools import TOOLS
+
+    rd = RunDir.open(run)
+    if not rd.uses_tools:
+        return None
+    for path in (rd.val_data, rd.train_data):
+        if not path.exists():
+            continue
+        for lineno, rec in read_jsonl(path):
+            msgs, tools = _record(rec, f"{path}:{lineno}")
+            first = next((i for i, m in enumerate(msgs) if m["role"] == "assistant" and m.get("tool_calls")), None)
+            if tools and first:
+                return {"messages": msgs[:first], "tools": tools, "call": True}
+    return {"messages": TOOL_PROBE, "tools": TOOLS, "call": True}
 
 
 def _prefix(a: list[int], b: list[int]) -> int:
@@ -146,16 +202,25 @@ def logit_error(hf, gguf) -> float:
     return float(np.median(np.linalg.norm(g - h, axis=1) / np.maximum(np.linalg.norm(h, axis=1), 1e-12)))
 
 
-def _gguf_prompt(g: _GGUF, template: ChatTemplate, msgs: list[dict], modelfile: dict | None) -> tuple[str, list[int]]:
-    """(prompt text as the runtime builds it, with an added BOS written out; token ids)."""
+def _gguf_prompt(g: _GGUF, template: ChatTemplate, msgs: list[dict], modelfile: dict | None,
+                 tools: list[dict] | None = None) -> tuple[str, list[int]]:
+    """(prompt text as the runtime builds it, with an added BOS written out; token ids).
+
+    With tools: Ollama renders them through the Modelfile TEMPLATE. Without a Modelfile, a run that rendered tools
+    natively has them rendered by the embedded (tokenizer's) template, as llama.cpp's Jinja does; the embedded
+    template of a hermes run cannot write the hermes form, so the conversation is rewritten first, as a client of
+    the GGUF must do (templates/tools.to_hermes), and the template renders the plain turns."""
     bos = template.bos_token or ""
     if modelfile is not None:
         if modelfile.get("system") and not (msgs and msgs[0]["role"] == "system"):
             msgs = [{"role": "system", "content": modelfile["system"]}, *msgs]  # Ollama gives SYSTEM to such requests
-        text = render_ollama(modelfile.get("template", "{{ .Prompt }}"), msgs)
+        text = render_ollama(modelfile.get("template", "{{ .Prompt }}"), msgs, tools=tools)
     else:
-        embedded = ChatTemplate(name="gguf", chat_template=g.chat_template or "", bos_token=bos, eos_token=template.eos_token)
-        text = embedded.render(msgs, add_generation_prompt=True) if g.chat_template else ""
+        embedded = ChatTemplate(name="gguf", chat_template=g.chat_template or "", bos_token=bos,
+                                eos_token=template.eos_token, tools=template.tool_format)
+        if (tools or has_tool_content(msgs)) and template.tool_format == HERMES:
+            msgs, tools = template.prepare(msgs, tools)[0], None
+        text = embedded.render(msgs, add_generation_prompt=True, tools=tools) if g.chat_template else ""
         if g.add_bos and bos and text.startswith(bos):  # llama.cpp drops a rendered BOS it adds itself
             text = text[len(bos):]
     ids = g.tokenize(text)
@@ -168,27 +233,39 @@ def modelfile_verdict(problems: list[str], gguf_type: str) -> dict:
             + (f" (and {len(problems) - 1} more difference(s))" if len(problems) > 1 else ""),
             "fix": FIXES["modelfile"], "gguf_type": gguf_type, "checked_prompts": 0, "prefix_agreement": 0.0,
             "logit_error": None, "stops_agree": False, "templates_agree": False, "tokens_agree": False,
-            "modelfile_agrees": False, "prompts": []}
+            "tool_calls_agree": None, "modelfile_agrees": False, "prompts": []}
 
 
-def hf_reference(lm, prompts: list[list[dict]], max_new_tokens: int) -> list[dict]:
-    """The trained model's side of the verification, per prompt: its prompt ids, greedy answer and the logits
-    predicting that answer. Computed before the merge (export hands in the model it then merges), so the GGUF
+def hf_reference(lm, prompts: list[dict | list[dict]], max_new_tokens: int) -> list[dict]:
+    """The trained model's side of the verification, per prompt ({"messages", "tools", "call"} or a bare
+    conversation): its prompt ids, greedy answer and the logits predicting that answer; a call prompt's answer gets
+    at least TOOL_ANSWER_TOKENS. Computed before the merge (export hands in the model it then merges), so the GGUF
     is checked against the model as trained, not against the merge that produced it."""
     from tunewise.infer.generate import build_prompt, generate
 
     out = []
-    for msgs in prompts:
-        ids = build_prompt(lm, msgs)
-        hf = generate(lm, [msgs], max_new_tokens=max_new_tokens, temperature=0.0, repetition_penalty=1.0,
-                      batch_size=1)[0]
+    for p in prompts:
+        p = p if isinstance(p, dict) else {"messages": p}
+        msgs, tools = p["messages"], p.get("tools")
+        budget = max(max_new_tokens, TOOL_ANSWER_TOKENS) if p.get("call") else max_new_tokens
+        ids = build_prompt(lm, msgs, tools)
+        hf = generate(lm, [msgs], max_new_tokens=budget, temperature=0.0, repetition_penalty=1.0, batch_size=1,
+                      tools=[tools])[0]
         answer = list(hf["token_ids"])
-        out.append({"messages": msgs, "ids": ids, "answer": hf, "logits": _hf_logits(lm, ids, answer) if answer else None})
+        out.append({"messages": msgs, "tools": tools, "call": bool(p.get("call")), "max_new_tokens": budget,
+                    "ids": ids, "answer": hf, "logits": _hf_logits(lm, ids, answer) if answer else None})
     return out
 
 
-def reference_prompts(run, n_prompts: int) -> list[list[dict]]:
-    return held_out_prompts(run, n_prompts) or [[{"role": "user", "content": "Who are you?"}]]
+def reference_prompts(run, n_prompts: int) -> list[dict]:
+    """The verification prompts: held-out conversations (with their tools); for a run with tools, a call prompt
+    first, so even --verify-prompts 1 checks a call."""
+    prompts = held_out_prompts(run, n_prompts) or [{"messages": [{"role": "user", "content": "Who are you?"}],
+                                                    "tools": None}]
+    call = call_prompt(run)
+    if call is None:
+        return prompts
+    return [call] + [p for p in prompts if p["messages"] != call["messages"]][: max(n_prompts - 1, 0)]
 
 
 def verify_gguf(run, gguf_path: Path, gguf_type: str, *, modelfile_path: Path | None = None,
@@ -216,20 +293,22 @@ def verify_gguf(run, gguf_path: Path, gguf_type: str, *, modelfile_path: Path | 
     if reference is None:
         reference = hf_reference(lm or load_run_model(rd), reference_prompts(rd, n_prompts), max_new_tokens)
     stop_strings = modelfile["stop"] if modelfile else []
-    g = _GGUF(gguf_path, n_ctx=max(len(r["ids"]) for r in reference) + max_new_tokens + 16)
+    g = _GGUF(gguf_path, n_ctx=max(len(r["ids"]) + r.get("max_new_tokens", max_new_tokens) for r in reference) + 16)
     rows = []
     try:
         for ref in reference:
-            msgs, ids_hf, hf = ref["messages"], ref["ids"], ref["answer"]
-            train_text = template.render(msgs, add_generation_prompt=True)
-            gguf_text, ids_gguf = _gguf_prompt(g, template, msgs, modelfile)
-            toks, stopped, stop_tok = g.greedy(ids_gguf, max_new_tokens, stop_strings)
+            msgs, ids_hf, hf, tools = ref["messages"], ref["ids"], ref["answer"], ref.get("tools")
+            train_text = template.render(msgs, add_generation_prompt=True, tools=tools)
+            gguf_text, ids_gguf = _gguf_prompt(g, template, msgs, modelfile, tools)
+            toks, stopped, stop_tok = g.greedy(ids_gguf, ref.get("max_new_tokens", max_new_tokens), stop_strings)
             same_text_ids = g.tokenize(train_text, add_special=False) == ids_hf
             answer = list(hf["token_ids"])
             err = logit_error(ref["logits"], g.forced_logits(ids_gguf, answer)) if answer else None
+            gguf_answer = g.llm.detokenize(toks).decode("utf-8", errors="replace").strip()
             rows.append({
-                "prompt": msgs[-1]["content"][:200],
-                "hf_text": hf["text"], "gguf_text": g.llm.detokenize(toks).decode("utf-8", errors="replace").strip(),
+                "prompt": (msgs[-1].get("content") or "")[:200],
+                **(_calls_row(hf["text"], gguf_answer, tools, ref.get("call")) if tools or ref.get("call") else {}),
+                "hf_text": hf["text"], "gguf_text": gguf_answer,
                 "hf_stopped": hf["stopped"], "gguf_stopped": stopped,
                 "gguf_stop_token": g.piece(stop_tok) if stop_tok is not None else None,
                 "hf_tokens": len(hf["token_ids"]), "gguf_tokens": len(toks),
@@ -244,18 +323,29 @@ def verify_gguf(run, gguf_path: Path, gguf_type: str, *, modelfile_path: Path | 
     return judge(rows, gguf_type, template, has_modelfile=modelfile is not None)
 
 
+def _calls_row(hf_text: str, gguf_text: str, tools: list[dict] | None, call: bool | None) -> dict:
+    """The calls in both answers to a prompt with tools, read by templates/tools.parse_answer, and whether they
+    agree (the same calls, names and arguments, in the same order, and as many unparsable call blocks)."""
+    hf, gguf = parse_answer(hf_text), parse_answer(gguf_text)
+    return {"tools": [t["function"]["name"] for t in tools or []], "call_prompt": bool(call),
+            "hf_calls": hf.calls, "gguf_calls": gguf.calls, "hf_invalid_calls": hf.invalid,
+            "gguf_invalid_calls": gguf.invalid, "calls_match": hf.calls == gguf.calls and hf.invalid == gguf.invalid}
+
+
 def gguf_answers(run: Path, gguf_path: Path, conversations: list[list[dict]], *, max_new_tokens: int = 128,
-                 modelfile_path: Path | None = None) -> list[dict]:
+                 modelfile_path: Path | None = None, tools: list[list[dict] | None] | None = None) -> list[dict]:
     """Greedy answers of an exported GGUF, run by llama.cpp with the prompt the runtime builds (the Modelfile's
-    TEMPLATE and SYSTEM when given, else the GGUF's embedded chat template) and only its declared stops."""
+    TEMPLATE and SYSTEM when given, else the GGUF's embedded chat template) and only its declared stops. `tools`:
+    the tools each conversation offers (None for none); each answer's calls are read back into `calls`."""
     from tunewise.runs import read_template
 
     template = read_template(run)
     modelfile = parse_modelfile(Path(modelfile_path).read_text(encoding="utf-8")) if modelfile_path else None
     stop_strings = modelfile["stop"] if modelfile else []
+    tools = tools or [None] * len(conversations)
     probe = _GGUF(gguf_path, n_ctx=64)
     try:
-        prompts = [_gguf_prompt(probe, template, msgs, modelfile)[1] for msgs in conversations]
+        prompts = [_gguf_prompt(probe, template, msgs, modelfile, t)[1] for msgs, t in zip(conversations, tools)]
     finally:
         probe.close()
     g = _GGUF(gguf_path, n_ctx=max(len(p) for p in prompts) + max_new_tokens + 16)
@@ -263,8 +353,9 @@ def gguf_answers(run: Path, gguf_path: Path, conversations: list[list[dict]], *,
     try:
         for ids in prompts:
             toks, stopped, _ = g.greedy(ids, max_new_tokens, stop_strings)
-            out.append({"text": g.llm.detokenize(toks).decode("utf-8", errors="replace").strip(), "stopped": stopped,
-                        "num_new_tokens": len(toks)})
+            text = g.llm.detokenize(toks).decode("utf-8", errors="replace").strip()
+            out.append({"text": text, "stopped": stopped, "num_new_tokens": len(toks),
+                        "calls": parse_answer(text).calls})
     finally:
         g.close()
     return out
@@ -280,6 +371,8 @@ def judge(rows: list[dict], gguf_type: str, template: ChatTemplate, *, has_model
     ratios = [1.0 if r["hf_tokens"] == r["gguf_tokens"] == 0 else r["match_tokens_prefix"] / max(r["hf_tokens"], r["gguf_tokens"])
               for r in rows]
     mean_ratio = sum(ratios) / len(ratios) if ratios else 0.0
+    tool_rows = [r for r in rows if "calls_match" in r]
+    bad_calls = [r for r in tool_rows if not r["calls_match"]]
     errs = [r["logit_error"] for r in rows if r.get("logit_error") is not None]
     forced = max(errs) if errs else None
     max_err = MAX_LOGIT_ERROR.get(gguf_type, 0.03)
@@ -303,6 +396,12 @@ def judge(rows: list[dict], gguf_type: str, template: ChatTemplate, *, has_model
             cause = (f"EOS/stop token: the exported model stops (on {r['gguf_stop_token']!r}) where the trained model "
                      "goes on; a stop is declared that the model does not use to end its turn")
         fix = FIXES["stop"]
+    elif bad_calls:
+        r = bad_calls[0]
+        cause = (f"tool calls: on the same prompt with tools ({r['prompt'][:80]!r}) the exported model calls "
+                 f"{_calls_text(r['gguf_calls'], r['gguf_invalid_calls'])}, the trained model "
+                 f"{_calls_text(r['hf_calls'], r['hf_invalid_calls'])}")
+        fix = FIXES["tool_calls_quant" if gguf_type in QUANTISED else "tool_calls"]
     elif mean_ratio < MIN_PREFIX.get(gguf_type, 0.75) and (forced is None or forced > max_err):
         quant = gguf_type in QUANTISED
         cause = (f"{'quantisation drift' if quant else 'numerical drift'}: the GGUF's greedy answers share only "
@@ -317,8 +416,16 @@ def judge(rows: list[dict], gguf_type: str, template: ChatTemplate, *, has_model
         "checked_prompts": len(rows), "prefix_agreement": round(mean_ratio, 3),
         "logit_error": forced,
         "stops_agree": not bad_stop, "templates_agree": not bad_tpl, "tokens_agree": not bad_tok,
+        "tool_calls_agree": (not bad_calls) if tool_rows else None, "tool_prompts": len(tool_rows),
         "prompts": [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows],
     }
+
+
+def _calls_text(calls: list[dict], invalid: int) -> str:
+    parts = [f"{c['name']}({json.dumps(c['arguments'], ensure_ascii=False, sort_keys=True)})" for c in calls]
+    if invalid:
+        parts.append(f"{invalid} unparsable call(s)")
+    return ", ".join(parts) if parts else "nothing"
 
 
 def write_verdict(path: Path, verdict: dict) -> None:
@@ -328,6 +435,8 @@ def write_verdict(path: Path, verdict: dict) -> None:
         line += (f" ({verdict['checked_prompts']} held-out prompts: same prompt tokens, same stopping, "
                  f"{verdict['prefix_agreement']:.0%} of answer tokens identical from the start"
                  + ("" if verdict["logit_error"] is None else f", logits within {verdict['logit_error']:.1%} reading the same answers")
+                 + (f", the same tool calls on {verdict['tool_prompts']} prompt(s) with tools"
+                    if verdict.get("tool_prompts") else "")
                  + ")")
     print(line, file=sys.stderr if verdict["status"] == "FAIL" else sys.stdout, flush=True)
     if verdict["status"] == "FAIL":
