@@ -94,13 +94,20 @@ def evaluate_model(lm, sets: dict[str, list[dict]], cfg, general_text: list[dict
         pairs = [r for r in recs if "rejected" in r]
         recs = [r for r in recs if r.get("label", True) is not False]  # kto: judged against the desirable answers
         loss = mean_loss(lm, _encode_sft(lm, recs, cfg.data.max_length), cfg.eval.batch_size)
-        convs = [r["messages"][:-1] for r in recs]
         new_tokens = max_new_tokens or cfg.eval.max_new_tokens
-        gens = generate(lm, convs, max_new_tokens=new_tokens, batch_size=cfg.eval.batch_size,
-                        tools=[r.get("tools") for r in recs])
-        items = [{"prompt": c[-1]["content"], "reference": r["messages"][-1]["content"], "prediction": g["text"],
-                  "hit_max_new_tokens": g["hit_max_new_tokens"], "num_new_tokens": g["num_new_tokens"]}
-                 for c, r, g in zip(convs, recs, gens)]
+        # Records with tools are answered turn by turn (evaluate/tools.py); the answer to a record's last turn is also
+        # its item here, so no prompt is generated twice.
+        tool_scores, tool_items = evaluate_tools(lm, recs, max_new_tokens=new_tokens, batch_size=cfg.eval.batch_size)
+        last = {it["record"]: it for it in tool_items if it["last"]}
+        plain = [i for i in range(len(recs)) if i not in last]
+        gens = dict(zip(plain, generate(lm, [recs[i]["messages"][:-1] for i in plain], max_new_tokens=new_tokens,
+                                        batch_size=cfg.eval.batch_size)))
+        items = []
+        for i, r in enumerate(recs):
+            g = last.get(i) or {"prediction": gens[i]["text"], **gens[i]}
+            items.append({"prompt": r["messages"][-2].get("content") or "", "reference": r["messages"][-1]["content"],
+                          "prediction": g["prediction"], "hit_max_new_tokens": g["hit_max_new_tokens"],
+                          "num_new_tokens": g["num_new_tokens"]})
         scores = score_generations(items)
         hits, judged = key_term_hits([it["prediction"] for it in items], [it["reference"] for it in items], key_terms or [])
         if judged and name != "general_qa":
@@ -113,7 +120,6 @@ def evaluate_model(lm, sets: dict[str, list[dict]], cfg, general_text: list[dict
             scores["answer_tokens_p90"] = lengths[min(len(lengths) - 1, int(0.9 * len(lengths)))]
         if pairs:
             scores.update(pair_scores(lm, pairs, cfg))
-        tool_scores, tool_items = evaluate_tools(lm, recs, max_new_tokens=new_tokens, batch_size=cfg.eval.batch_size)
         scores.update(tool_scores)
         out["sets"][name] = scores
         out["predictions"][name] = items

@@ -27,16 +27,17 @@ ROWS = ["tool_call_json_valid", "tool_call_rate", "tool_name_accuracy", "tool_ca
 
 def tool_turns(records: list[dict]) -> list[dict]:
     """One test per assistant turn of each record with tools: {"messages" (the prompt), "tools", "reference"
-    (the assistant turn)}."""
+    (the assistant turn), "record" (its position in `records`), "last" (the record's last turn)}."""
     out = []
-    for r in records:
+    for pos, r in enumerate(records):
         tools = r.get("tools")
         if not tools:
             continue
         msgs = r["messages"]
         for i, m in enumerate(msgs):
             if m["role"] == "assistant" and any(x["role"] in ("user", "tool") for x in msgs[:i]):
-                out.append({"messages": msgs[:i], "tools": tools, "reference": m})
+                out.append({"messages": msgs[:i], "tools": tools, "reference": m, "record": pos,
+                            "last": i == len(msgs) - 1})
     return out
 
 
@@ -127,6 +128,6 @@ def evaluate_tools(lm, records: list[dict], *, max_new_tokens: int, batch_size: 
                     max_new_tokens=max_new_tokens, batch_size=batch_size)
     items = [{"prompt": next(m["content"] for m in reversed(t["messages"]) if m["role"] in ("user", "tool")),
               "reference": t["reference"].get("content") or "", "reference_calls": reference_calls(t["reference"]),
-              "prediction": g["text"], "hit_max_new_tokens": g["hit_max_new_tokens"], "num_new_tokens": g["num_new_tokens"]}
-             for t, g in zip(turns, gens)]
+              "prediction": g["text"], "hit_max_new_tokens": g["hit_max_new_tokens"], "num_new_tokens": g["num_new_tokens"],
+              "record": t["record"], "last": t["last"]} for t, g in zip(turns, gens)]
     return score_tool_answers(items), items
