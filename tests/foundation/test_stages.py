@@ -70,3 +70,26 @@ def test_incremental_training_replays_previous_data(tmp_path, tiny_model_dirs, d
     assert sum(s.startswith("replay:") for s in sources) == 20
     assert sum(s.startswith("general:") for s in sources) == 10
     assert read_metrics(tmp_path / "runs" / "second")
+
+
+def test_a_continued_run_is_evaluated_against_where_it_started(tmp_path, tiny_model_dirs, demo_jsonl):
+    """`eval`'s "before" (and `chat --base`) of a run that continued an adapter run is that run's trained model,
+    not the base model under both: the comparison shows what this run changed (DPO after SFT, incremental)."""
+    import torch
+
+    from tunewise.infer.generate import load_run_model
+
+    first = write_config(tmp_path / "a.yaml", tiny_config(tmp_path, demo_jsonl, train={"max_steps": 3, "learning_rate": 5e-2}))
+    assert main(["train", str(first), "--set", "run.name=first"]) == 0
+    second = write_config(tmp_path / "b.yaml", tiny_config(tmp_path, demo_jsonl, model=str(tmp_path / "runs" / "first"),
+                                                         train={"max_steps": 1}, data={"replay_ratio": 0.0}))
+    assert main(["train", str(second), "--set", "run.name=second"]) == 0
+    ids = torch.tensor([[1, 5, 9, 13, 17]])
+
+    def logits(run, tuned):
+        with torch.no_grad():
+            return load_run_model(tmp_path / "runs" / run, tuned=tuned).model(input_ids=ids).logits
+
+    start = logits("second", tuned=False)
+    assert torch.allclose(start, logits("first", tuned=True), atol=1e-5)
+    assert not torch.allclose(start, logits("first", tuned=False), atol=1e-3)  # not the untouched base

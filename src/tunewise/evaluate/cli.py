@@ -29,7 +29,8 @@ def cmd_eval(a) -> int:
     report = Run(run).evaluate(data=a.data, max_samples=a.max_samples, forgetting=not a.no_forgetting,
                                checkpoint=a.checkpoint, max_new_tokens=a.max_new_tokens)
     items = report.pop("_items")
-    table = Table(title=f"Evaluation of {run} (greedy decoding; before = base model, after = tuned)")
+    start = report.get("before_model", "base model")
+    table = Table(title=f"Evaluation of {run} (greedy decoding; before = {start}, after = tuned)")
     for h in report["table"]["header"]:
         table.add_column(h, justify="right" if h != "metric" else "left")
     for row in report["table"]["rows"]:

@@ -241,6 +241,8 @@ def run_eval(run: str | Path, *, data: list[str] | None = None, max_samples: int
         for g in grew:
             _say(f"[tunewise] warning: {g['en']}: check the answers still stop and are not padded out "
                  "(a known drift of preference training; `tunewise curves` says whether length explains the margin)")
+    prev = RunDir(run).resolved_model.previous_run
+    report["before_model"] = f"the model run {prev.name} trained (this run continued it)" if prev else "base model"
     header, rows = report_table(results["before"], results["after"])
     report["table"] = {"header": header, "rows": rows}
     write_json(eval_dir / "report.json", report)

@@ -34,9 +34,25 @@ def load_run_model(run: str | Path | RunDir, *, tuned: bool = True, checkpoint: 
         # Every method's result (peft adapter, bottleneck adapter, full weights, a checkpoint) loads one way.
         model = load_trained(rd, checkpoint=checkpoint, dtype=cfg.model.dtype)
     else:
-        model = load_model(rd.resolved_model.path, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
+        model = load_start(rd)
     model.eval()
     return LoadedModel(model, rd.tokenizer, rd.template, "tuned" if tuned else "base")
+
+
+def load_start(rd: RunDir):
+    """The model a run started from: its base model, or, for a run that continued an adapter run
+    (model.name_or_path: runs/<previous>), that run's trained model, so "before" in eval (and `chat --base`) is what
+    this run changed, not the untouched base under both. A continued full-weight run starts from the previous
+    run's saved weights, which is already the resolved model."""
+    from tunewise.models.load import load_model
+
+    cfg = rd.config
+    prev = rd.resolved_model.previous_run
+    if prev is not None and not (prev / "model").exists():
+        from tunewise.methods import load_trained
+
+        return load_trained(prev, dtype=cfg.model.dtype)
+    return load_model(rd.resolved_model.path, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
 
 
 def pick_threads(cfg) -> None:
