@@ -404,6 +404,7 @@ ALWAYS = {
     "data.clean.dedup_near": "tunewise.data.clean", "data.clean.leakage_check": "tunewise.data.prepare",
     "data.augment.enabled": "tunewise.data.prepare",
     "template.name": "tunewise.train.workflow", "template.system": "tunewise.train.workflow",
+    "template.tools": "tunewise.models.load",
     "method.name": "tunewise.methods",
     "train.stage": "tunewise.train.data", "train.learning_rate": "tunewise.train.assemble", "train.max_steps": "tunewise.train.workflow",
     "train.per_device_batch_size": "tunewise.train.assemble", "train.gradient_accumulation_steps": "tunewise.config.plan",
