@@ -269,17 +269,33 @@ class PreferenceTrainer(TunewiseTrainer):
             ref = ref[:logp.shape[0]]
         loss, metrics = preference_loss(self.stage, self.pref, logp, ntok, ref, inputs.get("kto_label"), kl_ratio)
         store = self._stored["train" if model.training else "eval"]
+        rows = int(logp.shape[0] // (1 if self.stage == "kto" else 2))  # pairs (or KTO examples) in this micro-batch
         for k, v in metrics.items():
-            store[k].append(v)
+            store[k].append((v * rows, rows))
         loss = self.with_penalty(model, loss, scaled=False)  # a micro-batch mean: Trainer divides it all by accumulation
         return (loss, {"loss": loss}) if return_outputs else loss
+
+    def _means_across_ranks(self, stored: dict[str, list[tuple[float, int]]]) -> dict[str, float]:
+        """Each metric's mean over every micro-batch of every process since the last log. Trainer calls log() on
+        all ranks together, so under DDP/FSDP the sums and counts are all-reduced: the logged rewards and accuracy
+        then describe the whole global batch, as the logged loss does, not rank 0's share of it. (An evaluation
+        set that does not divide into the global batch is evened out by accelerate with a few repeated examples;
+        those count here, while the loss drops them.)"""
+        keys = sorted(k for k, v in stored.items() if v)
+        if not keys:
+            return {}
+        # (sum, count) per metric: a short last micro-batch weighs by its rows, not as much as a full one
+        t = torch.tensor([[sum(x for x, _ in stored[k]), sum(n for _, n in stored[k])] for k in keys],
+                         dtype=torch.float64, device=self.args.device)
+        if self.args.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(t)
+        return {k: round(float(s / n), 6) for k, (s, n) in zip(keys, t.tolist())}
 
     def log(self, logs: dict, *args, **kwargs) -> None:
         side = "eval" if "eval_loss" in logs else "train" if "loss" in logs else None
         if side is not None:
             prefix = "eval_" if side == "eval" else ""
-            for k, vals in self._stored[side].items():
-                if vals:
-                    logs[prefix + k] = round(sum(vals) / len(vals), 6)
+            for k, v in self._means_across_ranks(self._stored[side]).items():
+                logs[prefix + k] = v
             self._stored[side].clear()
         super().log(logs, *args, **kwargs)
