@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import train_demo_run
+
 from tunewise.samples.tools import write_tool_dataset
 
 
@@ -19,10 +19,10 @@ def tiny_run(tmp_path_factory, tiny_model_dirs, tw_home):
 
 def test_eval_scores_tool_turns_by_parsing(tiny_run, tmp_path, monkeypatch):
     import tunewise.infer.generate as gen
+    from tunewise.config.schema import DatasetSpec
+    from tunewise.data.prepare import read_dataset
     from tunewise.evaluate.runner import run_eval
     from tunewise.evaluate.tools import tool_turns
-    from tunewise.data.prepare import read_dataset
-    from tunewise.config.schema import DatasetSpec
 
     data = write_tool_dataset(tmp_path / "heldout.jsonl", 8, held_out=True)
     recs, _ = read_dataset(DatasetSpec(path=str(data)), dataset_info=None, strict=True)

@@ -6,12 +6,19 @@ Modelfile and verified on a call prompt through llama.cpp."""
 import json
 import shutil
 
+import llama_cpp  # noqa: F401  (requirements: llama.cpp runs the GGUF; missing must fail, not skip)
 import pytest
-
 from conftest import tiny_config, write_config
+
 from tunewise.cli import main
 from tunewise.errors import RunError
-from tunewise.export.gotemplate import GoTemplateError, ollama_values, render, template_vars, tool_call_tag
+from tunewise.export.gotemplate import (
+    GoTemplateError,
+    ollama_values,
+    render,
+    template_vars,
+    tool_call_tag,
+)
 from tunewise.export.ollama import (
     TOOL_PROBES,
     check_equivalent,
@@ -21,8 +28,6 @@ from tunewise.export.ollama import (
     tools_problems,
 )
 from tunewise.templates import ChatTemplate, registry_entry, registry_names
-
-import llama_cpp  # noqa: F401  (requirements: llama.cpp runs the GGUF; missing must fail, not skip)
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather <now> & later",

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import train_demo_run
+
 from tunewise.cli import main
 from tunewise.errors import DataError
 from tunewise.infer.chat import read_tools_file

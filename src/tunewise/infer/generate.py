@@ -23,7 +23,6 @@ class LoadedModel:
 
 def load_run_model(run: str | Path | RunDir, *, tuned: bool = True, checkpoint: str | Path | None = None) -> LoadedModel:
     """The base model (tuned=False) or the trained one (adapter applied / full weights), in eval mode."""
-    from tunewise.models.load import load_model
 
     rd = RunDir.open(run)
     cfg = rd.config
