@@ -9,6 +9,8 @@ also settles OpenMP's wait policy: no thread spins at a barrier waiting for a si
 behind another process.
 
 An explicit choice always wins: the config (train.num_threads) first, then OMP_NUM_THREADS in the environment.
+A measured choice is looked at again during a long run (`ThreadWatch`): when a neighbour starts or stops, the count
+follows, so a run that started beside a busy build does not stay on one core for hours after the build ends.
 """
 
 from __future__ import annotations
@@ -138,6 +140,11 @@ def choose_threads(configured: int | None = None, *, measure=busy_elsewhere, env
 _chosen: ThreadChoice | None = None
 
 
+def current_choice() -> ThreadChoice | None:
+    """The choice use_threads applied in this process (None before it ran)."""
+    return _chosen
+
+
 def use_threads(configured: int | None = None) -> tuple[ThreadChoice, bool]:
     """Choose (see choose_threads) and apply the thread count to torch, once per process (a later call with
     the same setting keeps the first choice). Returns (the choice, whether it is new: worth a log line)."""
@@ -149,3 +156,55 @@ def use_threads(configured: int | None = None) -> tuple[ThreadChoice, bool]:
     _chosen = choose_threads(configured)
     torch.set_num_threads(_chosen.threads)
     return _chosen, True
+
+
+class ThreadWatch:
+    """The measured thread choice, kept up to date while training runs: every `interval_s` seconds (checked at a
+    step's end) the CPU other processes used since the last look is read from /proc/stat (no extra wait: the window
+    is the time since the last look, and this process's own use is subtracted), and when two looks in a row call
+    for another count than torch has, torch gets it. `sample` returns (busy jiffies on this process's CPUs, total
+    jiffies, this process's jiffies) or None; `now` is the clock (both replaceable in tests)."""
+
+    def __init__(self, choice: ThreadChoice, *, interval_s: float = 30.0, sample=None, now=time.monotonic, say=None):
+        self.cores, self.interval_s = choice.cores, interval_s
+        self.sample = sample or _sample
+        self.now, self.say = now, say
+        self.last = self.sample()
+        self.last_t = now()
+        self.pending: int | None = None
+        self.changes: list[tuple[int, int, float]] = []  # (from, to, busy elsewhere)
+
+    def check(self) -> int | None:
+        """Look if it is time; returns the new thread count when it changed, else None."""
+        import torch
+
+        t = self.now()
+        if t - self.last_t < self.interval_s:
+            return None
+        cur = self.sample()
+        prev, self.last, self.last_t = self.last, cur, t
+        if prev is None or cur is None or cur[1] <= prev[1]:
+            return None
+        cpus = _affinity()
+        n = len(cpus) if cpus else (os.cpu_count() or 1)
+        busy = max(0.0, ((cur[0] - prev[0]) - (cur[2] - prev[2])) / (cur[1] - prev[1]) * n)
+        want = max(1, min(self.cores, n - int(busy + 0.4)))
+        have = torch.get_num_threads()
+        if want == have:
+            self.pending = None
+            return None
+        if self.pending != want:  # one look could be a burst: act when the next one agrees
+            self.pending = want
+            return None
+        self.pending = None
+        torch.set_num_threads(want)
+        self.changes.append((have, want, round(busy, 2)))
+        if self.say:
+            self.say(f"[tunewise] CPU threads: {have} -> {want} (other processes now keep {busy:.1f} of {self.cores} "
+                     "cores busy)")
+        return want
+
+
+def _sample() -> tuple[int, int, int] | None:
+    a, own = _jiffies(_affinity()), _own_jiffies()
+    return None if a is None or own is None else (a[0], a[1], own)

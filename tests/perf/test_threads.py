@@ -80,3 +80,99 @@ def test_the_line_speaks_both_languages(monkeypatch):
     c = cpu.choose_threads(None, measure=lambda: 1.0, environ={})
     assert c.line().startswith("CPU threads: 1 (other processes keep 1.0 of 2 cores busy")
     assert c.line("zh").startswith("CPU 线程：1（其他进程占用了 2 个核心中的 1.0 个")
+
+
+class _Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def _watch(monkeypatch, looks, threads=2):
+    """A ThreadWatch on 2 cores whose /proc/stat reads come from `looks`: (other processes' cores busy) per look,
+    with this process using `threads` cores' worth over each 30-second window."""
+    import torch
+
+    monkeypatch.setattr(cpu, "_affinity", lambda: {0, 1})
+    torch.set_num_threads(threads)
+    state = {"busy": 0, "total": 0, "own": 0}
+    clock, said = _Clock(), []
+
+    def sample():
+        return (state["busy"], state["total"], state["own"])
+
+    w = cpu.ThreadWatch(cpu.ThreadChoice(threads, 2, 0.0, "measured"), interval_s=30, sample=sample, now=clock,
+                        say=said.append)
+    counts = []
+    for other in looks:
+        own = min(2, torch.get_num_threads())
+        window = 30 * 100  # jiffies per core over 30 s
+        state["total"] += 2 * window
+        state["own"] += int(own * window * 0.95)
+        state["busy"] += int((own * 0.95 + other) * window)
+        clock.t += 30
+        w.check()
+        counts.append(torch.get_num_threads())
+    return counts, said, w
+
+
+def test_threads_follow_a_neighbour_that_starts_and_stops(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        # a neighbour takes a core for two looks, then leaves: one thread after it is seen twice, two again after
+        counts, said, w = _watch(monkeypatch, [0, 1.0, 1.0, 1.0, 0, 0, 0])
+        assert counts == [2, 2, 1, 1, 1, 2, 2]
+        assert [c[:2] for c in w.changes] == [(2, 1), (1, 2)]
+        assert said[0].startswith("[tunewise] CPU threads: 2 -> 1 (other processes now keep 1.0 of 2 cores busy")
+        # a burst seen once changes nothing
+        counts, _, w = _watch(monkeypatch, [1.0, 0, 1.0, 0])
+        assert counts == [2, 2, 2, 2] and not w.changes
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_no_look_before_the_interval(monkeypatch):
+    monkeypatch.setattr(cpu, "_affinity", lambda: {0, 1})
+    calls = []
+    clock = _Clock()
+    w = cpu.ThreadWatch(cpu.ThreadChoice(2, 2, 0.0, "measured"), interval_s=30,
+                        sample=lambda: calls.append(1) or (0, 0, 0), now=clock)
+    clock.t = 29
+    assert w.check() is None and len(calls) == 1  # only the first look, at start
+
+
+def test_only_a_measured_choice_is_followed(tmp_path, tiny_model_dirs, demo_jsonl, monkeypatch):
+    from conftest import tiny_config
+    from tunewise.config.schema import Config
+    from tunewise.train.assemble import build_trainer
+    from tunewise.train.callbacks import FollowFreeCores
+
+    monkeypatch.setattr(cpu, "_chosen", cpu.ThreadChoice(1, 2, 1.0, "measured"))
+    cfg = Config.model_validate(tiny_config(tmp_path, demo_jsonl))
+
+    def followers():
+        trainer, _ = build_trainer(cfg, torch_model(), [{"input_ids": [1, 2], "labels": [1, 2]}], out=tmp_path, pad_id=0,
+                                   report=False)
+        return [c for c in trainer.callback_handler.callbacks if isinstance(c, FollowFreeCores)]
+
+    assert len(followers()) == 1
+    monkeypatch.setattr(cpu, "_chosen", cpu.ThreadChoice(1, 2, 0.0, "config"))
+    assert followers() == []
+
+
+def torch_model():
+    import torch
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(2, 2)
+
+        def forward(self, input_ids=None, labels=None, **kw):
+            return {"loss": self.w.weight.sum()}
+
+    return M()

@@ -36,6 +36,8 @@ def build_trainer(cfg: Config, model, train_ds, val_ds=None, *, out: Path, pad_i
     Returns (trainer, the step plan). out: where checkpoints go (out/checkpoints)."""
     from transformers import EarlyStoppingCallback
 
+    from tunewise.cpu import current_choice
+
     from tunewise.train.collate import PackCollator, PadCollator
     from tunewise.train.trainer import TunewiseTrainer
 
@@ -49,6 +51,12 @@ def build_trainer(cfg: Config, model, train_ds, val_ds=None, *, out: Path, pad_i
     callbacks = []
     if has_val and t.early_stopping:
         callbacks.append(EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold))
+    if (choice := current_choice()) is not None and choice.source == "measured":
+        from tunewise.console import say
+        from tunewise.cpu import ThreadWatch
+        from tunewise.train.callbacks import FollowFreeCores
+
+        callbacks.append(FollowFreeCores(ThreadWatch(choice, say=say)))
     common = dict(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if has_val else None,
                   callbacks=callbacks, fast_loss=t.fast_loss, loss_chunk_size=t.loss_chunk_size, l1=t.l1, l2=t.l2,
                   generation_check=check)

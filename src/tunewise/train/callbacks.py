@@ -106,3 +106,14 @@ class ConciseProgress(ProgressCallback):
             parts.append(f"{logs['tokens_per_s']:.0f} tok/s")
         if len(parts) > 2:
             self.training_bar.write("  " + " · ".join(parts), file=sys.stderr)
+
+
+class FollowFreeCores(TrainerCallback):
+    """Keeps torch's thread count on the cores other processes leave free while the run goes on (cpu.ThreadWatch),
+    when the count was measured at start (never over train.num_threads or OMP_NUM_THREADS)."""
+
+    def __init__(self, watch):
+        self.watch = watch
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.watch.check()
