@@ -57,3 +57,18 @@ def test_free_running_split_at_a_near_tie_is_not_drift_when_teacher_forced_logit
     assert v["status"] == status and v["logit_error"] == err
     if status == "FAIL":
         assert "quantisation drift" in v["cause"] and (err is None or f"{err:.1%}" in v["cause"])
+
+
+def test_a_stop_after_the_answers_parted_is_drift_not_a_missing_eos():
+    """Measured on SmolLM2 q8_0: the GGUF took the other side of a near-tie at token 14 ("a galactic AI team"
+    against "a team of scientists"), so the trained model stopped at 24 tokens and the GGUF's different sentence ran
+    on. The EOS is declared and works on the other prompts: the stop difference follows from the drift."""
+    parted = row(hf_tokens=24, gguf_tokens=32, match_tokens_prefix=14, gguf_stopped=False, gguf_stop_token=None,
+                 logit_error=0.036)
+    v = judge([parted, row(logit_error=0.04)], "q8_0", T, has_modelfile=True)
+    assert v["status"] == "PASS" and v["stops_agree"]
+    # the same point reached and not stopped there: the missing stop is named
+    ran_on = row(hf_tokens=24, gguf_tokens=32, match_tokens_prefix=24, gguf_stopped=False, gguf_stop_token=None,
+                 logit_error=0.036)
+    v = judge([ran_on, row(logit_error=0.04)], "q8_0", T, has_modelfile=True)
+    assert v["status"] == "FAIL" and v["cause"].startswith("EOS/stop")

@@ -366,7 +366,11 @@ def judge(rows: list[dict], gguf_type: str, template: ChatTemplate, *, has_model
     cause = fix = None
     bad_tpl = [r for r in rows if not r["template_match"]]
     bad_tok = [r for r in rows if r["template_match"] and not r["prompt_tokens_match"]]
-    bad_stop = [r for r in rows if r["hf_stopped"] != r["gguf_stopped"]]
+    # A stop differs by itself only where both answers were still the same when one of them stopped; where they
+    # had already parted (a near-tie the quantised file broke the other way), the later stop is the drift's
+    # consequence, judged below as drift, not a missing EOS.
+    bad_stop = [r for r in rows if r["hf_stopped"] != r["gguf_stopped"]
+                and r["match_tokens_prefix"] >= min(r["hf_tokens"], r["gguf_tokens"])]
     # Two empty answers (both stopped at once) agree fully; they are not a 0% match.
     ratios = [1.0 if r["hf_tokens"] == r["gguf_tokens"] == 0 else r["match_tokens_prefix"] / max(r["hf_tokens"], r["gguf_tokens"])
               for r in rows]
