@@ -62,6 +62,28 @@ def test_compact_lsh_finds_what_datasketch_minhashlsh_finds():
     assert got == expected
 
 
+def test_vectorised_signatures_are_datasketchs_value_for_value():
+    """BandHasher computes every shingle's crc32 and the affine32 permutations in numpy, for a chunk at once; the
+    values are datasketch's MinHash over the shingle set: 1- to 4-byte UTF-8, texts shorter than a shingle, empty."""
+    import zlib
+
+    from datasketch import MinHash
+
+    from tunewise.data.dedup import shingles
+
+    rng = random.Random(5)
+    alphabet = "abcXYZ é ü ß 中文字符测试 ，。？ 🙂🚀𝔘 \t\n İ ﬁ Ａ１ \u200b"
+    texts = ["", " ", "a", "abcd", "abcde", "abcdef", "🙂", "🙂🚀𝔘𝔫𝔦", "İstanbul", "ﬁne", "ＡＢＣＤＥＦ", *_texts(40)]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(300)]
+    for k in (5, 1, 3):
+        hasher = BandHasher(0.85, 128, k)
+        hasher.BLOCK = 64  # many blocks, and texts longer than one
+        got = hasher.signatures(texts)
+        grams = ([g.encode("utf-8") for g in shingles(t, k)] for t in texts)
+        want = [m.hashvalues for m in MinHash.generator(grams, num_perm=128, seed=1, hashfunc=zlib.crc32)]
+        assert got.dtype == np.uint64 and np.array_equal(got, np.array(want, dtype=np.uint64)), k
+
+
 def test_sorted_runs_merge_and_answer_the_first_value():
     runs, truth = SortedRuns(np.int64), {}
     rng = np.random.default_rng(0)
