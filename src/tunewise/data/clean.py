@@ -62,13 +62,25 @@ def _nfkc_keep_cjk_punct(s: str) -> str:
     return "".join(p if i % 2 else unicodedata.normalize("NFKC", p) for i, p in enumerate(parts))
 
 
+_SPACE_NL = re.compile(r" *\n *")
+_NL3 = re.compile(r"\n{3,}")
+
+
 def normalize_text(s: str) -> str:
-    s = _nfkc_keep_cjk_punct(s)
+    # Each substitution runs only when the text holds what it changes, so most text is scanned a few times in C
+    # instead of rewritten match by match: NFKC leaves ASCII as it is (and ASCII has no CJK punctuation), `_WS`
+    # changes only tabs, odd spaces and runs of spaces, the newline rules only spaces by a newline and 3+ newlines.
+    if not s.isascii():
+        s = _nfkc_keep_cjk_punct(s)
     s = _INVISIBLE.sub("", s)  # control characters, zero-width spaces and stray BOMs from scraped text
-    s = s.replace("\r\n", "\n").replace("\r", "\n")
-    s = _WS.sub(" ", s)
-    s = re.sub(r" *\n *", "\n", s)
-    s = re.sub(r"\n{3,}", "\n\n", s)
+    if "\r" in s:
+        s = s.replace("\r\n", "\n").replace("\r", "\n")
+    if "  " in s or "\t" in s or "\u00a0" in s or "\u3000" in s:
+        s = _WS.sub(" ", s)
+    if " \n" in s or "\n " in s:
+        s = _SPACE_NL.sub("\n", s)
+    if "\n\n\n" in s:
+        s = _NL3.sub("\n\n", s)
     return s.strip()
 
 
@@ -79,12 +91,19 @@ def strip_markup(s: str) -> str:
 
 
 def _map_text(rec: dict, fn) -> dict:
+    """`rec` with `fn` applied to its texts; `rec` itself when no text changes (most records, most steps)."""
     if "messages" in rec:
-        out = {**rec, "messages": [dict(m, content=fn(m["content"])) for m in rec["messages"]]}
+        msgs = rec["messages"]
+        texts = [fn(m["content"]) for m in msgs]
+        rejected = fn(rec["rejected"]) if "rejected" in rec else None
+        if all(t == m["content"] for t, m in zip(texts, msgs)) and rejected == rec.get("rejected"):
+            return rec
+        out = {**rec, "messages": [dict(m, content=t) for m, t in zip(msgs, texts)]}
         if "rejected" in rec:
-            out["rejected"] = fn(rec["rejected"])
+            out["rejected"] = rejected
         return out
-    return {**rec, "text": fn(rec["text"])}
+    text = fn(rec["text"])
+    return rec if text == rec["text"] else {**rec, "text": text}
 
 
 def _said(m: dict) -> str:
@@ -130,13 +149,44 @@ def _answer(rec: dict) -> str:
 # words only ("has an aim" does not contain "as an ai").
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _UNIT = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+")
-_INNER = re.compile(r"(?<=[^\W\d_])[.'\u2018\u2019](?=[^\W\d_])")  # I'm -> Im, A.I. -> AI.
+# I'm -> Im, A.I. -> AI.: the mark first, then a look back at the letter before it (a pattern that starts with a
+# look-behind tries it at every position, 6x slower).
+_INNER = re.compile(r"[.'\u2018\u2019](?<=[^\W\d_][.'\u2018\u2019])(?=[^\W\d_])")
+
+
+def _folded(s: str) -> str:
+    """NFKC, lower case, marks inside words removed: the text whose units make the phrase form."""
+    return _INNER.sub("", unicodedata.normalize("NFKC", s).lower())
 
 
 def phrase_form(s: str) -> str:
     """`s` as matched against the boilerplate list (see above)."""
-    s = _INNER.sub("", unicodedata.normalize("NFKC", s).lower())
-    return " " + " ".join(_UNIT.findall(s)) + " "
+    return " " + " ".join(_UNIT.findall(_folded(s))) + " "
+
+
+class PhraseMatcher:
+    """The first phrase of the list (in its order) whose form is in a text's form, or None.
+
+    Cutting a text into units is the slow part, so it is done only for texts that hold, as a plain substring,
+    a key unit of some phrase (its longest): every unit of the form is a substring of the folded text, so a text
+    without any key cannot contain a phrase.
+    """
+
+    def __init__(self, phrases: dict[str, str]):
+        self.phrases = phrases
+        keys = set()
+        for form in phrases:
+            units = form.split()
+            keys.add(max(units, key=lambda u: (len(u), -sum(u in f for f in phrases))))
+        self.keys = sorted(keys, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str | None:
+        folded = _folded(text)
+        if not any(k in folded for k in self.keys):
+            return None
+        form = " " + " ".join(_UNIT.findall(folded)) + " "
+        hit = next((p for p in self.phrases if p in form), None)
+        return self.phrases[hit] if hit else None
 
 
 def load_phrases(cfg: CleanConfig) -> dict[str, str]:
@@ -187,14 +237,13 @@ def _record_steps(cfg: CleanConfig) -> list[Step]:
     if cfg.strip_markup:
         steps.append(("markup", lambda r: _map_text(r, lambda s: normalize_text(strip_markup(s)) if "<" in s or "&" in s else s), None))
     if cfg.ai_phrases:
-        phrases = load_phrases(cfg)
+        matcher = PhraseMatcher(load_phrases(cfg))
 
         def ai(rec):
             if rec.get("label") is False:  # an undesirable KTO answer: the model is taught away from it
                 return None
-            form = phrase_form(_answer(rec))
-            hit = next((p for p in phrases if p in form), None)
-            return f"boilerplate AI phrase: '{phrases[hit]}'" if hit else None
+            hit = matcher(_answer(rec))
+            return f"boilerplate AI phrase: '{hit}'" if hit else None
 
         steps.append(("ai_phrases", None, ai))
 
