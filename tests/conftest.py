@@ -162,12 +162,12 @@ class ListSink:
         self.kept: list[dict] = []
         self.dropped: list[dict] = []
 
-    def keep(self, rec, band_keys):
-        self.kept.append(rec)
+    def keep(self, line, info, band_keys):
+        self.kept.append(json.loads(line))
         return len(self.kept) - 1
 
-    def drop(self, entry):
-        self.dropped.append(entry)
+    def drop(self, line, step):
+        self.dropped.append(json.loads(line))
         return len(self.dropped) - 1
 
     def kept_where(self, i):

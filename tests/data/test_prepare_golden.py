@@ -142,19 +142,29 @@ def _digest(data: Path, folder: Path) -> dict:
     return out
 
 
-def prepared_digest(tmp_path: Path, case: str, **data) -> dict:
+def prepared_digest(tmp_path: Path, case: str, chunks: tuple[int, int] | None = None, **data) -> dict:
+    """The digest of `data prepare` on the generated sources; `chunks`: records cleaned and tokenised together."""
     from tunewise.data.commands import prepare_command
 
     folder = tmp_path / case
-    folder.mkdir()
+    folder.mkdir(parents=True)
     csv, jsonl, val = _sources(folder)
     cfg = load_config(write_config(folder / "c.yaml", {
         "model": {"name_or_path": "tiny-llama"}, "train": {"seed": 11}, "run": {"root": str(folder / "runs"), "name": "g"},
         "data": {**CASES[case](csv, jsonl, val), "strict": False, "clean": CLEAN, **data}}))
-    return _digest(prepare_command(cfg), folder)
+    sizes = dict(zip(("chunk_size", "token_chunk"), chunks)) if chunks else {}
+    return _digest(prepare_command(cfg, **sizes), folder)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_prepare_reproduces_the_frozen_outputs(tmp_path, tiny_model_dirs, case):
-    got = prepared_digest(tmp_path, case)
-    assert got == GOLDEN[case]
+    assert prepared_digest(tmp_path, case) == GOLDEN[case]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_outputs_do_not_depend_on_the_number_of_workers(tmp_path, tiny_model_dirs, workers):
+    """Small chunks, so the worker processes really start (the first chunks run in this process) and duplicates
+    cross chunks and workers; data.num_workers 1 runs everything in this process."""
+    for case in sorted(CASES):
+        got = prepared_digest(tmp_path / str(workers), case, chunks=(97, 101), num_workers=workers)
+        assert got == GOLDEN[case], case

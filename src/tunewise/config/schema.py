@@ -136,6 +136,9 @@ class DataConfig(Section):
         "tips); or give your own files.")
     general_ratio: float = Field(0.1, ge=0, description="Size of the general-data mix relative to the training set (0.1 = 10%).")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Text augmentation for small datasets.")
+    num_workers: int = Field(0, ge=0, description="Processes that clean records and count their tokens while preparing "
+                             "data: 0 = one per CPU core, 1 = this process only. The results are the same for any number; "
+                             "more only make large data faster.")
 
     @field_validator("val_size")
     @classmethod

@@ -27,6 +27,7 @@ the data beyond the compact duplicate indexes of `tunewise.data.dedup`.
 from __future__ import annotations
 
 import html
+import json
 import re
 import unicodedata
 from itertools import islice
@@ -37,7 +38,8 @@ import numpy as np
 
 from tunewise.config.schema import CleanConfig
 from tunewise.data.dedup import ABSENT, BandHasher, BandIndex, digests
-from tunewise.data.tools import calls_text, canonical
+from tunewise.data.preference import kind
+from tunewise.data.tools import calls_text, canonical, counts_of
 from tunewise.templates.tools import tool_names
 
 _RES = Path(__file__).parent / "resources"
@@ -207,12 +209,32 @@ CHUNK = 2048  # records cleaned together: dedup lookups and MinHash banding are 
 
 
 class Sink(Protocol):
-    """Where the cleaner puts records, in input order. Ids count from 0 in each of the two streams."""
+    """Where the cleaner puts records, in input order, as JSON lines. Ids count from 0 in each of the two streams.
 
-    def keep(self, rec: dict, band_keys: np.ndarray | None) -> int: ...
-    def drop(self, entry: dict) -> int: ...
+    `info` is `record_info(rec)`: what the spill file keeps about each record besides its line."""
+
+    def keep(self, line: bytes, info: tuple, band_keys: np.ndarray | None) -> int: ...
+    def drop(self, line: bytes, step: str) -> int: ...
     def kept_where(self, i: int) -> str: ...
     def dropped_where(self, i: int) -> str: ...
+
+
+def json_line(obj: dict) -> bytes:
+    """A record or drop entry as written to train.jsonl, the spill file and dropped.jsonl."""
+    return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def record_info(rec: dict) -> tuple:
+    """(source, preference kind, has tools, calls, parallel-call turns) of a record, for the counts in stats.json."""
+    return (rec.get("source"), kind(rec), *counts_of(rec))
+
+
+def entry_line(step: str, reason: str, where: str | None, record_line: bytes, tag: dict) -> bytes:
+    """json_line({"step", "reason", "where", "record", **tag}) for a record already written as `record_line`:
+    the duplicate steps decide in the main process, which has records only as the lines the workers made."""
+    head = json.dumps({"step": step, "reason": reason, "where": where}, ensure_ascii=False)[:-1]
+    tail = ", " + json.dumps(tag, ensure_ascii=False)[1:] if tag else "}"
+    return head.encode("utf-8") + b', "record": ' + record_line[:-1] + tail.encode("utf-8") + b"\n"
 
 
 def where_of(rec: dict) -> str:
@@ -279,24 +301,87 @@ def _record_steps(cfg: CleanConfig) -> list[Step]:
 _ONLY = {"pair": lambda rec: "rejected" in rec}
 
 
+class ChunkWork:
+    """The part of cleaning a chunk that needs no duplicate index: the per-record steps, each survivor's JSON line,
+    exact digest and band keys, and each dropped record's entry line. Plain data in and out, so it runs in a worker
+    process (tunewise.data.parallel); `Cleaner` decides the duplicates, in order, in the main process.
+    """
+
+    def __init__(self, cfg: CleanConfig, keys: bool, tag: dict):
+        self.cfg, self.keys, self.tag = cfg, keys, tag
+        self.steps = _record_steps(cfg)
+        self.hasher = BandHasher(cfg.near_threshold, cfg.num_perm, cfg.shingle_size) if cfg.dedup_near or keys else None
+
+    def _per_record(self, rec: dict, counts: dict) -> tuple[dict, dict | None]:
+        for name, fn_map, fn_keep in self.steps:
+            if name in _ONLY and not _ONLY[name](rec):
+                continue
+            c = counts[name]
+            c[0] += 1
+            if fn_map is not None:
+                new = fn_map(rec)
+                c[2] += new != rec
+                rec = new
+            reason = fn_keep(rec) if fn_keep is not None else None
+            if reason:
+                return rec, {"step": name, "reason": reason, "where": rec.get("where"), "record": rec, **self.tag}
+            c[1] += 1
+        return rec, None
+
+    def __call__(self, items: list[Item]) -> dict:
+        """{"out": per item, (entry line, step) when dropped or None when alive; "counts": {step: [before, after,
+        changed]}; per alive record "lines", "wheres", "infos", and "exact" / "near" / "leak" keys as bytes}."""
+        counts = {name: [0, 0, 0] for name, _, _ in self.steps}
+        out, recs = [], []
+        for rec, bad in items:
+            if bad is None:
+                rec, bad = self._per_record(rec, counts)
+            if bad is not None:
+                out.append((json_line(bad), bad["step"]))
+            else:
+                out.append(None)
+                recs.append(rec)
+        done = {"out": out, "counts": counts, "lines": [json_line(r) for r in recs],
+                "wheres": [r.get("where") for r in recs], "infos": [record_info(r) for r in recs]}
+        if not recs:
+            return done
+        texts = [whole_text(r) for r in recs]
+        if self.cfg.dedup_exact:
+            done["exact"] = digests(texts).tobytes()
+        # near duplicates: without the tools' schemas (see the module docstring)
+        texts = [whole_text(r, schemas=False) if r.get("tools") else t for r, t in zip(recs, texts)]
+        near = self.hasher.band_keys(texts) if self.cfg.dedup_near else None
+        if near is not None:
+            done["near"] = near.tobytes()
+        if self.keys:  # the leakage check's keys: of the conversation, without a rejected answer or label
+            leak_texts = [record_text(r) for r in recs]
+            other = [i for i, (a, b) in enumerate(zip(leak_texts, texts)) if near is None or a != b]
+            leak = near.copy() if near is not None else np.empty((len(recs), self.hasher.bands), dtype=np.uint64)
+            if other:
+                leak[other] = self.hasher.band_keys([leak_texts[i] for i in other])
+            done["leak"] = leak.tobytes()
+        return done
+
+
 class Cleaner:
     """Every clean step over a stream of records, a chunk at a time, in bounded memory.
 
-    Per-record steps run record by record; exact and near duplicates are found with compact indexes
-    (`tunewise.data.dedup`) that hold digests, band hashes and ids, never records. When a duplicate is
-    found, the earlier record's `where` is asked of the sink by its id. Results go to the sink in input
-    order, so the output does not depend on the chunk size. `keys=True` hands each kept record's LSH band
-    keys to the sink even without near-dedup (the leakage check needs them).
+    Per-record steps and keys run in `ChunkWork`, on `workers` processes; exact and near duplicates are then found
+    here, chunk after chunk in input order, with compact indexes (`tunewise.data.dedup`) that hold digests, band
+    hashes and ids, never records. When a duplicate is found, the earlier record's `where` is asked of the sink by
+    its id. Results go to the sink in input order, so the output depends neither on the chunk size nor on the number
+    of workers. `keys=True` hands each kept record's LSH band keys to the sink even without near-dedup (the leakage
+    check needs them).
     """
 
-    def __init__(self, cfg: CleanConfig, sink: Sink, *, keys: bool = False, tag: dict | None = None):
-        self.cfg, self.sink, self.tag, self.keys = cfg, sink, dict(tag or {}), keys
-        self._record_steps = _record_steps(cfg)
-        names = [s[0] for s in self._record_steps] + ["dedup_exact"] * cfg.dedup_exact + ["dedup_near"] * cfg.dedup_near
+    def __init__(self, cfg: CleanConfig, sink: Sink, *, keys: bool = False, tag: dict | None = None, workers: int = 1):
+        self.cfg, self.sink, self.tag, self.keys, self.workers = cfg, sink, dict(tag or {}), keys, workers
+        self.work = ChunkWork(cfg, keys, self.tag)
+        names = [s[0] for s in self.work.steps] + ["dedup_exact"] * cfg.dedup_exact + ["dedup_near"] * cfg.dedup_near
         self._counts = {n: {"step": n, "before": 0, "after": 0, "changed": 0} for n in names}
-        self.hasher = BandHasher(cfg.near_threshold, cfg.num_perm, cfg.shingle_size) if cfg.dedup_near or keys else None
+        self.bands = self.work.hasher.bands if self.work.hasher is not None else None
         self._exact = BandIndex(1) if cfg.dedup_exact else None
-        self._near = BandIndex(self.hasher.bands, np.uint32) if cfg.dedup_near else None
+        self._near = BandIndex(self.bands, np.uint32) if cfg.dedup_near else None
 
     @staticmethod
     def bands_for(cfg: CleanConfig) -> int:
@@ -309,86 +394,65 @@ class Cleaner:
         return [dict(c) for n, c in self._counts.items() if n not in ("dedup_near", *_ONLY) or c["before"]]
 
     def run(self, items: Iterable[Item], chunk_size: int = CHUNK) -> None:
-        for chunk in batched(items, chunk_size):
-            self._chunk(chunk)
+        from tunewise.data.parallel import ordered_map
 
-    def _drop(self, step: str, reason: str, rec: dict) -> dict:
-        return {"step": step, "reason": reason, "where": rec.get("where"), "record": rec, **self.tag}
-
-    def _per_record(self, rec: dict) -> tuple[dict, dict | None]:
-        for name, fn_map, fn_keep in self._record_steps:
-            if name in _ONLY and not _ONLY[name](rec):
-                continue
-            c = self._counts[name]
-            c["before"] += 1
-            if fn_map is not None:
-                new = fn_map(rec)
-                c["changed"] += new != rec
-                rec = new
-            reason = fn_keep(rec) if fn_keep is not None else None
-            if reason:
-                return rec, self._drop(name, reason, rec)
-            c["after"] += 1
-        return rec, None
+        flush = getattr(self.sink, "flush", None)
+        for done in ordered_map(self.work, batched(items, chunk_size), self.workers, before_fork=flush):
+            self._finish(done)
 
     def _ticket_where(self, ticket: int) -> str:
         return self.sink.dropped_where(ticket // 2) if ticket % 2 else self.sink.kept_where(ticket // 2)
 
-    def _dedup(self, step: str, index: BandIndex, keys: np.ndarray, live: list[int], out: list, indexed_where) -> np.ndarray:
-        """Drop the rows of `live` that duplicate an earlier kept record; returns the mask of rows kept."""
+    def _dedup(self, step: str, index: BandIndex, keys: np.ndarray, rows: np.ndarray, done: dict, row_drop: list,
+               indexed_where) -> np.ndarray:
+        """Drop the alive `rows` that duplicate an earlier kept record; returns the mask of rows kept."""
         indexed, earlier = index.claim(keys)
         keep = (indexed == ABSENT) & (earlier == ABSENT)
         c = self._counts[step]
-        c["before"] += len(live)
+        c["before"] += len(rows)
         c["after"] += int(keep.sum())
         kind = "exact" if step == "dedup_exact" else "near"
-        for i in np.flatnonzero(~keep):
-            first = indexed_where(int(indexed[i])) if indexed[i] != ABSENT else where_of(out[live[earlier[i]]][1])
-            out[live[i]] = ("drop", self._drop(step, f"{kind} duplicate of {first}", out[live[i]][1]))
+        wheres = done["wheres"]
+        for i in np.flatnonzero(~keep).tolist():
+            first = indexed_where(int(indexed[i])) if indexed[i] != ABSENT else (wheres[rows[earlier[i]]] or "an earlier record")
+            r = rows[i]
+            row_drop[r] = (entry_line(step, f"{kind} duplicate of {first}", wheres[r], done["lines"][r], self.tag), step)
         return keep
 
-    def _chunk(self, items: list[Item]) -> None:
-        out: list[tuple[str, dict]] = []  # ("keep", record) or ("drop", entry), one per input row
-        live: list[int] = []  # positions still kept
-        for pos, (rec, bad) in enumerate(items):
-            if bad is not None:
-                out.append(("drop", bad))
-                continue
-            rec, dropped = self._per_record(rec)
-            out.append(("drop", dropped) if dropped else ("keep", rec))
-            if not dropped:
-                live.append(pos)
-        texts = [whole_text(out[p][1]) for p in live]
-        exact_pos, exact_keys = [], None
-        if self._exact is not None and live:
-            exact_keys = digests(texts)
-            keep = self._dedup("dedup_exact", self._exact, exact_keys, live, out, self._ticket_where)
-            exact_keys, live = exact_keys[keep], [p for p, k in zip(live, keep) if k]
-            texts = [t for t, k in zip(texts, keep) if k]
-            exact_pos = live
-        # near duplicates: without the tools' schemas (see the module docstring)
-        texts = [whole_text(out[p][1], schemas=False) if out[p][1].get("tools") else t for p, t in zip(live, texts)]
-        band_keys = self.hasher.band_keys(texts) if self._near is not None and live else None
-        if self._near is not None and live:
-            keep = self._dedup("dedup_near", self._near, band_keys, live, out, self.sink.kept_where)
-            band_keys, live = band_keys[keep], [p for p, k in zip(live, keep) if k]
-            texts = [t for t, k in zip(texts, keep) if k]
-        leak_keys = None  # the sink's keys (leakage check): of the conversation, without a rejected answer or label
-        if self.keys and live:
-            leak_texts = [record_text(out[p][1]) for p in live]
-            leak_keys = band_keys if band_keys is not None and leak_texts == texts else self.hasher.band_keys(leak_texts)
-        tickets, row_of = [], {p: i for i, p in enumerate(live)}
+    def _finish(self, done: dict) -> None:
+        for name, (before, after, changed) in done["counts"].items():
+            c = self._counts[name]
+            c["before"], c["after"], c["changed"] = c["before"] + before, c["after"] + after, c["changed"] + changed
+        n = len(done["lines"])
+        rows = np.arange(n)
+        row_drop: list = [None] * n  # (entry line, step) of an alive record a duplicate step drops
+        exact_rows = exact_keys = near_keys = None
+        if self._exact is not None and n:
+            keys = np.frombuffer(done["exact"], dtype=np.uint64)
+            keep = self._dedup("dedup_exact", self._exact, keys, rows, done, row_drop, self._ticket_where)
+            exact_rows, exact_keys, rows = rows[keep], keys[keep], rows[keep]
+        if self._near is not None and len(rows):
+            keys = np.frombuffer(done["near"], dtype=np.uint64).reshape(n, self.bands)[rows]
+            keep = self._dedup("dedup_near", self._near, keys, rows, done, row_drop, self.sink.kept_where)
+            near_keys, rows = keys[keep], rows[keep]
+        leak = np.frombuffer(done["leak"], dtype=np.uint64).reshape(n, self.bands) if "leak" in done else None
+        tickets = np.empty(n, dtype=np.int64)
         kept_ids = []
-        for pos, (kind, obj) in enumerate(out):
-            if kind == "keep":
-                kept_ids.append(self.sink.keep(obj, None if leak_keys is None else leak_keys[row_of[pos]]))
-                tickets.append(2 * kept_ids[-1])
+        r = 0
+        for entry in done["out"]:
+            if entry is not None:
+                self.sink.drop(*entry)
+                continue
+            if row_drop[r] is not None:
+                tickets[r] = 2 * self.sink.drop(*row_drop[r]) + 1
             else:
-                tickets.append(2 * self.sink.drop(obj) + 1)
-        if exact_keys is not None and len(exact_pos):
-            self._exact.add(exact_keys, np.array([tickets[p] for p in exact_pos], dtype=np.int64))
-        if self._near is not None and live:
-            self._near.add(band_keys, np.array(kept_ids, dtype=np.uint32))
+                kept_ids.append(self.sink.keep(done["lines"][r], tuple(done["infos"][r]), None if leak is None else leak[r]))
+                tickets[r] = 2 * kept_ids[-1]
+            r += 1
+        if exact_rows is not None and len(exact_rows):
+            self._exact.add(exact_keys, tickets[exact_rows])
+        if near_keys is not None and len(near_keys):
+            self._near.add(near_keys, np.array(kept_ids, dtype=np.uint32))
 
 
 def leak_entry(rec: dict, train_where: str) -> dict:

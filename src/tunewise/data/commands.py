@@ -53,7 +53,13 @@ def token_stats(cfg, tokenizer, template, records: Iterable[dict], chunk_size: i
     return totals, hist
 
 
-def prepare_command(cfg, out: str | None = None, overwrite: bool = False) -> Path:
+def prepare_command(cfg, out: str | None = None, overwrite: bool = False, *, chunk_size: int | None = None,
+                    token_chunk: int = TOKEN_CHUNK) -> Path:
+    """`tunewise data prepare`: the data stage, then the token stats and the length histogram.
+
+    `chunk_size` (records cleaned together) and `token_chunk` (records tokenised together) bound memory and never
+    change a kept record or a drop; tests make them small so that many chunks cross the worker processes.
+    """
     from tunewise.data.prepare import PreparedData, prepare
     from tunewise.fileio import read_json, write_json
     from tunewise.train.data import encode_for_training
@@ -62,12 +68,12 @@ def prepare_command(cfg, out: str | None = None, overwrite: bool = False) -> Pat
     target = Path(out) if out else run_dir_for(cfg)
     if not out:
         _check_not_trained(target, overwrite)
-    prepared = prepare(cfg, target)
+    prepared = prepare(cfg, target, **({"chunk_size": chunk_size} if chunk_size else {}))
     _, tokenizer, template = tokenizer_and_template(cfg)
-    train_tok, hist = token_stats(cfg, tokenizer, template, prepared.records("train"))
+    train_tok, hist = token_stats(cfg, tokenizer, template, prepared.records("train"), token_chunk)
     if not hist.sum():
         encode_for_training(cfg, tokenizer, template, PreparedData([], []))  # raises training's own "no example" error
-    val_tok, _ = token_stats(cfg, tokenizer, template, prepared.records("val"))
+    val_tok, _ = token_stats(cfg, tokenizer, template, prepared.records("val"), token_chunk)
     from tunewise.data.report import format_summary, length_histogram, write_length_histogram
 
     lengths = np.repeat(np.arange(len(hist), dtype=np.int32), hist)

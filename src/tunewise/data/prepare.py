@@ -26,7 +26,8 @@ import numpy as np
 
 from tunewise.config.schema import PREFERENCE_STAGES, Config, DatasetSpec
 from tunewise.data import formats, preference, readers, tools
-from tunewise.data.clean import CHUNK, Cleaner, Item, Sink, find_leakage, leak_entry
+from tunewise.data.clean import CHUNK, Cleaner, Item, find_leakage, leak_entry
+from tunewise.data.parallel import resolve_workers
 from tunewise.data.readers import BadRow
 from tunewise.data.spill import DropLog, Spill, iter_indices
 from tunewise.errors import DataError
@@ -200,15 +201,15 @@ def _counted(items: Iterable[Item], info: dict) -> Iterator[Item]:
         yield item
 
 
-def _feed(items: Iterable[Item], sink: Sink, cleaner: Cleaner | None, chunk_size: int) -> None:
+def _feed(items: Iterable[Item], sink: Spill, cleaner: Cleaner | None, chunk_size: int) -> None:
     if cleaner is not None:
         cleaner.run(items, chunk_size)
         return
     for rec, bad in items:
         if bad is None:
-            sink.keep(rec, None)
+            sink.add(rec)
         else:
-            sink.drop(bad)
+            sink.drops.drop(bad)
 
 
 _NO_INDEX = np.zeros(0, dtype=np.int64)
@@ -307,7 +308,7 @@ def _leakage(spill: Spill, train: np.ndarray, val: np.ndarray, chunk_size: int) 
 
     leaked = dict(find_leakage(spill.bands, chunks(train), chunks(val)))
     for v, t in sorted(leaked.items()):
-        spill.drop(leak_entry(spill.record(v), spill.kept_where(t)))
+        spill.drops.drop(leak_entry(spill.record(v), spill.kept_where(t)))
     return val[~np.isin(val, np.fromiter(leaked, dtype=np.int64, count=len(leaked)))]
 
 
@@ -397,7 +398,8 @@ def _read_and_clean(cfg: Config, spill: Spill, *, clean: bool, leak: bool, chunk
                                  source=prefix + src, stage=cfg.train.stage)
             yield from _counted(items, info)
 
-    cleaner = Cleaner(d.clean, spill, keys=leak) if clean else None
+    workers = resolve_workers(d.num_workers)
+    cleaner = Cleaner(d.clean, spill, keys=leak, workers=workers) if clean else None
     _feed(stream(d.datasets, _unique_sources(d.datasets)), spill, cleaner, chunk_size)
     n_read = sum(v["records"] for v in per.values())
     steps = [{"step": "read", "before": sum(v["rows_read"] for v in per.values()), "after": n_read}]
@@ -405,7 +407,7 @@ def _read_and_clean(cfg: Config, spill: Spill, *, clean: bool, leak: bool, chunk
     kept = _by_source(spill, spill.source_ids(), np.arange(len(spill)))
     for src, info in per.items():
         info["kept"] = kept[src]
-    val_cleaner = Cleaner(d.clean, spill, keys=leak, tag={"split": "val"}) if clean else None
+    val_cleaner = Cleaner(d.clean, spill, keys=leak, tag={"split": "val"}, workers=workers) if clean else None
     _feed(stream(d.val_datasets, _unique_sources(d.val_datasets), "val:"), spill, val_cleaner, chunk_size)
     for src in [s for s in per if s.startswith("val:")]:
         del per[src]  # validation datasets are not part of the training report
