@@ -193,3 +193,37 @@ def test_token_stats_in_chunks_match_one_pass(tmp_path, tiny_model_dirs):
     chunked, hist = token_stats(cfg, tok, tpl, p.records("train"), chunk_size=7)
     assert chunked == whole["train"] and whole["train"]["truncated_examples"] > 0
     assert int(hist.sum()) == whole["train"]["examples"] - whole["train"]["dropped_no_labels"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_strict_mode_raises_the_first_error_in_file_order_with_any_number_of_workers(tmp_path, workers):
+    """Rows are converted on the workers, while this process reads on: an error it finds later in the stream (an
+    empty second file) must not overtake one a worker finds earlier (a record without its answer, row 150)."""
+    rows = [{"instruction": f"question {i}", "output": f"answer number {i} " * 3} for i in range(300)]
+    rows[149] = {"instruction": "no answer"}
+    first = _jsonl(tmp_path / "d.jsonl", rows)
+    empty = tmp_path / "e.jsonl"
+    empty.write_text("", encoding="utf-8")
+    cfg = _cfg(tmp_path, [str(first), str(empty)], num_workers=workers)
+    with pytest.raises(DataError, match=f"{first}:150"):
+        prepare(cfg, None, chunk_size=8)
+
+
+def test_sampled_token_stats_say_so_and_stay_close(tmp_path, tiny_model_dirs):
+    """data.token_stats_sample counts a seeded sample and scales it: the examples are all counted, the token sums
+    land near the exact ones, and stats.json says it is a sample; a sample as large as the data is exact."""
+    from tunewise.data.commands import prepare_command
+
+    data = _jsonl(tmp_path / "d.jsonl", _rows(400))
+
+    def tokens(name: str, **extra) -> dict:
+        cfg = load_config(write_config(tmp_path / f"{name}.yaml", {
+            "model": {"name_or_path": "tiny-llama"}, "run": {"root": str(tmp_path / "runs"), "name": name},
+            "data": {"datasets": [str(data)], "val_size": 0.1, **extra}}))
+        return json.loads((prepare_command(cfg) / "stats.json").read_text(encoding="utf-8"))["tokens"]["train"]
+
+    exact, sampled, whole = tokens("exact"), tokens("sampled", token_stats_sample=100), tokens("whole", token_stats_sample=10**6)
+    assert whole == exact and "sampled" not in exact
+    assert sampled["sampled"] == {"records": 100, "of": exact["examples"]} and sampled["examples"] == exact["examples"]
+    for key in ("total_tokens", "supervised_tokens"):
+        assert abs(sampled[key] - exact[key]) < 0.1 * exact[key], key

@@ -39,7 +39,9 @@ import numpy as np
 from tunewise.config.schema import CleanConfig
 from tunewise.data.dedup import ABSENT, BandHasher, BandIndex, digests
 from tunewise.data.preference import kind
+from tunewise.data.source import row_item
 from tunewise.data.tools import calls_text, canonical, counts_of
+from tunewise.errors import TunewiseError
 from tunewise.templates.tools import tool_names
 
 _RES = Path(__file__).parent / "resources"
@@ -328,12 +330,26 @@ class ChunkWork:
             c[1] += 1
         return rec, None
 
-    def __call__(self, items: list[Item]) -> dict:
-        """{"out": per item, (entry line, step) when dropped or None when alive; "counts": {step: [before, after,
-        changed]}; per alive record "lines", "wheres", "infos", and "exact" / "near" / "leak" keys as bytes}."""
+    def __call__(self, items: list) -> dict:
+        """Items are records (record, None) / (None, drop entry), or rows of tunewise.data.source.read_rows.
+
+        Returns {"out": per item, (entry line, step) when dropped or None when alive; "counts": {step: [before, after,
+        changed]}; "read": {source: [rows, bad rows]}; per alive record "lines", "wheres", "infos", and "exact" /
+        "near" / "leak" keys as bytes}, or {"error": the error a strict read raised}."""
         counts = {name: [0, 0, 0] for name, _, _ in self.steps}
+        read: dict[str, list[int]] = {}  # source: [rows, bad rows], for rows of tunewise.data.source.read_rows
         out, recs = [], []
-        for rec, bad in items:
+        for item in items:
+            if isinstance(item[0], str):  # a row still to convert
+                try:
+                    rec, bad = row_item(item)
+                except TunewiseError as e:  # strict mode: raised by the main process, in input order
+                    return {"error": e}
+                c = read.setdefault(item[1][6], [0, 0])
+                c[0] += 1
+                c[1] += bad is not None
+            else:
+                rec, bad = item
             if bad is None:
                 rec, bad = self._per_record(rec, counts)
             if bad is not None:
@@ -341,7 +357,7 @@ class ChunkWork:
             else:
                 out.append(None)
                 recs.append(rec)
-        done = {"out": out, "counts": counts, "lines": [json_line(r) for r in recs],
+        done = {"out": out, "counts": counts, "read": read, "lines": [json_line(r) for r in recs],
                 "wheres": [r.get("where") for r in recs], "infos": [record_info(r) for r in recs]}
         if not recs:
             return done
@@ -382,6 +398,7 @@ class Cleaner:
         self.bands = self.work.hasher.bands if self.work.hasher is not None else None
         self._exact = BandIndex(1) if cfg.dedup_exact else None
         self._near = BandIndex(self.bands, np.uint32) if cfg.dedup_near else None
+        self.read_counts: dict[str, list[int]] = {}  # source: [rows, bad rows] of the rows converted here
 
     @staticmethod
     def bands_for(cfg: CleanConfig) -> int:
@@ -420,6 +437,11 @@ class Cleaner:
         return keep
 
     def _finish(self, done: dict) -> None:
+        if "error" in done:
+            raise done["error"]
+        for src, (rows, bad) in done["read"].items():
+            c = self.read_counts.setdefault(src, [0, 0])
+            c[0], c[1] = c[0] + rows, c[1] + bad
         for name, (before, after, changed) in done["counts"].items():
             c = self._counts[name]
             c["before"], c["after"], c["changed"] = c["before"] + before, c["after"] + after, c["changed"] + changed

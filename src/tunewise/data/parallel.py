@@ -57,6 +57,8 @@ _TASK: Callable | None = None
 def _init(task: Callable) -> None:
     global _TASK
     _TASK = task
+    if hasattr(task, "in_worker"):  # what a worker sets for itself (e.g. one tokenizer thread)
+        task.in_worker()
 
 
 def _run(payload: bytes) -> bytes:
