@@ -160,7 +160,7 @@ _INNER = re.compile(r"[.'\u2018\u2019](?<=[^\W\d_][.'\u2018\u2019])(?=[^\W\d_])"
 
 def _folded(s: str) -> str:
     """NFKC, lower case, marks inside words removed: the text whose units make the phrase form."""
-    return _INNER.sub("", unicodedata.normalize("NFKC", s).lower())
+    return _INNER.sub("", (s if s.isascii() else unicodedata.normalize("NFKC", s)).lower())  # NFKC keeps ASCII
 
 
 def phrase_form(s: str) -> str:
@@ -221,9 +221,12 @@ class Sink(Protocol):
     def dropped_where(self, i: int) -> str: ...
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False)  # what json.dumps(obj, ensure_ascii=False) builds anew on every call
+
+
 def json_line(obj: dict) -> bytes:
     """A record or drop entry as written to train.jsonl, the spill file and dropped.jsonl."""
-    return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
+    return (_JSON.encode(obj) + "\n").encode("utf-8")
 
 
 def record_info(rec: dict) -> tuple:

@@ -41,7 +41,7 @@ def shingle_text(text: str) -> str:
     str.split() splits on exactly the characters regex `\\s` matches (str.isspace), several times faster than
     re.sub(r"\\s+", "", ...) on text with many spaces.
     """
-    return "".join(unicodedata.normalize("NFKC", text).lower().split())
+    return "".join((text if text.isascii() else unicodedata.normalize("NFKC", text)).lower().split())  # NFKC keeps ASCII
 
 
 def shingles(text: str, k: int) -> set[str]:
