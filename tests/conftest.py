@@ -162,9 +162,9 @@ class ListSink:
         self.kept: list[dict] = []
         self.dropped: list[dict] = []
 
-    def keep(self, line, info, band_keys):
-        self.kept.append(json.loads(line))
-        return len(self.kept) - 1
+    def keep_many(self, lines, infos, band_keys):
+        self.kept += [json.loads(line) for line in lines]
+        return len(self.kept) - len(lines)
 
     def drop(self, line, step):
         self.dropped.append(json.loads(line))

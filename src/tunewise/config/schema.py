@@ -140,9 +140,9 @@ class DataConfig(Section):
                              "data: 0 = one per CPU core, 1 = this process only. The results are the same for any number; "
                              "more only make large data faster.")
     token_stats_sample: int = Field(0, ge=0, description="Token statistics of `data prepare` (stats.json `tokens`, the "
-                                    "length histogram): 0 = count every record; N = above N records, count N picked at "
-                                    "random (seeded) and scale to all, marked `sampled` (much faster on millions of "
-                                    "records). They only report: training counts every record itself.")
+                                    "length histogram): 0 = count every record; N = above N records (train and val), count "
+                                    "N picked at random (seeded; the splits share them in proportion) and scale to all, "
+                                    "marked `sampled` (much faster on millions of records). They only report: training counts every record itself.")
 
     @field_validator("val_size")
     @classmethod

@@ -215,7 +215,8 @@ class Sink(Protocol):
 
     `info` is `record_info(rec)`: what the spill file keeps about each record besides its line."""
 
-    def keep(self, line: bytes, info: tuple, band_keys: np.ndarray | None) -> int: ...
+    def keep_many(self, lines: list[bytes], infos: list, band_keys: np.ndarray | None) -> int:
+        """Keep records in order; the id of the first."""
     def drop(self, line: bytes, step: str) -> int: ...
     def kept_where(self, i: int) -> str: ...
     def dropped_where(self, i: int) -> str: ...
@@ -461,8 +462,8 @@ class Cleaner:
             keep = self._dedup("dedup_near", self._near, keys, rows, done, row_drop, self.sink.kept_where)
             near_keys, rows = keys[keep], rows[keep]
         leak = np.frombuffer(done["leak"], dtype=np.uint64).reshape(n, self.bands) if "leak" in done else None
+        # Drops go to dropped.jsonl and survivors to the spill file, each in input order; ids are per file.
         tickets = np.empty(n, dtype=np.int64)
-        kept_ids = []
         r = 0
         for entry in done["out"]:
             if entry is not None:
@@ -470,14 +471,16 @@ class Cleaner:
                 continue
             if row_drop[r] is not None:
                 tickets[r] = 2 * self.sink.drop(*row_drop[r]) + 1
-            else:
-                kept_ids.append(self.sink.keep(done["lines"][r], tuple(done["infos"][r]), None if leak is None else leak[r]))
-                tickets[r] = 2 * kept_ids[-1]
             r += 1
+        if len(rows):
+            first = self.sink.keep_many([done["lines"][i] for i in rows.tolist()], [done["infos"][i] for i in rows.tolist()],
+                                        None if leak is None else leak[rows])
+            kept_ids = np.arange(first, first + len(rows), dtype=np.int64)
+            tickets[rows] = 2 * kept_ids
         if exact_rows is not None and len(exact_rows):
             self._exact.add(exact_keys, tickets[exact_rows])
         if near_keys is not None and len(near_keys):
-            self._near.add(near_keys, np.array(kept_ids, dtype=np.uint32))
+            self._near.add(near_keys, kept_ids.astype(np.uint32))
 
 
 def leak_entry(rec: dict, train_where: str) -> dict:

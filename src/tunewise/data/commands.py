@@ -115,19 +115,24 @@ def prepare_command(cfg, out: str | None = None, overwrite: bool = False, *, chu
     _, tokenizer, template = tokenizer_and_template(cfg)
     workers = resolve_workers(cfg.data.num_workers)
 
-    def count(split: str, sample: int) -> tuple[dict | None, np.ndarray]:
-        n = prepared.stats[f"num_{split}"]
-        if not sample or n <= sample:
+    n = {split: prepared.stats[f"num_{split}"] for split in ("train", "val")}
+    total, sample = n["train"] + n["val"], cfg.data.token_stats_sample
+    # train and val share the sample in proportion to their sizes (all records counted when it holds them all)
+    share = {"train": 0, "val": 0} if not sample or total <= sample else \
+        {"train": max(1, round(sample * n["train"] / total)), "val": max(1, round(sample * n["val"] / total))}
+
+    def count(split: str, size: int) -> tuple[dict | None, np.ndarray]:
+        if not size or n[split] <= size:
             return token_stats(cfg, tokenizer, template, prepared.stored(split), token_chunk, workers=workers)
-        return sampled_token_stats(cfg, tokenizer, template, prepared.stored(split), n, sample, token_chunk,
+        return sampled_token_stats(cfg, tokenizer, template, prepared.stored(split), n[split], size, token_chunk,
                                    workers=workers)
 
-    train_tok, hist = count("train", cfg.data.token_stats_sample)
-    if not hist.sum() and cfg.data.token_stats_sample:  # nothing in the sample: count them all before refusing
+    train_tok, hist = count("train", share["train"])
+    if not hist.sum() and share["train"]:  # nothing in the sample: count them all before refusing
         train_tok, hist = count("train", 0)
     if not hist.sum():
         encode_for_training(cfg, tokenizer, template, PreparedData([], []))  # raises training's own "no example" error
-    val_tok, _ = count("val", cfg.data.token_stats_sample)
+    val_tok, _ = count("val", share["val"])
     from tunewise.data.report import format_summary, length_histogram, write_length_histogram
 
     lengths = np.repeat(np.arange(len(hist), dtype=np.int32), hist)

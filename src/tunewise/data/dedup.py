@@ -75,7 +75,7 @@ def _crc_tables() -> np.ndarray:
 _CRC = _crc_tables()
 
 
-def _utf8(cp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _utf8_formula(cp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(UTF-8 bytes packed little-endian into a uint32, byte count) of each code point."""
     n = 1 + (cp >= 0x80).astype(np.uint32) + (cp >= 0x800) + (cp >= 0x10000)
     c, six = np.uint32(0x80), np.uint32(0x3F)
@@ -89,6 +89,45 @@ def _utf8(cp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.select([n == 1, n == 2, n == 3], [cp, two, three], four).astype(np.uint32), n
 
 
+_BMP = _utf8_formula(np.arange(0x10000, dtype=np.uint32))  # the Basic Multilingual Plane, looked up: one gather
+
+
+def _utf8(cp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(UTF-8 bytes packed little-endian into a uint32, byte count) of each code point."""
+    if len(cp) and int(cp.max()) >= 0x10000:  # emoji, rare scripts: computed
+        return _utf8_formula(cp)
+    return _BMP[0][cp], _BMP[1][cp]
+
+
+def _window_crcs(texts: list[str], k: int, ascii: bool) -> np.ndarray:
+    """CRC-32 of every k-character window of every text (each at least k long), text after text.
+
+    ASCII text is one byte per character, so each step is zlib's own byte update (one table look-up); other text
+    takes one whole UTF-8 character per step (`_CRC`, four look-ups)."""
+    lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    count = lens - k + 1
+    starts = np.arange(int(count.sum())) + np.repeat(np.cumsum(lens) - lens - (np.cumsum(count) - count), count)
+    crc = np.full(len(starts), 0xFFFFFFFF, dtype=np.uint32)
+    joined = "".join(texts)
+    if ascii:
+        code = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).astype(np.uint32)
+        table = _CRC[0][256:512]  # one byte
+        for j in range(k):
+            crc = table[(crc ^ code[starts + j]) & np.uint32(0xFF)] ^ (crc >> np.uint32(8))
+        return crc ^ np.uint32(0xFFFFFFFF)
+    packed, nbytes = _utf8(np.frombuffer(joined.encode("utf-32-le"), dtype="<u4"))
+    base = nbytes.astype(np.intp) * 256
+    for j in range(k):
+        at = starts + j
+        x = crc ^ packed[at]
+        b = base[at]
+        crc = _CRC[0][b + (x & np.uint32(0xFF))]
+        crc ^= _CRC[1][b + ((x >> np.uint32(8)) & np.uint32(0xFF))]
+        crc ^= _CRC[2][b + ((x >> np.uint32(16)) & np.uint32(0xFF))]
+        crc ^= _CRC[3][b + (x >> np.uint32(24))]
+    return crc ^ np.uint32(0xFFFFFFFF)
+
+
 def shingle_hashes(texts: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
     """(zlib.crc32 of the UTF-8 bytes of every shingle of every text, as uint32; how many shingles each text has).
 
@@ -99,27 +138,16 @@ def shingle_hashes(texts: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
     norm = [shingle_text(t) for t in texts]
     lens = np.fromiter(map(len, norm), dtype=np.int64, count=len(norm))
     counts = np.maximum(1, lens - k + 1)
-    full = lens >= k
-    cp = np.frombuffer("".join(t for t, f in zip(norm, full.tolist()) if f).encode("utf-32-le"), dtype="<u4")
-    packed, nbytes = _utf8(cp)
-    base = nbytes.astype(np.intp) * 256
-    flen = lens[full]
-    fcount = flen - k + 1
-    starts = np.arange(int(fcount.sum())) + np.repeat(np.cumsum(flen) - flen - (np.cumsum(fcount) - fcount), fcount)
-    crc = np.full(len(starts), 0xFFFFFFFF, dtype=np.uint32)
-    for j in range(k):
-        at = starts + j
-        x = crc ^ packed[at]
-        b = base[at]
-        crc = _CRC[0][b + (x & np.uint32(0xFF))]
-        crc ^= _CRC[1][b + ((x >> np.uint32(8)) & np.uint32(0xFF))]
-        crc ^= _CRC[2][b + ((x >> np.uint32(16)) & np.uint32(0xFF))]
-        crc ^= _CRC[3][b + (x >> np.uint32(24))]
-    out = np.empty(int(counts.sum()), dtype=np.uint32)
     first = np.cumsum(counts) - counts
-    in_full = np.repeat(full, counts)
-    out[in_full] = crc ^ np.uint32(0xFFFFFFFF)
-    for i in np.flatnonzero(~full).tolist():
+    out = np.empty(int(counts.sum()), dtype=np.uint32)
+    kind = np.array([2 if n < k else t.isascii() for t, n in zip(norm, lens.tolist())], dtype=np.int8)  # 2: short
+    for ascii in (True, False):
+        group = np.flatnonzero(kind == ascii)
+        if len(group):
+            at = np.repeat(first[group], counts[group]) + (np.arange(int(counts[group].sum()))
+                                                            - np.repeat(np.cumsum(counts[group]) - counts[group], counts[group]))
+            out[at] = _window_crcs([norm[i] for i in group.tolist()], k, ascii)
+    for i in np.flatnonzero(kind == 2).tolist():
         out[first[i]] = zlib.crc32(norm[i].encode("utf-8"))
     return out, counts
 

@@ -14,6 +14,7 @@ import os
 import tempfile
 from array import array
 from collections import Counter
+from itertools import accumulate, islice
 from pathlib import Path
 from typing import Iterator
 
@@ -105,25 +106,23 @@ class Spill:
         return self._source_id[name]
 
     def add(self, rec: dict, band_keys: np.ndarray | None = None) -> int:
-        return self.keep(json_line(rec), record_info(rec), band_keys)
+        return self.keep_many([json_line(rec)], [record_info(rec)], None if band_keys is None else band_keys[None])
 
     # the Sink protocol of tunewise.data.clean
-    def keep(self, line: bytes, info: tuple, band_keys: np.ndarray | None) -> int:
-        source, kind, has_tools, calls, parallel = info
-        self._w.write(line)
+    def keep_many(self, lines: list[bytes], infos: list, band_keys: np.ndarray | None) -> int:
+        first = len(self._src)
+        self._w.write(b"".join(lines))
         self._dirty = True
-        self._offsets.append(self._offsets[-1] + len(line))
-        self._src.append(self.source_id(source))
-        self._kind.append(kind)
-        self._has_tools.append(has_tools)
-        self._calls.append(calls)
-        self._parallel.append(parallel)
+        self._offsets.extend(islice(accumulate(map(len, lines), initial=self._offsets[-1]), 1, None))
+        self._src.extend(self.source_id(info[0]) for info in infos)
+        for column, values in zip((self._kind, self._has_tools, self._calls, self._parallel), list(zip(*infos))[1:]):
+            column.extend(values)
         if band_keys is not None and self._keys_w is not None:
-            if self._n_keys != len(self._src) - 1:
+            if self._n_keys != first:
                 raise RuntimeError("band keys must be given for every spilled record or for none")
             self._keys_w.write(np.ascontiguousarray(band_keys, dtype="<u8").tobytes())
-            self._n_keys += 1
-        return len(self._src) - 1
+            self._n_keys += len(lines)
+        return first
 
     def drop(self, line: bytes, step: str) -> int:
         return self.drops.drop_line(line, step)
