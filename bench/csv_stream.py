@@ -4,15 +4,17 @@
     python bench/csv_stream.py --size-mb 64       # quicker
     python bench/csv_stream.py --reader-only      # only the CSV reader and record conversion
     python bench/csv_stream.py --csv big.csv      # your own file (columns question, answer)
+    python bench/csv_stream.py --workers 1        # data.num_workers (default: one per core)
 
 Writes a CSV of question/answer rows into a temporary folder: random words from a seeded vocabulary of a
 few thousand English and Chinese words (quoted fields with commas, quotes and line breaks), with about 5%
 exact repeats and 5% near repeats (one word changed) of recent rows, so most rows survive cleaning and
 the duplicate indexes grow with the file. Then, in a fresh process, runs `tunewise data prepare` on it
 (`prepare_command`: read, clean, dedup, split, write, token stats with the tiny test tokenizer), or with
---reader-only just reads and converts every row. Reports rows read and kept, drops per step, seconds
-and peak resident memory (ru_maxrss of that process). The exit status is 1 when the peak is over
---limit-mb. Not a unit test: the suite runs it on a few MB only to prove it works.
+--reader-only just reads and converts every row. Reports rows read and kept, drops per step, seconds (and per
+phase: the data stage, the token stats), the peak resident memory of that process (VmHWM) and of its process
+tree (sampled every 0.5 s, the worker processes included: RSS and PSS sums), and the load average before and after. The exit status is 1 when
+a peak is over --limit-mb. Not a unit test: the suite runs it on a few MB only to prove it works.
 """
 
 from __future__ import annotations
@@ -118,18 +120,37 @@ def read_child(path: Path) -> dict:
             "seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": _peak_mb()}
 
 
-def prepare_child(path: Path, work: Path) -> dict:
-    """The whole `tunewise data prepare`, as the CLI runs it, in its own process."""
+def prepare_child(path: Path, work: Path, workers: int | None = None, token_sample: int | None = None) -> dict:
+    """The whole `tunewise data prepare`, as the CLI runs it, in its own process; seconds per phase."""
     import yaml
 
     from tunewise.config import load_config
+    from tunewise.data import commands, prepare as prep
     from tunewise.data.commands import prepare_command
 
+    phases = {"prepare": 0.0, "token_stats": 0.0}
+
+    def timed(name, fn):  # the bench's own stopwatch around the two phases (the library is not changed)
+        def run(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                phases[name] += time.perf_counter() - t
+        return run
+
+    prep.prepare = timed("prepare", prep.prepare)
+    commands.token_stats = timed("token_stats", commands.token_stats)
+    data = {"datasets": [{"path": str(path), "columns": COLUMNS}], "max_length": 256, "strict": False}
+    if workers is not None:
+        data["num_workers"] = workers
+    if token_sample is not None:
+        data["token_stats_sample"] = token_sample
     cfg_path = work / "bench.yaml"
     cfg_path.write_text(yaml.safe_dump({
         "model": {"name_or_path": "tiny-llama"},
         "run": {"root": str(work / "runs"), "name": "csv-stream"},
-        "data": {"datasets": [{"path": str(path), "columns": COLUMNS}], "max_length": 256, "strict": False},
+        "data": data,
     }), encoding="utf-8")
     t0 = time.perf_counter()
     data_dir = prepare_command(load_config(cfg_path))
@@ -138,10 +159,50 @@ def prepare_child(path: Path, work: Path) -> dict:
     steps = {s["step"]: s["before"] - s["after"] for s in stats["steps"]}
     read = stats["steps"][0]
     kept = [s["after"] for s in stats["steps"] if s["step"] not in ("leakage", "mix")][-1]  # after the last clean step
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
     return {"mode": "prepare", "rows": read["before"], "bad_rows": read["before"] - read["after"], "kept": kept,
             "dropped_by_step": {k: v for k, v in steps.items() if k != "mix"}, "num_train": stats["num_train"],
             "num_val": stats["num_val"], "supervised_tokens": stats["tokens"]["train"]["supervised_tokens"],
-            "seconds": round(seconds, 2), "peak_rss_mb": _peak_mb()}
+            "seconds": round(seconds, 2), "phase_seconds": {k: round(v, 1) for k, v in phases.items()},
+            "cpu_seconds_main": round(cpu.ru_utime + cpu.ru_stime, 1), "peak_rss_mb": _peak_mb()}
+
+
+def _tree_mb(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) of a process and all its children (the data stage's worker processes), summed, in MB. Forked
+    workers share their parent's pages until they write them: RSS counts a shared page in each process, PSS
+    splits it between them, so the PSS sum is the memory the tree really takes."""
+    import psutil
+
+    try:
+        procs = [psutil.Process(pid)]
+        procs += procs[0].children(recursive=True)
+    except psutil.Error:
+        return 0.0, 0.0
+    rss = pss = 0
+    for proc in procs:
+        try:
+            mem = proc.memory_full_info()
+            rss, pss = rss + mem.rss, pss + mem.pss
+        except psutil.Error:
+            pass
+    return rss / 1024 / 1024, pss / 1024 / 1024
+
+
+def run_child(cmd: list[str], env: dict) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run the child; sample the memory of its process tree every 0.5 s (the workers are not in its VmHWM)."""
+    import threading
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    peak = {"rss": 0.0, "pss": 0.0}
+    out: list[tuple[str, str]] = []
+    reader = threading.Thread(target=lambda: out.append(proc.communicate()))
+    reader.start()
+    while reader.is_alive():
+        rss, pss = _tree_mb(proc.pid)
+        peak = {"rss": max(peak["rss"], rss), "pss": max(peak["pss"], pss)}
+        reader.join(0.5)
+    stdout, stderr = out[0]
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr), {k: round(v, 1) for k, v in peak.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,11 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit-mb", type=float, default=2048, help="peak memory allowed (default 2048)")
     p.add_argument("--csv", help="use this CSV instead of generating one")
     p.add_argument("--reader-only", action="store_true", help="measure only the reader and record conversion")
+    p.add_argument("--workers", type=int, help="data.num_workers (default: the config default, one per core)")
+    p.add_argument("--token-sample", type=int, help="data.token_stats_sample (default: 0, every record counted)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
-        res = read_child(Path(a.child)) if a.reader_only else prepare_child(Path(a.child), Path(a.work))
+        res = read_child(Path(a.child)) if a.reader_only else prepare_child(Path(a.child), Path(a.work), a.workers, a.token_sample)
         print(json.dumps(res))
         return 0
     with tempfile.TemporaryDirectory(prefix="tw-csv-bench-") as tmp:
@@ -166,18 +229,24 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
                "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         cmd = [sys.executable, __file__, "--child", str(path), "--work", tmp] + (["--reader-only"] if a.reader_only else [])
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        cmd += ["--workers", str(a.workers)] if a.workers is not None else []
+        cmd += ["--token-sample", str(a.token_sample)] if a.token_sample is not None else []
+        load_before = os.getloadavg()
+        out, tree_peak = run_child(cmd, env)
         if out.returncode != 0:
             print(out.stderr, file=sys.stderr)
             return 2
         res = json.loads(out.stdout.strip().splitlines()[-1])
     written = gen["rows"] if gen else None
+    res.update(peak_tree_rss_mb=tree_peak["rss"], peak_tree_pss_mb=tree_peak["pss"], loadavg_before=[round(x, 2) for x in load_before],
+               loadavg_after=[round(x, 2) for x in os.getloadavg()])
     res.update(file_mb=round(size_mb, 1), generated_rows=written, generated=gen, generate_seconds=round(gen_s, 2),
                mb_per_s=round(size_mb / max(res["seconds"], 1e-9), 2), limit_mb=a.limit_mb,
-               ok=res["peak_rss_mb"] <= a.limit_mb and (written is None or res["rows"] == written))
+               ok=max(res["peak_rss_mb"], tree_peak["pss"]) <= a.limit_mb and (written is None or res["rows"] == written))
     kept = f", {res['kept']:,} kept after cleaning" if "kept" in res else ""
     print(f"{res['mode']}: csv {res['file_mb']} MB, {res['rows']:,} rows{kept} in {res['seconds']} s "
-          f"({res['mb_per_s']} MB/s); peak memory {res['peak_rss_mb']} MB (limit {a.limit_mb:g} MB): "
+          f"({res['mb_per_s']} MB/s); peak memory {res['peak_rss_mb']} MB, with workers {tree_peak['pss']} MB (PSS) "
+          f"(limit {a.limit_mb:g} MB): "
           f"{'OK' if res['ok'] else 'FAIL'}")
     print(json.dumps(res))
     return 0 if res["ok"] else 1

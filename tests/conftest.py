@@ -162,12 +162,12 @@ class ListSink:
         self.kept: list[dict] = []
         self.dropped: list[dict] = []
 
-    def keep(self, rec, band_keys):
-        self.kept.append(rec)
-        return len(self.kept) - 1
+    def keep_many(self, lines, infos, band_keys):
+        self.kept += [json.loads(line) for line in lines]
+        return len(self.kept) - len(lines)
 
-    def drop(self, entry):
-        self.dropped.append(entry)
+    def drop(self, line, step):
+        self.dropped.append(json.loads(line))
         return len(self.dropped) - 1
 
     def kept_where(self, i):

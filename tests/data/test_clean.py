@@ -144,3 +144,45 @@ def test_every_step_can_be_switched_off():
                                           dedup_exact=False, dedup_near=False))
     assert len(res.kept) == 2 and res.kept[0]["messages"][1]["content"] == recs[0]["messages"][1]["content"]
     assert [s["step"] for s in res.steps] == ["empty", "length"]
+
+
+# ---------------------------------------------------------------------------------------- fast paths, same results
+def _old_normalize_text(s):
+    """normalize_text before its fast paths (every substitution on every text)."""
+    import re
+
+    from tunewise.data.clean import _INVISIBLE, _WS, _nfkc_keep_cjk_punct
+
+    s = _INVISIBLE.sub("", _nfkc_keep_cjk_punct(s)).replace("\r\n", "\n").replace("\r", "\n")
+    return re.sub(r"\n{3,}", "\n\n", re.sub(r" *\n *", "\n", _WS.sub(" ", s))).strip()
+
+
+def test_fast_paths_give_what_every_rule_everywhere_gave():
+    import random
+    import re
+
+    from tunewise.data.clean import _INNER, PhraseMatcher, load_phrases, normalize_text, phrase_form
+
+    rng = random.Random(3)
+    alphabet = list("ab AZ09_.'\u2018\u2019\t\n\r \u00a0\u3000\u200b\x00，。？！…“”ＡＢ１ﬁé中文<>&;") + ["  ", "\n\n\n", " \n ", "\r\n"]
+    for _ in range(20000):
+        s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert normalize_text(s) == _old_normalize_text(s), repr(s)
+    # the mark-first look-behind removes exactly what the look-behind-first pattern removed, next to any character
+    old_inner = re.compile(r"(?<=[^\W\d_])[.'\u2018\u2019](?=[^\W\d_])")
+    for c in range(0x3000):
+        for t in (chr(c) + ".a", "a'" + chr(c), chr(c) + "\u2019" + chr(c)):
+            assert _INNER.sub("", t) == old_inner.sub("", t), hex(c)
+    # the key-unit filter finds the phrase the full scan finds, in the list's order, on phrases written every which way
+    phrases = load_phrases(CleanConfig(extra_ai_phrases=["foo_bar baz", "Ｘ.Y z"]))
+    matcher = PhraseMatcher(phrases)
+    written = list(phrases.values()) + ["A.I.", "I'm", "ＡＩ", "the", "_", "作为"]
+    hits = 0
+    for _ in range(5000):
+        parts = [rng.choice(written) for _ in range(rng.randint(0, 3))]
+        s = rng.choice(["", " ", "-", "，"]).join(p.upper() if rng.random() < 0.3 else p for p in parts)
+        form = phrase_form(s)
+        want = next((phrases[p] for p in phrases if p in form), None)
+        assert matcher(s) == want, s
+        hits += want is not None
+    assert hits > 1000

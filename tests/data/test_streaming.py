@@ -62,6 +62,28 @@ def test_compact_lsh_finds_what_datasketch_minhashlsh_finds():
     assert got == expected
 
 
+def test_vectorised_signatures_are_datasketchs_value_for_value():
+    """BandHasher computes every shingle's crc32 and the affine32 permutations in numpy, for a chunk at once; the
+    values are datasketch's MinHash over the shingle set: 1- to 4-byte UTF-8, texts shorter than a shingle, empty."""
+    import zlib
+
+    from datasketch import MinHash
+
+    from tunewise.data.dedup import shingles
+
+    rng = random.Random(5)
+    alphabet = "abcXYZ é ü ß 中文字符测试 ，。？ 🙂🚀𝔘 \t\n İ ﬁ Ａ１ \u200b"
+    texts = ["", " ", "a", "abcd", "abcde", "abcdef", "🙂", "🙂🚀𝔘𝔫𝔦", "İstanbul", "ﬁne", "ＡＢＣＤＥＦ", *_texts(40)]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(300)]
+    for k in (5, 1, 3):
+        hasher = BandHasher(0.85, 128, k)
+        hasher.BLOCK = 64  # many blocks, and texts longer than one
+        got = hasher.signatures(texts)
+        grams = ([g.encode("utf-8") for g in shingles(t, k)] for t in texts)
+        want = [m.hashvalues for m in MinHash.generator(grams, num_perm=128, seed=1, hashfunc=zlib.crc32)]
+        assert got.dtype == np.uint64 and np.array_equal(got, np.array(want, dtype=np.uint64)), k
+
+
 def test_sorted_runs_merge_and_answer_the_first_value():
     runs, truth = SortedRuns(np.int64), {}
     rng = np.random.default_rng(0)
@@ -171,3 +193,38 @@ def test_token_stats_in_chunks_match_one_pass(tmp_path, tiny_model_dirs):
     chunked, hist = token_stats(cfg, tok, tpl, p.records("train"), chunk_size=7)
     assert chunked == whole["train"] and whole["train"]["truncated_examples"] > 0
     assert int(hist.sum()) == whole["train"]["examples"] - whole["train"]["dropped_no_labels"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_strict_mode_raises_the_first_error_in_file_order_with_any_number_of_workers(tmp_path, workers):
+    """Rows are converted on the workers, while this process reads on: an error it finds later in the stream (an
+    empty second file) must not overtake one a worker finds earlier (a record without its answer, row 150)."""
+    rows = [{"instruction": f"question {i}", "output": f"answer number {i} " * 3} for i in range(300)]
+    rows[149] = {"instruction": "no answer"}
+    first = _jsonl(tmp_path / "d.jsonl", rows)
+    empty = tmp_path / "e.jsonl"
+    empty.write_text("", encoding="utf-8")
+    cfg = _cfg(tmp_path, [str(first), str(empty)], num_workers=workers)
+    with pytest.raises(DataError, match=f"{first}:150"):
+        prepare(cfg, None, chunk_size=8)
+
+
+def test_sampled_token_stats_say_so_and_stay_close(tmp_path, tiny_model_dirs):
+    """data.token_stats_sample counts a seeded sample and scales it: the examples are all counted, the token sums
+    land near the exact ones, and stats.json says it is a sample; a sample as large as the data is exact."""
+    from tunewise.data.commands import prepare_command
+
+    data = _jsonl(tmp_path / "d.jsonl", _rows(400))
+
+    def tokens(name: str, **extra) -> dict:
+        cfg = load_config(write_config(tmp_path / f"{name}.yaml", {
+            "model": {"name_or_path": "tiny-llama"}, "run": {"root": str(tmp_path / "runs"), "name": name},
+            "data": {"datasets": [str(data)], "val_size": 0.1, **extra}}))
+        return json.loads((prepare_command(cfg) / "stats.json").read_text(encoding="utf-8"))["tokens"]["train"]
+
+    exact, sampled, whole = tokens("exact"), tokens("sampled", token_stats_sample=100), tokens("whole", token_stats_sample=10**6)
+    assert whole == exact and "sampled" not in exact
+    # train holds 90% of the records, so 90 of the 100 (val the other 10)
+    assert sampled["sampled"] == {"records": 90, "of": exact["examples"]} and sampled["examples"] == exact["examples"]
+    for key in ("total_tokens", "supervised_tokens"):
+        assert abs(sampled[key] - exact[key]) < 0.1 * exact[key], key

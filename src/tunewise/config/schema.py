@@ -136,6 +136,13 @@ class DataConfig(Section):
         "tips); or give your own files.")
     general_ratio: float = Field(0.1, ge=0, description="Size of the general-data mix relative to the training set (0.1 = 10%).")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Text augmentation for small datasets.")
+    num_workers: int = Field(0, ge=0, description="Processes that clean records and count their tokens while preparing "
+                             "data: 0 = one per CPU core, 1 = this process only. The results are the same for any number; "
+                             "more only make large data faster.")
+    token_stats_sample: int = Field(0, ge=0, description="Token statistics of `data prepare` (stats.json `tokens`, the "
+                                    "length histogram): 0 = count every record; N = above N records (train and val), count "
+                                    "N picked at random (seeded; the splits share them in proportion) and scale to all, "
+                                    "marked `sampled` (much faster on millions of records). They only report: training counts every record itself.")
 
     @field_validator("val_size")
     @classmethod

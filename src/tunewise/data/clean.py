@@ -27,6 +27,7 @@ the data beyond the compact duplicate indexes of `tunewise.data.dedup`.
 from __future__ import annotations
 
 import html
+import json
 import re
 import unicodedata
 from itertools import islice
@@ -37,7 +38,10 @@ import numpy as np
 
 from tunewise.config.schema import CleanConfig
 from tunewise.data.dedup import ABSENT, BandHasher, BandIndex, digests
-from tunewise.data.tools import calls_text, canonical
+from tunewise.data.preference import kind
+from tunewise.data.source import row_item
+from tunewise.data.tools import calls_text, canonical, counts_of
+from tunewise.errors import TunewiseError
 from tunewise.templates.tools import tool_names
 
 _RES = Path(__file__).parent / "resources"
@@ -62,13 +66,25 @@ def _nfkc_keep_cjk_punct(s: str) -> str:
     return "".join(p if i % 2 else unicodedata.normalize("NFKC", p) for i, p in enumerate(parts))
 
 
+_SPACE_NL = re.compile(r" *\n *")
+_NL3 = re.compile(r"\n{3,}")
+
+
 def normalize_text(s: str) -> str:
-    s = _nfkc_keep_cjk_punct(s)
+    # Each substitution runs only when the text holds what it changes, so most text is scanned a few times in C
+    # instead of rewritten match by match: NFKC leaves ASCII as it is (and ASCII has no CJK punctuation), `_WS`
+    # changes only tabs, odd spaces and runs of spaces, the newline rules only spaces by a newline and 3+ newlines.
+    if not s.isascii():
+        s = _nfkc_keep_cjk_punct(s)
     s = _INVISIBLE.sub("", s)  # control characters, zero-width spaces and stray BOMs from scraped text
-    s = s.replace("\r\n", "\n").replace("\r", "\n")
-    s = _WS.sub(" ", s)
-    s = re.sub(r" *\n *", "\n", s)
-    s = re.sub(r"\n{3,}", "\n\n", s)
+    if "\r" in s:
+        s = s.replace("\r\n", "\n").replace("\r", "\n")
+    if "  " in s or "\t" in s or "\u00a0" in s or "\u3000" in s:
+        s = _WS.sub(" ", s)
+    if " \n" in s or "\n " in s:
+        s = _SPACE_NL.sub("\n", s)
+    if "\n\n\n" in s:
+        s = _NL3.sub("\n\n", s)
     return s.strip()
 
 
@@ -79,12 +95,19 @@ def strip_markup(s: str) -> str:
 
 
 def _map_text(rec: dict, fn) -> dict:
+    """`rec` with `fn` applied to its texts; `rec` itself when no text changes (most records, most steps)."""
     if "messages" in rec:
-        out = {**rec, "messages": [dict(m, content=fn(m["content"])) for m in rec["messages"]]}
+        msgs = rec["messages"]
+        texts = [fn(m["content"]) for m in msgs]
+        rejected = fn(rec["rejected"]) if "rejected" in rec else None
+        if all(t == m["content"] for t, m in zip(texts, msgs)) and rejected == rec.get("rejected"):
+            return rec
+        out = {**rec, "messages": [dict(m, content=t) for m, t in zip(msgs, texts)]}
         if "rejected" in rec:
-            out["rejected"] = fn(rec["rejected"])
+            out["rejected"] = rejected
         return out
-    return {**rec, "text": fn(rec["text"])}
+    text = fn(rec["text"])
+    return rec if text == rec["text"] else {**rec, "text": text}
 
 
 def _said(m: dict) -> str:
@@ -130,13 +153,44 @@ def _answer(rec: dict) -> str:
 # words only ("has an aim" does not contain "as an ai").
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _UNIT = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+")
-_INNER = re.compile(r"(?<=[^\W\d_])[.'\u2018\u2019](?=[^\W\d_])")  # I'm -> Im, A.I. -> AI.
+# I'm -> Im, A.I. -> AI.: the mark first, then a look back at the letter before it (a pattern that starts with a
+# look-behind tries it at every position, 6x slower).
+_INNER = re.compile(r"[.'\u2018\u2019](?<=[^\W\d_][.'\u2018\u2019])(?=[^\W\d_])")
+
+
+def _folded(s: str) -> str:
+    """NFKC, lower case, marks inside words removed: the text whose units make the phrase form."""
+    return _INNER.sub("", (s if s.isascii() else unicodedata.normalize("NFKC", s)).lower())  # NFKC keeps ASCII
 
 
 def phrase_form(s: str) -> str:
     """`s` as matched against the boilerplate list (see above)."""
-    s = _INNER.sub("", unicodedata.normalize("NFKC", s).lower())
-    return " " + " ".join(_UNIT.findall(s)) + " "
+    return " " + " ".join(_UNIT.findall(_folded(s))) + " "
+
+
+class PhraseMatcher:
+    """The first phrase of the list (in its order) whose form is in a text's form, or None.
+
+    Cutting a text into units is the slow part, so it is done only for texts that hold, as a plain substring,
+    a key unit of some phrase (its longest): every unit of the form is a substring of the folded text, so a text
+    without any key cannot contain a phrase.
+    """
+
+    def __init__(self, phrases: dict[str, str]):
+        self.phrases = phrases
+        keys = set()
+        for form in phrases:
+            units = form.split()
+            keys.add(max(units, key=lambda u: (len(u), -sum(u in f for f in phrases))))
+        self.keys = sorted(keys, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str | None:
+        folded = _folded(text)
+        if not any(k in folded for k in self.keys):
+            return None
+        form = " " + " ".join(_UNIT.findall(folded)) + " "
+        hit = next((p for p in self.phrases if p in form), None)
+        return self.phrases[hit] if hit else None
 
 
 def load_phrases(cfg: CleanConfig) -> dict[str, str]:
@@ -157,12 +211,36 @@ CHUNK = 2048  # records cleaned together: dedup lookups and MinHash banding are 
 
 
 class Sink(Protocol):
-    """Where the cleaner puts records, in input order. Ids count from 0 in each of the two streams."""
+    """Where the cleaner puts records, in input order, as JSON lines. Ids count from 0 in each of the two streams.
 
-    def keep(self, rec: dict, band_keys: np.ndarray | None) -> int: ...
-    def drop(self, entry: dict) -> int: ...
+    `info` is `record_info(rec)`: what the spill file keeps about each record besides its line."""
+
+    def keep_many(self, lines: list[bytes], infos: list, band_keys: np.ndarray | None) -> int:
+        """Keep records in order; the id of the first."""
+    def drop(self, line: bytes, step: str) -> int: ...
     def kept_where(self, i: int) -> str: ...
     def dropped_where(self, i: int) -> str: ...
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False)  # what json.dumps(obj, ensure_ascii=False) builds anew on every call
+
+
+def json_line(obj: dict) -> bytes:
+    """A record or drop entry as written to train.jsonl, the spill file and dropped.jsonl."""
+    return (_JSON.encode(obj) + "\n").encode("utf-8")
+
+
+def record_info(rec: dict) -> tuple:
+    """(source, preference kind, has tools, calls, parallel-call turns) of a record, for the counts in stats.json."""
+    return (rec.get("source"), kind(rec), *counts_of(rec))
+
+
+def entry_line(step: str, reason: str, where: str | None, record_line: bytes, tag: dict) -> bytes:
+    """json_line({"step", "reason", "where", "record", **tag}) for a record already written as `record_line`:
+    the duplicate steps decide in the main process, which has records only as the lines the workers made."""
+    head = json.dumps({"step": step, "reason": reason, "where": where}, ensure_ascii=False)[:-1]
+    tail = ", " + json.dumps(tag, ensure_ascii=False)[1:] if tag else "}"
+    return head.encode("utf-8") + b', "record": ' + record_line[:-1] + tail.encode("utf-8") + b"\n"
 
 
 def where_of(rec: dict) -> str:
@@ -187,14 +265,13 @@ def _record_steps(cfg: CleanConfig) -> list[Step]:
     if cfg.strip_markup:
         steps.append(("markup", lambda r: _map_text(r, lambda s: normalize_text(strip_markup(s)) if "<" in s or "&" in s else s), None))
     if cfg.ai_phrases:
-        phrases = load_phrases(cfg)
+        matcher = PhraseMatcher(load_phrases(cfg))
 
         def ai(rec):
             if rec.get("label") is False:  # an undesirable KTO answer: the model is taught away from it
                 return None
-            form = phrase_form(_answer(rec))
-            hit = next((p for p in phrases if p in form), None)
-            return f"boilerplate AI phrase: '{phrases[hit]}'" if hit else None
+            hit = matcher(_answer(rec))
+            return f"boilerplate AI phrase: '{hit}'" if hit else None
 
         steps.append(("ai_phrases", None, ai))
 
@@ -230,24 +307,102 @@ def _record_steps(cfg: CleanConfig) -> list[Step]:
 _ONLY = {"pair": lambda rec: "rejected" in rec}
 
 
+class ChunkWork:
+    """The part of cleaning a chunk that needs no duplicate index: the per-record steps, each survivor's JSON line,
+    exact digest and band keys, and each dropped record's entry line. Plain data in and out, so it runs in a worker
+    process (tunewise.data.parallel); `Cleaner` decides the duplicates, in order, in the main process.
+    """
+
+    def __init__(self, cfg: CleanConfig, keys: bool, tag: dict):
+        self.cfg, self.keys, self.tag = cfg, keys, tag
+        self.steps = _record_steps(cfg)
+        self.hasher = BandHasher(cfg.near_threshold, cfg.num_perm, cfg.shingle_size) if cfg.dedup_near or keys else None
+
+    def _per_record(self, rec: dict, counts: dict) -> tuple[dict, dict | None]:
+        for name, fn_map, fn_keep in self.steps:
+            if name in _ONLY and not _ONLY[name](rec):
+                continue
+            c = counts[name]
+            c[0] += 1
+            if fn_map is not None:
+                new = fn_map(rec)
+                c[2] += new != rec
+                rec = new
+            reason = fn_keep(rec) if fn_keep is not None else None
+            if reason:
+                return rec, {"step": name, "reason": reason, "where": rec.get("where"), "record": rec, **self.tag}
+            c[1] += 1
+        return rec, None
+
+    def __call__(self, items: list) -> dict:
+        """Items are records (record, None) / (None, drop entry), or rows of tunewise.data.source.read_rows.
+
+        Returns {"out": per item, (entry line, step) when dropped or None when alive; "counts": {step: [before, after,
+        changed]}; "read": {source: [rows, bad rows]}; per alive record "lines", "wheres", "infos", and "exact" /
+        "near" / "leak" keys as bytes}, or {"error": the error a strict read raised}."""
+        counts = {name: [0, 0, 0] for name, _, _ in self.steps}
+        read: dict[str, list[int]] = {}  # source: [rows, bad rows], for rows of tunewise.data.source.read_rows
+        out, recs = [], []
+        for item in items:
+            if isinstance(item[0], str):  # a row still to convert
+                try:
+                    rec, bad = row_item(item)
+                except TunewiseError as e:  # strict mode: raised by the main process, in input order
+                    return {"error": e}
+                c = read.setdefault(item[1][6], [0, 0])
+                c[0] += 1
+                c[1] += bad is not None
+            else:
+                rec, bad = item
+            if bad is None:
+                rec, bad = self._per_record(rec, counts)
+            if bad is not None:
+                out.append((json_line(bad), bad["step"]))
+            else:
+                out.append(None)
+                recs.append(rec)
+        done = {"out": out, "counts": counts, "read": read, "lines": [json_line(r) for r in recs],
+                "wheres": [r.get("where") for r in recs], "infos": [record_info(r) for r in recs]}
+        if not recs:
+            return done
+        texts = [whole_text(r) for r in recs]
+        if self.cfg.dedup_exact:
+            done["exact"] = digests(texts).tobytes()
+        # near duplicates: without the tools' schemas (see the module docstring)
+        texts = [whole_text(r, schemas=False) if r.get("tools") else t for r, t in zip(recs, texts)]
+        near = self.hasher.band_keys(texts) if self.cfg.dedup_near else None
+        if near is not None:
+            done["near"] = near.tobytes()
+        if self.keys:  # the leakage check's keys: of the conversation, without a rejected answer or label
+            leak_texts = [record_text(r) for r in recs]
+            other = [i for i, (a, b) in enumerate(zip(leak_texts, texts)) if near is None or a != b]
+            leak = near.copy() if near is not None else np.empty((len(recs), self.hasher.bands), dtype=np.uint64)
+            if other:
+                leak[other] = self.hasher.band_keys([leak_texts[i] for i in other])
+            done["leak"] = leak.tobytes()
+        return done
+
+
 class Cleaner:
     """Every clean step over a stream of records, a chunk at a time, in bounded memory.
 
-    Per-record steps run record by record; exact and near duplicates are found with compact indexes
-    (`tunewise.data.dedup`) that hold digests, band hashes and ids, never records. When a duplicate is
-    found, the earlier record's `where` is asked of the sink by its id. Results go to the sink in input
-    order, so the output does not depend on the chunk size. `keys=True` hands each kept record's LSH band
-    keys to the sink even without near-dedup (the leakage check needs them).
+    Per-record steps and keys run in `ChunkWork`, on `workers` processes; exact and near duplicates are then found
+    here, chunk after chunk in input order, with compact indexes (`tunewise.data.dedup`) that hold digests, band
+    hashes and ids, never records. When a duplicate is found, the earlier record's `where` is asked of the sink by
+    its id. Results go to the sink in input order, so the output depends neither on the chunk size nor on the number
+    of workers. `keys=True` hands each kept record's LSH band keys to the sink even without near-dedup (the leakage
+    check needs them).
     """
 
-    def __init__(self, cfg: CleanConfig, sink: Sink, *, keys: bool = False, tag: dict | None = None):
-        self.cfg, self.sink, self.tag, self.keys = cfg, sink, dict(tag or {}), keys
-        self._record_steps = _record_steps(cfg)
-        names = [s[0] for s in self._record_steps] + ["dedup_exact"] * cfg.dedup_exact + ["dedup_near"] * cfg.dedup_near
+    def __init__(self, cfg: CleanConfig, sink: Sink, *, keys: bool = False, tag: dict | None = None, workers: int = 1):
+        self.cfg, self.sink, self.tag, self.keys, self.workers = cfg, sink, dict(tag or {}), keys, workers
+        self.work = ChunkWork(cfg, keys, self.tag)
+        names = [s[0] for s in self.work.steps] + ["dedup_exact"] * cfg.dedup_exact + ["dedup_near"] * cfg.dedup_near
         self._counts = {n: {"step": n, "before": 0, "after": 0, "changed": 0} for n in names}
-        self.hasher = BandHasher(cfg.near_threshold, cfg.num_perm, cfg.shingle_size) if cfg.dedup_near or keys else None
+        self.bands = self.work.hasher.bands if self.work.hasher is not None else None
         self._exact = BandIndex(1) if cfg.dedup_exact else None
-        self._near = BandIndex(self.hasher.bands, np.uint32) if cfg.dedup_near else None
+        self._near = BandIndex(self.bands, np.uint32) if cfg.dedup_near else None
+        self.read_counts: dict[str, list[int]] = {}  # source: [rows, bad rows] of the rows converted here
 
     @staticmethod
     def bands_for(cfg: CleanConfig) -> int:
@@ -260,86 +415,72 @@ class Cleaner:
         return [dict(c) for n, c in self._counts.items() if n not in ("dedup_near", *_ONLY) or c["before"]]
 
     def run(self, items: Iterable[Item], chunk_size: int = CHUNK) -> None:
-        for chunk in batched(items, chunk_size):
-            self._chunk(chunk)
+        from tunewise.data.parallel import ordered_map
 
-    def _drop(self, step: str, reason: str, rec: dict) -> dict:
-        return {"step": step, "reason": reason, "where": rec.get("where"), "record": rec, **self.tag}
-
-    def _per_record(self, rec: dict) -> tuple[dict, dict | None]:
-        for name, fn_map, fn_keep in self._record_steps:
-            if name in _ONLY and not _ONLY[name](rec):
-                continue
-            c = self._counts[name]
-            c["before"] += 1
-            if fn_map is not None:
-                new = fn_map(rec)
-                c["changed"] += new != rec
-                rec = new
-            reason = fn_keep(rec) if fn_keep is not None else None
-            if reason:
-                return rec, self._drop(name, reason, rec)
-            c["after"] += 1
-        return rec, None
+        flush = getattr(self.sink, "flush", None)
+        for done in ordered_map(self.work, batched(items, chunk_size), self.workers, before_fork=flush):
+            self._finish(done)
 
     def _ticket_where(self, ticket: int) -> str:
         return self.sink.dropped_where(ticket // 2) if ticket % 2 else self.sink.kept_where(ticket // 2)
 
-    def _dedup(self, step: str, index: BandIndex, keys: np.ndarray, live: list[int], out: list, indexed_where) -> np.ndarray:
-        """Drop the rows of `live` that duplicate an earlier kept record; returns the mask of rows kept."""
+    def _dedup(self, step: str, index: BandIndex, keys: np.ndarray, rows: np.ndarray, done: dict, row_drop: list,
+               indexed_where) -> np.ndarray:
+        """Drop the alive `rows` that duplicate an earlier kept record; returns the mask of rows kept."""
         indexed, earlier = index.claim(keys)
         keep = (indexed == ABSENT) & (earlier == ABSENT)
         c = self._counts[step]
-        c["before"] += len(live)
+        c["before"] += len(rows)
         c["after"] += int(keep.sum())
         kind = "exact" if step == "dedup_exact" else "near"
-        for i in np.flatnonzero(~keep):
-            first = indexed_where(int(indexed[i])) if indexed[i] != ABSENT else where_of(out[live[earlier[i]]][1])
-            out[live[i]] = ("drop", self._drop(step, f"{kind} duplicate of {first}", out[live[i]][1]))
+        wheres = done["wheres"]
+        for i in np.flatnonzero(~keep).tolist():
+            first = indexed_where(int(indexed[i])) if indexed[i] != ABSENT else (wheres[rows[earlier[i]]] or "an earlier record")
+            r = rows[i]
+            row_drop[r] = (entry_line(step, f"{kind} duplicate of {first}", wheres[r], done["lines"][r], self.tag), step)
         return keep
 
-    def _chunk(self, items: list[Item]) -> None:
-        out: list[tuple[str, dict]] = []  # ("keep", record) or ("drop", entry), one per input row
-        live: list[int] = []  # positions still kept
-        for pos, (rec, bad) in enumerate(items):
-            if bad is not None:
-                out.append(("drop", bad))
+    def _finish(self, done: dict) -> None:
+        if "error" in done:
+            raise done["error"]
+        for src, (rows, bad) in done["read"].items():
+            c = self.read_counts.setdefault(src, [0, 0])
+            c[0], c[1] = c[0] + rows, c[1] + bad
+        for name, (before, after, changed) in done["counts"].items():
+            c = self._counts[name]
+            c["before"], c["after"], c["changed"] = c["before"] + before, c["after"] + after, c["changed"] + changed
+        n = len(done["lines"])
+        rows = np.arange(n)
+        row_drop: list = [None] * n  # (entry line, step) of an alive record a duplicate step drops
+        exact_rows = exact_keys = near_keys = None
+        if self._exact is not None and n:
+            keys = np.frombuffer(done["exact"], dtype=np.uint64)
+            keep = self._dedup("dedup_exact", self._exact, keys, rows, done, row_drop, self._ticket_where)
+            exact_rows, exact_keys, rows = rows[keep], keys[keep], rows[keep]
+        if self._near is not None and len(rows):
+            keys = np.frombuffer(done["near"], dtype=np.uint64).reshape(n, self.bands)[rows]
+            keep = self._dedup("dedup_near", self._near, keys, rows, done, row_drop, self.sink.kept_where)
+            near_keys, rows = keys[keep], rows[keep]
+        leak = np.frombuffer(done["leak"], dtype=np.uint64).reshape(n, self.bands) if "leak" in done else None
+        # Drops go to dropped.jsonl and survivors to the spill file, each in input order; ids are per file.
+        tickets = np.empty(n, dtype=np.int64)
+        r = 0
+        for entry in done["out"]:
+            if entry is not None:
+                self.sink.drop(*entry)
                 continue
-            rec, dropped = self._per_record(rec)
-            out.append(("drop", dropped) if dropped else ("keep", rec))
-            if not dropped:
-                live.append(pos)
-        texts = [whole_text(out[p][1]) for p in live]
-        exact_pos, exact_keys = [], None
-        if self._exact is not None and live:
-            exact_keys = digests(texts)
-            keep = self._dedup("dedup_exact", self._exact, exact_keys, live, out, self._ticket_where)
-            exact_keys, live = exact_keys[keep], [p for p, k in zip(live, keep) if k]
-            texts = [t for t, k in zip(texts, keep) if k]
-            exact_pos = live
-        # near duplicates: without the tools' schemas (see the module docstring)
-        texts = [whole_text(out[p][1], schemas=False) if out[p][1].get("tools") else t for p, t in zip(live, texts)]
-        band_keys = self.hasher.band_keys(texts) if self._near is not None and live else None
-        if self._near is not None and live:
-            keep = self._dedup("dedup_near", self._near, band_keys, live, out, self.sink.kept_where)
-            band_keys, live = band_keys[keep], [p for p, k in zip(live, keep) if k]
-            texts = [t for t, k in zip(texts, keep) if k]
-        leak_keys = None  # the sink's keys (leakage check): of the conversation, without a rejected answer or label
-        if self.keys and live:
-            leak_texts = [record_text(out[p][1]) for p in live]
-            leak_keys = band_keys if band_keys is not None and leak_texts == texts else self.hasher.band_keys(leak_texts)
-        tickets, row_of = [], {p: i for i, p in enumerate(live)}
-        kept_ids = []
-        for pos, (kind, obj) in enumerate(out):
-            if kind == "keep":
-                kept_ids.append(self.sink.keep(obj, None if leak_keys is None else leak_keys[row_of[pos]]))
-                tickets.append(2 * kept_ids[-1])
-            else:
-                tickets.append(2 * self.sink.drop(obj) + 1)
-        if exact_keys is not None and len(exact_pos):
-            self._exact.add(exact_keys, np.array([tickets[p] for p in exact_pos], dtype=np.int64))
-        if self._near is not None and live:
-            self._near.add(band_keys, np.array(kept_ids, dtype=np.uint32))
+            if row_drop[r] is not None:
+                tickets[r] = 2 * self.sink.drop(*row_drop[r]) + 1
+            r += 1
+        if len(rows):
+            first = self.sink.keep_many([done["lines"][i] for i in rows.tolist()], [done["infos"][i] for i in rows.tolist()],
+                                        None if leak is None else leak[rows])
+            kept_ids = np.arange(first, first + len(rows), dtype=np.int64)
+            tickets[rows] = 2 * kept_ids
+        if exact_rows is not None and len(exact_rows):
+            self._exact.add(exact_keys, tickets[exact_rows])
+        if near_keys is not None and len(near_keys):
+            self._near.add(near_keys, kept_ids.astype(np.uint32))
 
 
 def leak_entry(rec: dict, train_where: str) -> dict:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
+import json
+import os
 import sys
+from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
 from typing import Iterable
@@ -17,31 +18,49 @@ from tunewise.runs import RunDir, run_dir_for
 TOKEN_CHUNK = 1024  # records tokenised together for the stats; only counts are kept between chunks
 
 
-def token_stats(cfg, tokenizer, template, records: Iterable[dict], chunk_size: int = TOKEN_CHUNK) -> tuple[dict | None, np.ndarray]:
+class TokenCount:
+    """The token stats of one chunk of records (dicts, or their JSON lines): (sums of EncodeStats, how many
+    examples have each length). Plain data out, so chunks are counted on worker processes (tunewise.data.parallel),
+    which inherit the loaded tokenizer."""
+
+    def __init__(self, cfg, tokenizer, template):
+        from tunewise.config.schema import PREFERENCE_STAGES
+        from tunewise.train.data import encode_preference_for, encode_records_for
+
+        self.cfg, self.tokenizer, self.template = cfg, tokenizer, template
+        self.encode = encode_preference_for if cfg.train.stage in PREFERENCE_STAGES else encode_records_for
+
+    def in_worker(self) -> None:
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker: the workers already fill the cores
+
+    def __call__(self, chunk: list) -> tuple[dict, list[int]]:
+        records = [json.loads(r) if isinstance(r, (bytes, str)) else r for r in chunk]
+        _, st = self.encode(self.cfg, self.tokenizer, self.template, records)
+        sums = {k: v for k, v in st.__dict__.items() if k != "lengths"}
+        return sums, np.bincount(np.asarray(st.lengths, dtype=np.int64)).tolist()
+
+
+def token_stats(cfg, tokenizer, template, records: Iterable, chunk_size: int = TOKEN_CHUNK, *,
+                workers: int = 1) -> tuple[dict | None, np.ndarray]:
     """The token stats `tunewise train` reports for `records` (EncodeStats.to_dict()), and how many
     examples have each length (index = tokens), in bounded memory: encodings are dropped after each chunk.
 
-    None when there are no records. For continued pretraining each chunk is packed on its own, so block
-    counts can differ from one packed stream by a partial block per chunk.
+    `records` are dicts or their JSON lines; chunks are counted on `workers` processes and summed in order. None
+    when there are no records. For continued pretraining each chunk is packed on its own, so block counts can
+    differ from one packed stream by a partial block per chunk.
     """
     from tunewise.data.clean import batched
-    from tunewise.train.data import encode_records_for
+    from tunewise.data.parallel import ordered_map
 
     totals: dict[str, int] = {}
     hist = np.zeros(cfg.data.max_length + 1, dtype=np.int64)
-    from tunewise.config.schema import PREFERENCE_STAGES
-    from tunewise.train.data import encode_preference_for
-
-    encode = encode_preference_for if cfg.train.stage in PREFERENCE_STAGES else encode_records_for
-    for chunk in batched(records, chunk_size):
-        _, st = encode(cfg, tokenizer, template, chunk)
-        for k, v in st.__dict__.items():
-            if k != "lengths":
-                totals[k] = totals.get(k, 0) + v
-        counts = np.bincount(np.asarray(st.lengths, dtype=np.int64), minlength=len(hist))
+    for sums, counts in ordered_map(TokenCount(cfg, tokenizer, template), batched(records, chunk_size), workers,
+                                    inline=0):
+        for k, v in sums.items():
+            totals[k] = totals.get(k, 0) + v
         if len(counts) > len(hist):
             hist = np.concatenate([hist, np.zeros(len(counts) - len(hist), dtype=np.int64)])
-        hist[: len(counts)] += counts
+        hist[: len(counts)] += np.asarray(counts, dtype=np.int64)
     if not totals:
         return None, hist
     n = int(hist.sum())
@@ -53,7 +72,37 @@ def token_stats(cfg, tokenizer, template, records: Iterable[dict], chunk_size: i
     return totals, hist
 
 
-def prepare_command(cfg, out: str | None = None, overwrite: bool = False) -> Path:
+def sampled_token_stats(cfg, tokenizer, template, records: Iterable, n: int, sample: int,
+                        chunk_size: int = TOKEN_CHUNK, *, workers: int = 1) -> tuple[dict | None, np.ndarray]:
+    """token_stats of `sample` of the `n` records, picked at random (seeded by train.seed), scaled to all n.
+
+    The sums and the histogram are the sample's times n / sample, rounded; the lengths' minimum, maximum, mean and
+    95th percentile are the sample's. `sampled` says so: {"records": sample, "of": n}.
+    """
+    picked = np.zeros(n, dtype=bool)
+    picked[np.random.default_rng(cfg.train.seed).choice(n, sample, replace=False)] = True
+    chosen = (r for i, r in enumerate(records) if i < n and picked[i])
+    totals, hist = token_stats(cfg, tokenizer, template, chosen, chunk_size, workers=workers)
+    if totals is None:
+        return None, hist
+    scale = n / sample
+    for k in ("examples", "truncated_examples", "truncated_tokens", "dropped_no_labels", "total_tokens",
+              "supervised_tokens", "stop_unsupervised", "text_blocks", "pairs", "desirable", "undesirable",
+              "dropped_too_long", "dropped_prompt_differs"):
+        if k in totals:
+            totals[k] = int(round(totals[k] * scale))
+    totals["sampled"] = {"records": sample, "of": n}
+    return totals, np.rint(hist * scale).astype(np.int64)
+
+
+def prepare_command(cfg, out: str | None = None, overwrite: bool = False, *, chunk_size: int | None = None,
+                    token_chunk: int = TOKEN_CHUNK) -> Path:
+    """`tunewise data prepare`: the data stage, then the token stats and the length histogram.
+
+    `chunk_size` (records cleaned together) and `token_chunk` (records tokenised together) bound memory and never
+    change a kept record or a drop; tests make them small so that many chunks cross the worker processes.
+    """
+    from tunewise.data.parallel import resolve_workers
     from tunewise.data.prepare import PreparedData, prepare
     from tunewise.fileio import read_json, write_json
     from tunewise.train.data import encode_for_training
@@ -62,12 +111,28 @@ def prepare_command(cfg, out: str | None = None, overwrite: bool = False) -> Pat
     target = Path(out) if out else run_dir_for(cfg)
     if not out:
         _check_not_trained(target, overwrite)
-    prepared = prepare(cfg, target)
+    prepared = prepare(cfg, target, **({"chunk_size": chunk_size} if chunk_size else {}))
     _, tokenizer, template = tokenizer_and_template(cfg)
-    train_tok, hist = token_stats(cfg, tokenizer, template, prepared.records("train"))
+    workers = resolve_workers(cfg.data.num_workers)
+
+    n = {split: prepared.stats[f"num_{split}"] for split in ("train", "val")}
+    total, sample = n["train"] + n["val"], cfg.data.token_stats_sample
+    # train and val share the sample in proportion to their sizes (all records counted when it holds them all)
+    share = {"train": 0, "val": 0} if not sample or total <= sample else \
+        {"train": max(1, round(sample * n["train"] / total)), "val": max(1, round(sample * n["val"] / total))}
+
+    def count(split: str, size: int) -> tuple[dict | None, np.ndarray]:
+        if not size or n[split] <= size:
+            return token_stats(cfg, tokenizer, template, prepared.stored(split), token_chunk, workers=workers)
+        return sampled_token_stats(cfg, tokenizer, template, prepared.stored(split), n[split], size, token_chunk,
+                                   workers=workers)
+
+    train_tok, hist = count("train", share["train"])
+    if not hist.sum() and share["train"]:  # nothing in the sample: count them all before refusing
+        train_tok, hist = count("train", 0)
     if not hist.sum():
         encode_for_training(cfg, tokenizer, template, PreparedData([], []))  # raises training's own "no example" error
-    val_tok, _ = token_stats(cfg, tokenizer, template, prepared.records("val"))
+    val_tok, _ = count("val", share["val"])
     from tunewise.data.report import format_summary, length_histogram, write_length_histogram
 
     lengths = np.repeat(np.arange(len(hist), dtype=np.int32), hist)

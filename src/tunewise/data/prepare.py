@@ -26,8 +26,9 @@ import numpy as np
 
 from tunewise.config.schema import PREFERENCE_STAGES, Config, DatasetSpec
 from tunewise.data import formats, preference, readers, tools
-from tunewise.data.clean import CHUNK, Cleaner, Item, Sink, find_leakage, leak_entry
-from tunewise.data.readers import BadRow
+from tunewise.data.clean import CHUNK, Cleaner, Item, find_leakage, leak_entry
+from tunewise.data.parallel import resolve_workers
+from tunewise.data.source import iter_dataset, read_rows, row_item, source_name
 from tunewise.data.spill import DropLog, Spill, iter_indices
 from tunewise.errors import DataError
 from tunewise.fileio import atomic_path, clean_temps, read_json, read_jsonl, write_json
@@ -56,6 +57,15 @@ class PreparedData:
             for _, rec in read_jsonl(self.files[split]):
                 yield rec
 
+    def stored(self, split: str) -> Iterator[dict | bytes]:
+        """The records of a split as they are stored: the lines of its file (JSON, for whoever reads them: a worker
+        process parses them there), or the dicts given."""
+        if self._lists[split] is not None:
+            yield from self._lists[split]
+        elif split in self.files:
+            with open(self.files[split], "rb") as f:
+                yield from (line for line in f if line.strip())
+
     def _load(self, split: str) -> list[dict]:
         if self._lists[split] is None:
             self._lists[split] = list(self.records(split))
@@ -79,108 +89,6 @@ class PreparedData:
         return self._load("dropped")
 
 
-def _from_dataset_info(spec: DatasetSpec, info_path: str | None) -> DatasetSpec:
-    """Fill path/format/columns/tags of a dataset named in a LLaMA-Factory dataset_info.json."""
-    if spec.path or not spec.name:
-        return spec
-    if not info_path:
-        raise DataError(
-            f"dataset '{spec.name}' has no path and no data.dataset_info is set",
-            where="data.datasets",
-            fix="give the dataset a `path:`, or set data.dataset_info to your LLaMA-Factory dataset_info.json",
-        )
-    info = read_json(info_path)
-    if spec.name not in info:
-        import difflib
-
-        close = difflib.get_close_matches(spec.name, list(info), n=3)
-        raise DataError(
-            f"dataset '{spec.name}' is not in dataset_info.json",
-            where=str(info_path),
-            fix=f"did you mean: {', '.join(close)}?" if close else f"known datasets: {', '.join(sorted(info))}",
-        )
-    entry = info[spec.name]
-    if "file_name" not in entry:
-        raise DataError(f"dataset '{spec.name}' has no file_name (hub/script datasets need network)", where=str(info_path),
-                        fix="download the data and point file_name at the local file")
-    path = Path(info_path).parent / entry["file_name"]
-    fmt = {"alpaca": "alpaca", "sharegpt": "sharegpt", "openai": "messages"}.get(entry.get("formatting", "alpaca"), "alpaca")
-    columns = dict(entry.get("columns", {}))
-    if entry.get("ranking"):  # a preference set: its rows must hold both answers (checked on the first row)
-        columns = {"chosen": "chosen", "rejected": "rejected", **columns}
-    if fmt == "alpaca" and "prompt" in columns and "response" not in columns and len(columns) == 1:
-        fmt = "text"  # LLaMA-Factory pretraining sets: columns: {prompt: text}
-        columns = {"text": columns["prompt"]}
-    tags = dict(entry.get("tags", {}))
-    if fmt == "sharegpt" and tags.get("role_tag") == "role":
-        fmt = "messages"  # OpenAI-style messages declared as sharegpt
-    return spec.model_copy(update={"path": str(path), "format": fmt, "columns": {**columns, **spec.columns},
-                                   "tags": {**tags, **spec.tags}})
-
-
-def source_name(spec: DatasetSpec) -> str:
-    return spec.name or Path(spec.path or "data").stem
-
-
-def iter_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, default_system: str | None = None,
-                 source: str | None = None, stage: str | None = None) -> Iterator[Item]:
-    """Stream one dataset as (record, None) and (None, drop entry) in file order. Strict mode raises on the first bad row.
-
-    With `stage` (train.stage), records of a kind the stage cannot train on are refused: under sft or pretrain,
-    preference data is an error; under a preference stage, a record without what it needs is a bad row.
-    """
-    spec = _from_dataset_info(spec, dataset_info)
-    if not spec.path:
-        raise DataError("dataset has neither path nor name", where="data.datasets", fix="add `path: your_file.jsonl`")
-    source = source or source_name(spec)
-    fmt = spec.format
-    columns, tags = dict(spec.columns), dict(spec.tags)
-    system = spec.system or default_system
-
-    n_rows = 0
-
-    def bad(where: str, reason: str, raw=None, fix: str | None = None, step: str = "read") -> Item:
-        if strict:
-            raise DataError(reason, where=where, fix=fix or "fix or remove this record, or set data.strict: false to skip bad records")
-        return None, {"step": step, "reason": reason, "where": where, "source": source, "record": raw}
-
-    for row in readers.read(spec.path, spec.reader, spec.options):
-        n_rows += 1
-        if isinstance(row, BadRow):
-            yield bad(row.where, row.reason, row.raw,
-                      fix=row.fix or "fix the syntax of this row, or set data.strict: false to skip malformed rows")
-            continue
-        if n_rows == 1 and columns:
-            try:
-                formats.check_columns(row.data, columns)
-            except DataError as e:
-                raise DataError(e.what, where=row.where, fix=e.fix) from None
-        if fmt == "auto":
-            try:
-                fmt = formats.detect(row.data, columns)
-            except DataError as e:
-                raise DataError(e.what, where=row.where, fix=e.fix) from None
-        try:
-            rec = formats.convert(row.data, fmt, columns, tags)
-        except formats.RecordError as e:
-            yield bad(f"{row.where}", f"record field '{e.field}': {e.reason}", row.data,
-                      fix=f"fix field '{e.field}' in this record, map the right column with `columns:`, or set data.strict: false")
-            continue
-        if system and "messages" in rec and rec["messages"][0]["role"] != "system":
-            rec["messages"].insert(0, {"role": "system", "content": system})
-        if stage is not None and (wrong := preference.mismatch(rec, stage)):
-            if stage not in PREFERENCE_STAGES:
-                raise DataError(wrong[0], where=row.where, fix=wrong[1])
-            yield bad(row.where, wrong[0], row.data, fix=f"{wrong[1]}; or set data.strict: false to skip such records",
-                      step="stage")
-            continue
-        rec["source"], rec["where"] = source, row.where
-        yield rec, None
-    if n_rows == 0:
-        raise DataError("no records: the file is empty (or holds only blank lines or a header)", where=str(spec.path),
-                        fix="put the training records in this file, or remove it from data.datasets")
-
-
 def read_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, default_system: str | None = None,
                  source: str | None = None) -> tuple[list[dict], list[dict]]:
     """Read one dataset into lists: (records, dropped)."""
@@ -193,22 +101,27 @@ def read_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, d
     return records, dropped
 
 
-def _counted(items: Iterable[Item], info: dict) -> Iterator[Item]:
-    for item in items:
-        info["rows_read"] += 1
-        info["bad_rows" if item[1] is not None else "records"] += 1
-        yield item
-
-
-def _feed(items: Iterable[Item], sink: Sink, cleaner: Cleaner | None, chunk_size: int) -> None:
+def _feed(rows: Iterable[tuple], spill: Spill, cleaner: Cleaner | None, chunk_size: int, per: dict) -> None:
+    """Rows of `tunewise.data.source.read_rows` into the spill file (through the cleaner), counted per dataset."""
     if cleaner is not None:
-        cleaner.run(items, chunk_size)
-        return
-    for rec, bad in items:
-        if bad is None:
-            sink.keep(rec, None)
-        else:
-            sink.drop(bad)
+        cleaner.run(rows, chunk_size)
+        counts = cleaner.read_counts
+    else:
+        counts = {}
+        for row in rows:
+            rec, bad = row_item(row)
+            c = counts.setdefault(row[1][6], [0, 0])
+            c[0] += 1
+            c[1] += bad is not None
+            if bad is None:
+                spill.add(rec)
+            else:
+                spill.drops.drop(bad)
+    for src, (n, bad) in counts.items():
+        info = per[src]
+        info["rows_read"] += n
+        info["bad_rows"] += bad
+        info["records"] += n - bad
 
 
 _NO_INDEX = np.zeros(0, dtype=np.int64)
@@ -307,7 +220,7 @@ def _leakage(spill: Spill, train: np.ndarray, val: np.ndarray, chunk_size: int) 
 
     leaked = dict(find_leakage(spill.bands, chunks(train), chunks(val)))
     for v, t in sorted(leaked.items()):
-        spill.drop(leak_entry(spill.record(v), spill.kept_where(t)))
+        spill.drops.drop(leak_entry(spill.record(v), spill.kept_where(t)))
     return val[~np.isin(val, np.fromiter(leaked, dtype=np.int64, count=len(leaked)))]
 
 
@@ -391,22 +304,22 @@ def _read_and_clean(cfg: Config, spill: Spill, *, clean: bool, leak: bool, chunk
 
     def stream(specs, sources, prefix=""):
         for spec, src in zip(specs, sources):
-            info = per.setdefault(prefix + src, {"path": spec.path, "reader": spec.reader, "rows_read": 0, "bad_rows": 0,
+            per.setdefault(prefix + src, {"path": spec.path, "reader": spec.reader, "rows_read": 0, "bad_rows": 0,
                                                  "records": 0, "weight": spec.weight, "system": spec.system})
-            items = iter_dataset(spec, dataset_info=d.dataset_info, strict=d.strict, default_system=cfg.template.system,
+            yield from read_rows(spec, dataset_info=d.dataset_info, strict=d.strict, default_system=cfg.template.system,
                                  source=prefix + src, stage=cfg.train.stage)
-            yield from _counted(items, info)
 
-    cleaner = Cleaner(d.clean, spill, keys=leak) if clean else None
-    _feed(stream(d.datasets, _unique_sources(d.datasets)), spill, cleaner, chunk_size)
+    workers = resolve_workers(d.num_workers)
+    cleaner = Cleaner(d.clean, spill, keys=leak, workers=workers) if clean else None
+    _feed(stream(d.datasets, _unique_sources(d.datasets)), spill, cleaner, chunk_size, per)
     n_read = sum(v["records"] for v in per.values())
     steps = [{"step": "read", "before": sum(v["rows_read"] for v in per.values()), "after": n_read}]
     steps += cleaner.steps if cleaner else []
     kept = _by_source(spill, spill.source_ids(), np.arange(len(spill)))
     for src, info in per.items():
         info["kept"] = kept[src]
-    val_cleaner = Cleaner(d.clean, spill, keys=leak, tag={"split": "val"}) if clean else None
-    _feed(stream(d.val_datasets, _unique_sources(d.val_datasets), "val:"), spill, val_cleaner, chunk_size)
+    val_cleaner = Cleaner(d.clean, spill, keys=leak, tag={"split": "val"}, workers=workers) if clean else None
+    _feed(stream(d.val_datasets, _unique_sources(d.val_datasets), "val:"), spill, val_cleaner, chunk_size, per)
     for src in [s for s in per if s.startswith("val:")]:
         del per[src]  # validation datasets are not part of the training report
     return per, steps

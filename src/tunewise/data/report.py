@@ -72,7 +72,9 @@ def format_summary(stats: dict) -> str:
     if tok:
         lines.append(f"  tokens: {tok['total_tokens']:,} total, {tok['supervised_tokens']:,} supervised; "
                      f"lengths {tok.get('min_length', 0)}-{tok.get('max_length', 0)} (mean {tok.get('mean_length', 0)}); "
-                     f"truncated {tok['truncated_examples']} examples ({tok['truncated_tokens']:,} tokens)")
+                     f"truncated {tok['truncated_examples']} examples ({tok['truncated_tokens']:,} tokens)"
+                     + (f"; estimated from {tok['sampled']['records']:,} of {tok['sampled']['of']:,} records "
+                        "(data.token_stats_sample)" if tok.get("sampled") else ""))
     if stats.get("num_dropped"):
         lines.append("  see data/dropped.jsonl for every dropped record and its reason")
     return "\n".join(lines)

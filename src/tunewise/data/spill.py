@@ -14,19 +14,15 @@ import os
 import tempfile
 from array import array
 from collections import Counter
+from itertools import accumulate, islice
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from tunewise.data.clean import where_of
-from tunewise.data.preference import PAIR, kind, kto_examples
-from tunewise.data.tools import counts_of
+from tunewise.data.clean import json_line, record_info, where_of
+from tunewise.data.preference import PAIR, kto_examples
 from tunewise.fileio import atomic_path
-
-
-def _json_line(obj: dict) -> bytes:
-    return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def iter_indices(indices: np.ndarray, block: int = 1 << 16) -> Iterator[int]:
@@ -48,11 +44,16 @@ class DropLog:
         return sum(self.by_step.values())
 
     def drop(self, entry: dict) -> int:
-        line = _json_line(entry)
+        return self.drop_line(json_line(entry), entry["step"])
+
+    def drop_line(self, line: bytes, step: str) -> int:
         self._f.write(line)
         at, self._pos = self._pos, self._pos + len(line)
-        self.by_step[entry["step"]] += 1
+        self.by_step[step] += 1
         return at
+
+    def flush(self) -> None:
+        self._f.flush()
 
     def dropped_where(self, offset: int) -> str:
         self._f.flush()
@@ -105,29 +106,34 @@ class Spill:
         return self._source_id[name]
 
     def add(self, rec: dict, band_keys: np.ndarray | None = None) -> int:
-        line = _json_line(rec)
-        self._w.write(line)
-        self._dirty = True
-        self._offsets.append(self._offsets[-1] + len(line))
-        self._src.append(self.source_id(rec["source"]))
-        self._kind.append(kind(rec))
-        has_tools, calls, parallel = counts_of(rec)
-        self._has_tools.append(has_tools)
-        self._calls.append(calls)
-        self._parallel.append(parallel)
-        if band_keys is not None and self._keys_w is not None:
-            if self._n_keys != len(self._src) - 1:
-                raise RuntimeError("band keys must be given for every spilled record or for none")
-            self._keys_w.write(np.ascontiguousarray(band_keys, dtype="<u8").tobytes())
-            self._n_keys += 1
-        return len(self._src) - 1
+        return self.keep_many([json_line(rec)], [record_info(rec)], None if band_keys is None else band_keys[None])
 
     # the Sink protocol of tunewise.data.clean
-    def keep(self, rec: dict, band_keys: np.ndarray | None) -> int:
-        return self.add(rec, band_keys)
+    def keep_many(self, lines: list[bytes], infos: list, band_keys: np.ndarray | None) -> int:
+        first = len(self._src)
+        self._w.write(b"".join(lines))
+        self._dirty = True
+        self._offsets.extend(islice(accumulate(map(len, lines), initial=self._offsets[-1]), 1, None))
+        self._src.extend(self.source_id(info[0]) for info in infos)
+        for column, values in zip((self._kind, self._has_tools, self._calls, self._parallel), list(zip(*infos))[1:]):
+            column.extend(values)
+        if band_keys is not None and self._keys_w is not None:
+            if self._n_keys != first:
+                raise RuntimeError("band keys must be given for every spilled record or for none")
+            self._keys_w.write(np.ascontiguousarray(band_keys, dtype="<u8").tobytes())
+            self._n_keys += len(lines)
+        return first
 
-    def drop(self, entry: dict) -> int:
-        return self.drops.drop(entry)
+    def drop(self, line: bytes, step: str) -> int:
+        return self.drops.drop_line(line, step)
+
+    def flush(self) -> None:
+        """Write out what is buffered (before worker processes fork: they must not inherit half a buffer)."""
+        for h in (self._w, self._keys_w):
+            if h is not None:
+                h.flush()
+        self._dirty = False
+        self.drops.flush()
 
     def kept_where(self, i: int) -> str:
         return where_of(self.record(i))
@@ -179,7 +185,7 @@ class Spill:
             for i in iter_indices(indices):
                 if split_pairs and self._kind[i] == PAIR:
                     examples = kto_examples(self.record(i))
-                    f.write(b"".join(_json_line(ex) for ex in examples))
+                    f.write(b"".join(json_line(ex) for ex in examples))
                     n += len(examples)
                 else:
                     f.write(self.line(i))

@@ -6,6 +6,8 @@ assistant span includes the end-of-turn token, so the model is always taught to 
 
 from __future__ import annotations
 
+import operator
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from tunewise.templates import ChatTemplate
@@ -44,6 +46,10 @@ def encode_messages(tokenizer, template: ChatTemplate, messages: list[dict], *, 
                     train_on_prompt: bool = False, tools: list[dict] | None = None) -> Encoded:
     text, spans = template.assistant_spans(messages, tools)
     ids, labels = _labelled(tokenizer, text, spans, train_on_prompt)
+    return _cut(ids, labels, max_length)
+
+
+def _cut(ids: list[int], labels: list[int], max_length: int) -> Encoded:
     cut = max(0, len(ids) - max_length)
     if cut:
         ids, labels = ids[:max_length], labels[:max_length]
@@ -54,29 +60,52 @@ def _labelled(tokenizer, text: str, spans: list[tuple[int, int]], train_on_promp
     """(token ids, labels) of `text`: a token is supervised when it starts inside one of the character spans."""
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(enc["input_ids"])
-    labels = [tid if train_on_prompt or any(a <= start < b for a, b in spans) else IGNORE
-              for tid, (start, _end) in zip(ids, enc["offset_mapping"])]
-    return ids, labels
+    return ids, _labels(ids, enc["offset_mapping"], spans, train_on_prompt)
+
+
+def _labels(ids: list[int], offsets, spans: list[tuple[int, int]], train_on_prompt: bool) -> list[int]:
+    if train_on_prompt:
+        return list(ids)
+    starts = [o[0] for o in offsets]
+    if any(map(operator.gt, starts, starts[1:])):  # offsets that go back (unusual): test every span for every token
+        return [tid if any(a <= st < b for a, b in spans) else IGNORE for tid, st in zip(ids, starts)]
+    # Token starts in order: each span's tokens are one slice, found by bisection, copied in C.
+    labels = [IGNORE] * len(ids)
+    for a, b in spans:
+        lo, hi = bisect_left(starts, a), bisect_left(starts, b)
+        labels[lo:hi] = ids[lo:hi]
+    return labels
+
+
+def _tokenised(tokenizer, template: ChatTemplate, records: list[dict], batch: int = 512):
+    """(token ids, offsets, assistant spans) of each record, tokenised `batch` texts per call."""
+    for start in range(0, len(records), batch):
+        rendered = [template.assistant_spans(r["messages"], r.get("tools")) for r in records[start:start + batch]]
+        enc = tokenizer([text for text, _ in rendered], add_special_tokens=False, return_offsets_mapping=True,
+                        return_attention_mask=False, return_token_type_ids=False)
+        for ids, offsets, (_, spans) in zip(enc["input_ids"], enc["offset_mapping"], rendered):
+            yield list(ids), offsets, spans
 
 
 def encode_records(tokenizer, template: ChatTemplate, records: list[dict], *, max_length: int,
                    train_on_prompt: bool = False) -> tuple[list[Encoded], EncodeStats]:
-    """Encode SFT records; examples left with no supervised token (all cut off) are dropped and counted."""
+    """Encode SFT records; examples left with no supervised token (all cut off) are dropped and counted.
+
+    The texts are tokenised in one batched call (the same tokens as one call each, without the per-call overhead)."""
     stats = EncodeStats()
     out = []
-    stop_ids = set(template.stop_token_ids)
-    for rec in records:
-        e = encode_messages(tokenizer, template, rec["messages"], max_length=max_length, train_on_prompt=train_on_prompt,
-                            tools=rec.get("tools"))
+    stop_ids = set(template.stop_token_ids) - {IGNORE}  # so a label equal to a stop id is a supervised one
+    for ids, offsets, spans in _tokenised(tokenizer, template, records):
+        e = _cut(ids, _labels(ids, offsets, spans, train_on_prompt), max_length)
         stats.examples += 1
         if e.truncated_tokens:
             stats.truncated_examples += 1
             stats.truncated_tokens += e.truncated_tokens
-        sup = sum(1 for x in e.labels if x != IGNORE)
+        sup = len(e.labels) - e.labels.count(IGNORE)  # list methods in C, not a loop over the tokens
         if sup == 0:
             stats.dropped_no_labels += 1
             continue
-        if stop_ids and not any(x in stop_ids for x in e.labels if x != IGNORE) and not e.truncated_tokens:
+        if stop_ids and stop_ids.isdisjoint(e.labels) and not e.truncated_tokens:  # no supervised stop token
             stats.stop_unsupervised += 1
         stats.total_tokens += len(e.input_ids)
         stats.supervised_tokens += sup
