@@ -405,6 +405,7 @@ ALWAYS = {
     "data.augment.enabled": "tunewise.data.prepare",
     "template.name": "tunewise.train.workflow", "template.system": "tunewise.train.workflow",
     "template.tools": "tunewise.models.load",
+    "data.num_workers": "tunewise.data.prepare", "data.token_stats_sample": "tunewise.data.commands",
     "method.name": "tunewise.methods",
     "train.stage": "tunewise.train.data", "train.learning_rate": "tunewise.train.assemble", "train.max_steps": "tunewise.train.workflow",
     "train.per_device_batch_size": "tunewise.train.assemble", "train.gradient_accumulation_steps": "tunewise.config.plan",
@@ -424,8 +425,10 @@ ALWAYS = {
     "distributed.strategy": "tunewise.train.distributed", "distributed.backend": "tunewise.train.distributed",
 }
 for _group in ("datasets", "val_datasets", "general"):
-    for _leaf in ("path", "name", "format", "reader", "columns", "options", "system"):
+    for _leaf in ("path", "name", "reader", "system"):
         ALWAYS[f"data.{_group}[].{_leaf}"] = "tunewise.data.prepare"
+    for _leaf in ("format", "columns", "options"):  # how a source's rows are read: data/source.py
+        ALWAYS[f"data.{_group}[].{_leaf}"] = "tunewise.data.source"
 ALWAYS["data.datasets[].weight"] = "tunewise.data.prepare"
 
 
