@@ -25,13 +25,13 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from tunewise.config.schema import PREFERENCE_STAGES, Config, DatasetSpec
-from tunewise.data import formats, preference, readers, tools
-from tunewise.data.clean import CHUNK, Cleaner, Item, find_leakage, leak_entry
+from tunewise.data import preference, tools
+from tunewise.data.clean import CHUNK, Cleaner, find_leakage, leak_entry
 from tunewise.data.parallel import resolve_workers
 from tunewise.data.source import iter_dataset, read_rows, row_item, source_name
 from tunewise.data.spill import DropLog, Spill, iter_indices
 from tunewise.errors import DataError
-from tunewise.fileio import atomic_path, clean_temps, read_json, read_jsonl, write_json
+from tunewise.fileio import atomic_path, clean_temps, read_jsonl, write_json
 from tunewise.runs import RunDir
 
 

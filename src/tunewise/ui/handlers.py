@@ -15,7 +15,7 @@ from tunewise.errors import TunewiseError
 from tunewise.runs import RunDir
 from tunewise.ui import configure, jobs, knowledge, live
 from tunewise.ui.guard import board_run, refusal
-from tunewise.ui.i18n import param_label, t
+from tunewise.ui.i18n import param_label
 
 PARAM_KEYS = [k for k, _ in configure.FORM_PARAMS]
 
