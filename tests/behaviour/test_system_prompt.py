@@ -1,6 +1,5 @@
 """The system prompt a run gives conversations without one: detected, decided from the data, used everywhere."""
 
-
 from tunewise.samples.demo import demo_records
 from tunewise.data.identity import identity_records
 from tunewise.templates import ChatTemplate, find_builtin_system
