@@ -261,14 +261,20 @@ class SortedRuns:
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
         """int64 per key: the earliest-added value, or ABSENT."""
-        out = np.full(len(keys), ABSENT, dtype=np.int64)
+        # The keys are looked up in sorted order (and the answers put back): numpy's binary search starts from the
+        # previous key's position when keys increase, which halves a lookup in a run of millions.
+        order = np.argsort(keys)
+        keys = keys[order]
+        found = np.full(len(keys), ABSENT, dtype=np.int64)
         for run, vals in zip(self._keys, self._vals):  # oldest first: the first hit is the earliest
             pos = np.searchsorted(run, keys)
             inside = pos < len(run)
             hit = np.zeros(len(keys), dtype=bool)
             hit[inside] = run[pos[inside]] == keys[inside]
-            new = hit & (out == ABSENT)
-            out[new] = vals[pos[new]]
+            new = hit & (found == ABSENT)
+            found[new] = vals[pos[new]]
+        out = np.empty_like(found)
+        out[order] = found
         return out
 
 
