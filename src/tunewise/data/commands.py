@@ -96,11 +96,12 @@ def sampled_token_stats(cfg, tokenizer, template, records: Iterable, n: int, sam
 
 
 def prepare_command(cfg, out: str | None = None, overwrite: bool = False, *, chunk_size: int | None = None,
-                    token_chunk: int = TOKEN_CHUNK) -> Path:
+                    token_chunk: int = TOKEN_CHUNK, cleaned=None) -> Path:
     """`tunewise data prepare`: the data stage, then the token stats and the length histogram.
 
     `chunk_size` (records cleaned together) and `token_chunk` (records tokenised together) bound memory and never
     change a kept record or a drop; tests make them small so that many chunks cross the worker processes.
+    `cleaned`: the chunks were cleaned elsewhere (see tunewise.data.prepare.Cleaned).
     """
     from tunewise.data.parallel import resolve_workers
     from tunewise.data.prepare import PreparedData, prepare
@@ -111,7 +112,7 @@ def prepare_command(cfg, out: str | None = None, overwrite: bool = False, *, chu
     target = Path(out) if out else run_dir_for(cfg)
     if not out:
         _check_not_trained(target, overwrite)
-    prepared = prepare(cfg, target, **({"chunk_size": chunk_size} if chunk_size else {}))
+    prepared = prepare(cfg, target, cleaned=cleaned, **({"chunk_size": chunk_size} if chunk_size else {}))
     _, tokenizer, template = tokenizer_and_template(cfg)
     workers = resolve_workers(cfg.data.num_workers)
 
