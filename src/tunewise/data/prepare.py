@@ -102,7 +102,8 @@ def read_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, d
 
 
 # The `ChunkWork` results of one cleaning stream ("train" or "val", see `cleaning_streams`), in input order,
-# computed elsewhere: what the cleaning pass takes instead of reading the rows itself.
+# computed elsewhere (the tasks of tunewise.data.distributed): what the cleaning pass takes instead of reading the
+# rows itself.
 Cleaned = Callable[[str], Iterable[dict]]
 
 
