@@ -67,3 +67,25 @@ def test_without_datatrove_the_extra_to_install_is_named(tmp_path, monkeypatch):
     with pytest.raises(MissingExtra) as e:
         prepare_local(cfg, tmp_path / "work", tasks=2)
     assert 'pip install "tunewise[distributed]"' in e.value.render() and not (tmp_path / "work").exists()
+
+
+def test_a_strict_error_found_by_a_task_is_raised_by_stage_2_in_input_order(tmp_path, tiny_model_dirs):
+    """As in one process: the bad row (150, in chunk 1: task 1's) comes before the empty second file (chunk 3: task
+    0's)."""
+    import json
+
+    from tunewise.data.commands import WriteData
+    from tunewise.data.distributed import CleanChunks
+
+    rows = [{"instruction": f"question {i}", "output": f"answer number {i} " * 3} for i in range(300)]
+    rows[149] = {"instruction": "no answer"}
+    first, empty = tmp_path / "d.jsonl", tmp_path / "e.jsonl"
+    first.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    empty.write_text("", encoding="utf-8")
+    cfg = load_config(write_config(tmp_path / "c.yaml", {
+        "model": {"name_or_path": "tiny-llama"}, "run": {"root": str(tmp_path / "runs"), "name": "s"},
+        "data": {"datasets": [str(first), str(empty)], "strict": True}}))
+    for rank in range(3):
+        CleanChunks(cfg, tmp_path / "work", chunk_size=100)(None, rank, 3)
+    with pytest.raises(DataError, match=f"{first}:150"):
+        WriteData(cfg, tmp_path / "work", chunk_size=100)()

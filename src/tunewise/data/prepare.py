@@ -327,9 +327,10 @@ def cleaning_streams(cfg: Config, per: dict | None = None) -> dict[str, tuple[It
     out = {}
     for name, specs, prefix, tag in (("train", d.datasets, "", {}), ("val", d.val_datasets, "val:", {"split": "val"})):
         sources = [prefix + src for src in _unique_sources(specs)]
-        for spec, src in zip(specs, sources if per is not None else ()):
-            per.setdefault(src, {"path": spec.path, "reader": spec.reader, "rows_read": 0, "bad_rows": 0,
-                                 "records": 0, "weight": spec.weight, "system": spec.system})
+        for spec, src in zip(specs, sources):
+            if per is not None:
+                per.setdefault(src, {"path": spec.path, "reader": spec.reader, "rows_read": 0, "bad_rows": 0,
+                                     "records": 0, "weight": spec.weight, "system": spec.system})
         rows = (row for spec, src in zip(specs, sources)
                 for row in read_rows(spec, dataset_info=d.dataset_info, strict=d.strict,
                                      default_system=cfg.template.system, source=src, stage=cfg.train.stage))
