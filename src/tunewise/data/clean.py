@@ -418,7 +418,12 @@ class Cleaner:
         from tunewise.data.parallel import ordered_map
 
         flush = getattr(self.sink, "flush", None)
-        for done in ordered_map(self.work, batched(items, chunk_size), self.workers, before_fork=flush):
+        self.take(ordered_map(self.work, batched(items, chunk_size), self.workers, before_fork=flush))
+
+    def take(self, results: Iterable[dict]) -> None:
+        """Decide the duplicates of chunks whose `ChunkWork` ran elsewhere (`run`'s workers, or other machines);
+        `results` must come in input order."""
+        for done in results:
             self._finish(done)
 
     def _ticket_where(self, ticket: int) -> str:

@@ -1,4 +1,5 @@
-"""`tunewise data prepare` and `tunewise data preview`."""
+"""`tunewise data prepare` (here, or as tasks of datatrove's executors: tunewise.data.distributed) and
+`tunewise data preview`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Iterable
 
 import numpy as np
 
+from tunewise.data.clean import CHUNK as CLEAN_CHUNK
 from tunewise.runs import RunDir, run_dir_for
 
 
@@ -96,11 +98,12 @@ def sampled_token_stats(cfg, tokenizer, template, records: Iterable, n: int, sam
 
 
 def prepare_command(cfg, out: str | None = None, overwrite: bool = False, *, chunk_size: int | None = None,
-                    token_chunk: int = TOKEN_CHUNK) -> Path:
+                    token_chunk: int = TOKEN_CHUNK, cleaned=None) -> Path:
     """`tunewise data prepare`: the data stage, then the token stats and the length histogram.
 
     `chunk_size` (records cleaned together) and `token_chunk` (records tokenised together) bound memory and never
     change a kept record or a drop; tests make them small so that many chunks cross the worker processes.
+    `cleaned`: the chunks were cleaned by other tasks (tunewise.data.distributed; see tunewise.data.prepare.Cleaned).
     """
     from tunewise.data.parallel import resolve_workers
     from tunewise.data.prepare import PreparedData, prepare
@@ -111,7 +114,7 @@ def prepare_command(cfg, out: str | None = None, overwrite: bool = False, *, chu
     target = Path(out) if out else run_dir_for(cfg)
     if not out:
         _check_not_trained(target, overwrite)
-    prepared = prepare(cfg, target, **({"chunk_size": chunk_size} if chunk_size else {}))
+    prepared = prepare(cfg, target, cleaned=cleaned, **({"chunk_size": chunk_size} if chunk_size else {}))
     _, tokenizer, template = tokenizer_and_template(cfg)
     workers = resolve_workers(cfg.data.num_workers)
 
@@ -142,6 +145,51 @@ def prepare_command(cfg, out: str | None = None, overwrite: bool = False, *, chu
     write_length_histogram(lengths, RunDir(target).lengths_png, cfg.data.max_length)
     print(format_summary(stats), file=sys.stderr)
     return RunDir(target).data
+
+
+class WriteData:
+    """Stage 2 of `data prepare` on datatrove's executors (tunewise.data.distributed), one task: this command on
+    stage 1's results, read back in input order."""
+
+    def __init__(self, cfg, work: str | os.PathLike, out: str | None = None, overwrite: bool = False,
+                 chunk_size: int = CLEAN_CHUNK):
+        self.cfg, self.work, self.out, self.overwrite, self.chunk_size = cfg, Path(work), out, overwrite, chunk_size
+
+    def __repr__(self) -> str:
+        return f"tunewise: decide duplicates, split and write from {self.work}"
+
+    def __call__(self, data=None, rank: int = 0, world_size: int = 1):
+        from tunewise.data.distributed import ChunkResults, check_plan, plan_of
+
+        if world_size != 1:
+            raise ValueError("WriteData is one task: the duplicate decisions see every chunk in input order")
+        check_plan(self.work, plan_of(self.cfg, self.chunk_size))  # refuses chunks made for another preparation
+        prepare_command(self.cfg, out=self.out, overwrite=self.overwrite, chunk_size=self.chunk_size,
+                        cleaned=ChunkResults(self.work))
+        return data
+
+
+def prepare_local(cfg, work: str | os.PathLike, *, tasks: int, workers: int = -1, out: str | None = None,
+                  overwrite: bool = False, chunk_size: int = CLEAN_CHUNK) -> Path:
+    """Both stages on datatrove's LocalPipelineExecutor: `tasks` stage 1 tasks, `workers` processes at a time (-1:
+    one per task), then stage 2 in this process; returns the data/ folder written. Logs go to WORK/logs."""
+    from tunewise.extras import require_extra
+
+    require_extra("distributed", "preparing data on datatrove's executors")
+    from datatrove.executor import LocalPipelineExecutor
+
+    from tunewise.data.distributed import CleanChunks, check_plan, plan_of
+
+    work = Path(work)
+    # before datatrove, which would skip the finished stage 1 tasks of another preparation and log a traceback
+    check_plan(work, plan_of(cfg, chunk_size))
+    clean = LocalPipelineExecutor([CleanChunks(cfg, work, chunk_size)], tasks=tasks, workers=workers,
+                                  logging_dir=str(work / "logs" / "clean"))
+    # stage 2 always runs again (skip_completed=False): a finished stage 1 is kept, a new output is written
+    write = LocalPipelineExecutor([WriteData(cfg, work, out, overwrite, chunk_size)], tasks=1, workers=1,
+                                  logging_dir=str(work / "logs" / "write"), depends=clean, skip_completed=False)
+    write.run()
+    return RunDir(Path(out) if out else run_dir_for(cfg)).data  # what prepare_command returns, in stage 2's process
 
 
 def _check_not_trained(run: Path, overwrite: bool) -> None:

@@ -40,14 +40,15 @@ def resolve_workers(n: int) -> int:
     return n if n > 1 and "fork" in mp.get_all_start_methods() else 1
 
 
-def _pack(obj) -> bytes:
+def pack(obj) -> bytes:
+    """A chunk or a chunk's result as bytes: for a worker here, or a file another machine reads."""
     try:
         return b"M" + marshal.dumps(obj)
     except ValueError:  # a type marshal does not know (a date a spreadsheet reader gave, ...)
         return b"P" + pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _unpack(data: bytes):
+def unpack(data: bytes):
     return marshal.loads(data[1:]) if data[:1] == b"M" else pickle.loads(data[1:])
 
 
@@ -62,7 +63,7 @@ def _init(task: Callable) -> None:
 
 
 def _run(payload: bytes) -> bytes:
-    return _pack(_TASK(_unpack(payload)))
+    return pack(_TASK(unpack(payload)))
 
 
 def ordered_map(task: Callable, chunks: Iterable, workers: int, *, before_fork: Callable[[], None] | None = None,
@@ -89,9 +90,9 @@ def ordered_map(task: Callable, chunks: Iterable, workers: int, *, before_fork: 
     with mp.get_context("fork").Pool(workers, initializer=_init, initargs=(task,)) as pool:
         pending: deque = deque()
         while chunk is not None:
-            pending.append(pool.apply_async(_run, (_pack(chunk),)))
+            pending.append(pool.apply_async(_run, (pack(chunk),)))
             if len(pending) >= 2 * workers:
-                yield _unpack(pending.popleft().get())
+                yield unpack(pending.popleft().get())
             chunk = next(it, None)
         while pending:
-            yield _unpack(pending.popleft().get())
+            yield unpack(pending.popleft().get())

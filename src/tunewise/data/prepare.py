@@ -20,7 +20,7 @@ import tempfile
 from array import array
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -101,10 +101,21 @@ def read_dataset(spec: DatasetSpec, *, dataset_info: str | None, strict: bool, d
     return records, dropped
 
 
-def _feed(rows: Iterable[tuple], spill: Spill, cleaner: Cleaner | None, chunk_size: int, per: dict) -> None:
-    """Rows of `tunewise.data.source.read_rows` into the spill file (through the cleaner), counted per dataset."""
+# The `ChunkWork` results of one cleaning stream ("train" or "val", see `cleaning_streams`), in input order,
+# computed elsewhere (the tasks of tunewise.data.distributed): what the cleaning pass takes instead of reading the
+# rows itself.
+Cleaned = Callable[[str], Iterable[dict]]
+
+
+def _feed(rows: Iterable[tuple], spill: Spill, cleaner: Cleaner | None, chunk_size: int, per: dict,
+          done: Iterable[dict] | None = None) -> None:
+    """Rows of `tunewise.data.source.read_rows` into the spill file (through the cleaner), counted per dataset;
+    with `done`, the rows are not read: their chunks were cleaned elsewhere."""
     if cleaner is not None:
-        cleaner.run(rows, chunk_size)
+        if done is not None:
+            cleaner.take(done)
+        else:
+            cleaner.run(rows, chunk_size)
         counts = cleaner.read_counts
     else:
         counts = {}
@@ -234,21 +245,23 @@ def _unique_sources(specs: list[DatasetSpec]) -> list[str]:
     return names
 
 
-def prepare(cfg: Config, run_dir: Path | None = None, *, clean: bool = True, chunk_size: int = CHUNK) -> PreparedData:
+def prepare(cfg: Config, run_dir: Path | None = None, *, clean: bool = True, chunk_size: int = CHUNK,
+            cleaned: Cleaned | None = None) -> PreparedData:
     """Prepare the data of `cfg` into run_dir/data (or a temporary folder): see the module docstring.
 
     `chunk_size` records are cleaned together; it bounds the memory of the cleaning pass, not the result.
+    `cleaned`: the chunks' per-record cleaning was done elsewhere (see `Cleaned`); the rest is the same.
     """
     if run_dir is None:
         owner = tempfile.TemporaryDirectory(prefix="tunewise-data-")
-        return prepare_into(cfg, Path(owner.name), clean=clean, chunk_size=chunk_size, owner=owner)
+        return prepare_into(cfg, Path(owner.name), clean=clean, chunk_size=chunk_size, owner=owner, cleaned=cleaned)
     final = RunDir(run_dir).data
     _check_datasets(cfg)
     clean_temps(run_dir)  # what an interrupted preparation left: .data.*.tmp
     empty = None
     with atomic_path(final, is_dir=True) as staging:
         try:
-            prepared = prepare_into(cfg, staging, clean=clean, chunk_size=chunk_size, report_dir=final)
+            prepared = prepare_into(cfg, staging, clean=clean, chunk_size=chunk_size, report_dir=final, cleaned=cleaned)
         except EmptyTrainingSet as e:  # still replace data/: its dropped.jsonl says why each record went
             empty = e
     if empty is not None:
@@ -267,18 +280,21 @@ def _check_datasets(cfg: Config) -> None:
 
 
 def prepare_into(cfg: Config, data_dir: Path, *, clean: bool = True, chunk_size: int = CHUNK,
-                 owner: tempfile.TemporaryDirectory | None = None, report_dir: Path | None = None) -> PreparedData:
+                 owner: tempfile.TemporaryDirectory | None = None, report_dir: Path | None = None,
+                 cleaned: Cleaned | None = None) -> PreparedData:
     """Prepare straight into `data_dir` (no swap); `report_dir` is the folder the messages name."""
     d = cfg.data
     _check_datasets(cfg)
+    if cleaned is not None and not clean:
+        raise ValueError("chunks cleaned elsewhere (cleaned=) need clean=True")
     data_dir.mkdir(parents=True, exist_ok=True)
     files = {split: data_dir / f"{split}.jsonl" for split in ("train", "val", "dropped")}
-    leak = clean and d.clean.leakage_check and (bool(d.val_datasets) or d.val_size > 0)
+    leak = clean and leak_keys(cfg)
     bands = Cleaner.bands_for(d.clean) if leak else None
     empty = None
     with atomic_path(files["dropped"]) as dropped_tmp, DropLog(dropped_tmp) as drops, \
             Spill(data_dir, drops, bands) as spill:
-        per, steps = _read_and_clean(cfg, spill, clean=clean, leak=leak, chunk_size=chunk_size)
+        per, steps = _read_and_clean(cfg, spill, clean=clean, leak=leak, chunk_size=chunk_size, cleaned=cleaned)
         n_pool = sum(v["kept"] for v in per.values())
         if n_pool:
             stats = _split_mix_write(cfg, spill, per, steps, n_pool, files, clean=clean, chunk_size=chunk_size)
@@ -297,29 +313,50 @@ def prepare_into(cfg: Config, data_dir: Path, *, clean: bool = True, chunk_size:
     return PreparedData(stats=stats, files=files, owner=owner)
 
 
-def _read_and_clean(cfg: Config, spill: Spill, *, clean: bool, leak: bool, chunk_size: int) -> tuple[dict, list]:
+def leak_keys(cfg: Config) -> bool:
+    """Whether the cleaning pass keeps each record's band keys for the leakage check between the splits."""
+    d = cfg.data
+    return d.clean.leakage_check and (bool(d.val_datasets) or d.val_size > 0)
+
+
+def cleaning_streams(cfg: Config, per: dict | None = None) -> dict[str, tuple[Iterator[tuple], dict]]:
+    """The two streams the cleaning pass reads, {"train": (rows, tag), "val": (rows, tag)}: the rows of the training
+    datasets, then of the separate validation datasets (cleaned on their own, drops tagged with `tag`). The rows are
+    read lazily; `per` gets each dataset's report entry at once."""
+    d = cfg.data
+    out = {}
+    for name, specs, prefix, tag in (("train", d.datasets, "", {}), ("val", d.val_datasets, "val:", {"split": "val"})):
+        sources = [prefix + src for src in _unique_sources(specs)]
+        for spec, src in zip(specs, sources):
+            if per is not None:
+                per.setdefault(src, {"path": spec.path, "reader": spec.reader, "rows_read": 0, "bad_rows": 0,
+                                     "records": 0, "weight": spec.weight, "system": spec.system})
+        rows = (row for spec, src in zip(specs, sources)
+                for row in read_rows(spec, dataset_info=d.dataset_info, strict=d.strict,
+                                     default_system=cfg.template.system, source=src, stage=cfg.train.stage))
+        out[name] = (rows, tag)
+    return out
+
+
+def _read_and_clean(cfg: Config, spill: Spill, *, clean: bool, leak: bool, chunk_size: int,
+                    cleaned: Cleaned | None = None) -> tuple[dict, list]:
     """The streaming pass: training datasets, then separate validation datasets (cleaned on their own)."""
     d = cfg.data
     per: dict[str, dict] = {}
-
-    def stream(specs, sources, prefix=""):
-        for spec, src in zip(specs, sources):
-            per.setdefault(prefix + src, {"path": spec.path, "reader": spec.reader, "rows_read": 0, "bad_rows": 0,
-                                                 "records": 0, "weight": spec.weight, "system": spec.system})
-            yield from read_rows(spec, dataset_info=d.dataset_info, strict=d.strict, default_system=cfg.template.system,
-                                 source=prefix + src, stage=cfg.train.stage)
-
+    streams = cleaning_streams(cfg, per)
     workers = resolve_workers(d.num_workers)
-    cleaner = Cleaner(d.clean, spill, keys=leak, workers=workers) if clean else None
-    _feed(stream(d.datasets, _unique_sources(d.datasets)), spill, cleaner, chunk_size, per)
+    (rows, tag), done = streams["train"], cleaned("train") if cleaned else None
+    cleaner = Cleaner(d.clean, spill, keys=leak, tag=tag, workers=workers) if clean else None
+    _feed(rows, spill, cleaner, chunk_size, per, done)
     n_read = sum(v["records"] for v in per.values())
     steps = [{"step": "read", "before": sum(v["rows_read"] for v in per.values()), "after": n_read}]
     steps += cleaner.steps if cleaner else []
     kept = _by_source(spill, spill.source_ids(), np.arange(len(spill)))
     for src, info in per.items():
         info["kept"] = kept[src]
-    val_cleaner = Cleaner(d.clean, spill, keys=leak, tag={"split": "val"}, workers=workers) if clean else None
-    _feed(stream(d.val_datasets, _unique_sources(d.val_datasets), "val:"), spill, val_cleaner, chunk_size, per)
+    (rows, tag), done = streams["val"], cleaned("val") if cleaned else None
+    val_cleaner = Cleaner(d.clean, spill, keys=leak, tag=tag, workers=workers) if clean else None
+    _feed(rows, spill, val_cleaner, chunk_size, per, done)
     for src in [s for s in per if s.startswith("val:")]:
         del per[src]  # validation datasets are not part of the training report
     return per, steps
