@@ -37,7 +37,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 import numpy as np
 
 from tunewise.config.schema import CleanConfig
-from tunewise.data.dedup import ABSENT, BandHasher, BandIndex, digests
+from tunewise.data.dedup import ABSENT, CJK_PUNCT, BandHasher, BandIndex, digests, nfkc
 from tunewise.data.preference import kind
 from tunewise.data.source import row_item
 from tunewise.data.tools import calls_text, canonical, counts_of
@@ -58,7 +58,7 @@ _WS = re.compile(r"[ \t\u00a0\u3000]+")
 
 # Chinese and Japanese text keeps its full-width punctuation (，。？！：；（） and …): NFKC would turn it into
 # ASCII, and a model tuned on the result answers Chinese with half-width commas and "..." for "……".
-_CJK_PUNCT = re.compile("([\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65\u2026\u3000-\u303f]+)")
+_CJK_PUNCT = re.compile("([" + "".join(f"{chr(a)}-{chr(b)}" for a, b in CJK_PUNCT) + "]+)")
 
 
 def _nfkc_keep_cjk_punct(s: str) -> str:
@@ -112,6 +112,8 @@ def _map_text(rec: dict, fn) -> dict:
 
 def _said(m: dict) -> str:
     """A turn's text, and an assistant's calls as `name({arguments})` lines after it."""
+    if not m.get("tool_calls"):
+        return m["content"]
     calls = calls_text(m)
     return "\n".join(([m["content"]] if m["content"] else []) + calls) if calls else m["content"]
 
@@ -160,7 +162,7 @@ _INNER = re.compile(r"[.'\u2018\u2019](?<=[^\W\d_][.'\u2018\u2019])(?=[^\W\d_])"
 
 def _folded(s: str) -> str:
     """NFKC, lower case, marks inside words removed: the text whose units make the phrase form."""
-    return _INNER.sub("", (s if s.isascii() else unicodedata.normalize("NFKC", s)).lower())  # NFKC keeps ASCII
+    return _INNER.sub("", nfkc(s).lower())
 
 
 def phrase_form(s: str) -> str:
