@@ -204,7 +204,7 @@ class ChatTemplate:
             if m["role"] != "assistant":
                 continue
             before = self._render(messages[:i], add_generation_prompt=True, **more)
-            upto = self._render(messages[: i + 1], **more)
+            upto = full if i == len(messages) - 1 else self._render(messages[: i + 1], **more)  # the last: full
             if not upto.startswith(before) or not full.startswith(upto):
                 raise DataError(
                     f"chat template '{self.name}' is not prefix-stable, so the answer tokens cannot be located",
