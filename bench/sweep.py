@@ -39,7 +39,8 @@ SHAPES = {
 QUICK_SHAPES = {"tiny-qwen2-shape": dict(model_type="qwen2", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                          num_attention_heads=4, num_key_value_heads=2, vocab_size=4096,
                                          tie_word_embeddings=True)}
-PEERS = ["tunewise", "trl_default", "plain"]
+PEERS = ["tunewise", "trl_default", "plain", "tunewise_bf16base"]  # the last: train.frozen_dtype=bfloat16, on request
+DEFAULT_PEERS = PEERS[:3]
 METHODS = ["lora", "full", "qlora"]
 # The sweep's tokenizer: a real BPE (SmolLM2's, 49,152 tokens, ChatML) so texts have realistic token counts; it
 # fits inside every swept vocabulary, whose extra rows stay unused but still cost their share of the head.
@@ -104,7 +105,7 @@ def build_data(work: Path, tokenizer_path: Path, n_train: int, n_val: int) -> di
             "lengths": sorted(len(e.input_ids) for e in enc)}
 
 
-def tunewise_config(cell: Path, model: Path, method: str, data: dict, threads: int) -> Path:
+def tunewise_config(cell: Path, model: Path, method: str, data: dict, threads: int, peer: str = "tunewise") -> Path:
     """The tunewise config of a cell; `advise` estimates from the same file the cell trains from."""
     import yaml
 
@@ -120,7 +121,9 @@ def tunewise_config(cell: Path, model: Path, method: str, data: dict, threads: i
                      "per_device_batch_size": s["batch_size"], "gradient_accumulation_steps": 1, "lr_scheduler": "linear",
                      "warmup_ratio": 0.0, "seed": s["seed"], "packing": True, "num_threads": threads,
                      "save_steps": 100000, "logging_steps": 100000}}
-    path = cell / "tunewise.yaml"
+    if peer == "tunewise_bf16base":  # tunewise's low-memory setting: frozen base weights in bf16, fp32 arithmetic
+        cfg["train"]["frozen_dtype"] = "bfloat16"
+    path = cell / f"{peer}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
@@ -210,7 +213,7 @@ def cell_main(peer: str, spec_path: Path) -> None:
     train = [json.loads(x) for x in Path(spec["train"]).read_text().splitlines()]
     val = [json.loads(x) for x in Path(spec["val"]).read_text().splitlines()]
     clock = step_clock(spec["warmup_steps"])
-    if peer == "tunewise":
+    if peer.startswith("tunewise"):
         steps, model = run_tunewise(Path(spec["tunewise_config"]), clock)
         peers._training_done()
         tok = peers._load(spec)[1]
@@ -289,16 +292,19 @@ def sweep(sizes: dict, methods: list[str], peers: list[str], tokenizer_from: str
         for method in methods:
             cell = data_dir / method
             cell.mkdir()
-            cfg = tunewise_config(cell, model, method, data, threads)
             base = {"size": size, "method": method, "params": n_params, "shape": shape}
-            try:
-                est = predict(cfg)["total"]
-            except Exception as e:  # noqa: BLE001  (the estimate failing is itself a finding, not a crash)
-                est = None
-                base["estimate_error"] = f"{type(e).__name__}: {e}"[:300]
-            base["estimate_bytes"] = est
+            configs, estimates = {}, {}
+            for variant in ["tunewise"] + [p for p in peers if p.startswith("tunewise_")]:
+                configs[variant] = tunewise_config(cell, model, method, data, threads, variant)
+                try:
+                    estimates[variant] = predict(configs[variant])["total"]
+                except Exception as e:  # noqa: BLE001  (the estimate failing is itself a finding, not a crash)
+                    estimates[variant] = None
+                    base["estimate_error"] = f"{type(e).__name__}: {e}"[:300]
             for peer in peers:
-                row = dict(base, peer=peer)
+                est = estimates.get(peer, estimates["tunewise"])
+                cfg = configs.get(peer, configs["tunewise"])
+                row = dict(base, peer=peer, estimate_bytes=est)
                 limit = min(cell_timeout, (deadline - time.time()) if deadline else cell_timeout)
                 if method == "qlora" and qlora_note:
                     row["skipped"] = qlora_note
@@ -358,7 +364,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="one tiny shape, LoRA, seconds: proves the harness works")
     ap.add_argument("--sizes", default=None, help=f"comma-separated, from {','.join(SHAPES)} (default: the first three)")
     ap.add_argument("--methods", default=None, help=f"comma-separated, from {','.join(METHODS)} (default: all)")
-    ap.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated, from {','.join(PEERS)}")
+    ap.add_argument("--peers", default=",".join(DEFAULT_PEERS), help=f"comma-separated, from {','.join(PEERS)}")
     ap.add_argument("--cell-timeout", type=float, default=900, help="seconds one cell may run before it is killed")
     ap.add_argument("--deadline", default=None, help="HH:MM (UTC): start no cell that could not end by then")
     ap.add_argument("--budget-gib", type=float, default=20.0,

@@ -8,7 +8,7 @@ MB = 1024 ** 2
 # The targets, at the 1.5B shape with LoRA, against TRL with its defaults; and the estimator's tolerance.
 TARGET_SIZE, TARGET_METHOD = "qwen2.5-1.5b", "lora"
 MEMORY_RATIO, SPEED_RATIO, LOSS_GAP, ESTIMATE_TOL = 0.5, 3.0, 0.02, 0.15
-PEER_ORDER = ["tunewise", "trl_default", "plain"]
+PEER_ORDER = ["tunewise", "tunewise_bf16base", "trl_default", "plain"]
 METHOD_ORDER = ["lora", "qlora", "full"]
 
 
@@ -40,7 +40,7 @@ def table(rows: list[dict]) -> list[str]:
             lines.append(f"{head} - | - | - | {est_mb} | - | - | - | {why.replace('|', '/')} |")
             continue
         tw = _find(rows, r["size"], r["method"], "tunewise")
-        ratio = f"{est / (r['peak_rss_mb'] * MB):.2f}" if est and r["peer"] == "tunewise" else "-"
+        ratio = f"{est / (r['peak_rss_mb'] * MB):.2f}" if est and r["peer"].startswith("tunewise") else "-"
         speed = f"{tw['tokens_per_s'] / r['tokens_per_s']:.2f}x" if tw else "-"
         mem = f"{tw['peak_rss_mb'] / r['peak_rss_mb']:.2f}" if tw else "-"
         lines.append(f"{head} {r['tokens_per_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['val_loss']:.4f} | {est_mb} | {ratio} | "
@@ -61,12 +61,16 @@ def verdicts(rows: list[dict]) -> list[str]:
                 f"(target within {100 * LOSS_GAP:.0f}%): {'met' if gap <= LOSS_GAP else 'NOT met'}"]
     else:
         out.append("- not measured in this sweep (a cell was skipped or failed: see the table)")
+    if (low := _find(rows, TARGET_SIZE, TARGET_METHOD, "tunewise_bf16base")) and trl:
+        out.append(f"- with train.frozen_dtype=bfloat16 (tunewise_bf16base): peak RSS {low['peak_rss_mb'] / trl['peak_rss_mb']:.2f}x, "
+                   f"tokens/s {low['tokens_per_s'] / trl['tokens_per_s']:.2f}x, validation loss "
+                   f"{100 * abs(low['val_loss'] - trl['val_loss']) / trl['val_loss']:.2f}% apart")
     out += ["", f"### advise's peak-memory estimate within ±{100 * ESTIMATE_TOL:.0f}% of tunewise's measured peak", ""]
-    checked = [r for r in ordered(rows) if r["peer"] == "tunewise" and _measured(r) and r.get("estimate_bytes")]
+    checked = [r for r in ordered(rows) if r["peer"].startswith("tunewise") and _measured(r) and r.get("estimate_bytes")]
     bad = [r for r in checked if abs(r["estimate_bytes"] / (r["peak_rss_mb"] * MB) - 1) > ESTIMATE_TOL]
     for r in checked:
         q = r["estimate_bytes"] / (r["peak_rss_mb"] * MB)
-        out.append(f"- {r['size']} {r['method']}: estimate ÷ measured = {q:.2f} ({'within' if r not in bad else 'OUTSIDE'})")
+        out.append(f"- {r['size']} {r['method']} ({r['peer']}): estimate ÷ measured = {q:.2f} ({'within' if r not in bad else 'OUTSIDE'})")
     out.append(f"- {'met' if checked and not bad else 'NOT met'}: {len(checked) - len(bad)} of {len(checked)} measured "
                "tunewise cells within the tolerance" + ("" if checked else " (none measured)"))
     return out
@@ -79,6 +83,7 @@ def plot(rows: list[dict], png: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    colour = dict(zip(PEER_ORDER, ["tab:blue", "tab:cyan", "tab:green", "tab:red"]))  # a colour per peer, a line per method
     for method in METHOD_ORDER:
         for peer in PEER_ORDER:
             pts = sorted((r["params"] / 1e9, r["tokens_per_s"], r["peak_rss_mb"] / 1024) for r in rows
@@ -87,12 +92,12 @@ def plot(rows: list[dict], png: Path) -> None:
                 continue
             x, tps, mem = zip(*pts)
             style = {"lora": "-", "qlora": ":", "full": "--"}[method]
-            ax1.plot(x, tps, style, marker="o", label=f"{peer} {method}")
-            ax2.plot(x, mem, style, marker="o", label=f"{peer} {method}")
+            ax1.plot(x, tps, style, marker="o", color=colour[peer], label=f"{peer} {method}")
+            ax2.plot(x, mem, style, marker="o", color=colour[peer], label=f"{peer} {method}")
         est = sorted((r["params"] / 1e9, r["estimate_bytes"] / 1024 ** 3) for r in rows
                      if r["method"] == method and r["peer"] == "tunewise" and r.get("estimate_bytes") and _measured(r))
         if est:
-            ax2.plot(*zip(*est), "x", color="black", markersize=9, label=f"advise estimate, {method}")
+            ax2.plot(*zip(*est), "x", color="black", markersize=9, label=f"advise estimate (tunewise), {method}")
     ax1.set(xlabel="parameters (billions)", ylabel="tokens/s (timed steps)", title="Training throughput", yscale="log")
     ax2.set(xlabel="parameters (billions)", ylabel="peak RSS (GiB)", title="Peak memory (VmHWM, loading + training)")
     for ax in (ax1, ax2):
