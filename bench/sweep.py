@@ -372,6 +372,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default=None, help="model folder cache (default: <tmp>/tw-sweep-models)")
     ap.add_argument("--results", default=None, help="raw rows, merged across runs (default bench/sweep.json; --quick: temp)")
     ap.add_argument("--out", default=None, help="the markdown (default bench/SWEEP.md; --quick: next to --results)")
+    ap.add_argument("--report-only", action="store_true", help="render the markdown and the plot from --results; run nothing")
     a = ap.parse_args(argv)
     import psutil
 
@@ -395,7 +396,7 @@ def main(argv=None) -> int:
         now = time.gmtime()
         deadline = time.time() + ((hh * 60 + mm) - (now.tm_hour * 60 + now.tm_min)) * 60 - now.tm_sec
     budget = min(a.budget_gib * GiB, 0.85 * psutil.virtual_memory().available)
-    rows = sweep(sizes, methods, peers, QUICK_TOKENIZER if a.quick else TOKENIZER, cache, results, a.cell_timeout,
+    rows = load_rows(results) if a.report_only else sweep(sizes, methods, peers, QUICK_TOKENIZER if a.quick else TOKENIZER, cache, results, a.cell_timeout,
                  deadline, budget, threads=os.cpu_count() or 1)
     md = write_report(rows, out, HERE / "sweep.png" if not a.quick else out.with_name("sweep.png"))
     print(md)
