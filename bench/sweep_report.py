@@ -97,7 +97,8 @@ def plot(rows: list[dict], png: Path) -> None:
         est = sorted((r["params"] / 1e9, r["estimate_bytes"] / 1024 ** 3) for r in rows
                      if r["method"] == method and r["peer"] == "tunewise" and r.get("estimate_bytes") and _measured(r))
         if est:
-            ax2.plot(*zip(*est), "x", color="black", markersize=9, label=f"advise estimate (tunewise), {method}")
+            ax2.plot(*zip(*est), {"lora": "x", "qlora": "+", "full": "*"}[method], color="black", markersize=10,
+                     linestyle="none", label=f"advise estimate (tunewise), {method}")
     ax1.set(xlabel="parameters (billions)", ylabel="tokens/s (timed steps)", title="Training throughput", yscale="log")
     ax2.set(xlabel="parameters (billions)", ylabel="peak RSS (GiB)", title="Peak memory (VmHWM, loading + training)")
     for ax in (ax1, ax2):
