@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # ([export], [ui], [bench], [distributed], [dev]) for `pip install tunewise` (tests/foundation/test_install.py keeps them in step).
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install browser test test-fast demo bench bench-venvs clean
+.PHONY: install browser test test-fast demo bench bench-sweep bench-venvs clean
 
 install: $(INSTALLED) browser
 
@@ -39,6 +39,10 @@ demo: install
 
 bench: install bench-venvs
 	$(BIN)/python -m bench
+
+# tokens/s and peak memory against model size (random weights in the real families' shapes): bench/SWEEP.md
+bench-sweep: install
+	$(BIN)/python -m bench --sweep
 
 # LLaMA-Factory, a bench peer, in its own virtual environment with the same CPU torch. No torchaudio or
 # torchvision build matches torch 2.13 on PyPI (theirs fail to load); LLaMA-Factory imports torchaudio only

@@ -1,5 +1,7 @@
 """`make bench` / `python -m bench [--quick]`: tunewise vs TRL (defaults, best) vs plain Trainer+peft.
 
+`python -m bench --sweep [--quick]`: the same peers across model sizes and methods (bench/sweep.py, bench/SWEEP.md).
+
 Writes bench/RESULTS.md. Ratios against peers are measured in the same run on the same machine;
 nothing here is a unit test (the suite only runs `--quick` to prove the harness works).
 """
@@ -78,7 +80,13 @@ def build_data(model: str, examples: int, out: Path, seed: int = 0) -> dict:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--sweep" in argv:  # the model-size sweep has its own options (bench/sweep.py)
+        from bench.sweep import main as sweep_main
+
+        return sweep_main([x for x in argv if x != "--sweep"])
     ap = argparse.ArgumentParser(prog="python -m bench")
+    ap.add_argument("--sweep", action="store_true", help="model-size sweep instead (bench/sweep.py; see --sweep --help)")
     ap.add_argument("--quick", action="store_true", help="tiny model, few examples: proves the harness works")
     ap.add_argument("--model", default=None)
     ap.add_argument("--examples", type=int, default=None)

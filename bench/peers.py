@@ -19,6 +19,24 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 LF_PYTHON = Path(os.environ.get("TUNEWISE_LF_PYTHON", ROOT / ".venv-llamafactory" / "bin" / "python"))
 LORA = dict(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+# Extra Trainer callbacks for the plain and TRL peers (bench/sweep.py adds its step clock here).
+CALLBACKS: list = []
+
+
+def _method(spec) -> str:
+    """lora (the default), full, or qlora (4-bit NF4 double-quantised base, as tunewise's qlora loads it)."""
+    return spec.get("method", "lora")
+
+
+def _base_model(spec, path):
+    from tunewise.models.load import load_model
+
+    if _method(spec) != "qlora":
+        return load_model(path)
+    from transformers import BitsAndBytesConfig
+
+    return load_model(path, quantization_config=BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.float32))
 
 
 def _load(spec):
@@ -85,13 +103,18 @@ def run_plain(spec, out, train, val):
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     path, tok = _load(spec)
-    from tunewise.models.load import load_model
+    model = _base_model(spec, path)
+    if _method(spec) == "qlora":
+        from peft import prepare_model_for_kbit_training
 
-    model = get_peft_model(load_model(path), LoraConfig(**LORA))
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if _method(spec) != "full":
+        model = get_peft_model(model, LoraConfig(**LORA))
     enc = _encoded(spec, tok, train)
     ds = [{"input_ids": e.input_ids, "labels": e.labels, "attention_mask": [1] * len(e.input_ids)} for e in enc]
     trainer = Trainer(model=model, args=TrainingArguments(**_args(spec, out)), train_dataset=ds,
-                      data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100))
+                      data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
+                      callbacks=list(CALLBACKS))
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0
@@ -104,7 +127,6 @@ def run_trl(spec, out, train, val, best: bool):
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from tunewise.models.load import load_model
     from tunewise.templates import ChatTemplate
 
     path, tok = _load(spec)
@@ -121,8 +143,8 @@ def run_trl(spec, out, train, val, best: bool):
         mean_len = spec["train_tokens_per_epoch"] / max(1, len(train))
         args["per_device_train_batch_size"] = max(1, round(spec["batch_size"] * mean_len / spec["max_length"]))
     cfg = SFTConfig(**args, **extra)
-    trainer = SFTTrainer(model=load_model(path), args=cfg, train_dataset=ds, processing_class=tok,
-                         peft_config=LoraConfig(**LORA))
+    trainer = SFTTrainer(model=_base_model(spec, path), args=cfg, train_dataset=ds, processing_class=tok,
+                         peft_config=None if _method(spec) == "full" else LoraConfig(**LORA), callbacks=list(CALLBACKS))
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0
@@ -181,9 +203,15 @@ PEAK_MB = None  # the training's peak RSS: set as training ends, before validati
 
 
 def _training_done() -> None:
-    """Peak RSS so far (ru_maxrss never falls): loading plus training, not the validation pass that follows."""
+    """Peak RSS so far (VmHWM never falls): loading plus training, not the validation pass that follows.
+
+    VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a peer started by a large parent (the sweep's,
+    after a model build) would report the parent's peak; VmHWM belongs to this process's own address space."""
+    from tunewise.fileio import proc_status
+
     global PEAK_MB
-    PEAK_MB = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    hwm = proc_status("VmHWM")
+    PEAK_MB = int(hwm) / 1024 if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:

@@ -1,0 +1,137 @@
+"""The sweep's table, the verdicts on the issue's targets, and the plot, rendered from the raw rows (bench/sweep.json)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MB = 1024 ** 2
+# The targets, at the 1.5B shape with LoRA, against TRL with its defaults; and the estimator's tolerance.
+TARGET_SIZE, TARGET_METHOD = "qwen2.5-1.5b", "lora"
+MEMORY_RATIO, SPEED_RATIO, LOSS_GAP, ESTIMATE_TOL = 0.5, 3.0, 0.02, 0.15
+PEER_ORDER = ["tunewise", "tunewise_bf16base", "trl_default", "plain"]
+METHOD_ORDER = ["lora", "qlora", "full"]
+
+
+def _measured(r: dict) -> bool:
+    return "tokens_per_s" in r
+
+
+def ordered(rows: list[dict]) -> list[dict]:
+    def key(r):
+        return (r.get("params") or 0, r["size"], METHOD_ORDER.index(r["method"]) if r["method"] in METHOD_ORDER else 9,
+                PEER_ORDER.index(r["peer"]) if r["peer"] in PEER_ORDER else 9)
+    return sorted(rows, key=key)
+
+
+def _find(rows, size, method, peer):
+    return next((r for r in rows if (r["size"], r["method"], r["peer"]) == (size, method, peer) and _measured(r)), None)
+
+
+def table(rows: list[dict]) -> list[str]:
+    lines = ["| size | params | method | peer | tokens/s | peak RSS (MB) | val loss | advise estimate (MB) | estimate ÷ measured "
+             "| tunewise speed-up vs this peer | tunewise memory ratio vs this peer | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in ordered(rows):
+        est = r.get("estimate_bytes")
+        head = f"| {r['size']} | {r.get('params', 0) / 1e9:.2f}B | {r['method']} | {r['peer']} |"
+        est_mb = f"{est / MB:.0f}" if est else (r.get("estimate_error", "-")[:60] or "-")
+        if not _measured(r):
+            why = r.get("skipped") or f"failed: {r.get('failed', '')[-200:]!r}"
+            lines.append(f"{head} - | - | - | {est_mb} | - | - | - | {why.replace('|', '/')} |")
+            continue
+        tw = _find(rows, r["size"], r["method"], "tunewise")
+        ratio = f"{est / (r['peak_rss_mb'] * MB):.2f}" if est and r["peer"].startswith("tunewise") else "-"
+        speed = f"{tw['tokens_per_s'] / r['tokens_per_s']:.2f}x" if tw else "-"
+        mem = f"{tw['peak_rss_mb'] / r['peak_rss_mb']:.2f}" if tw else "-"
+        lines.append(f"{head} {r['tokens_per_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['val_loss']:.4f} | {est_mb} | {ratio} | "
+                     f"{speed} | {mem} | {r['measured_tokens']} tokens in {r['measured_steps']} timed steps, {r['measured_s']:.1f} s |")
+    return lines
+
+
+def verdicts(rows: list[dict]) -> list[str]:
+    tw, trl = _find(rows, TARGET_SIZE, TARGET_METHOD, "tunewise"), _find(rows, TARGET_SIZE, TARGET_METHOD, "trl_default")
+    out = [f"### Targets at {TARGET_SIZE}, {TARGET_METHOD} (tunewise against TRL with its defaults)", ""]
+    if tw and trl:
+        mem = tw["peak_rss_mb"] / trl["peak_rss_mb"]
+        speed = tw["tokens_per_s"] / trl["tokens_per_s"]
+        gap = abs(tw["val_loss"] - trl["val_loss"]) / trl["val_loss"]
+        out += [f"- peak RSS {mem:.2f}x TRL defaults' (target <= {MEMORY_RATIO}x): {'met' if mem <= MEMORY_RATIO else 'NOT met'}",
+                f"- tokens/s {speed:.2f}x TRL defaults' (target >= {SPEED_RATIO}x): {'met' if speed >= SPEED_RATIO else 'NOT met'}",
+                f"- validation loss {tw['val_loss']:.4f} against {trl['val_loss']:.4f}, {100 * gap:.2f}% apart "
+                f"(target within {100 * LOSS_GAP:.0f}%): {'met' if gap <= LOSS_GAP else 'NOT met'}"]
+    else:
+        out.append("- not measured in this sweep (a cell was skipped or failed: see the table)")
+    if (low := _find(rows, TARGET_SIZE, TARGET_METHOD, "tunewise_bf16base")) and trl:
+        out.append(f"- with train.frozen_dtype=bfloat16 (tunewise_bf16base): peak RSS {low['peak_rss_mb'] / trl['peak_rss_mb']:.2f}x, "
+                   f"tokens/s {low['tokens_per_s'] / trl['tokens_per_s']:.2f}x, validation loss "
+                   f"{100 * abs(low['val_loss'] - trl['val_loss']) / trl['val_loss']:.2f}% apart")
+    out += ["", f"### advise's peak-memory estimate within ±{100 * ESTIMATE_TOL:.0f}% of tunewise's measured peak", ""]
+    checked = [r for r in ordered(rows) if r["peer"].startswith("tunewise") and _measured(r) and r.get("estimate_bytes")]
+    bad = [r for r in checked if abs(r["estimate_bytes"] / (r["peak_rss_mb"] * MB) - 1) > ESTIMATE_TOL]
+    for r in checked:
+        q = r["estimate_bytes"] / (r["peak_rss_mb"] * MB)
+        out.append(f"- {r['size']} {r['method']} ({r['peer']}): estimate ÷ measured = {q:.2f} ({'within' if r not in bad else 'OUTSIDE'})")
+    out.append(f"- {'met' if checked and not bad else 'NOT met'}: {len(checked) - len(bad)} of {len(checked)} measured "
+               "tunewise cells within the tolerance" + ("" if checked else " (none measured)"))
+    return out
+
+
+def plot(rows: list[dict], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    colour = dict(zip(PEER_ORDER, ["tab:blue", "tab:cyan", "tab:green", "tab:red"]))  # a colour per peer, a line per method
+    for method in METHOD_ORDER:
+        for peer in PEER_ORDER:
+            pts = sorted((r["params"] / 1e9, r["tokens_per_s"], r["peak_rss_mb"] / 1024) for r in rows
+                         if r["method"] == method and r["peer"] == peer and _measured(r))
+            if not pts:
+                continue
+            x, tps, mem = zip(*pts)
+            style = {"lora": "-", "qlora": ":", "full": "--"}[method]
+            ax1.plot(x, tps, style, marker="o", color=colour[peer], label=f"{peer} {method}")
+            ax2.plot(x, mem, style, marker="o", color=colour[peer], label=f"{peer} {method}")
+        est = sorted((r["params"] / 1e9, r["estimate_bytes"] / 1024 ** 3) for r in rows
+                     if r["method"] == method and r["peer"] == "tunewise" and r.get("estimate_bytes") and _measured(r))
+        if est:
+            ax2.plot(*zip(*est), {"lora": "x", "qlora": "+", "full": "*"}[method], color="black", markersize=10,
+                     linestyle="none", label=f"advise estimate (tunewise), {method}")
+    ax1.set(xlabel="parameters (billions)", ylabel="tokens/s (timed steps)", title="Training throughput", yscale="log")
+    ax2.set(xlabel="parameters (billions)", ylabel="peak RSS (GiB)", title="Peak memory (VmHWM, loading + training)")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def write_report(rows: list[dict], out: Path, png: Path) -> str:
+    from bench.sweep import SETTINGS
+
+    s = SETTINGS
+    machine = next((r["machine"] for r in rows if r.get("machine")), "-")
+    lengths = next((r["data_lengths"] for r in rows if r.get("data_lengths")), [])
+    tok = next((r["tokenizer"] for r in rows if r.get("tokenizer")), "-")
+    plot(rows, png)
+    md = ["# Model-size sweep: tokens/s and peak memory against model size", "",
+          "`python -m bench --sweep` (bench/sweep.py). Models have the exact shapes of the named families (from their "
+          "published config.json, vocabulary included) with random weights, fp32 on CPU.", "",
+          f"- machine: {machine}",
+          f"- each cell: its own process; {s['warmup_steps']} warm-up step then {s['measured_steps']} timed optimizer steps, "
+          f"batch {s['batch_size']} x max_length {s['max_length']}, lr {s['lr']}, seed {s['seed']}; LoRA r={s['lora_r']} "
+          f"alpha={s['lora_alpha']} on all linear layers; qlora = the same LoRA on a 4-bit NF4 double-quantised base",
+          f"- data: {len(lengths)} distinct instruction examples (half long answers, half short), token lengths "
+          f"{lengths[:1] and lengths[0]}-{lengths[-1:] and lengths[-1]} ({tok}'s tokenizer, ChatML), the same "
+          "examples in the same order for every peer; validation: 8 held-out examples, loss on the answers only, "
+          "computed by one function for every peer after the steps",
+          "- tokens/s: real tokens of the timed steps (padding not counted) ÷ their wall time; peak RSS: VmHWM as "
+          "training ends (loading + training, before validation); advise estimate: `tunewise advise` for the tunewise "
+          "cell's own config, compared with tunewise's measured peak", "",
+          *table(rows), "", *verdicts(rows), "", "![tokens/s and peak memory against model size](sweep.png)", ""]
+    text = "\n".join(md)
+    out.write_text(text, encoding="utf-8")
+    return text
