@@ -142,6 +142,10 @@ INTERVENTIONS: tuple[Intervention, ...] = (
     _i("llama_cpp.quantize", "llama-cpp-python", ["tunewise.export.gguf:quantize"],
        "q4_k_m is made by llama.cpp's quantiser, reached through llama-cpp-python's ctypes binding with a "
        "params struct passed by reference.", c.llama_quantize),
+    _i("llama_cpp.no-repack", "llama-cpp-python", ["tunewise.export.verify:_without_weight_repacking"],
+       "Verification loads the GGUF without llama.cpp's extra CPU buffer types (weight repacking, as `--no-repack`): "
+       "ggml's AMX matmul crashed the process on AMX CPUs; Llama() takes no such argument, so its default-parameters "
+       "function is wrapped while the model loads.", c.llama_no_repack),
     _i("sqlparse.lexer", "sqlparse", ["tunewise.data.readers.sqldump:_lexer", "tunewise.data.readers.sqldump:_events"],
        "sqlparse's stock string rule mis-reads a string ending in an escaped backslash, so dumps are lexed by a Lexer "
        "instance of our own with the dialect's string rules (and split by its StatementSplitter).", c.sqlparse_lexer),

@@ -349,6 +349,23 @@ def llama_quantize():
     return None
 
 
+@_guarded
+def llama_no_repack():
+    import inspect
+
+    import llama_cpp.llama as high
+    import llama_cpp.llama_cpp as lc
+
+    if not hasattr(lc, "llama_model_default_params"):
+        return "llama_cpp.llama_cpp no longer has llama_model_default_params"
+    fields = {f[0] for f in type(lc.llama_model_default_params())._fields_}
+    if "use_extra_bufts" not in fields:
+        return "llama_model_params no longer has use_extra_bufts"
+    if "llama_cpp.llama_model_default_params()" not in inspect.getsource(high.Llama.__init__):
+        return "Llama.__init__ no longer takes its model parameters from llama_cpp.llama_model_default_params()"
+    return None
+
+
 # sqlparse -------------------------------------------------------------------------------
 @_guarded
 def sqlparse_lexer():

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from tunewise.export.gguf import QUANTISED
@@ -141,6 +142,29 @@ def _meta_int(meta: dict, key: str) -> int | None:
         return None
 
 
+@contextmanager
+def _without_weight_repacking():
+    """Llama() loads the weights without llama.cpp's extra CPU buffer types (use_extra_bufts false, what
+    llama.cpp's `--no-repack` sets): on CPUs with AMX, ggml repacks q8_0 weights into AMX tiles and its AMX
+    matmul crashed the process (SIGSEGV in ggml_backend_amx_mul_mat, llama-cpp-python 0.3.36, Gemma 3 270M);
+    the plain CPU kernels compute the same model. llama-cpp-python's Llama takes no such argument, so its
+    default-parameters function is wrapped while one model loads."""
+    import llama_cpp.llama_cpp as lc
+
+    default = lc.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = False
+        return p
+
+    lc.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        lc.llama_model_default_params = default
+
+
 class _GGUF:
     def __init__(self, path: Path, n_ctx: int):
         try:
@@ -151,8 +175,9 @@ class _GGUF:
 
             raise ModelError("llama-cpp-python is not installed, so the GGUF cannot be verified", where="tunewise[export]",
                              fix=install_hint("export")) from None
-        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=max(1, os.cpu_count() or 1),
-                         n_batch=min(512, n_ctx), verbose=False, seed=0, logits_all=True)
+        with _without_weight_repacking():
+            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=max(1, os.cpu_count() or 1),
+                             n_batch=min(512, n_ctx), verbose=False, seed=0, logits_all=True)
         self.meta = dict(self.llm.metadata)
         self.add_bos = self.meta.get("tokenizer.ggml.add_bos_token", "false").lower() == "true"
         self.chat_template = self.meta.get("tokenizer.chat_template")
