@@ -79,20 +79,33 @@ class FusedLinearCE(torch.autograd.Function):
         # A frozen head stored narrower than the activations (train.frozen_dtype) is widened a block of rows at
         # a time; a head as wide as them (or wider, under autocast) goes through F.linear as before.
         narrow = weight.element_size() < h.element_size()
+        # A float32 head writes every chunk's logits into one buffer (no fresh chunk x vocab allocation, and the
+        # page faults that come with it, per chunk).
+        reuse = not narrow and weight.dtype == torch.float32 and h.dtype == torch.float32
+        buf = torch.empty((min(chunk, h.shape[0]), weight.shape[0]), dtype=torch.float32, device=h.device) if reuse else None
         for i in range(0, h.shape[0], chunk):
             hc, yc = h[i:i + chunk], y[i:i + chunk]
-            z = widen_logits(hc, weight, bias) if narrow else F.linear(hc, weight, bias).float()
+            if reuse:
+                z = torch.mm(hc, weight.t(), out=buf[:hc.shape[0]])
+                if bias is not None:
+                    z.add_(bias)
+            else:
+                z = widen_logits(hc, weight, bias) if narrow else F.linear(hc, weight, bias).float()
             if rows_w is not None:
                 z[:, rows_idx] = F.linear(hc.float(), rw, rows_b)
             t = None
             if softcap:
                 t = torch.tanh(z.div_(softcap))
                 z = torch.mul(t, softcap, out=z)
-            lse = torch.logsumexp(z, dim=-1)
-            total += (lse - z.gather(1, yc[:, None]).squeeze(1)).sum()
+            # log-sum-exp and softmax from one exp pass, in place: max, subtract, exp, sum
+            zy = z.gather(1, yc[:, None]).squeeze(1)
+            m = z.amax(dim=1, keepdim=True)
+            z.sub_(m).exp_()
+            se = z.sum(dim=1, keepdim=True)
+            total += (m.squeeze(1) + se.log().squeeze(1) - zy).sum()
             if not (want_h or want_w or want_b or want_r):
                 continue
-            g = z.sub_(lse[:, None]).exp_()  # softmax, in place
+            g = z.div_(se)  # softmax, in place
             g[torch.arange(g.shape[0], device=g.device), yc] -= 1.0
             if t is not None:  # d softcap(z) / dz = 1 - tanh^2
                 g.mul_(t.mul_(t).neg_().add_(1.0))
