@@ -32,6 +32,7 @@ def test_incompatible_options_are_config_errors(method, train, where, why):
 def test_compatible_options_pass_and_unknown_method_suggests():
     methods.check_config(_cfg({"name": "prompt"}, gradient_checkpointing=True))
     methods.check_config(_cfg({"name": "lora"}, packing=True))
+    methods.check_config(_cfg({"name": "prefix"}))  # train.packing 'auto' is off for virtual tokens, not refused
     with pytest.raises(ConfigError) as e:
         methods.check_config(_cfg({"name": "qlorra"}))
     assert "did you mean 'qlora'" in str(e.value) and e.value.where == "method.name"

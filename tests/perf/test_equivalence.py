@@ -83,6 +83,83 @@ def test_packing_never_attends_across_examples(setup):
         start += k
 
 
+def test_packing_exactness_check_tells_exact_from_crossing_attention(setup):
+    """The check training runs before it packs: True for the shipped architectures; False for a model that ignores
+    position_ids (its packed row attends across examples), which makes 'auto' pad and an explicit true refuse."""
+    from tunewise.config.schema import Config
+    from tunewise.errors import ConfigError
+    from tunewise.train.assemble import packing_for
+    from tunewise.train.collate import packed_attention_is_exact
+
+    model, _, _ = setup
+
+    class DropsPositions(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, position_ids=None, use_cache=False):
+            return self.inner(input_ids=input_ids, use_cache=use_cache)  # positions run on: one long example
+
+    model.train()
+    try:
+        assert packed_attention_is_exact(model)  # run in eval mode (no dropout), the training mode put back
+        assert model.training
+    finally:
+        model.eval()
+    crossing = DropsPositions(model)
+    assert not packed_attention_is_exact(crossing)
+    assert packing_for(Config(), model) is True  # train.packing: auto, SFT, lora
+    assert packing_for(Config(), crossing) is False
+    with pytest.raises(ConfigError, match="attends across the examples") as e:
+        packing_for(Config.model_validate({"train": {"packing": True}}), crossing)
+    assert e.value.where == "train.packing"
+
+
+@pytest.mark.parametrize("method,train,packs", [
+    ({"name": "lora"}, {}, True),
+    ({"name": "full"}, {"stage": "pretrain"}, True),
+    ({"name": "prefix"}, {}, False),          # virtual tokens before every example
+    ({"name": "prompt"}, {}, False),
+    ({"name": "lora"}, {"stage": "dpo"}, False),   # chosen and rejected scored row by row
+    ({"name": "lora"}, {"group_by_length": True}, False),  # padded buckets asked for
+    ({"name": "lora"}, {"packing": False}, False),
+    ({"name": "lora"}, {"packing": True, "group_by_length": True}, True),
+])
+def test_packing_auto_resolves_by_stage_and_method(method, train, packs):
+    from tunewise import methods
+    from tunewise.config.plan import packs as resolve
+    from tunewise.config.schema import Config
+
+    cfg = Config.model_validate({"method": method, "train": train})
+    assert resolve(cfg) is packs
+    if method["name"] in ("prefix", "prompt") or train.get("stage") == "dpo":
+        methods.check_config(cfg)  # 'auto' is never refused where packing cannot go; only an explicit true is
+
+
+def test_default_training_packs_its_batches(tmp_path, tiny_model_dirs, demo_jsonl):
+    """With every setting at its default, training's collator is the packer (no padding, same steps)."""
+    from conftest import tiny_config
+
+    from tunewise.config import load_config
+    from tunewise.data.prepare import prepare
+    from tunewise.models.load import tokenizer_and_template
+    from tunewise.train.assemble import build_trainer, load_for_training
+    from tunewise.train.data import encode_for_training
+
+    raw = tiny_config(tmp_path, demo_jsonl)
+    raw["train"].pop("packing", None)
+    cfg = load_config(None, base=raw)
+    assert cfg.train.packing == "auto"
+    resolved, tok, tpl = tokenizer_and_template(cfg)
+    train_ds, val_ds, _ = encode_for_training(cfg, tok, tpl, prepare(cfg, None))
+    model = load_for_training(cfg, resolved, tokenizer=tok, template=tpl)
+    trainer, _ = build_trainer(cfg, model, train_ds, val_ds, out=tmp_path / "o", pad_id=tok.pad_token_id, report=False)
+    assert isinstance(trainer.data_collator, PackCollator)
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["input_ids"].shape[0] == 1 and "position_ids" in batch
+
+
 def test_packed_training_runs_end_to_end(tmp_path, tiny_model_dirs, demo_jsonl):
     from conftest import read_metrics, tiny_config, write_config
 

@@ -303,7 +303,7 @@ _add(["train.early_stopping_patience", "train.early_stopping_threshold"],
 
 
 def _packing(cfg: Config) -> Why | None:
-    if not cfg.train.packing:
+    if cfg.train.packing is not True:  # 'auto' yields to group_by_length (config.plan.packs)
         return None
     return ("train.packing is on: packed rows all have the same length already", "train.packing 已开启：打包后的行长度本来就相同")
 

@@ -50,6 +50,20 @@ def steps_plan(cfg: Config, n_train: int, world: int = 1) -> dict:
             "save_steps": t.save_steps or eval_steps, "epochs": epochs, "auto_epochs": t.num_epochs is None}
 
 
+def packs(cfg: Config) -> bool:
+    """train.packing resolved: an explicit true or false as written; 'auto' packs SFT and continued-pretraining
+    batches unless the method puts virtual tokens before every example (prefix/prompt tuning) or
+    train.group_by_length asks for padded batches of similar lengths. Training also checks the loaded model
+    attends within examples only before it packs (train/collate.packed_attention_is_exact)."""
+    from tunewise.config.methods import FACTS
+
+    t = cfg.train
+    if t.packing != "auto":
+        return bool(t.packing)
+    facts = FACTS.get(cfg.method.name)
+    return t.stage not in PREFERENCE_STAGES and not t.group_by_length and not (facts and facts.virtual_tokens)
+
+
 def checkpoint_interval(save_steps: int | None, eval_steps: int, has_val: bool) -> tuple[int, str | None]:
     """Steps between checkpoints, and a note when train.save_steps cannot be used as written.
 

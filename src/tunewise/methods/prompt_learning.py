@@ -17,7 +17,7 @@ from tunewise.methods import register, sizes
 
 def check(cfg) -> None:
     name = cfg.method.name
-    if cfg.train.packing:
+    if cfg.train.packing is True:  # 'auto' leaves packing off for virtual tokens (config.plan.packs)
         raise ConfigError(f"{name} tuning puts virtual tokens before every example, so examples cannot be packed",
                           where="train.packing", fix="set train.packing: false (or use method.name: lora)")
     if name == "prefix" and cfg.train.gradient_checkpointing:

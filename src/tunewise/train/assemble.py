@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunewise.config.plan import checkpoint_interval, steps_plan
+from tunewise.config.plan import checkpoint_interval, packs, steps_plan
 from tunewise.config.schema import PREFERENCE_STAGES, Config
 from tunewise.console import say as _say
 from tunewise.runs import RunDir
@@ -66,9 +66,29 @@ def build_trainer(cfg: Config, model, train_ds, val_ds=None, *, out: Path, pad_i
         trainer = PreferenceTrainer(**common, data_collator=PreferenceCollator(pad_id), stage=t.stage, pref=cfg.preference,
                                     reference=reference)
         return trainer, plan
-    collator = PackCollator() if t.packing else PadCollator(pad_id)
+    collator = PackCollator() if packing_for(cfg, model) else PadCollator(pad_id)
     trainer = TunewiseTrainer(**common, data_collator=collator)
     return trainer, plan
+
+
+def packing_for(cfg: Config, model) -> bool:
+    """Whether this run packs its batches (config.plan.packs), once the loaded model is checked to attend within
+    examples only: 'auto' falls back to padded batches with a note, an explicit true is refused."""
+    if not packs(cfg):
+        return False
+    from tunewise.train.collate import packed_attention_is_exact
+
+    if packed_attention_is_exact(model):
+        return True
+    if cfg.train.packing is True:
+        from tunewise.errors import ConfigError
+
+        raise ConfigError("train.packing is true, but this model attends across the examples of a packed row "
+                          "(its attention ignores the restarting position_ids)", where="train.packing",
+                          fix="set train.packing: false (or auto), or model.attn_implementation: sdpa")
+    _say("[tunewise] note: batches are padded, not packed: this model's attention would cross the examples of a "
+         "packed row (train.packing: auto)")
+    return False
 
 
 def fit(cfg: Config, trainer, total_steps: int, checkpoint=None):
@@ -110,7 +130,7 @@ def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool, guarde
         load_best_model_at_end=has_val, metric_for_best_model="eval_guarded_loss" if guarded else "eval_loss",
         greater_is_better=False,
         report_to=["tensorboard"], prediction_loss_only=True, remove_unused_columns=False,
-        train_sampling_strategy="group_by_length" if t.group_by_length and not t.packing else "random", dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length" if t.group_by_length and not packs(cfg) else "random", dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(), disable_tqdm=False, save_only_model=False,
         restore_callback_states_from_checkpoint=True,  # early stopping's patience count survives a resume
         neftune_noise_alpha=t.neftune_alpha, **precision_flags(t.precision), **(dist.trainer_kwargs(cfg.distributed) if dist.world_size() > 1 else {}),

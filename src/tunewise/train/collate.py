@@ -29,6 +29,43 @@ class PadCollator:
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+@torch.no_grad()
+def packed_attention_is_exact(model, vocab_size: int | None = None) -> bool:
+    """Whether this model, given one packed row with restarting position_ids, attends within each example only.
+
+    Two short random examples are run alone and packed; the packed row's logits of the second one must equal its
+    logits alone. transformers builds the block-diagonal mask from position_ids for the architectures it ships;
+    remote code or an attention implementation that ignores position_ids would let the second example read the
+    first, which no loss value would reveal. A few dozen tokens through the model: milliseconds to a second.
+    """
+    vocab = vocab_size or getattr(getattr(model, "config", None), "vocab_size", None) or 100
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randint(3, max(4, vocab), (1, 6), generator=gen)
+    b = torch.randint(3, max(4, vocab), (1, 5), generator=gen)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        alone = _logits(model(input_ids=b.to(device), use_cache=False))
+        row = torch.cat([a, b], dim=1).to(device)
+        pos = torch.tensor([list(range(6)) + list(range(5))], device=device)
+        packed = _logits(model(input_ids=row, position_ids=pos, use_cache=False))
+    except (TypeError, ValueError, RuntimeError):  # a model that cannot take a packed row at all
+        return False
+    finally:
+        model.train(was_training)
+    if alone is None or packed is None:
+        return False  # no logits to compare: not shown exact, so not packed
+    packed = packed[6:]
+    scale = alone.abs().max().clamp_min(1e-6)
+    return bool(((packed - alone).abs().max() / scale) < 1e-3)
+
+
+def _logits(out) -> torch.Tensor | None:
+    logits = out.get("logits") if isinstance(out, dict) else getattr(out, "logits", None)
+    return None if logits is None else logits[0].float()
+
+
 class PackCollator:
     """Concatenate a batch's examples into one row with position_ids restarting at each example.
 

@@ -181,7 +181,8 @@ def check_preference_config(cfg) -> None:
     from tunewise.errors import ConfigError
 
     t = cfg.train
-    for key, on in (("train.packing", t.packing), ("train.group_by_length", t.group_by_length)):
+    # train.packing 'auto' is off for preference stages (config.plan.packs); only an explicit true is refused
+    for key, on in (("train.packing", t.packing is True), ("train.group_by_length", t.group_by_length)):
         if on:
             raise ConfigError(f"{key} does not go with train.stage {t.stage}: a chosen and a rejected answer are "
                               "scored row by row, side by side", where=key, fix=f"remove {key} (or set it to false)")

@@ -35,6 +35,8 @@ def _param_component(key: str, kind: str, lang: str):
     value = configure.form_default(key)
     if kind == "choice":
         return gr.Dropdown(configure.choices_for(key), value=value, label=label, info=info, elem_id=eid)
+    if kind == "auto_bool":
+        return gr.Dropdown(["auto", "true", "false"], value=str(value).lower(), label=label, info=info, elem_id=eid)
     if kind == "bool":
         return gr.Checkbox(value=bool(value), label=label, info=info, elem_id=eid)
     if kind in ("int", "int_or_none"):

@@ -35,7 +35,7 @@ FORM_PARAMS: list[tuple[str, str]] = [
     ("train.logging_steps", "int"),
     ("train.eval_steps", "int_or_none"),
     ("train.early_stopping", "bool"),
-    ("train.packing", "bool"),
+    ("train.packing", "auto_bool"),
     ("train.seed", "int"),
     ("data.max_length", "int"),
     ("data.val_size", "float"),
@@ -81,6 +81,8 @@ def _coerce(kind: str, v: Any) -> Any:
         return None if v in (None, "") else float(v)
     if kind == "bool":
         return bool(v)
+    if kind == "auto_bool":  # "auto", "true", "false" (a dropdown)
+        return v if v in (None, "", "auto") else str(v).lower() == "true"
     return v
 
 
