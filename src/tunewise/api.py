@@ -86,10 +86,13 @@ class Advice(dict):
         return format_advice(self, self.lang)
 
 
-def advise(config: Any, *, nproc: int = 1, lang: str = "en", explicit: frozenset[str] | None = None, **overrides) -> Advice:
+def advise(config: Any, *, nproc: int = 1, lang: str = "en", explicit: frozenset[str] | None = None,
+           measure: bool = False, **overrides) -> Advice:
     """Peak memory per method on this machine and recommended settings for the config (`tunewise advise`).
 
     explicit: the keys the user set (to tell them from defaults); by default the keys of the YAML/dict and overrides.
+    measure: on a CPU, time a few training steps at each per-device batch size that fits (a few minutes) and
+    advise the fastest (`tunewise advise --measure`).
     """
     from tunewise.advise.advise import advise_config
     from tunewise.advise.hardware import detect_hardware
@@ -100,7 +103,13 @@ def advise(config: Any, *, nproc: int = 1, lang: str = "en", explicit: frozenset
     cfg = load_config(config, **overrides)
     if explicit is None:
         explicit = _explicit_keys(config, overrides)
-    result = Advice(advise_config(cfg, detect_hardware(), nproc=nproc, explicit=explicit))
+    measurer = None
+    if measure:
+        from tunewise.advise.measure import speed_of
+        from tunewise.console import say
+
+        measurer = lambda c, batches: speed_of(c, batches, say=say)  # noqa: E731
+    result = Advice(advise_config(cfg, detect_hardware(), nproc=nproc, explicit=explicit, measure=measurer))
     result.lang = lang
     return result
 

@@ -139,7 +139,8 @@ def test_advice_comes_from_named_recommenders_in_order(monkeypatch):
     the advice of those before it (like the lint's rules, a new recommender is one decorated function)."""
     from tunewise.advise import advise
 
-    assert list(advise.RECOMMENDERS) == ["method", "batch", "max_length", "learning_rate", "lora_rank", "epochs", "warmup"]
+    assert list(advise.RECOMMENDERS) == ["method", "batch", "packing", "max_length", "learning_rate", "lora_rank", "epochs",
+                                         "warmup"]
     cfg, facts = _cfg(), LLAMA_7B
     kw = dict(lengths=[200] * 500, supervised=[100] * 500)
     full = recommend(cfg, facts, with_gpus(24), **kw)

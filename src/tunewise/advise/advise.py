@@ -23,6 +23,10 @@ from tunewise.config.schema import PAIR_STAGES, PREFERENCE_STAGES, Config
 from tunewise.errors import ConfigError
 
 TARGET_BATCH = 16
+# On a CPU a training step of about this many tokens already runs the model's matmuls at full speed: larger
+# per-device batches only add memory (and, packed, longer attention rows), so they are not faster (measured:
+# bench/RESULTS.md, "Batch size on this CPU"). Gradient accumulation makes up the effective batch instead.
+CPU_STEP_TOKENS = 512
 
 
 def percentile(sorted_vals: list[int], q: float) -> int:
@@ -73,6 +77,7 @@ class Advice:
     method: str = "lora"
     batch: tuple | None = None          # (per-device batch, gradient checkpointing, estimate) of the chosen method
     eff: int = 0                        # the advised effective batch
+    speed: list[dict] | None = None     # measured training speed per batch size (advise/measure.measure_speed rows)
 
     def shape(self, batch: int, seq_cap: int, gc: bool) -> mem.Shape:
         t, longest = self.cfg.train, (self.lengths[-1] if self.lengths else self.cfg.data.max_length)
@@ -102,8 +107,11 @@ def recommender(name: str):
 
 
 def recommend(cfg: Config, model: ModelFacts, hw: Hardware, *, lengths: list[int], supervised: list[int],
-              facts: Facts | None = None, nproc: int = 1) -> dict:
-    """All advice for one config on one machine (pure): the memory table, then each recommender in turn."""
+              facts: Facts | None = None, nproc: int = 1, speed: list[dict] | None = None) -> dict:
+    """All advice for one config on one machine (pure): the memory table, then each recommender in turn.
+
+    speed: training tokens/s measured here per per-device batch size (`tunewise advise --measure`); without it
+    the batch size on a CPU follows CPU_STEP_TOKENS."""
     facts = facts or Facts(n_train=len(lengths), nproc=nproc)
     if nproc > 1 and hw.cuda and nproc > len(hw.gpus):
         raise ConfigError(f"--nproc {nproc} but this machine has {len(hw.gpus)} GPU(s)", where="--nproc",
@@ -118,7 +126,7 @@ def recommend(cfg: Config, model: ModelFacts, hw: Hardware, *, lengths: list[int
                mean_sup=sum(supervised) / len(supervised) if supervised else 0.0,
                sup_share=(sum(supervised) / sum(lengths)) if lengths and sum(lengths) else 0.5,
                precision=precision, wdtype=wdtype, max_len=max_len, mp=mem.MethodParams.from_config(cfg.method),
-               eff_target=eff_target, per_dev_target=max(1, math.ceil(eff_target / nproc)))
+               eff_target=eff_target, per_dev_target=max(1, math.ceil(eff_target / nproc)), speed=speed)
     _memory_table(a)
     for fn in RECOMMENDERS.values():
         fn(a)
@@ -126,7 +134,7 @@ def recommend(cfg: Config, model: ModelFacts, hw: Hardware, *, lengths: list[int
     data = {"n_train": n_train, "p50": percentile(srt, 0.5), "p95": percentile(srt, 0.95), "p99": p99, "longest": longest,
             "mean_supervised_tokens": round(a.mean_sup, 1), "supervised_share": round(a.sup_share, 3)}
     return {"hardware": {**hw.to_dict(), "nproc": nproc, "precision": precision, "weight_dtype": wdtype},
-            "model": model.to_dict(), "data": data, "memory": a.memory, "recommendations": a.rec,
+            "model": model.to_dict(), "data": data, "memory": a.memory, "speed": speed, "recommendations": a.rec,
             "reasons": {k: {"en": v[0], "zh": v[1]} for k, v in a.why.items()},
             "lint": lint(cfg, replace(facts, nproc=nproc))}
 
@@ -174,34 +182,105 @@ def _method(a: Advice) -> None:
     a.method = a.rec["method.name"]
 
 
+def _fastest_batch(a: Advice, largest: int) -> tuple[int, str, str]:
+    """The per-device batch to advise among powers of two up to `largest` (the largest that fits), and why.
+
+    Measured speeds (--measure) decide when there are any: the fastest, or the smallest within 3% of it (less
+    memory for the same speed). Otherwise on a GPU the largest that fits (its throughput grows with the batch);
+    on a CPU the largest whose step stays near CPU_STEP_TOKENS tokens, since more tokens per step are no faster.
+    """
+    rows = sorted((r for r in a.speed or () if r["batch"] <= largest), key=lambda r: r["batch"])
+    if rows:
+        best = max(r["tokens_per_s"] for r in rows)
+        pick = next(r for r in rows if r["tokens_per_s"] >= 0.97 * best)
+        table = ", ".join(f"{r['batch']}: {r['tokens_per_s']:.0f}" for r in rows)
+        more = " (larger batches fit but ran slower or no faster)" if pick["batch"] < largest else ""
+        return (pick["batch"], f"{pick['batch']}: the fastest measured on this machine (tokens/s by batch: {table}){more}",
+                f"{pick['batch']}：本机实测最快（各批大小的 tokens/s：{table}）{'（更大的批放得下，但不更快）' if more else ''}")
+    if a.hw.cuda:
+        return (largest, f"{largest}: the largest power of two up to {a.per_dev_target} that fits (a GPU runs larger batches faster)",
+                f"{largest}：不超过 {a.per_dev_target} 且放得下的最大 2 的幂（GPU 上批越大越快）")
+    mean = sum(a.lengths) / len(a.lengths) if a.lengths else a.max_len
+    b = min(largest, _pow2_floor(max(1, int(CPU_STEP_TOKENS // max(mean, 1)))))
+    more = f"; {largest} would fit but is not faster here" if b < largest else ""
+    return (b, f"{b}: on a CPU a step of about {CPU_STEP_TOKENS} tokens already runs the matmuls at full speed "
+               f"(examples average {mean:.0f} tokens){more}; `tunewise advise --measure` times the batch sizes on this machine",
+            f"{b}：CPU 上每步约 {CPU_STEP_TOKENS} 个 token 时矩阵乘已满速（样本平均 {mean:.0f} 个 token）"
+            f"{f'；{largest} 也放得下，但在这里不会更快' if b < largest else ''}；`tunewise advise --measure` 会在本机实测各批大小")
+
+
 @recommender("batch")
 def _batch(a: Advice) -> None:
-    """The largest power-of-two batch up to the target that fits, without gradient checkpointing when a bf16
-    frozen base makes that possible; gradient accumulation up to the effective batch."""
+    """The fastest power-of-two batch that fits (measured, or the CPU rule), without gradient checkpointing when a
+    bf16 frozen base makes that possible; gradient accumulation up to the effective batch."""
     method, t = a.method, a.cfg.train
     b, gc, est = a.plans[method]
+    frozen = t.frozen_dtype
     if gc and FACTS[method].adapter_like and a.wdtype == "float32" and t.frozen_dtype == "float32":
         # A bf16 frozen base costs ~10% of speed on CPUs; recomputing activations ~40%: narrow first.
         narrow = mem.fit_batch(a.model, method, a.mp, replace(a.shape(a.per_dev_target, a.max_len, False), frozen_dtype="bfloat16"),
                                a.hw, a.per_dev_target)
         if narrow is not None and not narrow[1]:
-            b, gc, est = narrow
+            (b, gc, est), frozen = narrow, "bfloat16"
             a.say("train.frozen_dtype", "bfloat16",
                   "bfloat16: with the frozen base in bf16 the run fits without gradient checkpointing "
                   "(about 10% slower on this kind of CPU, against about 40% for checkpointing)",
                   "bfloat16：冻结基座用 bf16 就不必开梯度检查点也放得下（这类 CPU 上约慢 10%，梯度检查点约慢 40%）")
+    fastest, why_en, why_zh = _fastest_batch(a, b)
+    if fastest != b:
+        b, est = fastest, mem.estimate(a.model, method, a.mp, replace(a.shape(fastest, a.max_len, gc),
+                                                                      frozen_dtype=frozen), a.hw)
     accum = max(1, math.ceil(a.eff_target / (b * a.nproc)))
     a.batch, a.eff = (b, gc, est), b * accum * a.nproc
     procs = f" x {a.nproc} processes" if a.nproc > 1 else ""
     a.say("train.per_device_batch_size", b,
-          f"{b}: the largest power of two up to {a.per_dev_target} that fits ({mem.fmt_bytes(est.total)} per process{', with gradient checkpointing' if gc else ''})",
-          f"{b}：不超过 {a.per_dev_target} 且放得下的最大 2 的幂（每进程 {mem.fmt_bytes(est.total)}{'，开启梯度检查点' if gc else ''}）")
+          f"{why_en} ({mem.fmt_bytes(est.total)} per process{', with gradient checkpointing' if gc else ''})",
+          f"{why_zh}（每进程 {mem.fmt_bytes(est.total)}{'，开启梯度检查点' if gc else ''}）")
     a.say("train.gradient_accumulation_steps", accum,
           f"{accum}: effective batch {b} x {accum}{procs} = {a.eff} (target {a.eff_target} for {a.n_train} examples)",
           f"{accum}：有效批 {b} × {accum}{procs.replace(' processes', ' 个进程')} = {a.eff}（{a.n_train} 条样本的目标为 {a.eff_target}）")
     a.say("train.gradient_checkpointing", gc,
           "on: needed to fit" if gc else "off: fits without recomputing activations (faster)",
           "开启：不开放不下" if gc else "关闭：不重算激活也放得下（更快）")
+
+
+def padding_share(lengths: list[int], batch: int, seed: int = 0) -> float:
+    """The share of a padded batch's positions that are padding, for these example lengths in a random order."""
+    import random
+
+    order = list(lengths)
+    random.Random(seed).shuffle(order)
+    pad = real = 0
+    for i in range(0, len(order), max(1, batch)):
+        chunk = order[i:i + batch]
+        real += sum(chunk)
+        pad += len(chunk) * max(chunk) - sum(chunk)
+    return pad / (pad + real) if real else 0.0
+
+
+@recommender("packing")
+def _packing(a: Advice) -> None:
+    """auto (packed batches) wherever the stage and method can take them: no padding, the same steps and loss."""
+    from tunewise.config.plan import packs
+
+    t = a.cfg.train
+    auto = a.cfg.model_copy(update={"train": t.model_copy(update={"packing": "auto", "group_by_length": False})})
+    if not packs(auto):
+        if t.stage in PREFERENCE_STAGES:
+            why = (f"a {t.stage} stage scores chosen and rejected answers row by row", f"{t.stage} 阶段逐行给选中/拒绝回答打分")
+        else:
+            why = (f"{a.cfg.method.name} tuning puts virtual tokens before every example", f"{a.cfg.method.name} 微调在每个样本前放虚拟 token")
+        a.say("train.packing", False, f"false: {why[0]}, so examples cannot share a row", f"false：{why[1]}，样本不能拼在一行")
+        return
+    b = a.batch[0] if a.batch else t.per_device_batch_size
+    pad = padding_share(a.lengths, b)
+    gbl = (" Remove train.group_by_length: it turns packing off.", "请去掉 train.group_by_length：它会关闭打包。") if t.group_by_length else ("", "")
+    a.say("train.packing", "auto",
+          f"auto (packed): padded batches of {b} would be {pad:.0%} padding on these lengths; a packed row computes "
+          f"none, with the same optimizer steps and loss (training checks that the model attends within examples "
+          f"before it packs; measured 18% faster on realistic instruction data, bench/RESULTS.md).{gbl[0]}",
+          f"auto（打包）：按 {b} 条一批补齐时，这些长度下 {pad:.0%} 是填充；打包成一行则没有填充，优化步数与损失不变"
+          f"（训练开始前会检查模型只在样本内部做注意力；真实指令数据上实测快 18%，见 bench/RESULTS.md）。{gbl[1]}")
 
 
 @recommender("max_length")
@@ -271,20 +350,37 @@ def _warmup(a: Advice) -> None:
         a.say("train.warmup_steps", 0, "0: so warmup_ratio applies", "0：让 warmup_ratio 生效")
 
 
-def advise_config(cfg: Config, hw: Hardware, *, nproc: int = 1, explicit: frozenset[str] | None = None) -> dict:
-    """Gather the model and data facts for `cfg` and recommend."""
+def advise_config(cfg: Config, hw: Hardware, *, nproc: int = 1, explicit: frozenset[str] | None = None,
+                  measure: Callable[[Config, list[int]], list[dict]] | None = None) -> dict:
+    """Gather the model and data facts for `cfg` and recommend.
+
+    measure: times training at the given per-device batch sizes (advise/measure.measure_speed rows); when given,
+    the batch sizes that fit the chosen method are measured and the fastest is advised."""
     from tunewise.advise.lint import gather_facts
     from tunewise.advise.modelfacts import model_facts
 
     facts, x = gather_facts(cfg, nproc=nproc, explicit=explicit)
     model = model_facts(x["resolved"].path, cfg.model.trust_remote_code, has_chat_template=bool(x["tokenizer"].chat_template))
-    return recommend(cfg, model, hw, lengths=x["lengths"], supervised=x["supervised"], facts=facts, nproc=nproc)
+    kw = dict(lengths=x["lengths"], supervised=x["supervised"], facts=facts, nproc=nproc)
+    result = recommend(cfg, model, hw, **kw)
+    if measure is None or hw.cuda:  # a GPU's throughput grows with the batch: the largest that fits stays
+        return result
+    rec = result["recommendations"]
+    fitted = result["memory"][rec["method.name"]]["fitted"]
+    largest = fitted["per_device_batch_size"] if fitted else 1
+    candidates = [1 << i for i in range(int(math.log2(largest)) + 1)]
+    measured_cfg = cfg.model_copy(update={
+        "method": cfg.method.model_copy(update={"name": rec["method.name"]}),
+        "data": cfg.data.model_copy(update={"max_length": rec["data.max_length"]}),
+        "train": cfg.train.model_copy(update={"gradient_checkpointing": rec["train.gradient_checkpointing"],
+                                              "frozen_dtype": rec.get("train.frozen_dtype", cfg.train.frozen_dtype)})})
+    return recommend(cfg, model, hw, **kw, speed=measure(measured_cfg, candidates))
 
 
 def to_json(result: dict, lang: str = "en") -> dict:
     """The shape the web UI reads: hardware, memory, recommendations, reasons, lint."""
     return {"hardware": result["hardware"], "model": result["model"], "data": result["data"], "memory": result["memory"],
-            "recommendations": result["recommendations"],
+            "speed": result.get("speed"), "recommendations": result["recommendations"],
             "reasons": {k: v[lang] for k, v in result["reasons"].items()},
             "lint": [f.to_dict(lang) for f in result["lint"]]}
 

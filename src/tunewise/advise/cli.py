@@ -32,7 +32,7 @@ def cmd_advise(a) -> int:
     if a.nproc < 1:
         raise ConfigError("--nproc must be at least 1", where="--nproc")
     cfg = _load(a)
-    result = api.advise(cfg, nproc=a.nproc, explicit=explicit_keys(a.config, a.overrides))
+    result = api.advise(cfg, nproc=a.nproc, explicit=explicit_keys(a.config, a.overrides), measure=a.measure)
     if not result["hardware"].get("gpus"):  # CPU training: the thread count train would choose now, and why
         from tunewise.cpu import choose_threads
 
@@ -92,6 +92,8 @@ def register(sub) -> None:
     a = sub.add_parser("advise", help="estimate memory per method and recommend batch size, LR, LoRA rank, max_length for this machine")
     _config_args(a)
     a.add_argument("--apply", metavar="OUT.yaml", help="write the config with the advice filled in")
+    a.add_argument("--measure", action="store_true",
+                   help="on a CPU, time training at each batch size that fits (a few minutes) and advise the fastest")
     a.set_defaults(func=cmd_advise)
 
     lt = sub.add_parser("lint", help="check a config for common mistakes (warnings; --strict makes them errors)")

@@ -74,15 +74,101 @@ def child(config_path: str, steps: int) -> dict:
             "n_train": len(train_ds), "longest": lengths[-1] if lengths else 0, "threads": torch.get_num_threads()}
 
 
+def speed_child(config_path: str, batches: list[int], examples: int = 32) -> dict:
+    """Training tokens/s at each per-device batch size, on the same first `examples` training examples.
+
+    One model load; for each batch size the config's own collator (packed or padded, as `tunewise train` would
+    choose) and a fresh optimizer, one untimed warm-up step on other examples, then every step over the
+    measured examples timed (forward, backward, optimizer step). Weights change as they would in training;
+    speed does not depend on their values. Peak memory is read after each size (VmHWM: the largest so far).
+    """
+    import time
+
+    import torch
+
+    from tunewise.config import load_config
+    from tunewise.data.prepare import prepare
+    from tunewise.models.load import tokenizer_and_template
+    from tunewise.train.assemble import build_trainer, load_for_training, ready_for_training
+    from tunewise.train.data import TokenDataset, encode_for_training
+    from tunewise.train.trainer import flush_denormals
+
+    cfg = load_config(config_path, ["train.gradient_accumulation_steps=1", "train.save_steps=100000"])
+    use_threads(cfg.train.num_threads)
+    resolved, tok, tpl = tokenizer_and_template(cfg)
+    train_ds, _val, _ = encode_for_training(cfg, tok, tpl, prepare(cfg, None))
+    model = load_for_training(cfg, resolved, tokenizer=tok, template=tpl)
+    pad_id = tok.pad_token_id
+    del tok
+    ready_for_training(cfg, model)
+    measured = TokenDataset(train_ds.examples[:examples])
+    warm = train_ds.examples[examples:] or train_ds.examples
+    rows = []
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp, flush_denormals(cfg.train.flush_denormal):
+        for b in batches:
+            cfg_b = cfg.model_copy(update={"train": cfg.train.model_copy(update={"per_device_batch_size": b})})
+            trainer, _ = build_trainer(cfg_b, model, measured, None, out=Path(tmp), pad_id=pad_id, report=False)
+            trainer.create_optimizer()
+            trainer.current_gradient_accumulation_steps = 1
+            opt, collate = trainer.optimizer, trainer.data_collator
+            model.train()
+
+            def step(trainer, opt, feats):
+                batch = trainer.data_collator([{"input_ids": e.input_ids, "labels": e.labels} for e in feats])
+                trainer.training_step(model, batch, None)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+
+            step(trainer, opt, warm[:b])
+            t0 = time.perf_counter()
+            for i in range(0, len(measured.examples), b):
+                step(trainer, opt, measured.examples[i:i + b])
+            dt = time.perf_counter() - t0
+            tokens = sum(len(e.input_ids) for e in measured.examples)
+            rows.append({"batch": b, "tokens_per_s": tokens / dt, "seconds": dt, "peak": _maxrss(),
+                         "packed": type(collate).__name__ == "PackCollator"})
+            del trainer, opt
+            model.zero_grad(set_to_none=True)
+    return {"rows": rows, "examples": len(measured.examples), "threads": torch.get_num_threads()}
+
+
 def measure(config_path: str | os.PathLike, steps: int = 3, timeout: int = 900, env: dict | None = None) -> dict:
     """Run `steps` training steps of `config_path` in a fresh process and return its memory readings."""
+    return _run_child([str(config_path), "--steps", str(steps)], timeout, env)
+
+
+def measure_speed(config_path: str | os.PathLike, batches: list[int], examples: int = 32, timeout: int = 1800,
+                  env: dict | None = None) -> dict:
+    """`speed_child` in a fresh process (so its peak memory is its own)."""
+    return _run_child([str(config_path), "--speed", ",".join(map(str, batches)), "--examples", str(examples)],
+                      timeout, env)
+
+
+def speed_of(cfg, batches: list[int], examples: int = 24, say=None) -> list[dict]:
+    """measure_speed for a loaded Config (written to a temporary YAML the child loads), rows only."""
+    import tempfile
+
+    import yaml
+
+    say = say or (lambda m: None)
+    say(f"[tunewise] measuring training speed at per-device batch sizes {', '.join(map(str, batches))} on "
+        f"{examples} examples (a few minutes on a CPU)...")
+    with tempfile.TemporaryDirectory(prefix="tw-advise-") as tmp:
+        path = Path(tmp) / "config.yaml"
+        path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), allow_unicode=True), encoding="utf-8")
+        return measure_speed(path, batches, examples)["rows"]
+
+
+def _run_child(args: list[str], timeout: int, env: dict | None) -> dict:
     src = str(Path(__file__).resolve().parents[2])
     e = dict(os.environ, **(env or {}))
     e["PYTHONPATH"] = src + os.pathsep + e.get("PYTHONPATH", "")
     e.setdefault("HF_HUB_OFFLINE", "1")
     e.setdefault("TOKENIZERS_PARALLELISM", "false")
     e.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    p = subprocess.run([sys.executable, "-m", "tunewise.advise.measure", str(config_path), "--steps", str(steps)],
+    p = subprocess.run([sys.executable, "-m", "tunewise.advise.measure", *args],
                        capture_output=True, text=True, env=e, timeout=timeout)
     if p.returncode != 0:
         raise RuntimeError(f"measurement process failed:\n{p.stderr[-3000:]}")
@@ -95,5 +181,10 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("config")
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--speed", default=None, help="comma-separated per-device batch sizes: time them instead")
+    ap.add_argument("--examples", type=int, default=32)
     a = ap.parse_args()
-    print(json.dumps(child(a.config, a.steps)))
+    if a.speed:
+        print(json.dumps(speed_child(a.config, [int(x) for x in a.speed.split(",")], a.examples)))
+    else:
+        print(json.dumps(child(a.config, a.steps)))
