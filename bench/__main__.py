@@ -52,7 +52,12 @@ def model_flops_per_token(model_path: Path, lora: bool = True) -> float:
     return (4 if lora else 6) * n
 
 
-def build_data(model: str, examples: int, out: Path, seed: int = 0) -> dict:
+# The headline workload is instruction data of realistic shape (bench/workload.py); the demo set repeated (one- or
+# two-token answers, 32-token examples) is the secondary, toy row.
+WORKLOADS = {"instruction": {"max_length": 512, "batch_size": 4}, "demo": {"max_length": 256, "batch_size": 8}}
+
+
+def build_data(model: str, examples: int, out: Path, seed: int = 0, workload: str = "demo") -> dict:
     import random
 
     from tunewise.samples.demo import demo_records
@@ -61,11 +66,17 @@ def build_data(model: str, examples: int, out: Path, seed: int = 0) -> dict:
     from tunewise.templates import choose_template
     from tunewise.templates.encode import encode_records
 
-    recs = demo_records(seed)
-    rng = random.Random(seed)
-    rng.shuffle(recs)
-    val, pool = recs[:24], recs[24:]
-    train = (pool * (examples // len(pool) + 1))[:examples]
+    if workload == "instruction":
+        from bench.workload import instruction_records
+
+        recs = instruction_records(examples + 24, seed)  # validation: 24 more of the same mix, none repeated
+        val, train = recs[:24], recs[24:]
+    else:
+        recs = demo_records(seed)
+        rng = random.Random(seed)
+        rng.shuffle(recs)
+        val, pool = recs[:24], recs[24:]
+        train = (pool * (examples // len(pool) + 1))[:examples]
     write_jsonl(out / "train.jsonl", train)
     write_jsonl(out / "val.jsonl", val)
     path = resolve_model(model).path
@@ -74,9 +85,11 @@ def build_data(model: str, examples: int, out: Path, seed: int = 0) -> dict:
 
     tpl = choose_template("auto", tok, AutoConfig.from_pretrained(path).model_type)
     (out / "template.json").write_text(json.dumps(tpl.to_dict()))
-    _, st = encode_records(tok, tpl, train, max_length=256)
+    _, st = encode_records(tok, tpl, train, max_length=WORKLOADS[workload]["max_length"])
     return {"train": str(out / "train.jsonl"), "val": str(out / "val.jsonl"), "template": str(out / "template.json"),
-            "template_name": tpl.name, "train_tokens_per_epoch": st.total_tokens, "model_path": str(path)}
+            "template_name": tpl.name, "train_tokens_per_epoch": st.total_tokens, "model_path": str(path),
+            "workload": workload, "mean_tokens": st.total_tokens / max(1, st.examples),
+            "longest": max(st.lengths, default=0), "supervised_share": st.supervised_tokens / max(1, st.total_tokens)}
 
 
 def main(argv=None) -> int:
@@ -91,14 +104,16 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None)
     ap.add_argument("--examples", type=int, default=None)
     ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--workload", choices=sorted(WORKLOADS), default="instruction",
+                    help="instruction: realistic instruction data (the headline); demo: the demo set repeated (toy)")
     ap.add_argument("--peers", default=None, help=f"comma-separated, from {','.join(PEERS)}")
     ap.add_argument("--out", default=None, help="results markdown (default bench/RESULTS.md; --quick: a temp file)")
     a = ap.parse_args(argv)
     model = a.model or ("tiny-llama" if a.quick else "gemma3-270m")
-    examples = a.examples or (48 if a.quick else 2000)
+    examples = a.examples or (48 if a.quick else 160 if a.workload == "instruction" else 2000)
     work = Path(tempfile.mkdtemp(prefix="tw-bench-"))
-    data = build_data(model, examples, work)
-    spec = {"model": model, "max_length": 256, "batch_size": 8, "epochs": a.epochs, "lr": 2e-4, "seed": 0,
+    data = build_data(model, examples, work, workload=a.workload)
+    spec = {"model": model, **WORKLOADS[a.workload], "epochs": a.epochs, "lr": 2e-4, "seed": 0,
             "train_tokens": data["train_tokens_per_epoch"] * a.epochs, **data}
     (work / "spec.json").write_text(json.dumps(spec))
     fp32, bf16 = matmul_gflops("float32"), matmul_gflops("bfloat16", seconds=1.0)
@@ -117,7 +132,7 @@ def main(argv=None) -> int:
         r["mfu_fp32"] = r["tokens_per_s"] * fpt / (fp32 * 1e9)
         r["mfu_bf16"] = r["tokens_per_s"] * fpt / (bf16 * 1e9)
         results.append(r)
-    md = render(results, model, examples, a.epochs, fp32, bf16, fpt)
+    md = render(results, model, examples, a.epochs, fp32, bf16, fpt, spec)
     out = Path(a.out) if a.out else (work / "RESULTS.md" if a.quick else HERE / "RESULTS.md")
     out.write_text(md, encoding="utf-8")
     print(md)
@@ -125,13 +140,13 @@ def main(argv=None) -> int:
     return 0 if all("error" not in r for r in results) else 1
 
 
-def render(results, model, examples, epochs, fp32, bf16, fpt) -> str:
+def render(results, model, examples, epochs, fp32, bf16, fpt, spec: dict | None = None) -> str:
     ok = {r["peer"]: r for r in results if "error" not in r}
     tw = ok.get("tunewise")
     lines = [f"# Benchmark: LoRA r=16 (all linear layers) on {model}", "",
              f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
              f"measured matmul: fp32 {fp32:.1f} GFLOP/s, bf16 {bf16:.1f} GFLOP/s",
-             f"- data: demo dataset repeated to {examples} examples, max_length 256, batch 8, {epochs:g} epoch(s); "
+             f"- data: {_describe(spec, examples)}, {epochs:g} epoch(s); "
              f"model FLOPs/token (training) {fpt / 1e9:.2f} GFLOP", "",
              "| peer | wall (s) | real tokens/s | peak RSS (MB) | val loss | optimizer steps | MFU fp32 | MFU bf16 | tunewise speed-up | tunewise memory ratio |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -156,6 +171,16 @@ def render(results, model, examples, epochs, fp32, bf16, fpt) -> str:
               "and examples per step roughly match the others. LLaMA-Factory runs with its defaults (it turns on gradient",
               "checkpointing) in its own virtual environment (`make bench-venvs`)."]
     return "\n".join(lines) + "\n"
+
+
+def _describe(spec: dict | None, examples: int) -> str:
+    spec = spec or {"workload": "demo", "max_length": 256, "batch_size": 8}
+    shape = f"max_length {spec['max_length']}, batch {spec['batch_size']}"
+    if spec["workload"] == "demo":
+        return f"demo dataset repeated to {examples} examples, {shape}"
+    return (f"instruction data of realistic shape (bench/workload.py), {examples} examples, mean "
+            f"{spec['mean_tokens']:.0f} tokens, longest {spec['longest']}, {spec['supervised_share']:.0%} of tokens "
+            f"supervised, {shape}")
 
 
 if __name__ == "__main__":
