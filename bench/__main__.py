@@ -110,7 +110,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="results markdown (default bench/RESULTS.md; --quick: a temp file)")
     a = ap.parse_args(argv)
     model = a.model or ("tiny-llama" if a.quick else "gemma3-270m")
-    examples = a.examples or (48 if a.quick else 160 if a.workload == "instruction" else 2000)
+    instruction = a.workload == "instruction"
+    examples = a.examples or ((16 if instruction else 48) if a.quick else (160 if instruction else 2000))
     work = Path(tempfile.mkdtemp(prefix="tw-bench-"))
     data = build_data(model, examples, work, workload=a.workload)
     spec = {"model": model, **WORKLOADS[a.workload], "epochs": a.epochs, "lr": 2e-4, "seed": 0,

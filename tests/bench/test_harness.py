@@ -22,3 +22,26 @@ def test_bench_quick_runs_every_peer(tmp_path, tiny_model_dirs):
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[2]) > 0 and float(cells[4]) > 0  # tokens/s and val loss measured
     assert "measured matmul" in md
+    assert "instruction data of realistic shape" in md  # the headline workload, not the repeated demo set
+
+
+def test_headline_workload_has_realistic_shape(tiny_model_dirs):
+    """bench/workload.py: lengths and supervised share like public alpaca-style data (mean ~180 tokens, long tail,
+    most tokens supervised), deterministic per seed, both languages, no record repeated beyond the short set."""
+    import statistics
+
+    from bench.workload import instruction_records
+    from tunewise.models.load import load_tokenizer
+    from tunewise.templates import choose_template
+    from tunewise.templates.encode import encode_records
+
+    recs = instruction_records(200, seed=0)
+    assert recs == instruction_records(200, seed=0) and recs != instruction_records(200, seed=1)
+    tok = load_tokenizer(tiny_model_dirs["tiny-llama"])
+    tpl = choose_template("auto", tok, "llama")
+    enc, st = encode_records(tok, tpl, recs, max_length=4096)
+    lengths = [len(e.input_ids) for e in enc]
+    assert len(enc) == 200 and st.supervised_tokens / st.total_tokens > 0.7
+    assert max(lengths) > 3 * statistics.median(sorted(lengths)[:60])  # a long tail beside short answers
+    zh = sum(any("\u4e00" <= c <= "\u9fff" for c in r["messages"][1]["content"]) for r in recs)
+    assert 0.2 < zh / len(recs) < 0.8
