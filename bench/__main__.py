@@ -22,8 +22,13 @@ HERE = Path(__file__).resolve().parent
 # tunewise packs each batch into one padding-free row and tunewise_nopack pads it: both take the optimizer
 # steps of trl_default and plain (one batch per step); only trl_best packs examples into fewer, fuller rows.
 # tunewise_bf16base is tunewise with train.frozen_dtype=bfloat16 (the low-memory setting).
-PEERS = ["tunewise", "tunewise_nopack", "tunewise_bf16base", "trl_default", "trl_best", "plain", "llamafactory"]
-QUICK_PEERS = PEERS[:-1]  # LLaMA-Factory's template is Gemma's; the quick run uses a tiny Llama
+# tunewise_nostoprows is tunewise without method.train_stop_tokens (the end-of-turn rows stay frozen, as every peer
+# has them): the same trainable parameters as the peers, for comparing validation losses.
+PEERS = ["tunewise", "tunewise_nopack", "tunewise_bf16base", "tunewise_nostoprows", "trl_default", "trl_best", "plain",
+         "llamafactory"]
+# LLaMA-Factory's template is Gemma's and the quick run uses a tiny Llama; the no-stop-rows variant only matters
+# for comparing losses, which the quick run does not
+QUICK_PEERS = [p for p in PEERS if p not in ("llamafactory", "tunewise_nostoprows")]
 
 
 def matmul_gflops(dtype_name: str, n: int = 1024, seconds: float = 1.5) -> float:

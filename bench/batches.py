@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def main(argv=None) -> int:
-    from bench.profile import _config
+    from bench.phases import _config
     from tunewise.advise.measure import measure_speed
 
     ap = argparse.ArgumentParser(prog="python -m bench.batches")

@@ -69,7 +69,7 @@ def _args(spec, out, **extra):
                 use_cpu=True, disable_tqdm=True, max_steps=spec.get("max_steps", -1), **extra)
 
 
-def run_tunewise(spec, out, train, val, packing: bool = True, frozen_dtype: str = "float32"):
+def run_tunewise(spec, out, train, val, packing: bool = True, frozen_dtype: str = "float32", stop_rows: bool = True):
     from tunewise.config import load_config
     from tunewise.fileio import write_jsonl
     from tunewise.train.workflow import train as tw_train
@@ -80,7 +80,7 @@ def run_tunewise(spec, out, train, val, packing: bool = True, frozen_dtype: str 
         "data": {"datasets": [{"path": str(out / "train.jsonl")}], "val_size": 0, "max_length": spec["max_length"],
                  "shuffle": False, "clean": {"dedup_exact": False, "dedup_near": False}},
         "template": {"name": spec["template_name"]},
-        "method": {"name": "lora", "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0},
+        "method": {"name": "lora", "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "train_stop_tokens": stop_rows},
         "train": {"num_epochs": spec["epochs"], "learning_rate": spec["lr"], "per_device_batch_size": spec["batch_size"],
                   "gradient_accumulation_steps": 1, "lr_scheduler": "linear", "warmup_ratio": 0.0, "logging_steps": 10,
                   "seed": spec["seed"], "packing": packing, "max_steps": spec.get("max_steps"), "frozen_dtype": frozen_dtype},
@@ -226,6 +226,7 @@ def main() -> None:
     val = [json.loads(x) for x in Path(spec["val"]).read_text().splitlines()]
     fn = {"tunewise": run_tunewise, "tunewise_nopack": lambda *a: run_tunewise(*a, packing=False),
           "tunewise_bf16base": lambda *a: run_tunewise(*a, frozen_dtype="bfloat16"), "plain": run_plain,
+          "tunewise_nostoprows": lambda *a: run_tunewise(*a, stop_rows=False),
           "trl_default": lambda *a: run_trl(*a, best=False),
           "trl_best": lambda *a: run_trl(*a, best=True), "llamafactory": run_llamafactory}[peer]
     wall, steps, model, tok = fn(spec, out, train, val)

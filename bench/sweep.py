@@ -180,19 +180,11 @@ def run_tunewise(config: Path, clock):
     a run directory, the generation check or saving the result: none of them is in the timed steps."""
     from tunewise.config import load_config
     from tunewise.cpu import use_threads
-    from tunewise.data.prepare import prepare
-    from tunewise.models.load import tokenizer_and_template
-    from tunewise.train.assemble import build_trainer, fit, load_for_training, ready_for_training
-    from tunewise.train.data import encode_for_training
+    from tunewise.train.assemble import build_trainer, fit, load_prepared
 
     cfg = load_config(config)
     use_threads(cfg.train.num_threads)
-    resolved, tok, tpl = tokenizer_and_template(cfg)
-    train_ds, _val, _ = encode_for_training(cfg, tok, tpl, prepare(cfg, None))
-    model = load_for_training(cfg, resolved, tokenizer=tok, template=tpl)
-    pad_id = tok.pad_token_id
-    del tok
-    ready_for_training(cfg, model)
+    train_ds, model, pad_id = load_prepared(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         trainer, plan = build_trainer(cfg, model, train_ds, None, out=Path(tmp), pad_id=pad_id, report=False)
         trainer.add_callback(clock)

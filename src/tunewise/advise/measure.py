@@ -45,22 +45,13 @@ def child(config_path: str, steps: int) -> dict:
 
     from tunewise import methods
     from tunewise.config import load_config
-    from tunewise.data.prepare import prepare
-    from tunewise.models.load import tokenizer_and_template
-    from tunewise.train.assemble import build_trainer, fit, load_for_training, ready_for_training
-    from tunewise.train.data import encode_for_training
+    from tunewise.train.assemble import build_trainer, fit, load_prepared
 
     cfg = load_config(config_path, [f"train.max_steps={steps}", "train.save_steps=100000", "train.logging_steps=100000"])
     use_threads(cfg.train.num_threads)
     base = _rss()
-    resolved, tok, tpl = tokenizer_and_template(cfg)
-    prepared = prepare(cfg, None)
-    train_ds, _val, _ = encode_for_training(cfg, tok, tpl, prepared)
     # the same assembly as `tunewise train`: dropout, method, L1/L2, packing, denormal flushing
-    model = load_for_training(cfg, resolved, tokenizer=tok, template=tpl)
-    pad_id = tok.pad_token_id
-    del tok
-    ready_for_training(cfg, model)  # as `tunewise train` does: tokenizer gone, frozen weights narrowed, checkpointing
+    train_ds, model, pad_id = load_prepared(cfg)
     method_note = cfg.method.name
     after_load, peak_load = _rss(), _maxrss()
     lengths = sorted(train_ds.lengths)
@@ -87,20 +78,13 @@ def speed_child(config_path: str, batches: list[int], examples: int = 32) -> dic
     import torch
 
     from tunewise.config import load_config
-    from tunewise.data.prepare import prepare
-    from tunewise.models.load import tokenizer_and_template
-    from tunewise.train.assemble import build_trainer, load_for_training, ready_for_training
-    from tunewise.train.data import TokenDataset, encode_for_training
+    from tunewise.train.assemble import build_trainer, load_prepared
+    from tunewise.train.data import TokenDataset
     from tunewise.train.trainer import flush_denormals
 
     cfg = load_config(config_path, ["train.gradient_accumulation_steps=1", "train.save_steps=100000"])
     use_threads(cfg.train.num_threads)
-    resolved, tok, tpl = tokenizer_and_template(cfg)
-    train_ds, _val, _ = encode_for_training(cfg, tok, tpl, prepare(cfg, None))
-    model = load_for_training(cfg, resolved, tokenizer=tok, template=tpl)
-    pad_id = tok.pad_token_id
-    del tok
-    ready_for_training(cfg, model)
+    train_ds, model, pad_id = load_prepared(cfg)
     measured = TokenDataset(train_ds.examples[:examples])
     warm = train_ds.examples[examples:] or train_ds.examples
     rows = []

@@ -29,6 +29,23 @@ def load_for_training(cfg: Config, resolved, *, tokenizer=None, template=None):
     return methods.apply_method(cfg, model, previous_run=resolved.previous_run, tokenizer=tokenizer, template=template)
 
 
+def load_prepared(cfg: Config):
+    """The training examples encoded and the model loaded and made ready, as `tunewise train` has them before its
+    Trainer is built (tokenizer dropped, frozen weights narrowed, checkpointing on): what advise's measurements
+    and the benchmarks train on. Returns (training dataset, model, pad token id)."""
+    from tunewise.models.load import tokenizer_and_template
+    from tunewise.data.prepare import prepare
+    from tunewise.train.data import encode_for_training
+
+    resolved, tok, tpl = tokenizer_and_template(cfg)
+    train_ds, _val, _ = encode_for_training(cfg, tok, tpl, prepare(cfg, None))
+    model = load_for_training(cfg, resolved, tokenizer=tok, template=tpl)
+    pad_id = tok.pad_token_id
+    del tok
+    ready_for_training(cfg, model)
+    return train_ds, model, pad_id
+
+
 def build_trainer(cfg: Config, model, train_ds, val_ds=None, *, out: Path, pad_id: int | None, world: int = 1,
                   check=None, report: bool = True, reference: str | None = None):
     """The TunewiseTrainer of this config: arguments, collator, early stopping, L1/L2, generation check; for a

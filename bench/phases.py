@@ -1,4 +1,4 @@
-"""Where a tunewise training step's time goes, per phase: `python -m bench.profile [--batch 4] [--steps 8]`.
+"""Where a tunewise training step's time goes, per phase: `python -m bench.phases [--batch 4] [--steps 8]`.
 
 On the headline workload (bench/workload.py, Gemma 3 270M, LoRA r16 on all linear layers, max_length 512,
 packed batches as `tunewise train` runs them by default), each step is split into:
@@ -12,7 +12,7 @@ packed batches as `tunewise train` runs them by default), each step is split int
 - other: the rest (embedding, norms, residual adds, autograd bookkeeping).
 On a CPU every op runs synchronously, so wall time between a module's hooks is that module's time. The matmul
 FLOPs of each phase are counted too, so each phase's share of the measured matmul ceiling is printed.
-Writes bench/PROFILE.md (or --out).
+Writes bench/PHASES.md (or --out).
 """
 
 from __future__ import annotations
@@ -78,20 +78,13 @@ def profile(batch: int = 4, steps: int = 8, packing="auto", train: dict | None =
     from bench.__main__ import matmul_gflops
     from tunewise.config import load_config
     from tunewise.cpu import use_threads
-    from tunewise.data.prepare import prepare
-    from tunewise.models.load import tokenizer_and_template
-    from tunewise.train.assemble import build_trainer, load_for_training, ready_for_training
-    from tunewise.train.data import encode_for_training
+    from tunewise.train.assemble import build_trainer, load_prepared
     from tunewise.train.trainer import causal_lm, flush_denormals
 
     work = Path(tempfile.mkdtemp(prefix="tw-profile-"))
     cfg = load_config(_config(work, batch, batch * (steps + 2), packing, train))
     threads = use_threads(cfg.train.num_threads)[0].threads
-    resolved, tok, tpl = tokenizer_and_template(cfg)
-    train_ds, _v, _ = encode_for_training(cfg, tok, tpl, prepare(cfg, None))
-    model = load_for_training(cfg, resolved, tokenizer=tok, template=tpl)
-    pad_id = tok.pad_token_id
-    ready_for_training(cfg, model)
+    train_ds, model, pad_id = load_prepared(cfg)
     trainer, _ = build_trainer(cfg, model, train_ds, None, out=work, pad_id=pad_id, report=False)
     trainer.create_optimizer()
     trainer.current_gradient_accumulation_steps = 1
@@ -176,7 +169,7 @@ def _timed_loss(trainer, clock: PhaseClock):
 
 def render(p: dict) -> str:
     lines = ["# Where a training step's time goes (tunewise, Gemma 3 270M, LoRA r16 all-linear)", "",
-             f"`python -m bench.profile --batch {p['batch']} --steps {p['steps']}`: the headline workload "
+             f"`python -m bench.phases --batch {p['batch']} --steps {p['steps']}`: the headline workload "
              f"(bench/workload.py), packed batches of {p['batch']}, {p['steps']} steps after one warm-up, "
              f"{p['threads']} threads; {p['tokens']} tokens ({p['supervised']} supervised) in {p['seconds']:.1f} s = "
              f"{p['tokens_per_s']:.1f} tokens/s. Matmul ceiling measured in the same run: fp32 "
@@ -191,11 +184,11 @@ def render(p: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.profile")
+    ap = argparse.ArgumentParser(prog="python -m bench.phases")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--packing", default="auto")
-    ap.add_argument("--out", default=str(HERE / "PROFILE.md"))
+    ap.add_argument("--out", default=str(HERE / "PHASES.md"))
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a train.* setting, e.g. loss_chunk_size=256")
     a = ap.parse_args(argv)
