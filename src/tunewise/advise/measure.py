@@ -87,8 +87,11 @@ def speed_child(config_path: str, batches: list[int], examples: int = 32) -> dic
     train_ds, model, pad_id = load_prepared(cfg)
     measured = TokenDataset(train_ds.examples[:examples])
     warm = train_ds.examples[examples:] or train_ds.examples
+    tokens = sum(len(e.input_ids) for e in measured.examples)
     rows = []
     import tempfile
+
+    from tunewise.train.collate import PackCollator
 
     with tempfile.TemporaryDirectory() as tmp, flush_denormals(cfg.train.flush_denormal):
         for b in batches:
@@ -96,24 +99,19 @@ def speed_child(config_path: str, batches: list[int], examples: int = 32) -> dic
             trainer, _ = build_trainer(cfg_b, model, measured, None, out=Path(tmp), pad_id=pad_id, report=False)
             trainer.create_optimizer()
             trainer.current_gradient_accumulation_steps = 1
-            opt, collate = trainer.optimizer, trainer.data_collator
             model.train()
-
-            def step(trainer, opt, feats):
+            steps = [warm[:b]] + [measured.examples[i:i + b] for i in range(0, len(measured.examples), b)]
+            for k, feats in enumerate(steps):
+                if k == 1:  # the warm-up step is not timed
+                    t0 = time.perf_counter()
                 batch = trainer.data_collator([{"input_ids": e.input_ids, "labels": e.labels} for e in feats])
                 trainer.training_step(model, batch, None)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-
-            step(trainer, opt, warm[:b])
-            t0 = time.perf_counter()
-            for i in range(0, len(measured.examples), b):
-                step(trainer, opt, measured.examples[i:i + b])
+                trainer.optimizer.step()
+                trainer.optimizer.zero_grad(set_to_none=True)
             dt = time.perf_counter() - t0
-            tokens = sum(len(e.input_ids) for e in measured.examples)
             rows.append({"batch": b, "tokens_per_s": tokens / dt, "seconds": dt, "peak": _maxrss(),
-                         "packed": type(collate).__name__ == "PackCollator"})
-            del trainer, opt
+                         "packed": isinstance(trainer.data_collator, PackCollator)})
+            del trainer
             model.zero_grad(set_to_none=True)
     return {"rows": rows, "examples": len(measured.examples), "threads": torch.get_num_threads()}
 
