@@ -18,11 +18,14 @@ import random
 SHARES = {"short": 0.32, "long": 0.46, "longer": 0.22}
 
 
+def _zh(text: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
 def _double(a: dict, b: dict) -> dict:
     qa, aa = a["messages"][0]["content"], a["messages"][1]["content"]
     qb, ab = b["messages"][0]["content"], b["messages"][1]["content"]
-    zh = any("\u4e00" <= ch <= "\u9fff" for ch in qa)
-    q = f"{qa}\n{'另外' if zh else 'Also'}: {qb}"
+    q = f"{qa}\n{'另外' if _zh(qa) else 'Also'}: {qb}"
     return {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": f"{aa}\n\n{ab}"}]}
 
 
@@ -41,7 +44,7 @@ def instruction_records(n: int, seed: int = 0) -> list[dict]:
     rng.shuffle(pool)
     longs, rest = pool[:k_long], pool[k_long:]
     # a double keeps one language: pair English with English and Chinese with Chinese
-    zh = [r for r in rest if any("\u4e00" <= c <= "\u9fff" for c in r["messages"][0]["content"])]
+    zh = [r for r in rest if _zh(r["messages"][0]["content"])]
     en = [r for r in rest if r not in zh]
     doubles = [_double(a, b) for a, b in zip(zh[0::2], zh[1::2])] + [_double(a, b) for a, b in zip(en[0::2], en[1::2])]
     leftovers = zh[len(zh) // 2 * 2:] + en[len(en) // 2 * 2:]
