@@ -253,8 +253,10 @@ class TrainConfig(Section):
     early_stopping: bool = Field(True, description="Stop when validation loss stops improving (needs a validation set).")
     early_stopping_patience: int = Field(3, ge=1, description="Evaluations without improvement before stopping.")
     early_stopping_threshold: float = Field(0.0, ge=0, description="Minimum decrease of validation loss that counts as improvement.")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Training precision. 'auto': bf16 on GPUs that support it, else fp32. bf16 also runs on "
-        "CPUs, but is usually slower there than fp32 (measure with `make bench`).")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Training precision. 'auto': bf16 on GPUs that support it; on a "
+        "CPU, bf16 where a matmul of the model's shape is measured at start to run at least twice as fast in bf16 (CPUs with bf16 "
+        "matrix units, e.g. Intel AMX), else fp32; the start-of-run line says which and why. bf16 is mixed precision: trainable "
+        "weights, gradients, optimizer states and the loss's softmax stay fp32.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory, ~30% slower.")
     packing: Literal["auto"] | bool = Field("auto", description="Put each batch's examples side by side in one row "
         "without padding (attention never crosses examples; the same optimizer steps and loss). 'auto': on for SFT and "

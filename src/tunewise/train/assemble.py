@@ -62,7 +62,12 @@ def build_trainer(cfg: Config, model, train_ds, val_ds=None, *, out: Path, pad_i
     plan = steps_plan(cfg, len(train_ds), world)
     has_val = val_ds is not None and len(val_ds) > 0
     check = check if has_val else None
-    args = training_arguments(cfg, out, plan, has_val, guarded=check is not None)
+    from tunewise.train.precision import resolve
+
+    precision = resolve(t.precision, model, world=world)
+    if report and t.precision == "auto":
+        _say(f"[tunewise] {precision.line()}")
+    args = training_arguments(cfg, out, plan, has_val, guarded=check is not None, precision=precision)
     if not report:
         args.report_to = []
     callbacks = []
@@ -117,21 +122,15 @@ def fit(cfg: Config, trainer, total_steps: int, checkpoint=None):
         return train_or_finish(trainer, checkpoint, total_steps)
 
 
-def precision_flags(precision: str) -> dict:
-    import torch
-
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
-
-
-def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool, guarded: bool = False):
-    """transformers TrainingArguments for this config (every knob the guides describe maps here)."""
+def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool, guarded: bool = False, precision=None):
+    """transformers TrainingArguments for this config (every knob the guides describe maps here). precision: the
+    run's train/precision.PrecisionChoice (default: train.precision resolved without a model, fp32 for auto on a CPU)."""
     import torch
     from transformers import TrainingArguments
 
     from tunewise.train import distributed as dist
     from tunewise.train import optim
+    from tunewise.train.precision import flags, resolve
 
     t = cfg.train
     return TrainingArguments(
@@ -150,7 +149,7 @@ def training_arguments(cfg: Config, run: Path, plan: dict, has_val: bool, guarde
         train_sampling_strategy="group_by_length" if t.group_by_length and not packs(cfg) else "random", dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(), disable_tqdm=False, save_only_model=False,
         restore_callback_states_from_checkpoint=True,  # early stopping's patience count survives a resume
-        neftune_noise_alpha=t.neftune_alpha, **precision_flags(t.precision), **(dist.trainer_kwargs(cfg.distributed) if dist.world_size() > 1 else {}),
+        neftune_noise_alpha=t.neftune_alpha, **flags(precision or resolve(t.precision)), **(dist.trainer_kwargs(cfg.distributed) if dist.world_size() > 1 else {}),
         **optim.training_kwargs(t),
     )
 

@@ -1,0 +1,106 @@
+"""Training precision: what `train.precision: auto` means on this machine, measured rather than assumed.
+
+On a GPU, auto is bf16 where the GPU supports it (as before). On a CPU it used to be fp32 always. But CPUs with
+bf16 matrix units (Intel AMX, AVX512-BF16) multiply bf16 several times as fast as fp32: measured on the Xeon of
+bench/RESULTS.md, 1,272 against 336 GFLOP/s. So on a CPU, auto times one matmul of the model's own MLP shape in
+fp32 and under bf16 autocast (a fraction of a second, once per process) and takes bf16 when it is at least
+MIN_SPEEDUP times as fast. Models narrower than MIN_WIDTH stay fp32 without measuring: their matmuls are too
+small for the bf16 units to pay, and the tiny test models keep exact fp32 results.
+
+bf16 here is mixed precision as on a GPU: trainable weights, gradients and optimizer states stay fp32, the
+matmuls of the forward and backward run in bf16 (torch.autocast), the loss's softmax in fp32.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+MIN_SPEEDUP = 2.0  # bf16 must be at least this many times as fast as fp32 for auto to take it on a CPU
+MIN_WIDTH = 512    # hidden size below which a CPU run stays fp32 without measuring
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    precision: str  # fp32 | bf16 | fp16
+    why: str
+
+    def line(self, lang: str = "en") -> str:
+        return (f"训练精度: {self.precision} ({self.why})" if lang == "zh"
+                else f"precision: {self.precision} ({self.why})")
+
+
+@lru_cache(maxsize=8)
+def bf16_speedup(k: int, n: int, rows: int = 512) -> float:
+    """How many times as fast a (rows x k) @ (k x n) matmul runs under bf16 autocast as in fp32 on this CPU, with
+    the threads torch uses now (best of 3 after a warm-up, each side). The weight is fp32 as in training, so the
+    cast autocast makes on every use is counted."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(rows, k, generator=gen)
+    w = torch.randn(n, k, generator=gen)
+
+    def best(fn) -> float:
+        fn()
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    def low():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return torch.nn.functional.linear(x, w)
+
+    with torch.no_grad():
+        fp32 = best(lambda: torch.nn.functional.linear(x, w))
+        bf16 = best(low)
+    return fp32 / max(bf16, 1e-9)
+
+
+def model_shape(model) -> tuple[int, int] | None:
+    """(hidden size, MLP width) of a transformers model (inside peft's wrappers too), or None."""
+    conf = getattr(model, "config", None)
+    hidden = getattr(conf, "hidden_size", None)
+    if not isinstance(hidden, int):
+        return None
+    inner = getattr(conf, "intermediate_size", None)
+    return hidden, inner if isinstance(inner, int) else 4 * hidden
+
+
+def resolve(precision: str, model=None, *, cuda: bool | None = None, cuda_bf16: bool | None = None, world: int = 1,
+            speedup=bf16_speedup) -> PrecisionChoice:
+    """The precision a run trains in, with the reason. `precision`: train.precision as configured; world: the
+    number of training processes (on a CPU each would measure on its own and could disagree, so they take fp32)."""
+    if precision != "auto":
+        return PrecisionChoice(precision, "train.precision")
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+        cuda_bf16 = cuda and torch.cuda.is_bf16_supported()
+    if cuda:
+        return PrecisionChoice("bf16" if cuda_bf16 else "fp32",
+                               "auto: the GPU supports bf16" if cuda_bf16 else "auto: the GPU has no bf16")
+    if world > 1:
+        return PrecisionChoice("fp32", "auto on CPUs with several training processes (set train.precision: bf16 to "
+                                       "use bf16 in all of them)")
+    shape = model_shape(model) if model is not None else None
+    if shape is None:
+        return PrecisionChoice("fp32", "auto on a CPU: model shape unknown")
+    hidden, inner = shape
+    if hidden < MIN_WIDTH:
+        return PrecisionChoice("fp32", f"auto on a CPU: hidden size {hidden} is below {MIN_WIDTH}, too small for bf16 to pay")
+    x = speedup(hidden, inner)
+    if x >= MIN_SPEEDUP:
+        return PrecisionChoice("bf16", f"auto: this CPU multiplies bf16 {x:.1f}x as fast as fp32 at this model's shape "
+                                       "(bf16 matrix units); weights, gradients and optimizer states stay fp32")
+    return PrecisionChoice("fp32", f"auto: bf16 is only {x:.1f}x as fast as fp32 on this CPU (needs {MIN_SPEEDUP:g}x)")
+
+
+def flags(choice: PrecisionChoice) -> dict:
+    """transformers TrainingArguments' precision flags."""
+    return {"bf16": choice.precision == "bf16", "fp16": choice.precision == "fp16"}

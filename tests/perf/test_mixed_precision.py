@@ -1,0 +1,130 @@
+"""bf16 mixed precision in training (train.precision; train/precision.py).
+
+The fused loss calls the decoder itself, around the model's forward that accelerate wraps in autocast, so a
+`bf16` run used to train in fp32 without saying so. These check that bf16 now reaches the matmuls (the loss
+differs from fp32's in the last digits and stays within bf16's rounding of it), that the gradients agree, that
+a frozen head's bf16 copy is made once, and what `auto` chooses on a CPU.
+"""
+
+import pytest
+import torch
+
+from tunewise.templates import choose_template
+from tunewise.templates.encode import encode_records
+from tunewise.train import precision as prec
+from tunewise.train import trainer as tr
+from tunewise.train.collate import PadCollator
+
+
+def _lora(path, seed=1):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa")
+    torch.manual_seed(seed)
+    return get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+
+
+@pytest.mark.parametrize("arch", ["tiny-llama", "tiny-gemma3"])
+def test_bf16_loss_and_gradients_follow_fp32_within_rounding(arch, tiny_model_dirs):
+    from transformers import AutoTokenizer
+
+    from tunewise.samples.demo import demo_records
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dirs[arch])
+    model = _lora(tiny_model_dirs[arch])
+    tpl = choose_template("auto", tok, model.config.model_type)
+    enc, _ = encode_records(tok, tpl, demo_records()[:6], max_length=128)
+    batch = PadCollator(tok.pad_token_id)([{"input_ids": e.input_ids, "labels": e.labels} for e in enc])
+
+    def run(mixed):
+        model.zero_grad()
+        loss = tr.supervised_loss(model, batch, chunk_size=7, mixed=mixed)
+        loss.backward()
+        return float(loss.detach()), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    ref_loss, ref_g = run(None)
+    tr._LOW_COPIES.clear()
+    low_loss, low_g = run(torch.bfloat16)
+    assert low_loss != ref_loss  # autocast reached the matmuls (equal would mean fp32 ran)
+    assert low_loss == pytest.approx(ref_loss, rel=2e-2)
+    cos = torch.nn.functional.cosine_similarity(ref_g, low_g, dim=0)
+    assert cos > 0.98, float(cos)
+    head = model.get_output_embeddings()
+    weight = getattr(head, "weight", None)
+    if weight is None or weight.requires_grad:  # a head with trainable rows: its frozen base layer's weight
+        weight = head.token_adapter.base_layer.weight
+    assert any(v[0]() is weight and v[3].dtype == torch.bfloat16 for v in tr._LOW_COPIES.values())
+
+
+def test_low_copy_is_made_once_and_remade_after_the_weight_changes():
+    w = torch.randn(32, 8)
+    a = tr.low_copy(w, torch.bfloat16)
+    assert a.dtype == torch.bfloat16 and tr.low_copy(w, torch.bfloat16) is a
+    with torch.no_grad():
+        w.mul_(2)
+    b = tr.low_copy(w, torch.bfloat16)
+    assert b is not a and torch.equal(b, (w * 1).bfloat16())
+    narrow = torch.randn(4, 4).bfloat16()
+    assert tr.low_copy(narrow, torch.bfloat16) is narrow  # already that dtype: no copy
+
+
+def test_the_trainer_hands_its_bf16_flag_to_the_loss(tmp_path, demo_jsonl):
+    """`train.precision: bf16` changes what compute_loss computes (it did not before: the fused loss bypassed
+    accelerate's autocast)."""
+    from conftest import tiny_config, write_config
+
+    from tunewise.config import load_config
+    from tunewise.train.assemble import build_trainer, load_prepared
+
+    cfg = load_config(write_config(tmp_path / "c.yaml", tiny_config(tmp_path, demo_jsonl, train={"precision": "bf16"})))
+    train_ds, model, pad_id = load_prepared(cfg)
+    trainer, _ = build_trainer(cfg, model, train_ds, None, out=tmp_path / "out", pad_id=pad_id, report=False)
+    assert trainer.args.bf16
+    batch = trainer.data_collator([{"input_ids": e.input_ids, "labels": e.labels} for e in train_ds.examples[:4]])
+    with torch.no_grad():
+        mixed = float(trainer.compute_loss(model, batch))
+        trainer.args.bf16 = False
+        plain = float(trainer.compute_loss(model, batch))
+    assert mixed != plain and mixed == pytest.approx(plain, rel=2e-2)
+
+
+def test_auto_on_a_cpu_takes_bf16_only_where_it_is_measured_faster():
+    class Conf:
+        hidden_size, intermediate_size = 640, 2048
+
+    class Model:
+        config = Conf()
+
+    asked = []
+
+    def speed(x):
+        def measure(k, n):
+            asked.append((k, n))
+            return x
+        return measure
+
+    fast = prec.resolve("auto", Model(), cuda=False, speedup=speed(4.4))
+    assert fast.precision == "bf16" and "4.4x" in fast.why and asked == [(640, 2048)]
+    slow = prec.resolve("auto", Model(), cuda=False, speedup=speed(1.3))
+    assert slow.precision == "fp32" and "1.3x" in slow.why
+    assert prec.resolve("auto", Model(), cuda=False, world=2, speedup=speed(4.4)).precision == "fp32"
+    Conf.hidden_size = 64  # a tiny model: fp32 without measuring
+    asked.clear()
+    assert prec.resolve("auto", Model(), cuda=False, speedup=speed(9.0)).precision == "fp32" and not asked
+    assert prec.resolve("bf16", Model(), cuda=False, speedup=speed(1.0)).precision == "bf16"  # as configured
+    assert prec.resolve("auto", None, cuda=True, cuda_bf16=True).precision == "bf16"
+    assert prec.resolve("auto", None, cuda=False).precision == "fp32"
+    assert prec.flags(fast) == {"bf16": True, "fp16": False}
+
+
+def test_tiny_models_keep_fp32_under_auto(tiny_model_dirs):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dirs["tiny-llama"])
+    assert prec.resolve("auto", model, cuda=False).precision == "fp32"
+
+
+def test_speedup_measurement_returns_a_ratio():
+    x = prec.bf16_speedup(64, 128, rows=32)
+    assert 0.01 < x < 100
