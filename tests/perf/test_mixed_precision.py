@@ -128,3 +128,32 @@ def test_tiny_models_keep_fp32_under_auto(tiny_model_dirs):
 def test_speedup_measurement_returns_a_ratio():
     x = prec.bf16_speedup(64, 128, rows=32)
     assert 0.01 < x < 100
+
+
+def test_a_narrow_frozen_weight_is_used_as_is_under_autocast(monkeypatch):
+    """train.frozen_dtype bfloat16 with bf16 mixed precision: no widening to float32 and back (the same result as
+    a float32 weight that autocast rounds to bf16)."""
+    from tunewise.train import narrow
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 32)
+    ref = torch.nn.Linear(64, 32)
+    with torch.no_grad():
+        ref.weight.copy_(lin.weight)
+        ref.bias.copy_(lin.bias)
+    for p in lin.parameters():
+        p.requires_grad_(False)
+    seq = torch.nn.Sequential(lin)
+    narrow.narrow_frozen(seq, "bfloat16")
+    assert type(seq[0]) is narrow.NarrowLinear and seq[0].weight.dtype == torch.bfloat16
+    x = torch.randn(5, 64)
+    wide_out = seq(x)  # outside autocast: widened, float32
+    assert wide_out.dtype == torch.float32
+
+    def refuse(*a):
+        raise AssertionError("widened under autocast")
+
+    monkeypatch.setattr(narrow._WideLinear, "apply", refuse)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, want = seq(x), ref(x)
+    assert got.dtype == torch.bfloat16 and torch.equal(got, want)

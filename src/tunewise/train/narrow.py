@@ -99,9 +99,14 @@ class _WideLinear(torch.autograd.Function):
 
 
 class NarrowLinear(nn.Linear):
-    """An nn.Linear whose frozen weight is stored narrow and widened to the input's dtype for each matmul."""
+    """An nn.Linear whose frozen weight is stored narrow and widened to the input's dtype for each matmul.
+    Under autocast to the weight's own dtype (bf16 mixed precision, train/precision.py) the matmul takes the
+    narrow weight as it is: autocast would round a widened copy straight back to it."""
 
     def forward(self, x):
+        dev = x.device.type
+        if torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == self.weight.dtype:
+            return F.linear(x, self.weight, self.bias)
         return _WideLinear.apply(x, self.weight, self.bias)
 
 
