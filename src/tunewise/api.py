@@ -87,12 +87,15 @@ class Advice(dict):
 
 
 def advise(config: Any, *, nproc: int = 1, lang: str = "en", explicit: frozenset[str] | None = None,
-           measure: bool = False, **overrides) -> Advice:
+           measure: bool = False, budgets: list[float] | None = None, family: str | None = None,
+           **overrides) -> Advice:
     """Peak memory per method on this machine and recommended settings for the config (`tunewise advise`).
 
     explicit: the keys the user set (to tell them from defaults); by default the keys of the YAML/dict and overrides.
     measure: on a CPU, time a few training steps at each per-device batch size that fits (a few minutes) and
     advise the fastest (`tunewise advise --measure`).
+    budgets / family: the largest model of the family (the configured model's, or `family`: a key of
+    advise/sizes.yaml) each method fits here and in each of these GiB sizes (`--budgets 8,16,24`).
     """
     from tunewise.advise.advise import advise_config
     from tunewise.advise.hardware import detect_hardware
@@ -109,7 +112,8 @@ def advise(config: Any, *, nproc: int = 1, lang: str = "en", explicit: frozenset
         from tunewise.console import say
 
         measurer = lambda c, batches: speed_of(c, batches, say=say)  # noqa: E731
-    result = Advice(advise_config(cfg, detect_hardware(), nproc=nproc, explicit=explicit, measure=measurer))
+    result = Advice(advise_config(cfg, detect_hardware(), nproc=nproc, explicit=explicit, measure=measurer,
+                                  budgets=budgets, family=family))
     result.lang = lang
     return result
 

@@ -107,11 +107,13 @@ def recommender(name: str):
 
 
 def recommend(cfg: Config, model: ModelFacts, hw: Hardware, *, lengths: list[int], supervised: list[int],
-              facts: Facts | None = None, nproc: int = 1, speed: list[dict] | None = None) -> dict:
+              facts: Facts | None = None, nproc: int = 1, speed: list[dict] | None = None,
+              family: str | None = None, budgets: list[float] | None = None) -> dict:
     """All advice for one config on one machine (pure): the memory table, then each recommender in turn.
 
     speed: training tokens/s measured here per per-device batch size (`tunewise advise --measure`); without it
-    the batch size on a CPU follows CPU_STEP_TOKENS."""
+    the batch size on a CPU follows CPU_STEP_TOKENS. family (a key of sizes.yaml): add the largest model of that
+    family each method fits here and in each of `budgets` GiB (advise/largest.py)."""
     facts = facts or Facts(n_train=len(lengths), nproc=nproc)
     if nproc > 1 and hw.cuda and nproc > len(hw.gpus):
         raise ConfigError(f"--nproc {nproc} but this machine has {len(hw.gpus)} GPU(s)", where="--nproc",
@@ -133,8 +135,15 @@ def recommend(cfg: Config, model: ModelFacts, hw: Hardware, *, lengths: list[int
     longest = srt[-1] if srt else cfg.data.max_length
     data = {"n_train": n_train, "p50": percentile(srt, 0.5), "p95": percentile(srt, 0.95), "p99": p99, "longest": longest,
             "mean_supervised_tokens": round(a.mean_sup, 1), "supervised_share": round(a.sup_share, 3)}
+    sizes = None
+    if family is not None:
+        from tunewise.advise.largest import table
+
+        sizes = table(family, hw, list(budgets or []), lambda f, b: a.shape(b, a.max_len, False), a.mp,
+                      a.per_dev_target)
     return {"hardware": {**hw.to_dict(), "nproc": nproc, "precision": precision, "weight_dtype": wdtype},
-            "model": model.to_dict(), "data": data, "memory": a.memory, "speed": speed, "recommendations": a.rec,
+            "model": model.to_dict(), "data": data, "memory": a.memory, "largest": sizes, "speed": speed,
+            "recommendations": a.rec,
             "reasons": {k: {"en": v[0], "zh": v[1]} for k, v in a.why.items()},
             "lint": lint(cfg, replace(facts, nproc=nproc))}
 
@@ -351,17 +360,21 @@ def _warmup(a: Advice) -> None:
 
 
 def advise_config(cfg: Config, hw: Hardware, *, nproc: int = 1, explicit: frozenset[str] | None = None,
-                  measure: Callable[[Config, list[int]], list[dict]] | None = None) -> dict:
+                  measure: Callable[[Config, list[int]], list[dict]] | None = None,
+                  budgets: list[float] | None = None, family: str | None = None) -> dict:
     """Gather the model and data facts for `cfg` and recommend.
 
     measure: times training at the given per-device batch sizes (advise/measure.measure_speed rows); when given,
-    the batch sizes that fit the chosen method are measured and the fastest is advised."""
+    the batch sizes that fit the chosen method are measured and the fastest is advised. budgets: GiB sizes for the
+    table of the largest model of the family each method fits (the configured model's family, or `family`)."""
+    from tunewise.advise.largest import family_of
     from tunewise.advise.lint import gather_facts
     from tunewise.advise.modelfacts import model_facts
 
     facts, x = gather_facts(cfg, nproc=nproc, explicit=explicit)
     model = model_facts(x["resolved"].path, cfg.model.trust_remote_code, has_chat_template=bool(x["tokenizer"].chat_template))
-    kw = dict(lengths=x["lengths"], supervised=x["supervised"], facts=facts, nproc=nproc)
+    family = family or family_of(cfg.model.name_or_path, getattr(x["resolved"], "alias", None), str(x["resolved"].path))
+    kw = dict(lengths=x["lengths"], supervised=x["supervised"], facts=facts, nproc=nproc, family=family, budgets=budgets)
     result = recommend(cfg, model, hw, **kw)
     if measure is None or hw.cuda:  # a GPU's throughput grows with the batch: the largest that fits stays
         return result
@@ -380,7 +393,7 @@ def advise_config(cfg: Config, hw: Hardware, *, nproc: int = 1, explicit: frozen
 def to_json(result: dict, lang: str = "en") -> dict:
     """The shape the web UI reads: hardware, memory, recommendations, reasons, lint."""
     return {"hardware": result["hardware"], "model": result["model"], "data": result["data"], "memory": result["memory"],
-            "speed": result.get("speed"), "recommendations": result["recommendations"],
+            "largest": result.get("largest"), "speed": result.get("speed"), "recommendations": result["recommendations"],
             "reasons": {k: v[lang] for k, v in result["reasons"].items()},
             "lint": [f.to_dict(lang) for f in result["lint"]]}
 

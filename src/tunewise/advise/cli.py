@@ -32,7 +32,8 @@ def cmd_advise(a) -> int:
     if a.nproc < 1:
         raise ConfigError("--nproc must be at least 1", where="--nproc")
     cfg = _load(a)
-    result = api.advise(cfg, nproc=a.nproc, explicit=explicit_keys(a.config, a.overrides), measure=a.measure)
+    result = api.advise(cfg, nproc=a.nproc, explicit=explicit_keys(a.config, a.overrides), measure=a.measure,
+                        budgets=_budgets(a.budgets), family=a.family)
     if not result["hardware"].get("gpus"):  # CPU training: the thread count train would choose now, and why
         from tunewise.cpu import choose_threads
 
@@ -82,7 +83,22 @@ def _config_args(p) -> None:
     p.add_argument("--nproc", type=int, default=1, help="data-parallel processes the run will use")
 
 
+def _budgets(text: str | None) -> list[float]:
+    from tunewise.errors import ConfigError
+
+    try:
+        out = [float(x) for x in (text or "").split(",") if x.strip()]
+    except ValueError:
+        out = [-1.0]
+    if any(x <= 0 for x in out):
+        raise ConfigError(f"--budgets {text!r} is not a list of sizes in GiB", where="--budgets",
+                          fix="write positive numbers separated by commas, e.g. --budgets 8,16,24")
+    return out
+
+
 def register(sub) -> None:
+    from tunewise.advise.largest import families
+
     e = sub.add_parser("explain", help="explain config keys: what each does, too high/low, typical value, interactions")
     e.add_argument("key", nargs="?", help="a key such as train.learning_rate or lora_r (omit for an overview)")
     e.add_argument("--lang", choices=["en", "zh"], default="en")
@@ -94,6 +110,10 @@ def register(sub) -> None:
     a.add_argument("--apply", metavar="OUT.yaml", help="write the config with the advice filled in")
     a.add_argument("--measure", action="store_true",
                    help="on a CPU, time training at each batch size that fits (a few minutes) and advise the fastest")
+    a.add_argument("--budgets", metavar="GIB,...",
+                   help="also say the largest model of the family each method fits in these memory sizes, e.g. 8,16,24")
+    a.add_argument("--family", choices=sorted(families()),
+                   help="the model family for that table (default: the configured model's, when it is a known one)")
     a.set_defaults(func=cmd_advise)
 
     lt = sub.add_parser("lint", help="check a config for common mistakes (warnings; --strict makes them errors)")

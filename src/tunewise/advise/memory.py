@@ -48,6 +48,9 @@ GPU_OVERHEAD = int(600 * MiB)   # CUDA context + cuBLAS workspace (typical; not 
 FIT_SHARE = 0.9                 # use at most this share of the budget: allocators fragment, other programs run
 NF4_BYTES = 0.5 + 0.0161        # 4 bits + double-quantised absmax per 64-value block
 INT8_BYTES = 1.0 + 0.0313       # 8 bits + per-row/outlier state
+# measured: a quantised base loaded on a CPU keeps most of its checkpoint's memory-mapped pages resident through
+# training (bench/SWEEP.md, qwen2.5 0.5B / 1.5B qlora: 0.68 / 0.82 of the file's bytes above the estimate without it)
+QUANT_CPU_FILE_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,8 @@ def estimate(facts: ModelFacts, method: str, mp: MethodParams, shape: Shape, hw:
     grads = n_train * tb
     optim = int(n_train * state_bytes(shape.optimizer, tb))  # AdamW: two moments at the trainable dtype
     shard = shape.nproc if shape.strategy == "fsdp" and shape.nproc > 1 else 1
+    if mf.quantised_base and not hw.cuda:
+        weights += int(QUANT_CPU_FILE_SHARE * facts.params * facts.source_dtype_bytes)
     weights, grads, optim = weights // shard, grads // shard, optim // shard
     if shape.nproc > 1 and shape.strategy == "ddp":
         grads *= 2  # DDP's gradient buckets hold a second copy while reducing

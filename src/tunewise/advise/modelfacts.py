@@ -47,10 +47,21 @@ _LAYER = re.compile(r"\.layers\.(\d+)\.")
 
 
 def model_facts(path, trust_remote_code: bool = False, has_chat_template: bool | None = None) -> ModelFacts:
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
     conf = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if has_chat_template is None:
+        from tunewise.models.load import load_tokenizer
+
+        has_chat_template = bool(load_tokenizer(path, trust_remote_code).chat_template)
+    return facts_from_config(conf, trust_remote_code=trust_remote_code, has_chat_template=has_chat_template)
+
+
+def facts_from_config(conf, *, trust_remote_code: bool = False, has_chat_template: bool = False) -> ModelFacts:
+    """ModelFacts of a transformers config (a meta-device model: no weights are made)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(conf, trust_remote_code=trust_remote_code)
     text = conf.get_text_config() if hasattr(conf, "get_text_config") else conf
@@ -64,10 +75,6 @@ def model_facts(path, trust_remote_code: bool = False, has_chat_template: bool |
             linears.append(Linear(name.rsplit(".", 1)[-1], int(m.group(1)) if m else None, mod.in_features, mod.out_features))
     heads = getattr(text, "num_attention_heads", 1)
     hidden = text.hidden_size
-    if has_chat_template is None:
-        from tunewise.models.load import load_tokenizer
-
-        has_chat_template = bool(load_tokenizer(path, trust_remote_code).chat_template)
     src_dtype = str(getattr(conf, "dtype", None) or getattr(conf, "torch_dtype", None) or "float32")
     return ModelFacts(
         model_type=conf.model_type, layers=text.num_hidden_layers, hidden=hidden,

@@ -48,6 +48,8 @@ def format_advice(r: dict, lang: str = "en") -> str:
                      f"  what dominates for {m}: {_COMPONENT[lang][top]} ({fmt_bytes(parts[top])}, {share:.0f}%)")
     budget = next(iter(r["memory"].values()))["budget"]
     lines.append(("  预算" if zh else "  budget") + f": {fmt_bytes(budget)} " + ("（可用内存的 90% 以内）" if zh else "(use at most 90% of it)"))
+    if r.get("largest"):
+        lines += [""] + largest_lines(r["largest"], lang)
     lines.append("")
     lines.append(("建议" if zh else "recommendations") + ":")
     for k, v in r["recommendations"].items():
@@ -58,3 +60,16 @@ def format_advice(r: dict, lang: str = "en") -> str:
         lines.append(("当前配置的检查结果" if zh else "lint of the current config") + ":")
         lines.extend("  " + f.render(lang).replace("\n", "\n  ") for f in r["lint"])
     return "\n".join(lines)
+
+
+def largest_lines(t: dict, lang: str = "en") -> list[str]:
+    """The largest model of the family each method fits: this machine's memory, then each budget asked for."""
+    from tunewise.advise.largest import METHODS, cell
+
+    zh = lang == "zh"
+    out = [(f"{t['label']} 系列中各方法能放下的最大模型（尺寸 {', '.join(t['sizes'])}；按本次数据与设置估计）" if zh else
+            f"largest {t['label']} model each method fits ({', '.join(t['sizes'])}; estimated with this run's data and settings):")]
+    for row in t["rows"]:
+        where = (f"本机 {row['budget_gib']:g} GiB" if zh else f"here, {row['budget_gib']:g} GiB") if row["here"] else f"{row['budget_gib']:g} GiB"
+        out.append(f"  {where}: " + "; ".join(f"{m} {cell(row[m], lang)}" for m in METHODS))
+    return out

@@ -1,0 +1,77 @@
+"""advise: the largest model of a family that each method fits in N GB (advise/largest.py, sizes.yaml)."""
+
+import pytest
+
+from tunewise.advise import largest as lg
+from tunewise.advise import memory as mem
+from tunewise.advise.hardware import cpu_only, with_gpus
+
+
+def _shape(facts, batch):
+    return mem.Shape(batch=batch, seq=512, supervised_share=0.8)
+
+
+def test_families_are_found_by_model_id_or_path():
+    assert lg.family_of("Qwen/Qwen2.5-1.5B-Instruct") == "qwen2.5"
+    assert lg.family_of(None, "smollm2-135m-instruct") == "smollm2"
+    assert lg.family_of("gemma3-270m") == "gemma-3"
+    assert lg.family_of("meta-llama/Llama-3.2-1B") == "llama-3"
+    assert lg.family_of("/models/my-own-net") is None
+
+
+def test_every_size_builds_and_sizes_grow():
+    for fam in lg.families():
+        params = [lg.size_facts(fam, s).params for s in lg.families()[fam]["sizes"]]
+        assert params == sorted(params), fam
+    assert lg.size_facts("qwen2.5", "1.5B").params == pytest.approx(1.54e9, rel=0.02)  # the published count
+    assert lg.size_facts("llama-3", "3.1-8B").params == pytest.approx(8.03e9, rel=0.02)
+
+
+def test_the_largest_fitting_size_fits_and_the_next_does_not():
+    mp = mem.MethodParams()
+    sizes = list(lg.families()["qwen2.5"]["sizes"])
+    for gib in (8, 16, 24):
+        hw = cpu_only(ram_gib=gib, available_gib=gib)
+        res = lg.largest("qwen2.5", hw, _shape, mp, 4)
+        for m, c in res.items():
+            if c is None:
+                first = lg.size_facts("qwen2.5", sizes[0])
+                assert mem.fit_batch(first, m, mp, _shape(first, 4), hw, 4) is None
+                continue
+            assert c["total_gib"] <= mem.FIT_SHARE * gib + 1e-6
+            i = sizes.index(c["size"])
+            if i + 1 < len(sizes):
+                nxt = lg.size_facts("qwen2.5", sizes[i + 1])
+                assert mem.fit_batch(nxt, m, mp, _shape(nxt, 4), hw, 4) is None, (gib, m, c)
+    small = lg.largest("qwen2.5", cpu_only(ram_gib=8, available_gib=8), _shape, mp, 4)
+    big = lg.largest("qwen2.5", cpu_only(ram_gib=24, available_gib=24), _shape, mp, 4)
+    assert sizes.index(big["lora"]["size"]) > sizes.index(small["lora"]["size"])
+    assert sizes.index(small["qlora"]["size"]) >= sizes.index(small["lora"]["size"])  # 4-bit weights go further
+
+
+def test_budget_hardware_keeps_the_machine_kind():
+    assert not lg.budget_hardware(cpu_only(ram_gib=64), 8).cuda
+    gpu = lg.budget_hardware(with_gpus(80, count=2), 24)
+    assert gpu.cuda and len(gpu.gpus) == 2 and gpu.gpus[0].memory_bytes == 24 * 2 ** 30
+
+
+def test_qlora_on_a_cpu_counts_the_resident_checkpoint():
+    facts = lg.size_facts("qwen2.5", "1.5B")
+    mp, shape = mem.MethodParams(), mem.Shape(batch=4, seq=256)
+    cpu = mem.estimate(facts, "qlora", mp, shape, cpu_only(ram_gib=64))
+    gpu = mem.estimate(facts, "qlora", mp, shape, with_gpus(80))
+    assert cpu.weights - gpu.weights == int(mem.QUANT_CPU_FILE_SHARE * facts.params * facts.source_dtype_bytes)
+
+
+def test_advise_prints_the_table_and_refuses_bad_budgets(tmp_path, demo_jsonl, tiny_model_dirs):
+    from conftest import run_cli, tiny_config, write_config
+
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, demo_jsonl))
+    code, out, err = run_cli("advise", str(cfg), "--family", "qwen2.5", "--budgets", "8,24")
+    assert code == 0, err[-2000:]
+    block = out[out.index("largest Qwen2.5 model"):]
+    assert "here," in block and "\n  8 GiB: lora " in block and "\n  24 GiB: lora " in block
+    code, out, err = run_cli("advise", str(cfg), "--family", "qwen2.5", "--budgets", "8,lots")
+    assert code != 0 and "--budgets" in err and "8,16,24" in err and "Traceback" not in err
+    code, out, err = run_cli("advise", str(cfg))  # a tiny model of no known family: no table
+    assert code == 0 and "largest" not in out
