@@ -24,11 +24,11 @@ HERE = Path(__file__).resolve().parent
 # tunewise_bf16base is tunewise with train.frozen_dtype=bfloat16 (the low-memory setting).
 # tunewise_nostoprows is tunewise without method.train_stop_tokens (the end-of-turn rows stay frozen, as every peer
 # has them): the same trainable parameters as the peers, for comparing validation losses.
-PEERS = ["tunewise", "tunewise_nopack", "tunewise_bf16base", "tunewise_nostoprows", "trl_default", "trl_best", "plain",
-         "llamafactory"]
+PEERS = ["tunewise", "tunewise_fp32", "tunewise_nopack", "tunewise_bf16base", "tunewise_nostoprows", "trl_default",
+         "trl_best", "trl_best_fp32", "plain", "llamafactory"]
 # LLaMA-Factory's template is Gemma's and the quick run uses a tiny Llama; the no-stop-rows variant only matters
 # for comparing losses, which the quick run does not
-QUICK_PEERS = [p for p in PEERS if p not in ("llamafactory", "tunewise_nostoprows")]
+QUICK_PEERS = [p for p in PEERS if p not in ("llamafactory", "tunewise_nostoprows", "tunewise_fp32", "trl_best_fp32")]
 
 
 def matmul_gflops(dtype_name: str, n: int = 1024, seconds: float = 1.5) -> float:

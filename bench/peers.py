@@ -69,7 +69,8 @@ def _args(spec, out, **extra):
                 use_cpu=True, disable_tqdm=True, max_steps=spec.get("max_steps", -1), **extra)
 
 
-def run_tunewise(spec, out, train, val, packing: bool = True, frozen_dtype: str = "float32", stop_rows: bool = True):
+def run_tunewise(spec, out, train, val, packing: bool = True, frozen_dtype: str = "float32", stop_rows: bool = True,
+                 precision: str = "auto"):
     from tunewise.config import load_config
     from tunewise.fileio import write_jsonl
     from tunewise.train.workflow import train as tw_train
@@ -83,7 +84,8 @@ def run_tunewise(spec, out, train, val, packing: bool = True, frozen_dtype: str 
         "method": {"name": "lora", "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "train_stop_tokens": stop_rows},
         "train": {"num_epochs": spec["epochs"], "learning_rate": spec["lr"], "per_device_batch_size": spec["batch_size"],
                   "gradient_accumulation_steps": 1, "lr_scheduler": "linear", "warmup_ratio": 0.0, "logging_steps": 10,
-                  "seed": spec["seed"], "packing": packing, "max_steps": spec.get("max_steps"), "frozen_dtype": frozen_dtype},
+                  "seed": spec["seed"], "packing": packing, "max_steps": spec.get("max_steps"), "frozen_dtype": frozen_dtype,
+                  "precision": precision},
     })
     run = tw_train(cfg, overwrite=True)
     _training_done()
@@ -122,7 +124,7 @@ def run_plain(spec, out, train, val):
     return wall, trainer.state.global_step, model, tok
 
 
-def run_trl(spec, out, train, val, best: bool):
+def run_trl(spec, out, train, val, best: bool, bf16: bool = True):
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
@@ -142,14 +144,24 @@ def run_trl(spec, out, train, val, best: bool):
         # chosen to see as many examples per optimizer step as the other peers.
         mean_len = spec["train_tokens_per_epoch"] / max(1, len(train))
         args["per_device_train_batch_size"] = max(1, round(spec["batch_size"] * mean_len / spec["max_length"]))
+    model = _base_model(spec, path)
+    if best and bf16 and bf16_pays(model):  # bf16 mixed precision where this CPU multiplies it fast, by tunewise's own rule
+        args["bf16"] = True
     cfg = SFTConfig(**args, **extra)
-    trainer = SFTTrainer(model=_base_model(spec, path), args=cfg, train_dataset=ds, processing_class=tok,
+    trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok,
                          peft_config=None if _method(spec) == "full" else LoraConfig(**LORA), callbacks=list(CALLBACKS))
     t0 = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - t0
     _training_done()
     return wall, trainer.state.global_step, trainer.model, tok
+
+
+def bf16_pays(model) -> bool:
+    """Whether `train.precision: auto` would take bf16 for this model on this machine (train/precision.py)."""
+    from tunewise.train.precision import resolve
+
+    return resolve("auto", model).precision == "bf16"
 
 
 def run_llamafactory(spec, out, train, val):
@@ -227,6 +239,8 @@ def main() -> None:
     fn = {"tunewise": run_tunewise, "tunewise_nopack": lambda *a: run_tunewise(*a, packing=False),
           "tunewise_bf16base": lambda *a: run_tunewise(*a, frozen_dtype="bfloat16"), "plain": run_plain,
           "tunewise_nostoprows": lambda *a: run_tunewise(*a, stop_rows=False),
+          "tunewise_fp32": lambda *a: run_tunewise(*a, precision="fp32"),
+          "trl_best_fp32": lambda *a: run_trl(*a, best=True, bf16=False),
           "trl_default": lambda *a: run_trl(*a, best=False),
           "trl_best": lambda *a: run_trl(*a, best=True), "llamafactory": run_llamafactory}[peer]
     wall, steps, model, tok = fn(spec, out, train, val)
