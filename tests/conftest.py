@@ -191,3 +191,16 @@ def clean_records(records, cfg):
     cleaner = Cleaner(cfg, sink)
     cleaner.run((r, None) for r in records)
     return SimpleNamespace(kept=sink.kept, dropped=sink.dropped, steps=cleaner.steps)
+
+
+@pytest.fixture(autouse=True)
+def _advise_on_a_cpu_without_fast_bf16(request, monkeypatch):
+    """advise's tests assert estimates and recommendations; on a CPU those depend on whether `train.precision: auto`
+    takes bf16, which train/precision.py measures on the machine. For tests/advise it is pinned to a CPU without
+    fast bf16 so the same numbers come out on every machine; the bf16 case is tested with its own pinned speed-up
+    (tests/perf/test_mixed_precision.py)."""
+    if "advise" not in Path(str(request.node.fspath)).parts:
+        return
+    from tunewise.train import precision
+
+    monkeypatch.setattr(precision, "bf16_speedup", lambda k, n, rows=512: 1.0)

@@ -157,3 +157,22 @@ def test_a_narrow_frozen_weight_is_used_as_is_under_autocast(monkeypatch):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got, want = seq(x), ref(x)
     assert got.dtype == torch.bfloat16 and torch.equal(got, want)
+
+
+def test_advise_resolves_auto_as_training_does_and_counts_the_head_copy(monkeypatch):
+    from dataclasses import replace
+
+    from tunewise.advise import memory as mem
+    from tunewise.advise.hardware import cpu_only
+    from tunewise.advise.largest import size_facts
+
+    facts, cpu = size_facts("qwen2.5", "0.5B"), cpu_only(ram_gib=64)
+    monkeypatch.setattr(prec, "bf16_speedup", lambda k, n: 4.0)
+    assert mem.resolved_dtypes("auto", "auto", cpu, facts) == ("bf16", "float32")
+    assert mem.resolved_dtypes("auto", "auto", cpu, facts, nproc=2)[0] == "fp32"
+    monkeypatch.setattr(prec, "bf16_speedup", lambda k, n: 1.1)
+    assert mem.resolved_dtypes("auto", "auto", cpu, facts) == ("fp32", "float32")
+    mp, shape = mem.MethodParams(), mem.Shape(batch=4, seq=256, precision="bf16")
+    wide = mem.estimate(facts, "lora", mp, shape, cpu)
+    narrow = mem.estimate(facts, "lora", mp, replace(shape, frozen_dtype="bfloat16"), cpu)
+    assert wide.logits - narrow.logits == facts.vocab * facts.hidden * 2  # the bf16 copy of a float32 head

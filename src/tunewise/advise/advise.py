@@ -120,7 +120,7 @@ def recommend(cfg: Config, model: ModelFacts, hw: Hardware, *, lengths: list[int
                           fix=f"use --nproc {len(hw.gpus)} or fewer")
     n_train, srt = len(lengths), sorted(lengths)
     p99 = percentile(srt, 0.99)
-    precision, wdtype = mem.resolved_dtypes(cfg.train.precision, cfg.model.dtype, hw)
+    precision, wdtype = mem.resolved_dtypes(cfg.train.precision, cfg.model.dtype, hw, model, nproc)
     step = 8 if p99 < 256 else 64
     max_len = min(_round_up(p99, step), model.context_length or 10 ** 9) if srt else cfg.data.max_length
     eff_target = target_batch(n_train, cfg.train.min_steps) if n_train else TARGET_BATCH

@@ -196,6 +196,10 @@ def estimate(facts: ModelFacts, method: str, mp: MethodParams, shape: Shape, hw:
     if shape.nproc > 1 and shape.strategy == "ddp":
         grads *= 2  # DDP's gradient buckets hold a second copy while reducing
     acts, logits = activation_bytes(facts, method, mp, shape)
+    if shape.precision != "fp32" and shape.fast_loss and not mf.virtual_tokens and mf.adapter_like \
+            and min(wb, _BYTES[shape.frozen_dtype]) > _BYTES[shape.precision]:
+        # the fused loss multiplies a low-precision copy of the frozen head, made once (train/trainer.py low_copy)
+        logits += facts.vocab * facts.hidden * _BYTES[shape.precision]
     device = "cuda" if hw.cuda else "cpu"
     overhead = GPU_OVERHEAD if hw.cuda else CPU_OVERHEAD
     total = weights + trainable + grads + optim + acts + logits + overhead
@@ -207,8 +211,18 @@ def estimate(facts: ModelFacts, method: str, mp: MethodParams, shape: Shape, hw:
                     total <= FIT_SHARE * budget, device)
 
 
-def resolved_dtypes(precision: str, dtype: str, hw: Hardware) -> tuple[str, str]:
-    """(precision, weight dtype) after 'auto' is resolved the way training resolves it, for this hardware."""
+def resolved_dtypes(precision: str, dtype: str, hw: Hardware, facts: ModelFacts | None = None,
+                    nproc: int = 1) -> tuple[str, str]:
+    """(precision, weight dtype) after 'auto' is resolved the way training resolves it, for this hardware (on a
+    CPU with the model's facts: bf16 where this CPU multiplies it fast at the model's shape, train/precision.py)."""
+    if precision == "auto" and not hw.cuda and facts is not None:
+        from tunewise.train.precision import resolve
+
+        class _Model:  # the shape train/precision.py reads from a loaded model's config
+            class config:
+                hidden_size, intermediate_size = facts.hidden, facts.intermediate
+
+        precision = resolve("auto", _Model, cuda=False, world=nproc).precision
     if precision == "auto":
         precision = "bf16" if hw.cuda and hw.bf16 else "fp32"
     if dtype == "auto":

@@ -72,7 +72,7 @@ def model_shape(model) -> tuple[int, int] | None:
 
 
 def resolve(precision: str, model=None, *, cuda: bool | None = None, cuda_bf16: bool | None = None, world: int = 1,
-            speedup=bf16_speedup) -> PrecisionChoice:
+            speedup=None) -> PrecisionChoice:
     """The precision a run trains in, with the reason. `precision`: train.precision as configured; world: the
     number of training processes (on a CPU each would measure on its own and could disagree, so they take fp32)."""
     if precision != "auto":
@@ -94,7 +94,7 @@ def resolve(precision: str, model=None, *, cuda: bool | None = None, cuda_bf16: 
     hidden, inner = shape
     if hidden < MIN_WIDTH:
         return PrecisionChoice("fp32", f"auto on a CPU: hidden size {hidden} is below {MIN_WIDTH}, too small for bf16 to pay")
-    x = speedup(hidden, inner)
+    x = (speedup or bf16_speedup)(hidden, inner)
     if x >= MIN_SPEEDUP:
         return PrecisionChoice("bf16", f"auto: this CPU multiplies bf16 {x:.1f}x as fast as fp32 at this model's shape "
                                        "(bf16 matrix units); weights, gradients and optimizer states stay fp32")
