@@ -176,3 +176,21 @@ def test_advise_resolves_auto_as_training_does_and_counts_the_head_copy(monkeypa
     wide = mem.estimate(facts, "lora", mp, shape, cpu)
     narrow = mem.estimate(facts, "lora", mp, replace(shape, frozen_dtype="bfloat16"), cpu)
     assert wide.logits - narrow.logits == facts.vocab * facts.hidden * 2  # the bf16 copy of a float32 head
+
+
+@pytest.mark.parametrize("precision,method,narrow", [("bf16", "lora", True), ("fp32", "lora", False),
+                                                     ("bf16", "full", False)])
+def test_frozen_dtype_auto_narrows_the_base_of_a_bf16_adapter_run(tmp_path, demo_jsonl, precision, method, narrow):
+    from conftest import tiny_config, write_config
+
+    from tunewise.config import load_config
+    from tunewise.train.assemble import load_prepared
+    from tunewise.train.narrow import NarrowLinear
+
+    cfg = load_config(write_config(tmp_path / "c.yaml", tiny_config(
+        tmp_path, demo_jsonl, method={"name": method}, train={"precision": precision})))
+    assert cfg.train.frozen_dtype == "auto"
+    _, model, _ = load_prepared(cfg)
+    narrowed = [m for m in model.modules() if type(m) is NarrowLinear]
+    assert bool(narrowed) is narrow
+    assert all(m.weight.dtype == torch.bfloat16 for m in narrowed)

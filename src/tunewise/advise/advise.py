@@ -83,7 +83,7 @@ class Advice:
         t, longest = self.cfg.train, (self.lengths[-1] if self.lengths else self.cfg.data.max_length)
         return mem.Shape(batch=batch, seq=max(1, min(seq_cap, longest)), supervised_share=self.sup_share,
                          gradient_checkpointing=gc, precision=self.precision, weight_dtype=self.wdtype,
-                         frozen_dtype=t.frozen_dtype, fast_loss=t.fast_loss, loss_chunk_size=t.loss_chunk_size,
+                         frozen_dtype=resolved_frozen(t.frozen_dtype, self.precision), fast_loss=t.fast_loss, loss_chunk_size=t.loss_chunk_size,
                          eager_attention=self.cfg.model.attn_implementation == "eager", nproc=self.nproc,
                          rows_per_example=2 if t.stage in PAIR_STAGES else 1,
                          strategy=self.cfg.distributed.strategy, optimizer=t.optimizer)
@@ -91,6 +91,13 @@ class Advice:
     def say(self, key: str, value, en: str, zh: str) -> None:
         self.rec[key] = value
         self.why[key] = (en, zh)
+
+
+def resolved_frozen(configured: str, precision: str) -> str:
+    """train.frozen_dtype after 'auto' for an adapter method (the estimate narrows only those)."""
+    from tunewise.train.precision import frozen_dtype
+
+    return frozen_dtype(configured, precision, adapter=True)
 
 
 Recommender = Callable[[Advice], None]
@@ -224,8 +231,8 @@ def _batch(a: Advice) -> None:
     bf16 frozen base makes that possible; gradient accumulation up to the effective batch."""
     method, t = a.method, a.cfg.train
     b, gc, est = a.plans[method]
-    frozen = t.frozen_dtype
-    if gc and FACTS[method].adapter_like and a.wdtype == "float32" and t.frozen_dtype == "float32":
+    frozen = resolved_frozen(t.frozen_dtype, a.precision)
+    if gc and FACTS[method].adapter_like and a.wdtype == "float32" and frozen == "float32":
         # A bf16 frozen base costs ~10% of speed on CPUs; recomputing activations ~40%: narrow first.
         narrow = mem.fit_batch(a.model, method, a.mp, replace(a.shape(a.per_dev_target, a.max_len, False), frozen_dtype="bfloat16"),
                                a.hw, a.per_dev_target)

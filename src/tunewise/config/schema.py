@@ -269,10 +269,12 @@ class TrainConfig(Section):
         "(measured: validation loss 1.13 vs 0.48 after the same steps, bench/RESULTS.md).")
     fast_loss: bool = Field(True, description="Compute logits only where there are labels, in chunks (same loss, much faster for large vocabularies).")
     loss_chunk_size: int = Field(128, ge=16, description="fast_loss: supervised positions per logits chunk; each chunk holds chunk x vocabulary floats (lower = less memory, below ~64 slower).")
-    frozen_dtype: Literal["float32", "bfloat16"] = Field("float32", description="Keep the frozen base weights in this dtype "
+    frozen_dtype: Literal["auto", "float32", "bfloat16"] = Field("auto", description="Keep the frozen base weights in this dtype "
         "while training adapter methods (lora, qlora's embeddings, prefix, prompt, adapter). 'bfloat16' halves their memory "
-        "(Gemma 3 270M: 1.07 -> 0.54 GB); the arithmetic stays float32, each weight widened just before its matmul. The "
-        "frozen weights are rounded to bf16, as when a GPU loads its base in bf16.")
+        "(Gemma 3 270M: 1.07 -> 0.54 GB). In fp32 training the arithmetic stays float32, each weight widened just before its "
+        "matmul; in bf16 mixed precision the weight goes into the matmul as it is. The frozen weights are rounded to bf16, as "
+        "when a GPU loads its base in bf16. 'auto': bfloat16 when the run trains in bf16 mixed precision (train.precision; "
+        "its matmuls round the weights to bf16 anyway), else float32.")
     num_threads: int | None = Field(None, ge=1, description="CPU threads for torch (training, eval and chat). Default: one per core that other processes leave free, measured at start; OMP_NUM_THREADS is honoured.")
     flush_denormal: bool = Field(True, description="CPU: treat denormal floats (below ~1e-38) as zero during training. Late in a run "
         "tiny gradients and Adam states become denormal and each such multiply is many times slower (measured: 229 -> 163 "

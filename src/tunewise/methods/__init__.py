@@ -122,7 +122,7 @@ def check_config(cfg) -> MethodInfo:
 
 def check_frozen_dtype(info: MethodInfo, frozen_dtype: str) -> None:
     """Narrow frozen weights only where the result leaves them out: a full-weight result would save them rounded."""
-    if frozen_dtype != "float32" and not info.peft:
+    if frozen_dtype not in ("float32", "auto") and not info.peft:
         raise ConfigError(
             f"train.frozen_dtype={frozen_dtype} does not go with method '{info.name}', which saves the whole model "
             "(its frozen weights would be saved rounded)",

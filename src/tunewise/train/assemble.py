@@ -168,16 +168,30 @@ def ready_for_training(cfg: Config, model) -> None:
     from tunewise.train.trainer import release_memory
 
     speed_up(model)  # trainable token rows (method.train_stop_tokens) without copying the vocabulary matrix
-    if cfg.train.frozen_dtype != "float32":
+    frozen = resolved_frozen_dtype(cfg, model)
+    if frozen != "float32":
         from tunewise.train.narrow import narrow_frozen
 
-        saved = narrow_frozen(model, cfg.train.frozen_dtype)
-        _say(f"[tunewise] frozen weights kept in {cfg.train.frozen_dtype}: {saved / 2**20:,.0f} MiB less memory")
+        saved = narrow_frozen(model, frozen)
+        auto = " (auto: training runs in bf16 mixed precision)" if cfg.train.frozen_dtype == "auto" else ""
+        _say(f"[tunewise] frozen weights kept in {frozen}{auto}: {saved / 2**20:,.0f} MiB less memory")
     release_memory()
     if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
+
+
+def resolved_frozen_dtype(cfg: Config, model) -> str:
+    """train.frozen_dtype with 'auto' resolved for this model and machine (train/precision.py)."""
+    if cfg.train.frozen_dtype != "auto":
+        return cfg.train.frozen_dtype
+    from tunewise import methods
+    from tunewise.train import distributed as dist
+    from tunewise.train.precision import frozen_dtype, resolve
+
+    choice = resolve(cfg.train.precision, model, world=dist.world_size())
+    return frozen_dtype("auto", choice.precision, methods.get(cfg.method.name).peft)
 
 
 _DROPOUT_ATTRS = {

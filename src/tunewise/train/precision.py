@@ -101,6 +101,14 @@ def resolve(precision: str, model=None, *, cuda: bool | None = None, cuda_bf16: 
     return PrecisionChoice("fp32", f"auto: bf16 is only {x:.1f}x as fast as fp32 on this CPU (needs {MIN_SPEEDUP:g}x)")
 
 
+def frozen_dtype(configured: str, precision: str, adapter: bool) -> str:
+    """train.frozen_dtype after 'auto': bfloat16 for an adapter method (its frozen base is left out of the result)
+    trained in bf16 mixed precision, whose matmuls round the frozen weights to bf16 anyway; else float32."""
+    if configured != "auto":
+        return configured
+    return "bfloat16" if adapter and precision == "bf16" else "float32"
+
+
 def flags(choice: PrecisionChoice) -> dict:
     """transformers TrainingArguments' precision flags."""
     return {"bf16": choice.precision == "bf16", "fp16": choice.precision == "fp16"}
