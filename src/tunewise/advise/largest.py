@@ -11,7 +11,19 @@ from pathlib import Path
 
 import yaml
 
-METHODS = ("lora", "qlora", "full")
+
+def _methods() -> tuple[str, ...]:
+    """The methods whose memory decides the largest model: low-rank on a full-precision base, on a quantised base,
+    and every weight trained (config/methods.py)."""
+    from tunewise.config.methods import FACTS
+
+    pick = [next(m for m, f in FACTS.items() if f.low_rank and not f.quantised_base),
+            next(m for m, f in FACTS.items() if f.quantised_base),
+            next(m for m, f in FACTS.items() if f.trains == "weights")]  # the first listed: full
+    return tuple(pick)
+
+
+METHODS = _methods()
 
 
 @lru_cache(maxsize=1)

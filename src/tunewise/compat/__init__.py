@@ -113,6 +113,9 @@ INTERVENTIONS: tuple[Intervention, ...] = (
     _i("torch.module-private-dicts", "torch", ["tunewise.train.narrow:narrow_frozen", "tunewise.train.trainer:_fusable"],
        "A module's own weight (not a wrapper's alias) and whether it has forward hooks are read from "
        "nn.Module._parameters, _forward_hooks and _forward_pre_hooks.", c.module_dicts),
+    _i("torch.tensor-version", "torch", ["tunewise.train.trainer:low_copy"],
+       "The fused loss's bf16 copy of a frozen head is remade when the weight changes in place; a tensor's _version "
+       "(autograd's in-place counter) says whether it has.", c.tensor_version),
     _i("generation.skinny-head", "torch", ["tunewise.models.generation:skinny_head"],
        "During decoding the head's forward is replaced on the instance by W @ x.T (2-3x faster for a few rows on a "
        "CPU) and restored by deleting it.", c.forward_attribute),

@@ -396,3 +396,15 @@ def sqlparse_lexer():
         return f"a Lexer instance no longer lexes with its own rules (got {strings})"
     stmts = list(StatementSplitter().process(lex.get_tokens("a;b;")))
     return None if len(stmts) == 2 else f"StatementSplitter split 'a;b;' into {len(stmts)} statements"
+
+
+def tensor_version():
+    import torch
+
+    t = torch.zeros(2)
+    before = getattr(t, "_version", None)
+    if not isinstance(before, int):
+        return "torch tensors no longer have an integer _version"
+    t.add_(1)
+    if t._version == before:
+        return "a tensor's _version no longer changes on an in-place operation"
