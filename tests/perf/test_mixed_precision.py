@@ -194,3 +194,33 @@ def test_frozen_dtype_auto_narrows_the_base_of_a_bf16_adapter_run(tmp_path, demo
     narrowed = [m for m in model.modules() if type(m) is NarrowLinear]
     assert bool(narrowed) is narrow
     assert all(m.weight.dtype == torch.bfloat16 for m in narrowed)
+
+
+def test_the_generation_check_decodes_a_narrow_base_as_it_is(tiny_model_dirs, monkeypatch):
+    """In a bf16 run the frozen base is narrow (frozen_dtype auto): the check decodes under autocast, the narrow
+    weights going into each matmul as they are (never widened per step), giving the same tokens as float32 weights
+    rounded to bf16 under autocast."""
+    from transformers import AutoTokenizer
+
+    from tunewise.models.generation import generate_ids
+    from tunewise.samples.demo import demo_records
+    from tunewise.train import behaviour, narrow
+
+    path = tiny_model_dirs["tiny-gemma3"]
+    tok = AutoTokenizer.from_pretrained(path)
+    model, ref = _lora(path), _lora(path)
+    with torch.no_grad():
+        for p in ref.parameters():
+            if not p.requires_grad and p.dim() == 2:
+                p.copy_(p.bfloat16().float())
+    narrow.narrow_frozen(model, "bfloat16")
+    tpl = choose_template("auto", tok, model.config.model_type)
+    recs = demo_records()
+    probe = behaviour.build_probe(recs[:6], recs[6:40], tok, tpl, samples=4, max_new_tokens=12)
+    monkeypatch.setattr(narrow._WideLinear, "apply", lambda *a: (_ for _ in ()).throw(AssertionError("widened")))
+    got = behaviour.measure(model, probe, lambda ids: tok.decode(ids), batch_size=4)["_texts"]
+    ref.eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = generate_ids(ref, probe.prompts, stop_ids=probe.stop_ids, pad_id=probe.pad_id, max_new_tokens=12,
+                            batch_size=4)
+    assert got == [tok.decode(ids) for ids, _ in want]

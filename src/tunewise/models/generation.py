@@ -13,16 +13,20 @@ import torch
 SKINNY_ROWS = 16  # up to this many positions at once, the head runs as W @ x.T (see skinny_head)
 
 
+def _plain_linear(m) -> bool:
+    """An nn.Linear, or training's NarrowLinear (a frozen weight kept in bf16: train/narrow.py)."""
+    return type(m) is torch.nn.Linear or type(m).__name__ == "NarrowLinear"
+
+
 def _head_linear(model):
     """The nn.Linear that computes the output logits (inside peft's wrappers too), or None."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if head is None:
         return None
-    if type(head) is torch.nn.Linear:
+    if _plain_linear(head):
         return head
     shape = getattr(getattr(head, "weight", None), "shape", None)
-    return next((m for m in head.modules() if type(m) is torch.nn.Linear and (shape is None or m.weight.shape == shape)),
-                None)
+    return next((m for m in head.modules() if _plain_linear(m) and (shape is None or m.weight.shape == shape)), None)
 
 
 @contextmanager
@@ -43,7 +47,9 @@ def skinny_head(model):
 
     def forward(x):
         rows = x.numel() // x.shape[-1]
-        if torch.is_grad_enabled() or rows > SKINNY_ROWS or x.dtype != lin.weight.dtype:
+        # a bf16 head under bf16 autocast (training's generation check in mixed precision) multiplies as it is
+        low = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == lin.weight.dtype
+        if torch.is_grad_enabled() or rows > SKINNY_ROWS or (x.dtype != lin.weight.dtype and not low):
             return plain(x)
         out = (lin.weight @ x.reshape(rows, x.shape[-1]).T).T
         if lin.bias is not None:
