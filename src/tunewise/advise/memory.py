@@ -218,11 +218,7 @@ def resolved_dtypes(precision: str, dtype: str, hw: Hardware, facts: ModelFacts 
     if precision == "auto" and not hw.cuda and facts is not None:
         from tunewise.train.precision import resolve
 
-        class _Model:  # the shape train/precision.py reads from a loaded model's config
-            class config:
-                hidden_size, intermediate_size = facts.hidden, facts.intermediate
-
-        precision = resolve("auto", _Model, cuda=False, world=nproc).precision
+        precision = resolve("auto", shape=(facts.hidden, facts.intermediate), cuda=False, world=nproc).precision
     if precision == "auto":
         precision = "bf16" if hw.cuda and hw.bf16 else "fp32"
     if dtype == "auto":

@@ -71,10 +71,11 @@ def model_shape(model) -> tuple[int, int] | None:
     return hidden, inner if isinstance(inner, int) else 4 * hidden
 
 
-def resolve(precision: str, model=None, *, cuda: bool | None = None, cuda_bf16: bool | None = None, world: int = 1,
-            speedup=None) -> PrecisionChoice:
-    """The precision a run trains in, with the reason. `precision`: train.precision as configured; world: the
-    number of training processes (on a CPU each would measure on its own and could disagree, so they take fp32)."""
+def resolve(precision: str, model=None, *, shape: tuple[int, int] | None = None, cuda: bool | None = None,
+            cuda_bf16: bool | None = None, world: int = 1, speedup=None) -> PrecisionChoice:
+    """The precision a run trains in, with the reason. `precision`: train.precision as configured; the model, or its
+    (hidden size, MLP width) as `shape` where no model is loaded (advise); world: the number of training processes
+    (on a CPU each would measure on its own and could disagree, so they take fp32)."""
     if precision != "auto":
         return PrecisionChoice(precision, "train.precision")
     if cuda is None:
@@ -88,7 +89,8 @@ def resolve(precision: str, model=None, *, cuda: bool | None = None, cuda_bf16: 
     if world > 1:
         return PrecisionChoice("fp32", "auto on CPUs with several training processes (set train.precision: bf16 to "
                                        "use bf16 in all of them)")
-    shape = model_shape(model) if model is not None else None
+    if shape is None and model is not None:
+        shape = model_shape(model)
     if shape is None:
         return PrecisionChoice("fp32", "auto on a CPU: model shape unknown")
     hidden, inner = shape

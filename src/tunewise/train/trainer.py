@@ -80,7 +80,8 @@ class FusedLinearCE(torch.autograd.Function):
             rows_b = None if bias is None else bias[rows_idx].float()
         total = torch.zeros((), dtype=torch.float32, device=h.device)
         # A frozen head stored narrower than the activations (train.frozen_dtype) is widened a block of rows at
-        # a time; a head as wide as them (or wider, under autocast) goes through F.linear as before.
+        # a time, unless mixed precision multiplies it in its own dtype (low); a head as wide as them goes through
+        # F.linear as before.
         narrow = low is None and weight.element_size() < h.element_size()
         # A float32 head writes every chunk's logits into one buffer (no fresh chunk x vocab allocation, and the
         # page faults that come with it, per chunk).
