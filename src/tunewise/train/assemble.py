@@ -88,7 +88,12 @@ def build_trainer(cfg: Config, model, train_ds, val_ds=None, *, out: Path, pad_i
         trainer = PreferenceTrainer(**common, data_collator=PreferenceCollator(pad_id), stage=t.stage, pref=cfg.preference,
                                     reference=reference)
         return trainer, plan
-    collator = PackCollator() if packing_for(cfg, model) else PadCollator(pad_id)
+    if packing_for(cfg, model):
+        from tunewise.train.collate import pack_multiple
+
+        collator = PackCollator(pad_id, pack_multiple(precision.precision, next(model.parameters()).device.type))
+    else:
+        collator = PadCollator(pad_id)
     trainer = TunewiseTrainer(**common, data_collator=collator)
     return trainer, plan
 

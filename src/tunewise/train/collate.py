@@ -71,7 +71,17 @@ class PackCollator:
 
     transformers builds a block-diagonal causal mask from restarting position_ids, so attention never
     crosses examples; the first label of every example is dropped so no example predicts across a seam.
+
+    multiple: round the row's length up to a multiple of this many tokens with one padding segment of its own
+    (its positions restart at 0, its labels are ignored, so no example attends to it or is scored on it). On a
+    CPU in bf16 each new row length is a new matmul shape, and oneDNN caches a primitive and its buffers for
+    every shape it has seen: packed rows of many lengths grew the peak memory of the headline benchmark by
+    ~0.9 GB (bench/RESULTS.md). `pad_tokens` tells the trainer how many tokens of the row are padding.
     """
+
+    def __init__(self, pad_id: int | None = None, multiple: int | None = None):
+        self.pad_id = pad_id or 0
+        self.multiple = multiple
 
     def __call__(self, features: list[dict]) -> dict:
         ids, labels, pos = [], [], []
@@ -82,10 +92,26 @@ class PackCollator:
             lab[0] = IGNORE
             labels += lab
             pos += list(range(k))
-        return {
+        pad = -len(ids) % self.multiple if self.multiple else 0
+        ids += [self.pad_id] * pad
+        labels += [IGNORE] * pad
+        pos += list(range(pad))
+        batch = {
             "input_ids": torch.tensor([ids], dtype=torch.long),
             "labels": torch.tensor([labels], dtype=torch.long),
             "position_ids": torch.tensor([pos], dtype=torch.long),
             # transformers only derives the block-diagonal mask from position_ids when no KV cache exists.
             "use_cache": False,
         }
+        if self.multiple:
+            batch["pad_tokens"] = torch.tensor([pad], dtype=torch.long)
+        return batch
+
+
+def pack_multiple(precision: str, device_type: str) -> int | None:
+    """The row-length multiple packed rows are rounded up to: ROW_MULTIPLE on a CPU training in bf16 (see
+    PackCollator), none elsewhere (fp32 on a CPU does not cache per shape; a GPU pads nothing it need not)."""
+    return ROW_MULTIPLE if precision == "bf16" and device_type == "cpu" else None
+
+
+ROW_MULTIPLE = 64  # under 5% of a ~1,500-token packed row; keeps a run's set of matmul shapes small

@@ -283,9 +283,11 @@ class TunewiseTrainer(Trainer):
         self._tok_last = 0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        pad = inputs.pop("pad_tokens", None)  # a packed row's padding segment (collate.PackCollator)
         if model.training:
             mask = inputs.get("attention_mask")
-            self.tokens_seen += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
+            real = int(inputs["input_ids"].numel()) - (0 if pad is None else int(pad.sum()))
+            self.tokens_seen += int(mask.sum()) if mask is not None else real
         if not self.fast_loss or causal_lm(model) is None:
             out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
             loss, outputs = out if return_outputs else (out, None)
