@@ -75,3 +75,83 @@ def test_probe_prefers_short_references_and_leaves_room(tiny_model_dirs):
     assert len(p.prompts) == 4 and all(r == "yes" for r in p.references)  # the long ones are left out
     assert p.max_new_tokens >= 1.5 * max(p.ref_tokens) + 16
     assert build_probe([], short, tok, tpl, samples=4) is None
+
+
+def test_check_keeps_to_its_share_of_the_training_time(monkeypatch):
+    """A due check is skipped (rates carried forward) while the checks so far took more than `budget` of the
+    training time; the first one and a forced one always run."""
+    from tunewise.train import behaviour
+
+    now = [0.0]
+
+    def two_seconds(model, probe, decode, batch_size):
+        now[0] += 2.0
+        return {"gen_stop_rate": now[0], "_texts": []}
+
+    monkeypatch.setattr(behaviour, "measure", two_seconds)
+
+    def run(budget: float, evals: int = 30) -> tuple:
+        now[0] = 0.0
+        check = behaviour.GenerationCheck(None, None, budget=budget, clock=lambda: now[0])
+        check.start_clock()
+        fresh = []
+        for _ in range(evals):
+            now[0] += 1.0  # a second of training between evaluations
+            rates = check.at_evaluation(None)
+            fresh.append(check.fresh)
+            assert rates is check.latest
+        return check, fresh
+
+    check, fresh = run(1.0)
+    assert all(fresh) and check.skipped == 0
+    check, fresh = run(0.2)
+    assert fresh[0] and not all(fresh) and check.skipped == fresh.count(False)
+    assert check.spent <= 0.2 * now[0] + 2.0  # within budget, give or take the one check that crossed it
+    assert sum(fresh) >= 3  # and the budget is used, not wasted (~7.5 s of ~37.5 s: about four checks)
+    check.force_next = True
+    check.at_evaluation(None)
+    assert check.fresh and not check.force_next
+    check, fresh = run(0.0, evals=5)
+    assert fresh == [True, False, False, False, False]
+
+
+def test_the_saved_model_is_scored_afresh_when_its_rates_were_carried():
+    from types import SimpleNamespace
+
+    from tunewise.train.workflow import logged_best_eval
+
+    row = {"step": 8, "eval_loss": 1.0, "gen_stop_rate": 1.0}
+    trainer = SimpleNamespace(state=SimpleNamespace(best_model_checkpoint="/r/checkpoints/checkpoint-8",
+                                                    log_history=[{"step": 8, "loss": 2.0}, row]),
+                              args=SimpleNamespace(load_best_model_at_end=True), gen_fresh_steps={4, 8})
+    check = object()
+    assert logged_best_eval(trainer, check) is row
+    trainer.gen_fresh_steps = {4}  # step 8's rates were carried from step 4: measured again at the end
+    assert logged_best_eval(trainer, check) is None
+    assert logged_best_eval(trainer, None) is row  # no check: the loss alone is what was logged
+
+
+def test_over_its_budget_the_check_skips_only_evaluations_that_cannot_become_best(tmp_path, demo_jsonl,
+                                                                                tiny_model_dirs, monkeypatch):
+    """Budget 0: every evaluation whose loss is below the best guarded loss so far is checked afresh (it could
+    become the best checkpoint), every other one carries the latest rates; the saved model's rates are measured."""
+    from tunewise.train import behaviour
+
+    calls = []
+    real = behaviour.measure
+    monkeypatch.setattr(behaviour, "measure", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cfg = tiny_config(tmp_path, demo_jsonl, train={"max_steps": 24, "eval_steps": 2, "generation_check_samples": 2,
+                                                   "learning_rate": 5e-3, "generation_check_budget": 0.0,
+                                                   "early_stopping": False})
+    assert main(["train", str(write_config(tmp_path / "c.yaml", cfg))]) == 0
+    rows = read_metrics(tmp_path / "runs" / "t")
+    evals = [r for r in rows if "val_loss" in r]
+    assert len(evals) == 12 and all("gen_stop_rate" in r for r in evals)
+    best, candidates = None, 0
+    for r in evals:
+        candidates += best is None or r["val_loss"] < best
+        best = r["guarded_val_loss"] if best is None else min(best, r["guarded_val_loss"])
+    assert candidates < len(evals), [r["val_loss"] for r in evals]  # the run has evaluations that cannot be best
+    assert len(calls) == 1 + candidates  # before training + the candidates; the best one's rates are reused at the end
+    final = next(r for r in rows if r.get("event") == "final_eval")
+    assert "final_gen_stop_rate" in final

@@ -29,6 +29,8 @@ from tunewise.export.ollama import (
 )
 from tunewise.templates import ChatTemplate, registry_entry, registry_names
 
+pytestmark = pytest.mark.xdist_group("toolexport")  # one worker trains the module's tool run once (~1 min)
+
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather <now> & later",
     "parameters": {"type": "object", "properties": {"unit": {"type": "string", "enum": ["c", "f"], "default": "c"},

@@ -358,7 +358,8 @@ def _no_generation_check(cfg: Config) -> Why | None:
 
 
 _add("train.generation_check", _no_generation_check, _VAL_FIX, {"data.val_size": 0}, {})
-_add(["train.generation_check_samples", "train.generation_check_every", "train.generation_check_max_new_tokens"],
+_add(["train.generation_check_samples", "train.generation_check_every", "train.generation_check_budget",
+      "train.generation_check_max_new_tokens"],
      _first(_no_generation_check, _off("train.generation_check", lambda c: c.train.generation_check)),
      _on_fix("train.generation_check"), {"train.generation_check": False}, {})
 

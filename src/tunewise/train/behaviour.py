@@ -13,6 +13,7 @@ picks the best checkpoint and drives early stopping (`eval_guarded_loss`).
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 
 from tunewise import textmetrics as tm
@@ -124,14 +125,36 @@ def guarded_loss(eval_loss: float, rates: dict) -> float:
 
 
 class GenerationCheck:
-    """Runs `measure` before training and at evaluations (every `every`-th); keeps the latest rates."""
+    """Runs `measure` before training and at evaluations (every `every`-th, within `budget`); keeps the latest rates.
 
-    def __init__(self, probe: Probe, tokenizer, *, every: int = 1, batch_size: int = 8):
+    budget: the largest share of the training time (from `start_clock`) the checks at evaluations may take; a due
+    check beyond it is skipped and the latest rates carried forward, unless its evaluation is a candidate for the
+    best checkpoint (a decision is never taken on carried rates). `fresh` says whether the last evaluation's
+    rates were measured; `force_next` makes the next evaluation measure whatever the schedule says (the final
+    score of the saved model)."""
+
+    def __init__(self, probe: Probe, tokenizer, *, every: int = 1, batch_size: int = 8, budget: float = 1.0,
+                 clock=time.perf_counter):
         self.probe, self.every, self.batch_size = probe, max(1, every), batch_size
         self._decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=True).strip()
         self.latest: dict | None = None
         self.baseline: dict | None = None
         self._evals = 0
+        self.budget, self._clock = budget, clock
+        self._t0: float | None = None
+        self.spent = 0.0  # seconds the checks at evaluations took
+        self.fresh = False
+        self.force_next = False
+        self.skipped = 0  # due checks skipped for the budget
+
+    def start_clock(self) -> None:
+        """Training starts: the budget counts from here."""
+        self._t0 = self._clock()
+
+    def within_budget(self) -> bool:
+        if self.budget >= 1 or self._t0 is None:
+            return True
+        return self.spent <= self.budget * (self._clock() - self._t0)
 
     def before_training(self, model) -> dict:
         """Measure the untouched model; terms it already says are not what the data teaches."""
@@ -146,11 +169,20 @@ class GenerationCheck:
         self.baseline = base
         return base
 
-    def at_evaluation(self, model) -> dict | None:
+    def at_evaluation(self, model, candidate: bool = False) -> dict | None:
+        """The rates of this evaluation: measured when due (every `every`-th), unless the checks are over their
+        budget and this evaluation is no `candidate` for the best checkpoint; otherwise the latest, carried."""
         due = self._evals % self.every == 0
         self._evals += 1
-        if due or self.latest is None:
+        force, self.force_next = self.force_next, False
+        if due and not force and not candidate and self.latest is not None and not self.within_budget():
+            self.skipped += 1
+            due = False
+        self.fresh = force or due or self.latest is None
+        if self.fresh:
+            start = self._clock()
             rates = measure(model, self.probe, self._decode, self.batch_size)
             rates.pop("_texts")
             self.latest = rates
+            self.spent += self._clock() - start
         return self.latest

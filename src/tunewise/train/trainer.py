@@ -275,6 +275,7 @@ class TunewiseTrainer(Trainer):
         self.l1, self.l2 = l1, l2
         self.generation_check = generation_check  # train.behaviour.GenerationCheck or None
         self._gen_rates: dict | None = None
+        self.gen_fresh_steps: set[int] = set()  # steps whose evaluation measured its generation rates (not carried)
         self.fast_loss = fast_loss and causal_lm(self.model) is not None
         self.loss_chunk_size = loss_chunk_size
         self.tokens_seen = 0
@@ -318,14 +319,18 @@ class TunewiseTrainer(Trainer):
             self.control.should_save = False
         return loss
 
-    def evaluate(self, *args, **kwargs):
-        # The generation check runs first so its rates join this evaluation's metrics (see `log`), where the
-        # best-checkpoint choice and early stopping read `eval_guarded_loss`.
-        if self.generation_check is not None:
-            self._gen_rates = self.generation_check.at_evaluation(self.model)
-        return super().evaluate(*args, **kwargs)
-
     def log(self, logs: dict, *args, **kwargs) -> None:
+        if "eval_loss" in logs and self.generation_check is not None:
+            # The generation check runs once the validation loss is known, so its rates join this evaluation's
+            # metrics, where the best-checkpoint choice and early stopping read `eval_guarded_loss`. An evaluation
+            # whose loss is below the best guarded loss so far could become the best checkpoint: its rates are
+            # always measured. One that cannot (the penalties only add) may carry the latest rates forward when
+            # the checks have used up their share of the time (train.generation_check_budget).
+            best = self.state.best_metric
+            candidate = best is None or logs["eval_loss"] < best
+            self._gen_rates = self.generation_check.at_evaluation(self.model, candidate=candidate)
+            if self.generation_check.fresh:
+                self.gen_fresh_steps.add(self.state.global_step)
         if "eval_loss" in logs and self._gen_rates is not None:
             from tunewise.train.behaviour import guarded_loss
 

@@ -162,6 +162,7 @@ def fit_run(cfg: Config, r: Ready, trainer, plan: dict, metrics_cb):
     if trainer.generation_check is not None:
         _check_before_training(trainer.generation_check, trainer.model, r.run, ckpt is not None,
                                metrics_cb if r.main_proc else None)
+        trainer.generation_check.start_clock()
     if getattr(trainer, "reference", None) == "precomputed":
         # from the model as training starts (before a resumed checkpoint's weights are loaded): the reference
         _say(f"[tunewise] {t.stage}: the reference model's log-probabilities, computed once for "
@@ -193,6 +194,8 @@ def save_run(cfg: Config, r: Ready, trainer, result, metrics_cb) -> Path:
     if len(r.val_ds) > 0 and trainer.nan_step is None:
         logged = logged_best_eval(trainer, check)
         if logged is None:
+            if check is not None:
+                check.force_next = True  # the saved model's rates are measured, never carried from another step
             summary["final_val_loss"] = trainer.evaluate()["eval_loss"]
         else:  # the saved weights are the best checkpoint's, measured when it was saved: not measured again
             summary["final_val_loss"] = logged["eval_loss"]
@@ -242,7 +245,7 @@ def generation_check(cfg: Config, tokenizer, template, prepared):
     val = [r for r in prepared.val if r.get("label", True) is not False]
     probe = build_probe(val, prepared.train, tokenizer, template, samples=t.generation_check_samples,
                         seed=t.seed, max_new_tokens=t.generation_check_max_new_tokens)
-    return None if probe is None else GenerationCheck(probe, tokenizer, every=t.generation_check_every,
+    return None if probe is None else GenerationCheck(probe, tokenizer, every=t.generation_check_every, budget=t.generation_check_budget,
                                                       batch_size=cfg.eval.batch_size)
 
 
@@ -256,7 +259,8 @@ def _check_before_training(check, model, run: Path, resume: bool, metrics_cb) ->
             check.probe.key_terms = list(first.get("key_terms", []))
             return
     _say(f"[tunewise] generation check: {len(check.probe.prompts)} validation prompts, up to "
-         f"{check.probe.max_new_tokens} new tokens, before training and at evaluations")
+         f"{check.probe.max_new_tokens} new tokens, before training and at evaluations"
+         + (f" (within {check.budget:.0%} of the training time: train.generation_check_budget)" if check.budget < 1 else ""))
     rates = check.before_training(model)
     if metrics_cb is not None:
         metrics_cb.write_before_training(rates, check.probe.key_terms)
@@ -264,11 +268,14 @@ def _check_before_training(check, model, run: Path, resume: bool, metrics_cb) ->
 
 def logged_best_eval(trainer, check) -> dict | None:
     """The evaluation logged at the best checkpoint's step, when it scored exactly the weights the run saves
-    (the best model is loaded at the end) with a fresh generation check; None when it must be measured again."""
+    (the best model is loaded at the end) with a fresh generation check; None when it must be measured again
+    (its rates were carried forward from an earlier check, or it was measured before a resume)."""
     ckpt = trainer.state.best_model_checkpoint
-    if not ckpt or not trainer.args.load_best_model_at_end or (check is not None and check.every != 1):
+    if not ckpt or not trainer.args.load_best_model_at_end:
         return None
     step = int(str(ckpt).rsplit("-", 1)[-1])
+    if check is not None and step not in getattr(trainer, "gen_fresh_steps", ()):
+        return None
     row = next((h for h in reversed(trainer.state.log_history) if h.get("step") == step and "eval_loss" in h), None)
     if row is None or (check is not None and "gen_stop_rate" not in row):
         return None
