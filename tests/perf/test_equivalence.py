@@ -87,11 +87,14 @@ def test_packing_never_attends_across_examples(setup):
 def test_packed_row_rounded_to_a_multiple_scores_and_attends_as_the_unrounded_row(setup):
     """The padding segment that rounds a packed row's length (CPU bf16: few matmul shapes) changes nothing: same
     loss, same logits for every example, labels ignored there, and the trainer is told how many tokens it holds."""
+    from tunewise.train.collate import row_multiple
+
     model, tok, feats = setup
     plain = PackCollator()(feats)
-    rounded = PackCollator(tok.pad_token_id, multiple=64)(feats)
+    rounded = PackCollator(tok.pad_token_id, round_rows=True)(feats)
     n, k = plain["input_ids"].shape[1], rounded["input_ids"].shape[1]
-    assert k % 64 == 0 and n <= k < n + 64 and int(rounded["pad_tokens"].sum()) == k - n
+    m = row_multiple(n)
+    assert k % m == 0 and n <= k < n + m and int(rounded["pad_tokens"].sum()) == k - n
     assert (rounded["labels"][0, n:] == -100).all() and rounded["position_ids"][0, n:].tolist() == list(range(k - n))
     assert "pad_tokens" not in plain
     inputs = {key: v for key, v in rounded.items() if key != "pad_tokens"}
@@ -100,32 +103,39 @@ def test_packed_row_rounded_to_a_multiple_scores_and_attends_as_the_unrounded_ro
     a = model(input_ids=plain["input_ids"], position_ids=plain["position_ids"], use_cache=False).logits[0]
     b = model(input_ids=rounded["input_ids"], position_ids=rounded["position_ids"], use_cache=False).logits[0, :n]
     torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
-    already = PackCollator(tok.pad_token_id, multiple=n)(feats)  # a row of exactly a multiple gains nothing
-    assert already["input_ids"].shape[1] == n and int(already["pad_tokens"].sum()) == 0
+
+
+def test_row_multiple_keeps_few_shapes_and_little_padding():
+    from tunewise.train.collate import row_multiple
+
+    assert [row_multiple(n) for n in (1, 100, 128, 255, 256, 600, 1023, 1024, 5000)] == [8, 8, 16, 16, 32, 64, 64, 64, 64]
+    rounded = {n + -n % row_multiple(n) for n in range(512, 1024)}
+    assert len(rounded) <= 9  # a whole doubling of lengths in at most 9 shapes
+    assert all(-n % row_multiple(n) <= n / 8 for n in range(64, 4096))  # never more than an eighth padding
 
 
 def test_packed_rows_are_rounded_only_on_a_cpu_in_bf16(tmp_path, tiny_model_dirs, demo_jsonl):
-    """pack_multiple's rule, the trainer it reaches, and tokens/s that counts the examples' tokens, not padding."""
+    """rounds_rows' rule, the trainer it reaches, and tokens/s that counts the examples' tokens, not padding."""
     from conftest import tiny_config
 
     from tunewise.config import load_config
     from tunewise.train.assemble import build_trainer, load_prepared
-    from tunewise.train.collate import ROW_MULTIPLE, pack_multiple
+    from tunewise.train.collate import rounds_rows
 
-    assert pack_multiple("bf16", "cpu") == ROW_MULTIPLE and pack_multiple("fp32", "cpu") is None
-    assert pack_multiple("bf16", "cuda") is None
-    for precision, multiple in (("bf16", ROW_MULTIPLE), ("fp32", None)):
+    assert rounds_rows("bf16", "cpu") and not rounds_rows("fp32", "cpu") and not rounds_rows("bf16", "cuda")
+    for precision, rounding in (("bf16", True), ("fp32", False)):
         cfg = load_config(None, base=tiny_config(tmp_path, demo_jsonl, train={"packing": True, "precision": precision}))
         train_ds, model, pad_id = load_prepared(cfg)
         trainer, _ = build_trainer(cfg, model, train_ds, out=tmp_path / precision, pad_id=pad_id, report=False)
-        assert isinstance(trainer.data_collator, PackCollator) and trainer.data_collator.multiple == multiple
+        assert isinstance(trainer.data_collator, PackCollator) and trainer.data_collator.round_rows == rounding
     feats = [train_ds[i] for i in range(4)]
     real = sum(len(f["input_ids"]) for f in feats)
-    batch = PackCollator(pad_id, multiple=64)(feats)
+    batch = PackCollator(pad_id, round_rows=True)(feats)
+    assert batch["input_ids"].numel() > real  # the demo's four rows do not add up to a multiple
     model.train()
     trainer.tokens_seen = 0
     trainer.compute_loss(model, dict(batch))
-    assert trainer.tokens_seen == real < batch["input_ids"].numel()
+    assert trainer.tokens_seen == real
 
 
 def test_packing_exactness_check_tells_exact_from_crossing_attention(setup):

@@ -89,9 +89,9 @@ def build_trainer(cfg: Config, model, train_ds, val_ds=None, *, out: Path, pad_i
                                     reference=reference)
         return trainer, plan
     if packing_for(cfg, model):
-        from tunewise.train.collate import pack_multiple
+        from tunewise.train.collate import rounds_rows
 
-        collator = PackCollator(pad_id, pack_multiple(precision.precision, next(model.parameters()).device.type))
+        collator = PackCollator(pad_id, rounds_rows(precision.precision, next(model.parameters()).device.type))
     else:
         collator = PadCollator(pad_id)
     trainer = TunewiseTrainer(**common, data_collator=collator)

@@ -72,16 +72,16 @@ class PackCollator:
     transformers builds a block-diagonal causal mask from restarting position_ids, so attention never
     crosses examples; the first label of every example is dropped so no example predicts across a seam.
 
-    multiple: round the row's length up to a multiple of this many tokens with one padding segment of its own
-    (its positions restart at 0, its labels are ignored, so no example attends to it or is scored on it). On a
-    CPU in bf16 each new row length is a new matmul shape, and oneDNN caches a primitive and its buffers for
-    every shape it has seen: packed rows of many lengths grew the peak memory of the headline benchmark by
-    ~0.9 GB (bench/RESULTS.md). `pad_tokens` tells the trainer how many tokens of the row are padding.
+    round_rows: round the row's length up (to `row_multiple` of it) with one padding segment of its own (its
+    positions restart at 0, its labels are ignored, so no example attends to it or is scored on it). On a CPU in
+    bf16 each new row length is a new matmul shape, and oneDNN caches a primitive and its buffers for every shape
+    it has seen: packed rows of many lengths grew the peak memory of the headline benchmark by ~0.9 GB
+    (bench/RESULTS.md). `pad_tokens` tells the trainer how many tokens of the row are padding.
     """
 
-    def __init__(self, pad_id: int | None = None, multiple: int | None = None):
+    def __init__(self, pad_id: int | None = None, round_rows: bool = False):
         self.pad_id = pad_id or 0
-        self.multiple = multiple
+        self.round_rows = round_rows
 
     def __call__(self, features: list[dict]) -> dict:
         ids, labels, pos = [], [], []
@@ -92,7 +92,7 @@ class PackCollator:
             lab[0] = IGNORE
             labels += lab
             pos += list(range(k))
-        pad = -len(ids) % self.multiple if self.multiple else 0
+        pad = -len(ids) % row_multiple(len(ids)) if self.round_rows else 0
         ids += [self.pad_id] * pad
         labels += [IGNORE] * pad
         pos += list(range(pad))
@@ -103,15 +103,20 @@ class PackCollator:
             # transformers only derives the block-diagonal mask from position_ids when no KV cache exists.
             "use_cache": False,
         }
-        if self.multiple:
+        if self.round_rows:
             batch["pad_tokens"] = torch.tensor([pad], dtype=torch.long)
         return batch
 
 
-def pack_multiple(precision: str, device_type: str) -> int | None:
-    """The row-length multiple packed rows are rounded up to: ROW_MULTIPLE on a CPU training in bf16 (see
-    PackCollator), none elsewhere (fp32 on a CPU does not cache per shape; a GPU pads nothing it need not)."""
-    return ROW_MULTIPLE if precision == "bf16" and device_type == "cpu" else None
+def row_multiple(n: int) -> int:
+    """What a packed row of n tokens is rounded up to a multiple of: an eighth of the power of two at or below n,
+    from 8 to 64 tokens. Eight lengths per doubling keep the set of shapes small (a run's rows of 512-1023 tokens
+    take at most 8) while the padding stays a small share of short rows too (measured: 3.7% of the headline
+    benchmark's ~740-token rows, 5.0% of the identity set's ~160-token rows; a flat 64 would pad those by 21%)."""
+    return max(8, min(64, 1 << max(0, n.bit_length() - 4)))
 
 
-ROW_MULTIPLE = 64  # under 5% of a ~1,500-token packed row; keeps a run's set of matmul shapes small
+def rounds_rows(precision: str, device_type: str) -> bool:
+    """Whether packed rows are rounded (PackCollator): on a CPU training in bf16, where oneDNN caches per shape;
+    fp32 on a CPU does not cache per shape, and a GPU pads nothing it need not."""
+    return precision == "bf16" and device_type == "cpu"
