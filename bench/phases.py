@@ -120,6 +120,8 @@ def profile(batch: int = 4, steps: int = 8, packing="auto", train: dict | None =
             tokens += sum(len(f["input_ids"]) for f in feats)
             supervised += sum(sum(1 for y in f["labels"][1:] if y != -100) for f in feats)
     fp32 = matmul_gflops("float32")
+    bf16 = bool(trainer.args.bf16)  # train.precision as the run resolved it (auto: bf16 where the CPU multiplies it fast)
+    ceiling = matmul_gflops("bfloat16") if bf16 else fp32
     h, inter, layers = conf.hidden_size, conf.intermediate_size, conf.num_hidden_layers
     heads, kv, hd = conf.num_attention_heads, conf.num_key_value_heads, getattr(conf, "head_dim", None) or h // conf.num_attention_heads
     r = cfg.method.lora_r
@@ -131,7 +133,8 @@ def profile(batch: int = 4, steps: int = 8, packing="auto", train: dict | None =
     flops = {"attention": 4 * (attn_w + lora_attn) * layers, "MLP": 4 * (mlp_w + lora_mlp) * layers,
              "head/loss": 4 * h * conf.vocab_size * supervised / max(tokens, 1)}
     out = {"batch": batch, "steps": steps, "tokens": tokens, "supervised": supervised, "seconds": total,
-           "tokens_per_s": tokens / total, "threads": threads, "fp32_gflops": fp32, "phases": {}}
+           "tokens_per_s": tokens / total, "threads": threads, "fp32_gflops": fp32, "phases": {},
+           "precision": "bf16" if bf16 else "fp32", "ceiling_gflops": ceiling}
     accounted = 0.0
     for phase in ("data", "attention", "MLP", "head/loss", "optimizer"):
         sec = clock.seconds.get(phase, 0.0)
@@ -142,7 +145,7 @@ def profile(batch: int = 4, steps: int = 8, packing="auto", train: dict | None =
     out["phases"]["other"] = {"seconds": total - accounted, "share": (total - accounted) / total, "gflops_per_s": None}
     fpt = sum(flops.values())
     out["model_gflop_per_token"] = fpt / 1e9
-    out["ceiling_share"] = tokens / total * fpt / (fp32 * 1e9)
+    out["ceiling_share"] = tokens / total * fpt / (ceiling * 1e9)
     return out
 
 
@@ -172,10 +175,12 @@ def render(p: dict) -> str:
              f"`python -m bench.phases --batch {p['batch']} --steps {p['steps']}`: the headline workload "
              f"(bench/workload.py), packed batches of {p['batch']}, {p['steps']} steps after one warm-up, "
              f"{p['threads']} threads; {p['tokens']} tokens ({p['supervised']} supervised) in {p['seconds']:.1f} s = "
-             f"{p['tokens_per_s']:.1f} tokens/s. Matmul ceiling measured in the same run: fp32 "
-             f"{p['fp32_gflops']:.0f} GFLOP/s; model matmul FLOPs per token {p['model_gflop_per_token']:.2f} GFLOP "
+             f"{p['tokens_per_s']:.1f} tokens/s, trained in {p.get('precision', 'fp32')}. Matmul ceiling measured in "
+             f"the same run: fp32 {p['fp32_gflops']:.0f} GFLOP/s"
+             + (f", bf16 {p['ceiling_gflops']:.0f} GFLOP/s" if p.get("precision") == "bf16" else "")
+             + f"; model matmul FLOPs per token {p['model_gflop_per_token']:.2f} GFLOP "
              f"(the head counted at the supervised positions, as tunewise computes it), so this run is at "
-             f"{p['ceiling_share']:.0%} of the ceiling.", "",
+             f"{p['ceiling_share']:.0%} of the {p.get('precision', 'fp32')} ceiling.", "",
              "| phase | seconds | share of the step | matmul GFLOP/s in the phase |", "|---|---|---|---|"]
     for name, v in p["phases"].items():
         rate = f"{v['gflops_per_s']:.0f}" if v["gflops_per_s"] else "-"
