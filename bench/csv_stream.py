@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--csv", help="use this CSV instead of generating one")
     p.add_argument("--reader-only", action="store_true", help="measure only the reader and record conversion")
     p.add_argument("--workers", type=int, help="data.num_workers (default: the config default, one per core)")
-    p.add_argument("--token-sample", type=int, help="data.token_stats_sample (default: 0, every record counted)")
+    p.add_argument("--token-sample", type=int, help="data.token_stats_sample (default: the config default, 200,000; 0 counts every record)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
     a = p.parse_args(argv)

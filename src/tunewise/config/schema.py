@@ -139,10 +139,13 @@ class DataConfig(Section):
     num_workers: int = Field(0, ge=0, description="Processes that clean records and count their tokens while preparing "
                              "data: 0 = one per CPU core, 1 = this process only. The results are the same for any number; "
                              "more only make large data faster.")
-    token_stats_sample: int = Field(0, ge=0, description="Token statistics of `data prepare` (stats.json `tokens`, the "
-                                    "length histogram): 0 = count every record; N = above N records (train and val), count "
-                                    "N picked at random (seeded; the splits share them in proportion) and scale to all, "
-                                    "marked `sampled` (much faster on millions of records). They only report: training counts every record itself.")
+    token_stats_sample: int = Field(200_000, ge=0, description="Token statistics of `data prepare` (stats.json `tokens`, "
+                                    "the length histogram): 0 = count every record; N = above N records (train and val), "
+                                    "count N picked at random (seeded; the splits share them in proportion) and scale to all, "
+                                    "marked `sampled`. The default counts every record of any set up to 200,000 records and "
+                                    "samples larger ones, where counting every token took longer than cleaning (1 GB CSV, "
+                                    "3.8 M records: the whole prepare in 229 s instead of ~10 minutes). They only report: "
+                                    "training counts every record itself.")
 
     @field_validator("val_size")
     @classmethod
