@@ -34,6 +34,23 @@ def pytest_collection_modifyitems(config, items):
         return 0 if "identity" in item.nodeid else 1
 
     items.sort(key=weight)  # stable: the order within each kind is kept
+    _xdist_groups(config, items)
+
+
+def _xdist_groups(config, items) -> None:
+    """`--dist loadgroup` sends the tests of one `xdist_group` to one worker by a "@group" suffix on their node ids.
+    pytest-xdist 3.8 writes that suffix to `item._nodeid`, which pytest 9.2 no longer reads (a node's id is now
+    `item._id`), so every group was silently split across the workers and each worker built the groups' module
+    fixtures again (test_tool_export's ~55 s training twice). Write the suffix where pytest 9.2 reads it."""
+    if not getattr(config.option, "loadgroup", False):
+        return  # the controller, or a run without loadgroup
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        if names and not item.nodeid.endswith("@" + "_".join(names)):
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
 
 
 @pytest.fixture(scope="session")
