@@ -169,13 +169,15 @@ class GenerationCheck:
         self.baseline = base
         return base
 
-    def at_evaluation(self, model, candidate: bool = False) -> dict | None:
+    def at_evaluation(self, model, candidate: bool = False, within_budget: bool | None = None) -> dict | None:
         """The rates of this evaluation: measured when due (every `every`-th), unless the checks are over their
-        budget and this evaluation is no `candidate` for the best checkpoint; otherwise the latest, carried."""
+        budget and this evaluation is no `candidate` for the best checkpoint; otherwise the latest, carried.
+        within_budget: the decision taken for all training processes (default: this process's own clock)."""
         due = self._evals % self.every == 0
         self._evals += 1
         force, self.force_next = self.force_next, False
-        if due and not force and not candidate and self.latest is not None and not self.within_budget():
+        within = self.within_budget() if within_budget is None else within_budget
+        if due and not force and not candidate and self.latest is not None and not within:
             self.skipped += 1
             due = False
         self.fresh = force or due or self.latest is None

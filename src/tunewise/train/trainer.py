@@ -326,9 +326,13 @@ class TunewiseTrainer(Trainer):
             # whose loss is below the best guarded loss so far could become the best checkpoint: its rates are
             # always measured. One that cannot (the penalties only add) may carry the latest rates forward when
             # the checks have used up their share of the time (train.generation_check_budget).
+            from tunewise.train.distributed import all_reduce_sum
+
             best = self.state.best_metric
             candidate = best is None or logs["eval_loss"] < best
-            self._gen_rates = self.generation_check.at_evaluation(self.model, candidate=candidate)
+            # each process has its own clock: all take the same decision, or their rates (and early stopping) differ
+            within = all_reduce_sum(float(self.generation_check.within_budget())) > 0
+            self._gen_rates = self.generation_check.at_evaluation(self.model, candidate=candidate, within_budget=within)
             if self.generation_check.fresh:
                 self.gen_fresh_steps.add(self.state.global_step)
         if "eval_loss" in logs and self._gen_rates is not None:
