@@ -55,7 +55,7 @@ def build_trainer(cfg: Config, model, train_ds, val_ds=None, *, out: Path, pad_i
 
     from tunewise.cpu import current_choice
 
-    from tunewise.train.collate import PackCollator, PadCollator
+    from tunewise.train.collate import PackCollator, PadCollator, rounds_rows
     from tunewise.train.trainer import TunewiseTrainer
 
     t = cfg.train
@@ -89,8 +89,6 @@ def build_trainer(cfg: Config, model, train_ds, val_ds=None, *, out: Path, pad_i
                                     reference=reference)
         return trainer, plan
     if packing_for(cfg, model):
-        from tunewise.train.collate import rounds_rows
-
         collator = PackCollator(pad_id, rounds_rows(precision.precision, next(model.parameters()).device.type))
     else:
         collator = PadCollator(pad_id)

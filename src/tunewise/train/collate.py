@@ -110,8 +110,8 @@ class PackCollator:
 
 def row_multiple(n: int) -> int:
     """What a packed row of n tokens is rounded up to a multiple of: an eighth of the power of two at or below n,
-    from 8 to 64 tokens. Eight lengths per doubling keep the set of shapes small (a run's rows of 512-1023 tokens
-    take at most 8) while the padding stays a small share of short rows too (measured: 3.7% of the headline
+    from 8 to 64 tokens. Eight steps per doubling keep the set of shapes small (rows of 512-1023 tokens round to
+    9 lengths, 512 to 1024) while the padding stays a small share of short rows too (measured: 3.7% of the headline
     benchmark's ~740-token rows, 5.0% of the identity set's ~160-token rows; a flat 64 would pad those by 21%)."""
     return max(8, min(64, 1 << max(0, n.bit_length() - 4)))
 

@@ -287,8 +287,10 @@ class TunewiseTrainer(Trainer):
         pad = inputs.pop("pad_tokens", None)  # a packed row's padding segment (collate.PackCollator)
         if model.training:
             mask = inputs.get("attention_mask")
-            real = int(inputs["input_ids"].numel()) - (0 if pad is None else int(pad.sum()))
-            self.tokens_seen += int(mask.sum()) if mask is not None else real
+            if mask is not None:
+                self.tokens_seen += int(mask.sum())
+            else:
+                self.tokens_seen += int(inputs["input_ids"].numel()) - (0 if pad is None else int(pad.sum()))
         if not self.fast_loss or causal_lm(model) is None:
             out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
             loss, outputs = out if return_outputs else (out, None)

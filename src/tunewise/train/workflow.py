@@ -245,8 +245,10 @@ def generation_check(cfg: Config, tokenizer, template, prepared):
     val = [r for r in prepared.val if r.get("label", True) is not False]
     probe = build_probe(val, prepared.train, tokenizer, template, samples=t.generation_check_samples,
                         seed=t.seed, max_new_tokens=t.generation_check_max_new_tokens)
-    return None if probe is None else GenerationCheck(probe, tokenizer, every=t.generation_check_every, budget=t.generation_check_budget,
-                                                      batch_size=cfg.eval.batch_size)
+    if probe is None:
+        return None
+    return GenerationCheck(probe, tokenizer, every=t.generation_check_every, budget=t.generation_check_budget,
+                           batch_size=cfg.eval.batch_size)
 
 
 def _check_before_training(check, model, run: Path, resume: bool, metrics_cb) -> None:
@@ -260,7 +262,8 @@ def _check_before_training(check, model, run: Path, resume: bool, metrics_cb) ->
             return
     _say(f"[tunewise] generation check: {len(check.probe.prompts)} validation prompts, up to "
          f"{check.probe.max_new_tokens} new tokens, before training and at evaluations"
-         + (f" (within {check.budget:.0%} of the training time: train.generation_check_budget)" if check.budget < 1 else ""))
+         + (f" (within {check.budget:.0%} of the training time: train.generation_check_budget)"
+            if check.budget < 1 else ""))
     rates = check.before_training(model)
     if metrics_cb is not None:
         metrics_cb.write_before_training(rates, check.probe.key_terms)
