@@ -98,11 +98,16 @@ DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def is_disk_full(e: BaseException) -> bool:
-    """An OSError for a full disk or quota, or torch's/safetensors' wording of one."""
+    """An OSError for a full disk or quota, or torch's/safetensors' wording of one.
+
+    torch.save reports a short write only as "[enforce fail at inline_container.cc:N] . unexpected pos A vs B"
+    (no errno, no "file write failed" in torch 2.13); a short write of a local file is a full disk or quota.
+    """
     if isinstance(e, OSError) and e.errno in DISK_FULL:
         return True
     text = str(e).lower()
-    return "no space left" in text or "disk quota" in text or "file write failed" in text
+    return ("no space left" in text or "disk quota" in text or "file write failed" in text
+            or ("inline_container" in text and "unexpected pos" in text))
 
 
 def disk_full_error(e: BaseException, where: str | os.PathLike, keeps: str) -> RunError:

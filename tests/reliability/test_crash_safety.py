@@ -266,3 +266,27 @@ def test_a_full_disk_worded_by_a_library_is_still_a_clear_error(tmp_path, demo_j
     assert main(["data", "prepare", str(_config(tmp_path, demo_jsonl, "x"))]) == 2
     err = capsys.readouterr().err
     assert "disk is full" in err and "Traceback" not in err
+
+
+def test_torch_words_a_short_write_as_a_full_disk(tmp_path):
+    """The wording torch itself uses when a checkpoint write comes up short (a full disk in the CI run that found
+    this: "unexpected pos A vs B", nothing else) is recognised. The write is cut short for real by a file-size
+    limit in a child process, so a change of torch's wording fails here."""
+    import subprocess
+    import sys
+
+    from tunewise.fileio import is_disk_full
+
+    child = (
+        "import resource, signal, torch\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+        "try:\n"
+        f"    torch.save({{'w': torch.zeros(100_000)}}, {str(tmp_path / 'o.pt')!r})\n"
+        "except Exception as e:\n"
+        "    print(type(e).__name__ + '|' + str(e))\n")
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300).stdout.strip()
+    kind, _, message = out.partition("|")
+    assert kind == "RuntimeError" and message, out
+    assert is_disk_full(RuntimeError(message)), message
+    assert not is_disk_full(RuntimeError("[enforce fail at inline_container.cc:300] . file not found: archive/data.pkl"))

@@ -148,3 +148,58 @@ def train_or_finish(trainer, ckpt: Path | None, total_steps: int):
         print(f"[tunewise] training had ended at {ckpt.name}: finishing the run from it", file=sys.stderr, flush=True)
         return finish_from_checkpoint(trainer, ckpt)
     return trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+def checkpoint_bytes(model, *, adapter_only: bool, optimizer: str) -> tuple[int, int]:
+    """(one trainer checkpoint, the saved result) in bytes, estimated from the model as it will train: the
+    weights that are saved (an adapter's own, or every distinct tensor of a full model) and the optimiser's
+    state for each trainable parameter (train/optim.py's per-optimiser size)."""
+    from tunewise.train.optim import state_bytes
+
+    seen: set[int] = set()
+    weights = states = 0
+    for p in model.parameters():
+        key = p.data_ptr()
+        if key in seen:  # tied embeddings are saved once
+            continue
+        seen.add(key)
+        size = p.numel() * p.element_size()
+        if p.requires_grad:
+            states += int(p.numel() * state_bytes(optimizer, 4))  # states are kept in fp32 (or 8-bit)
+        if p.requires_grad or not adapter_only:
+            weights += size
+    return weights + states + (1 << 20), weights  # + scheduler, RNG states, trainer_state.json
+
+
+def disk_room(run_dir: Path, model, *, adapter_only: bool, optimizer: str, total_steps: int, save_steps: int,
+              keep: int | None, keeps_best: bool, free: int | None = None) -> str | None:
+    """Checked before training starts, so a run does not end at its first save (or its last) on a full disk.
+
+    Raises RunError when the disk cannot hold even one checkpoint and the result (no run could finish);
+    returns a warning when it cannot hold every checkpoint kept at once (with rotation) plus the result."""
+    from tunewise.errors import RunError
+
+    ckpt, result = checkpoint_bytes(model, adapter_only=adapter_only, optimizer=optimizer)
+    saves = max(1, -(-total_steps // max(save_steps, 1)))       # the last step is always saved
+    held = min(saves, max(keep or saves, 2 if keeps_best else 1) + 1)  # the newest is written before rotation
+    need_min, need_all = ckpt + result, held * ckpt + result
+    if free is None:
+        probe = Path(run_dir)
+        while not probe.exists():
+            probe = probe.parent
+        free = shutil.disk_usage(probe).free
+    if free < need_min:
+        raise RunError(
+            f"not enough free disk for this run: one checkpoint ({_gb(ckpt)}: weights and optimizer state) and the "
+            f"result ({_gb(result)}) need {_gb(need_min)}, and {_gb(free)} is free", where=str(run_dir),
+            fix="free disk space, or point run.root at a larger disk; for full/freeze training, method: lora needs "
+                "a small fraction of this")
+    if free < need_all:
+        return (f"the disk may fill before the run ends: up to {held} checkpoints of {_gb(ckpt)} are kept at once "
+                f"plus the result ({_gb(result)}), {_gb(need_all)} in all, and {_gb(free)} is free; lower "
+                "train.save_total_limit or free disk space")
+    return None
