@@ -62,3 +62,27 @@ def test_the_head_inside_peft_wrappers_is_found(tiny_model_dirs):
     lin = _head_linear(model)
     wrapped = get_peft_model(model, lora_config(MethodConfig(lora_dropout=0.0), [1, 2]))
     assert _head_linear(wrapped) is lin
+
+
+def test_the_head_with_trainable_token_rows_is_found_without_merging_the_vocabulary(tiny_model_dirs, monkeypatch):
+    """method.train_stop_tokens wraps the tied head in peft's TrainableTokensWrapper, whose `.weight` builds the
+    whole merged vocabulary matrix (670 MB for Gemma 3, seconds per generate call). Finding the head must not."""
+    from peft import get_peft_model
+    from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+
+    from tunewise.config.schema import MethodConfig
+    from tunewise.methods.lora import lora_config
+    from tunewise.methods.tokenrows import speed_up
+
+    model = _model(tiny_model_dirs)
+    lin = _head_linear(model)
+    wrapped = get_peft_model(model, lora_config(MethodConfig(lora_dropout=0.0), [1, 2]))
+    speed_up(wrapped)
+
+    def merged(*a, **kw):
+        raise AssertionError("the merged vocabulary matrix was built")
+
+    monkeypatch.setattr(TrainableTokensLayer, "get_merged_weights", merged)
+    assert _head_linear(wrapped) is lin
+    ids = generate_ids(wrapped, [[2, 5, 9, 14]], stop_ids=[1], pad_id=0, max_new_tokens=4, batch_size=1)
+    assert len(ids) == 1
