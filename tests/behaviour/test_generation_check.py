@@ -115,6 +115,39 @@ def test_check_keeps_to_its_share_of_the_training_time(monkeypatch):
     assert fresh == [True, False, False, False, False]
 
 
+def test_over_budget_a_possible_best_carries_only_clean_rates(monkeypatch):
+    """Over the budget, an evaluation that could become the best checkpoint is measured while the latest answers
+    misbehaved (the best-checkpoint choice depends on the rates) and carries them once they were clean."""
+    from tunewise.train import behaviour
+
+    now, stop = [0.0], [0.5]
+
+    def measure(model, probe, decode, batch_size):
+        now[0] += 10.0  # far over any budget
+        return {"gen_stop_rate": stop[0], "_texts": []}
+
+    monkeypatch.setattr(behaviour, "measure", measure)
+    check = behaviour.GenerationCheck(None, None, budget=0.2, clock=lambda: now[0])
+    check.start_clock()
+    fresh = []
+    for i in range(6):
+        now[0] += 1.0
+        if i == 3:
+            stop[0] = 1.0  # the answers start to stop
+        check.at_evaluation(None, candidate=True)
+        fresh.append(check.fresh)
+    # 0-2: rates at 0.5 (a problem): every candidate measured; 3: measured, now clean; 4-5: carried
+    assert fresh == [True, True, True, True, False, False] and check.clean and check.skipped == 2
+    check.at_evaluation(None, candidate=False)
+    assert not check.fresh
+    stop[0] = 0.9
+    check.force_next = True
+    check.at_evaluation(None, candidate=True)
+    assert check.fresh and not check.clean
+    check.at_evaluation(None, candidate=True)
+    assert check.fresh  # misbehaving again: a possible best is measured
+
+
 def test_the_saved_model_is_scored_afresh_when_its_rates_were_carried():
     from types import SimpleNamespace
 
@@ -147,11 +180,16 @@ def test_over_its_budget_the_check_skips_only_evaluations_that_cannot_become_bes
     rows = read_metrics(tmp_path / "runs" / "t")
     evals = [r for r in rows if "val_loss" in r]
     assert len(evals) == 12 and all("gen_stop_rate" in r for r in evals)
-    best, candidates = None, 0
+    best, candidates, expected, latest = None, 0, 0, None
     for r in evals:
-        candidates += best is None or r["val_loss"] < best
+        candidate = best is None or r["val_loss"] < best
+        candidates += candidate
+        # measured: the first, and a candidate unless the latest rates (fresh or carried: the same) were clean
+        expected += latest is None or (candidate and behaviour.guarded_loss(0.0, latest) > 0)
         best = r["guarded_val_loss"] if best is None else min(best, r["guarded_val_loss"])
+        latest = {k: v for k, v in r.items() if k.startswith("gen_")}
     assert candidates < len(evals), [r["val_loss"] for r in evals]  # the run has evaluations that cannot be best
-    assert len(calls) == 1 + candidates  # before training + the candidates; the best one's rates are reused at the end
+    # before training + the measured ones; the saved model is scored again at the end only if its rates were carried
+    assert len(calls) - 1 - expected in (0, 1), (len(calls), expected)
     final = next(r for r in rows if r.get("event") == "final_eval")
     assert "final_gen_stop_rate" in final

@@ -298,9 +298,11 @@ class TrainConfig(Section):
         "(between checks the latest rates are carried forward).")
     generation_check_budget: float = Field(0.2, ge=0, le=1, description="generation_check: the largest share of the "
         "training time the check may take. A check that falls due while the checks so far already took more is skipped "
-        "and the latest rates are carried forward, but only at an evaluation that cannot become the best checkpoint (its "
-        "validation loss is not below the best guarded loss so far), so the best checkpoint and early stopping never "
-        "decide on carried rates; the check before training and the one that scores the saved model always run. "
+        "and the latest rates are carried forward: at an evaluation that cannot become the best checkpoint (its "
+        "validation loss is not below the best guarded loss so far), or at one that could while the latest rates were "
+        "clean (every answer stopped and named the key terms). While answers misbehave, every evaluation that could "
+        "become the best is checked, so the best checkpoint and early stopping never pass over a problem on carried "
+        "rates; the check before training and the one that scores the saved model always run. "
         "Decoding a few answers costs about as much as many training steps (measured on Gemma 3 270M: 46 of 126 s of "
         "an identity run with every check), so a long run past its best point would spend much of its time checking. "
         "1 = every due check runs.")

@@ -129,7 +129,10 @@ class GenerationCheck:
 
     budget: the largest share of the training time (from `start_clock`) the checks at evaluations may take; a due
     check beyond it is skipped and the latest rates carried forward, unless its evaluation is a candidate for the
-    best checkpoint (a decision is never taken on carried rates). `fresh` says whether the last evaluation's
+    best checkpoint and the latest rates showed a problem (answers that do not stop or miss key terms: then the
+    choice of the best checkpoint depends on the rates, and they are measured). A candidate may carry clean rates:
+    its loss is lower than every checkpoint's so far and the answers behaved at the last check; the saved model is
+    scored afresh at the end whenever its rates were carried (workflow.logged_best_eval). `fresh` says whether the last evaluation's
     rates were measured; `force_next` makes the next evaluation measure whatever the schedule says (the final
     score of the saved model)."""
 
@@ -146,6 +149,7 @@ class GenerationCheck:
         self.fresh = False
         self.force_next = False
         self.skipped = 0  # due checks skipped for the budget
+        self.clean = False  # the latest rates carry no penalty: every answer stopped and had the key terms
 
     def start_clock(self) -> None:
         """Training starts: the budget counts from here."""
@@ -171,13 +175,14 @@ class GenerationCheck:
 
     def at_evaluation(self, model, candidate: bool = False, within_budget: bool | None = None) -> dict | None:
         """The rates of this evaluation: measured when due (every `every`-th), unless the checks are over their
-        budget and this evaluation is no `candidate` for the best checkpoint; otherwise the latest, carried.
-        within_budget: the decision taken for all training processes (default: this process's own clock)."""
+        budget and this evaluation is no `candidate` for the best checkpoint or the latest rates were clean;
+        otherwise the latest, carried. within_budget: the decision taken for all training processes (default: this
+        process's own clock)."""
         due = self._evals % self.every == 0
         self._evals += 1
         force, self.force_next = self.force_next, False
         within = self.within_budget() if within_budget is None else within_budget
-        if due and not force and not candidate and self.latest is not None and not within:
+        if due and not force and (not candidate or self.clean) and self.latest is not None and not within:
             self.skipped += 1
             due = False
         self.fresh = force or due or self.latest is None
@@ -186,5 +191,6 @@ class GenerationCheck:
             rates = measure(model, self.probe, self._decode, self.batch_size)
             rates.pop("_texts")
             self.latest = rates
+            self.clean = guarded_loss(0.0, rates) == 0.0
             self.spent += self._clock() - start
         return self.latest

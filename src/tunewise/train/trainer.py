@@ -326,8 +326,9 @@ class TunewiseTrainer(Trainer):
             # The generation check runs once the validation loss is known, so its rates join this evaluation's
             # metrics, where the best-checkpoint choice and early stopping read `eval_guarded_loss`. An evaluation
             # whose loss is below the best guarded loss so far could become the best checkpoint: its rates are
-            # always measured. One that cannot (the penalties only add) may carry the latest rates forward when
-            # the checks have used up their share of the time (train.generation_check_budget).
+            # measured unless the latest ones were clean (no penalty). Any other (the penalties only add) may carry
+            # the latest rates forward when the checks have used up their share of the time
+            # (train.generation_check_budget).
             from tunewise.train.distributed import all_reduce_sum
 
             best = self.state.best_metric
