@@ -193,3 +193,6 @@ def test_over_its_budget_the_check_skips_only_evaluations_that_cannot_become_bes
     assert len(calls) - 1 - expected in (0, 1), (len(calls), expected)
     final = next(r for r in rows if r.get("event") == "final_eval")
     assert "final_gen_stop_rate" in final
+    checks = json.loads((tmp_path / "runs" / "t" / "train_summary.json").read_text())["generation_checks"]
+    assert checks["measured"] == len(calls) - 1 and checks["carried_for_budget"] >= len(evals) - candidates
+    assert checks["seconds"] >= 0

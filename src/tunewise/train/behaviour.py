@@ -149,6 +149,7 @@ class GenerationCheck:
         self.fresh = False
         self.force_next = False
         self.skipped = 0  # due checks skipped for the budget
+        self.measured = 0  # checks at evaluations that ran
         self.clean = False  # the latest rates carry no penalty: every answer stopped and had the key terms
 
     def start_clock(self) -> None:
@@ -192,5 +193,6 @@ class GenerationCheck:
             rates.pop("_texts")
             self.latest = rates
             self.clean = guarded_loss(0.0, rates) == 0.0
+            self.measured += 1
             self.spent += self._clock() - start
         return self.latest

@@ -210,6 +210,9 @@ def save_run(cfg: Config, r: Ready, trainer, result, metrics_cb) -> Path:
             summary["final_val_loss"] = logged["eval_loss"]
             if r.main_proc:
                 metrics_cb.write_final(logged, trainer.state)
+    if check is not None:  # what the generation check cost (train.generation_check_budget), counted in this process
+        summary["generation_checks"] = {"measured": check.measured, "carried_for_budget": check.skipped,
+                                        "seconds": round(check.spent, 1)}
     if not r.main_proc:
         return r.run
     run = r.run
