@@ -150,7 +150,11 @@ class GenerationCheck:
         self.force_next = False
         self.skipped = 0  # due checks skipped for the budget
         self.measured = 0  # checks at evaluations that ran
-        self.clean = False  # the latest rates carry no penalty: every answer stopped and had the key terms
+
+    @property
+    def clean(self) -> bool:
+        """The latest rates carry no penalty: every answer stopped and had the key terms."""
+        return self.latest is not None and guarded_loss(0.0, self.latest) == 0.0
 
     def start_clock(self) -> None:
         """Training starts: the budget counts from here."""
@@ -192,7 +196,6 @@ class GenerationCheck:
             rates = measure(model, self.probe, self._decode, self.batch_size)
             rates.pop("_texts")
             self.latest = rates
-            self.clean = guarded_loss(0.0, rates) == 0.0
             self.measured += 1
             self.spent += self._clock() - start
         return self.latest

@@ -157,7 +157,17 @@ def fit_run(cfg: Config, r: Ready, trainer, plan: dict, metrics_cb):
     --resume)."""
     t = cfg.train
     ckpt = newest_checkpoint(r.run) if r.resume else None
+    # Free disk first, before the generation check and the reference pass take their time; on every process, so
+    # that all stop together on a disk too small (one machine: the same disk) instead of waiting on rank 0.
+    from tunewise.train.checkpoints import disk_room
+
+    a = trainer.args
+    room = disk_room(Path(a.output_dir), trainer.model, adapter_only=r.method.peft, optimizer=t.optimizer,
+                     total_steps=plan["total"], save_steps=int(a.save_steps), keep=a.save_total_limit,
+                     keeps_best=a.load_best_model_at_end)
     if r.main_proc:
+        if room:
+            _say(f"[tunewise] warning: {room}")
         metrics_for_resume(r.run, ckpt, r.resume)  # afresh, or cut back to the checkpoint resumed
     if trainer.generation_check is not None:
         _check_before_training(trainer.generation_check, trainer.model, r.run, ckpt is not None,
@@ -170,15 +180,6 @@ def fit_run(cfg: Config, r: Ready, trainer, plan: dict, metrics_cb):
         trainer.precompute_reference([r.train_ds, r.val_ds])
     elif getattr(trainer, "reference", None) == "adapter_off":
         _say(f"[tunewise] {t.stage}: the reference is the model with the adapter switched off (no second copy)")
-    if r.main_proc:
-        from tunewise.train.checkpoints import disk_room
-
-        a = trainer.args
-        room = disk_room(Path(a.output_dir), trainer.model, adapter_only=r.method.peft, optimizer=t.optimizer,
-                         total_steps=plan["total"], save_steps=int(a.save_steps), keep=a.save_total_limit,
-                         keeps_best=a.load_best_model_at_end)
-        if room:
-            _say(f"[tunewise] warning: {room}")
     epochs = "" if t.max_steps else (f", {plan['epochs']:g} passes" + (f" (auto: at least {t.min_steps} steps)"
                                                                        if plan["auto_epochs"] else ""))
     _say(f"[tunewise] training {plan['total']} steps ({len(r.train_ds)} examples, effective batch "
