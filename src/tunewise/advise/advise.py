@@ -79,11 +79,12 @@ class Advice:
     eff: int = 0                        # the advised effective batch
     speed: list[dict] | None = None     # measured training speed per batch size (advise/measure.measure_speed rows)
 
-    def shape(self, batch: int, seq_cap: int, gc: bool) -> mem.Shape:
+    def shape(self, batch: int, seq_cap: int, gc: bool, facts: ModelFacts | None = None) -> mem.Shape:
+        """facts: another model's (advise/largest.py's sizes), whose checkpoint dtype decides the frozen dtype."""
         t, longest = self.cfg.train, (self.lengths[-1] if self.lengths else self.cfg.data.max_length)
         return mem.Shape(batch=batch, seq=max(1, min(seq_cap, longest)), supervised_share=self.sup_share,
                          gradient_checkpointing=gc, precision=self.precision, weight_dtype=self.wdtype,
-                         frozen_dtype=resolved_frozen(t.frozen_dtype, self.precision), fast_loss=t.fast_loss, loss_chunk_size=t.loss_chunk_size,
+                         frozen_dtype=resolved_frozen(t.frozen_dtype, self.precision, facts or self.model), fast_loss=t.fast_loss, loss_chunk_size=t.loss_chunk_size,
                          eager_attention=self.cfg.model.attn_implementation == "eager", nproc=self.nproc,
                          rows_per_example=2 if t.stage in PAIR_STAGES else 1,
                          strategy=self.cfg.distributed.strategy, optimizer=t.optimizer)
@@ -93,11 +94,12 @@ class Advice:
         self.why[key] = (en, zh)
 
 
-def resolved_frozen(configured: str, precision: str) -> str:
-    """train.frozen_dtype after 'auto' for an adapter method (the estimate narrows only those)."""
+def resolved_frozen(configured: str, precision: str, model: ModelFacts) -> str:
+    """train.frozen_dtype after 'auto' for an adapter method (the estimate narrows only those) on this model's
+    checkpoint."""
     from tunewise.train.precision import frozen_dtype
 
-    return frozen_dtype(configured, precision, adapter=True)
+    return frozen_dtype(configured, precision, adapter=True, stored=model.source_dtype)
 
 
 Recommender = Callable[[Advice], None]
@@ -146,7 +148,7 @@ def recommend(cfg: Config, model: ModelFacts, hw: Hardware, *, lengths: list[int
     if family is not None:
         from tunewise.advise.largest import table
 
-        sizes = table(family, hw, list(budgets or []), lambda f, b: a.shape(b, a.max_len, False), a.mp,
+        sizes = table(family, hw, list(budgets or []), lambda f, b: a.shape(b, a.max_len, False, f), a.mp,
                       a.per_dev_target)
     return {"hardware": {**hw.to_dict(), "nproc": nproc, "precision": precision, "weight_dtype": wdtype},
             "model": model.to_dict(), "data": data, "memory": a.memory, "largest": sizes, "speed": speed,
@@ -231,7 +233,7 @@ def _batch(a: Advice) -> None:
     bf16 frozen base makes that possible; gradient accumulation up to the effective batch."""
     method, t = a.method, a.cfg.train
     b, gc, est = a.plans[method]
-    frozen = resolved_frozen(t.frozen_dtype, a.precision)
+    frozen = resolved_frozen(t.frozen_dtype, a.precision, a.model)
     if gc and FACTS[method].adapter_like and a.wdtype == "float32" and frozen == "float32":
         # A bf16 frozen base costs ~10% of speed on CPUs; recomputing activations ~40%: narrow first.
         narrow = mem.fit_batch(a.model, method, a.mp, replace(a.shape(a.per_dev_target, a.max_len, False), frozen_dtype="bfloat16"),

@@ -36,6 +36,7 @@ class ModelFacts:
     linears: tuple[Linear, ...] = field(default_factory=tuple)
     has_chat_template: bool = False
     source_dtype_bytes: int = 4      # bytes per weight in the checkpoint (drives load-time peak)
+    source_dtype: str = "float32"    # the checkpoint's dtype (models/load.stored_dtype; bfloat16 narrows LoRA's base)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -54,11 +55,16 @@ def model_facts(path, trust_remote_code: bool = False, has_chat_template: bool |
         from tunewise.models.load import load_tokenizer
 
         has_chat_template = bool(load_tokenizer(path, trust_remote_code).chat_template)
-    return facts_from_config(conf, trust_remote_code=trust_remote_code, has_chat_template=has_chat_template)
+    from tunewise.models.load import stored_dtype
+
+    return facts_from_config(conf, trust_remote_code=trust_remote_code, has_chat_template=has_chat_template,
+                             stored=stored_dtype(path))
 
 
-def facts_from_config(conf, *, trust_remote_code: bool = False, has_chat_template: bool = False) -> ModelFacts:
-    """ModelFacts of a transformers config (a meta-device model: no weights are made)."""
+def facts_from_config(conf, *, trust_remote_code: bool = False, has_chat_template: bool = False,
+                      stored: str | None = None) -> ModelFacts:
+    """ModelFacts of a transformers config (a meta-device model: no weights are made). stored: the checkpoint's
+    dtype as its files hold it, where known (else the config's)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -75,7 +81,8 @@ def facts_from_config(conf, *, trust_remote_code: bool = False, has_chat_templat
             linears.append(Linear(name.rsplit(".", 1)[-1], int(m.group(1)) if m else None, mod.in_features, mod.out_features))
     heads = getattr(text, "num_attention_heads", 1)
     hidden = text.hidden_size
-    src_dtype = str(getattr(conf, "dtype", None) or getattr(conf, "torch_dtype", None) or "float32")
+    src_dtype = stored or str(getattr(conf, "dtype", None) or getattr(conf, "torch_dtype", None) or "float32")
+    src_dtype = src_dtype.removeprefix("torch.")
     return ModelFacts(
         model_type=conf.model_type, layers=text.num_hidden_layers, hidden=hidden,
         intermediate=getattr(text, "intermediate_size", 4 * hidden), heads=heads,
@@ -84,6 +91,7 @@ def facts_from_config(conf, *, trust_remote_code: bool = False, has_chat_templat
         params=sum(p.numel() for p in model.parameters()), embedding_params=n_emb, tied_embeddings=tied,
         context_length=getattr(text, "max_position_embeddings", None), linears=tuple(linears),
         has_chat_template=has_chat_template, source_dtype_bytes=2 if ("16" in src_dtype) else 4,
+        source_dtype=src_dtype if src_dtype in ("bfloat16", "float16", "float32") else "float32",
     )
 
 

@@ -23,13 +23,14 @@ from typing import Callable
 from tunewise.compat import checks as c
 from tunewise.compat.native import (
     madvise_dontneed,
+    malloc_mmap_threshold,
     malloc_trim,
     omp_parallel,
     openmp_runtime,
 )
 
 __all__ = ["INTERVENTIONS", "NOTES", "BY_NAME", "Intervention", "Note", "covers", "installed",
-           "madvise_dontneed", "malloc_trim", "omp_parallel", "openmp_runtime"]
+           "madvise_dontneed", "malloc_mmap_threshold", "malloc_trim", "omp_parallel", "openmp_runtime"]
 
 
 @dataclass(frozen=True)
@@ -110,9 +111,12 @@ INTERVENTIONS: tuple[Intervention, ...] = (
     _i("narrow.class-switch", "torch", ["tunewise.train.narrow:narrow_frozen", "tunewise.train.narrow:NarrowEmbedding.forward"],
        "Frozen Linear/Embedding modules are switched to subclasses that keep the weight in bfloat16 and widen it for "
        "each matmul, keeping their parameters, hooks and peft wrappers.", c.class_switch),
-    _i("torch.module-private-dicts", "torch", ["tunewise.train.narrow:narrow_frozen", "tunewise.train.trainer:_fusable"],
+    _i("torch.module-private-dicts", "torch", ["tunewise.train.narrow:narrow_frozen", "tunewise.train.trainer:_fusable",
+                                                "tunewise.train.narrow:widen_all_but_matrices",
+                                                "tunewise.train.narrow:widen_the_rest"],
        "A module's own weight (not a wrapper's alias) and whether it has forward hooks are read from "
-       "nn.Module._parameters, _forward_hooks and _forward_pre_hooks.", c.module_dicts),
+       "nn.Module._parameters, _forward_hooks and _forward_pre_hooks; after a narrow load its own parameters and "
+       "buffers are widened in place through _parameters and _buffers.", c.module_dicts),
     _i("torch.tensor-version", "torch", ["tunewise.train.trainer:low_copy"],
        "The fused loss's bf16 copy of a frozen head is remade when the weight changes in place; a tensor's _version "
        "(autograd's in-place counter) says whether it has.", c.tensor_version),
@@ -126,6 +130,11 @@ INTERVENTIONS: tuple[Intervention, ...] = (
     _i("glibc.malloc_trim", "glibc", ["tunewise.compat.native:malloc_trim", "tunewise.train.trainer:release_memory"],
        "Freed heap pages are handed back to the OS after training so they leave the process's resident memory.",
        c.libc_malloc_trim),
+    _i("glibc.mallopt", "glibc", ["tunewise.compat.native:malloc_mmap_threshold",
+                                  "tunewise.train.assemble:ready_for_training"],
+       "With gradient checkpointing on a CPU, tensors of 1 MiB and more get their own mappings, returned when freed: "
+       "glibc's self-raising threshold otherwise kept ~3.8 GB of freed activations resident at Qwen2.5-1.5B.",
+       c.libc_mallopt),
     _i("glibc.madvise", "glibc", ["tunewise.compat.native:madvise_dontneed", "tunewise.train.narrow:_drop_file_pages"],
        "Pages of a memory-mapped checkpoint already narrowed are dropped, so the file never becomes resident all at "
        "once.", c.libc_madvise),

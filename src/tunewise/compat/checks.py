@@ -205,6 +205,12 @@ def module_dicts():
     lin.register_forward_pre_hook(lambda *a: None)
     if not (lin._forward_hooks and lin._forward_pre_hooks):
         return "forward hooks are no longer kept in nn.Module._forward_hooks / _forward_pre_hooks"
+    import torch
+
+    lin.register_buffer("scale", torch.ones(1))
+    lin._buffers["scale"] = torch.zeros(1)  # replaced in place, as widen_all_but_matrices does
+    if float(lin.get_buffer("scale")) != 0.0:
+        return "nn.Module._buffers no longer holds the module's buffers"
     return None
 
 
@@ -237,6 +243,18 @@ def openmp_region():
 @_guarded
 def libc_malloc_trim():
     return None if malloc_trim() else f"malloc_trim does not resolve in {LIBC}"
+
+
+@_guarded
+def libc_mallopt():
+    # In a child process: the setting is process-wide and would stay in this one.
+    import subprocess
+    import sys
+
+    code = ("import sys; from tunewise.compat.native import malloc_mmap_threshold as t; "
+            "sys.exit(0 if t(1 << 20) else 3)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    return None if r.returncode == 0 else f"mallopt(M_MMAP_THRESHOLD) is refused or missing in {LIBC}: {r.stderr[-200:]}"
 
 
 @_guarded

@@ -21,6 +21,20 @@ def malloc_trim() -> bool:
     return True
 
 
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
+
+
+def malloc_mmap_threshold(nbytes: int) -> bool:
+    """glibc's mallopt(M_MMAP_THRESHOLD, nbytes): allocations of at least `nbytes` get their own mapping, returned
+    to the OS the moment they are freed; setting it also stops glibc from raising the threshold by itself (it
+    does so after each large free, up to 32 MiB, after which freed tensors stay in the heap). False where there is
+    no glibc or the call is refused."""
+    try:
+        return bool(ctypes.CDLL(LIBC).mallopt(ctypes.c_int(M_MMAP_THRESHOLD), ctypes.c_int(nbytes)))
+    except (OSError, AttributeError):
+        return False
+
+
 def madvise_dontneed(start: int, length: int) -> bool:
     """madvise(start, length, MADV_DONTNEED): drop those pages from the resident set; False where that fails."""
     try:

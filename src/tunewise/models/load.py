@@ -105,6 +105,38 @@ def torch_dtype(name: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
+_SAFETENSORS_FLOATS = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64"}
+
+
+def stored_dtype(path: Path) -> str | None:
+    """The dtype the checkpoint in `path` stores most of its floating-point weight bytes in ("bfloat16", "float16",
+    "float32"), read from the safetensors headers only (no weights are read); None when there is no safetensors
+    checkpoint or a header cannot be read (the caller then assumes nothing)."""
+    import json
+    import struct
+
+    path = Path(path)
+    index = path / "model.safetensors.index.json"
+    try:
+        if index.exists():
+            files = sorted({path / f for f in json.loads(index.read_text())["weight_map"].values()})
+        else:
+            files = [path / "model.safetensors"]
+        by_dtype: dict[str, int] = {}
+        for f in files:
+            with open(f, "rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(n))
+            for name, t in header.items():
+                if name == "__metadata__" or t.get("dtype") not in _SAFETENSORS_FLOATS:
+                    continue
+                a, b = t["data_offsets"]
+                by_dtype[t["dtype"]] = by_dtype.get(t["dtype"], 0) + (b - a)
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return None
+    return _SAFETENSORS_FLOATS[max(by_dtype, key=by_dtype.get)] if by_dtype else None
+
+
 def load_model(path: Path, *, dtype: str = "auto", trust_remote_code: bool = False, attn: str = "sdpa", **kwargs):
     from transformers import AutoModelForCausalLM
 

@@ -194,13 +194,17 @@ def narrow_frozen(model: nn.Module, dtype: str = "bfloat16") -> int:
             blocked.add(id(w))
     saved, maps = 0, _file_mappings()
     for key, (w, mods) in holders.items():
-        if key in blocked or w.element_size() <= narrow.itemsize:  # already this narrow (or narrower)
+        if key in blocked or (w.element_size() <= narrow.itemsize and w.dtype != narrow):  # narrower still
             continue
-        old = w.data
-        w.data = _narrowed(old, narrow, maps)
-        saved += old.numel() * (old.element_size() - w.element_size())
-        wide = old.dtype
-        del old
+        if w.dtype == narrow:  # loaded narrow as the checkpoint stores it (train/assemble.loads_narrow)
+            wide = torch.float32
+            saved += w.numel() * (wide.itemsize - w.element_size())
+        else:
+            old = w.data
+            w.data = _narrowed(old, narrow, maps)
+            saved += old.numel() * (old.element_size() - w.element_size())
+            wide = old.dtype
+            del old
         for m in mods:
             if isinstance(m, nn.Embedding):
                 m.__class__ = NarrowEmbedding
@@ -208,3 +212,53 @@ def narrow_frozen(model: nn.Module, dtype: str = "bfloat16") -> int:
             else:
                 m.__class__ = NarrowLinear
     return saved
+
+
+def widen_all_but_matrices(model: nn.Module) -> None:
+    """Right after a narrow load (train/assemble.loads_narrow): every floating tensor made float32 except the weights
+    of Linear and Embedding modules, which narrow_frozen takes as they are. Buffers the model computes as it is built
+    (Gemma's embedding scale, rotary frequencies) are taken from a float32 build of the same config with no weights,
+    since a narrow build rounds them; norms and biases are widened exactly. The result is the float32 model with only
+    those matrices narrow."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights(include_buffers=False):
+        ref = AutoModelForCausalLM.from_config(model.config, dtype=torch.float32)
+    wide = dict(ref.named_buffers())
+    del ref
+    for name, buf in list(model.named_buffers()):
+        if buf.is_floating_point() and buf.dtype != torch.float32:
+            owner, _, leaf = name.rpartition(".")
+            mod = model.get_submodule(owner) if owner else model
+            src = wide.get(name)
+            mod._buffers[leaf] = src.clone() if src is not None and src.shape == buf.shape else buf.float()
+    for m in model.modules():
+        for leaf, p in m._parameters.items():
+            if p is None or not p.is_floating_point() or p.dtype == torch.float32:
+                continue
+            if leaf == "weight" and (isinstance(m, nn.Linear) or _embedding_ok(m)):
+                continue
+            p.data = p.data.float()
+    if getattr(model.config, "dtype", None) is not None:
+        model.config.dtype = torch.float32
+    model.tunewise_loaded_narrow = True  # ready_for_training widens what the method added narrow (widen_the_rest)
+
+
+def widen_the_rest(model: nn.Module) -> int:
+    """float32 for every floating parameter and buffer left narrower by a narrow load that no Narrow module holds as
+    its frozen weight (peft's trainable copies of such modules, weights narrow_frozen could not narrow). Returns how
+    many were widened; 0 after a float32 load."""
+    held = {id(m.weight) for m in model.modules() if isinstance(m, (NarrowLinear, NarrowEmbedding))}
+    n = 0
+    for m in model.modules():
+        for store in (m._parameters, m._buffers):
+            for leaf, t in store.items():
+                if t is None or not t.is_floating_point() or t.dtype in (torch.float32, torch.float64) or id(t) in held:
+                    continue
+                if isinstance(t, nn.Parameter):
+                    t.data = t.data.float()
+                else:
+                    store[leaf] = t.float()
+                n += 1
+    return n

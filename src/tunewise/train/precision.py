@@ -103,12 +103,14 @@ def resolve(precision: str, model=None, *, shape: tuple[int, int] | None = None,
     return PrecisionChoice("fp32", f"auto: bf16 is only {x:.1f}x as fast as fp32 on this CPU (needs {MIN_SPEEDUP:g}x)")
 
 
-def frozen_dtype(configured: str, precision: str, adapter: bool) -> str:
+def frozen_dtype(configured: str, precision: str, adapter: bool, stored: str | None = None) -> str:
     """train.frozen_dtype after 'auto': bfloat16 for an adapter method (its frozen base is left out of the result)
-    trained in bf16 mixed precision, whose matmuls round the frozen weights to bf16 anyway; else float32."""
+    trained in bf16 mixed precision, whose matmuls round the frozen weights to bf16 anyway, or whose checkpoint
+    stores its weights in bfloat16 (`stored`, models/load.stored_dtype: kept as stored, nothing is rounded and
+    fp32 arithmetic sees exactly the values it would after a float32 load); else float32."""
     if configured != "auto":
         return configured
-    return "bfloat16" if adapter and precision == "bf16" else "float32"
+    return "bfloat16" if adapter and (precision == "bf16" or stored == "bfloat16") else "float32"
 
 
 def flags(choice: PrecisionChoice) -> dict:
