@@ -39,7 +39,9 @@ SHAPES = {
 QUICK_SHAPES = {"tiny-qwen2-shape": dict(model_type="qwen2", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                          num_attention_heads=4, num_key_value_heads=2, vocab_size=4096,
                                          tie_word_embeddings=True)}
-PEERS = ["tunewise", "trl_default", "plain", "tunewise_bf16base"]  # the last: train.frozen_dtype=bfloat16, on request
+# On request: tunewise_bf16base (train.frozen_dtype=bfloat16, for a float32 checkpoint), tunewise_gc (gradient
+# checkpointing on, as TRL's default has it)
+PEERS = ["tunewise", "trl_default", "plain", "tunewise_bf16base", "tunewise_gc"]
 DEFAULT_PEERS = PEERS[:3]
 METHODS = ["lora", "full", "qlora"]
 # The sweep's tokenizer: a real BPE (SmolLM2's, 49,152 tokens, ChatML) so texts have realistic token counts; it
@@ -51,9 +53,10 @@ SETTINGS = dict(batch_size=4, max_length=256, warmup_steps=1, measured_steps=3, 
 
 # ---------------------------------------------------------------- the models and the data
 
-def build_model(name: str, shape: dict, tokenizer_from: str, cache: Path) -> Path:
-    """The model folder for `shape`: random weights (seed 0), fp32 safetensors, with the sweep's tokenizer."""
-    out = cache / name
+def build_model(name: str, shape: dict, tokenizer_from: str, cache: Path, dtype: str = "bfloat16") -> Path:
+    """The model folder for `shape`: random weights (seed 0) saved as `dtype` safetensors (bfloat16: as these
+    families publish their checkpoints), with the sweep's tokenizer."""
+    out = cache / (name if dtype == "float32" else f"{name}-{dtype}")
     if (out / "model.safetensors").exists() or (out / "model.safetensors.index.json").exists():
         return out
     import torch
@@ -67,7 +70,7 @@ def build_model(name: str, shape: dict, tokenizer_from: str, cache: Path) -> Pat
     conf = AutoConfig.for_model(s.pop("model_type"), **s, max_position_embeddings=4096, bos_token_id=tok.bos_token_id,
                                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(conf, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(conf, dtype=torch.float32).to(getattr(torch, dtype))
     with atomic_path(out, is_dir=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
@@ -123,6 +126,8 @@ def tunewise_config(cell: Path, model: Path, method: str, data: dict, threads: i
                      "save_steps": 100000, "logging_steps": 100000}}
     if peer == "tunewise_bf16base":  # tunewise's low-memory setting: frozen base weights in bf16, fp32 arithmetic
         cfg["train"]["frozen_dtype"] = "bfloat16"
+    if peer == "tunewise_gc":
+        cfg["train"]["gradient_checkpointing"] = True
     path = cell / f"{peer}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -258,7 +263,8 @@ def params_of(model_dir: Path) -> int:
 
 
 def sweep(sizes: dict, methods: list[str], peers: list[str], tokenizer_from: str, cache: Path, results: Path,
-          cell_timeout: float, deadline: float | None, budget: float, threads: int) -> list[dict]:
+          cell_timeout: float, deadline: float | None, budget: float, threads: int,
+          checkpoint: str = "bfloat16") -> list[dict]:
     from bench.memory import predict
 
     work = Path(tempfile.mkdtemp(prefix="tw-sweep-"))
@@ -269,13 +275,13 @@ def sweep(sizes: dict, methods: list[str], peers: list[str], tokenizer_from: str
         qlora_note = None if rc == 0 else f"qlora: not available on CPU here ({(err or out).strip().splitlines()[-1][:200]})"
     for size, shape in sizes.items():
         left = (deadline - time.time()) if deadline else 1e9
-        rc, out, err = _child(["build", size, json.dumps(shape), tokenizer_from, str(cache)], min(1800, left))
+        rc, out, err = _child(["build", size, json.dumps(shape), tokenizer_from, str(cache), checkpoint], min(1800, left))
         if rc != 0:
             for method in methods:
                 for peer in peers:
                     rows = put(rows, {"size": size, "method": method, "peer": peer, "skipped": f"model build failed: {err[-300:]}"})
             continue
-        model = cache / size
+        model = Path(out.strip().splitlines()[-1])
         n_params = params_of(model)
         data_dir = work / size
         data_dir.mkdir()
@@ -284,7 +290,7 @@ def sweep(sizes: dict, methods: list[str], peers: list[str], tokenizer_from: str
         for method in methods:
             cell = data_dir / method
             cell.mkdir()
-            base = {"size": size, "method": method, "params": n_params, "shape": shape}
+            base = {"size": size, "method": method, "params": n_params, "shape": shape, "checkpoint": checkpoint}
             configs, estimates = {}, {}
             for variant in ["tunewise"] + [p for p in peers if p.startswith("tunewise_")]:
                 configs[variant] = tunewise_config(cell, model, method, data, threads, variant)
@@ -335,7 +341,12 @@ def machine() -> str:
     import trl
 
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GiB
-    return (f"{platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, no GPU; Python {platform.python_version()}, "
+    cpu = ""
+    try:
+        cpu = next(x.split(":", 1)[1].strip() for x in open("/proc/cpuinfo") if x.startswith("model name")) + ", "
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}{platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, no GPU; Python {platform.python_version()}, "
             f"torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}")
 
 
@@ -361,6 +372,8 @@ def main(argv=None) -> int:
     ap.add_argument("--deadline", default=None, help="HH:MM (UTC): start no cell that could not end by then")
     ap.add_argument("--budget-gib", type=float, default=20.0,
                     help="skip cells whose advise estimate exceeds this (or 85%% of the memory available now)")
+    ap.add_argument("--checkpoint-dtype", default="bfloat16", choices=["bfloat16", "float32"],
+                    help="the dtype the random models are saved in (default bfloat16: as the families publish them)")
     ap.add_argument("--cache", default=None, help="model folder cache (default: <tmp>/tw-sweep-models)")
     ap.add_argument("--results", default=None, help="raw rows, merged across runs (default bench/sweep.json; --quick: temp)")
     ap.add_argument("--out", default=None, help="the markdown (default bench/SWEEP.md; --quick: next to --results)")
@@ -389,7 +402,7 @@ def main(argv=None) -> int:
         deadline = time.time() + ((hh * 60 + mm) - (now.tm_hour * 60 + now.tm_min)) * 60 - now.tm_sec
     budget = min(a.budget_gib * GiB, 0.85 * psutil.virtual_memory().available)
     rows = load_rows(results) if a.report_only else sweep(sizes, methods, peers, QUICK_TOKENIZER if a.quick else TOKENIZER, cache, results, a.cell_timeout,
-                 deadline, budget, threads=os.cpu_count() or 1)
+                 deadline, budget, threads=os.cpu_count() or 1, checkpoint=a.checkpoint_dtype)
     md = write_report(rows, out, HERE / "sweep.png" if not a.quick else out.with_name("sweep.png"))
     print(md)
     print(f"[sweep] wrote {out} and {results}", file=sys.stderr)
@@ -400,7 +413,7 @@ if __name__ == "__main__":  # the sweep's child processes: build SIZE SHAPE_JSON
     sys.path.insert(0, str(HERE.parent / "src"))
     cmd = sys.argv[1]
     if cmd == "build":
-        print(build_model(sys.argv[2], json.loads(sys.argv[3]), sys.argv[4], Path(sys.argv[5])))
+        print(build_model(sys.argv[2], json.loads(sys.argv[3]), sys.argv[4], Path(sys.argv[5]), *sys.argv[6:7]))
     elif cmd == "cell":
         cell_main(sys.argv[2], Path(sys.argv[3]))
     elif cmd == "probe-qlora":

@@ -8,8 +8,23 @@ MB = 1024 ** 2
 # The targets, at the 1.5B shape with LoRA, against TRL with its defaults; and the estimator's tolerance.
 TARGET_SIZE, TARGET_METHOD = "qwen2.5-1.5b", "lora"
 MEMORY_RATIO, SPEED_RATIO, LOSS_GAP, ESTIMATE_TOL = 0.5, 3.0, 0.02, 0.15
-PEER_ORDER = ["tunewise", "tunewise_bf16base", "trl_default", "plain"]
+PEER_ORDER = ["tunewise", "tunewise_bf16base", "tunewise_gc", "trl_default", "plain"]
 METHOD_ORDER = ["lora", "qlora", "full"]
+
+
+NOTES = [
+    "### Notes on the qwen2.5-1.5b LoRA rows (machine B, bf16 checkpoints)", "",
+    "- The checkpoints are now saved in bfloat16, as the families publish them. tunewise's LoRA then keeps the base "
+    "as stored (`train.frozen_dtype: auto`; exact, the values are the stored ones) and loads it without a float32 "
+    "copy. TRL with its defaults loads float32 (its documented default dtype): loading alone peaks at ~9.2 GB there.",
+    "- tunewise_gc is `train.gradient_checkpointing: true`, which TRL's defaults also have. With it, on a CPU, tensors "
+    "of 1 MiB and more are handed back to the system as soon as they are freed (glibc's mallopt): before that change "
+    "the same cell peaked at 8,114 MB and ran at 10.1 tokens/s; after it, 4,248 MB at 6.2 tokens/s (about 1.5 of its "
+    "8 minutes overlapped a short test run, so its speed is understated by up to ~20%).",
+    "- TRL's cell was stopped by hand after 2,364 s, before its 4 steps ended (the session's time ran out), so its "
+    "peak is a floor and its speed a ceiling. The plain Trainer and tunewise_bf16base were not re-run on bf16 "
+    "checkpoints; their float32-checkpoint rows at this size were removed with the others.", "",
+]
 
 
 def _measured(r: dict) -> bool:
@@ -27,13 +42,24 @@ def _find(rows, size, method, peer):
     return next((r for r in rows if (r["size"], r["method"], r["peer"]) == (size, method, peer) and _measured(r)), None)
 
 
+def _machines(rows: list[dict]) -> dict[str, str]:
+    """Each distinct machine the rows were measured on -> a short tag (A, B, ...), in order of first appearance."""
+    out: dict[str, str] = {}
+    for r in ordered(rows):
+        if r.get("machine") and r["machine"] not in out:
+            out[r["machine"]] = chr(ord("A") + len(out))
+    return out
+
+
 def table(rows: list[dict]) -> list[str]:
-    lines = ["| size | params | method | peer | tokens/s | peak RSS (MB) | val loss | advise estimate (MB) | estimate ÷ measured "
+    lines = ["| size | params | checkpoint | method | peer | tokens/s | peak RSS (MB) | val loss | advise estimate (MB) | estimate ÷ measured "
              "| tunewise speed-up vs this peer | tunewise memory ratio vs this peer | note |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    machines = _machines(rows)
     for r in ordered(rows):
         est = r.get("estimate_bytes")
-        head = f"| {r['size']} | {r.get('params', 0) / 1e9:.2f}B | {r['method']} | {r['peer']} |"
+        head = (f"| {r['size']} | {r.get('params', 0) / 1e9:.2f}B | {r.get('checkpoint', 'float32')} | {r['method']} "
+                f"| {r['peer']} |")
         est_mb = f"{est / MB:.0f}" if est else (r.get("estimate_error", "-")[:60] or "-")
         if not _measured(r):
             why = r.get("skipped") or f"failed: {r.get('failed', '')[-200:]!r}"
@@ -44,7 +70,8 @@ def table(rows: list[dict]) -> list[str]:
         speed = f"{tw['tokens_per_s'] / r['tokens_per_s']:.2f}x" if tw else "-"
         mem = f"{tw['peak_rss_mb'] / r['peak_rss_mb']:.2f}" if tw else "-"
         lines.append(f"{head} {r['tokens_per_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['val_loss']:.4f} | {est_mb} | {ratio} | "
-                     f"{speed} | {mem} | {r['measured_tokens']} tokens in {r['measured_steps']} timed steps, {r['measured_s']:.1f} s |")
+                     f"{speed} | {mem} | {r['measured_tokens']} tokens in {r['measured_steps']} timed steps, {r['measured_s']:.1f} s"
+                     f"{'; machine ' + machines[r['machine']] if len(machines) > 1 and r.get('machine') else ''} |")
     return lines
 
 
@@ -59,12 +86,33 @@ def verdicts(rows: list[dict]) -> list[str]:
                 f"- tokens/s {speed:.2f}x TRL defaults' (target >= {SPEED_RATIO}x): {'met' if speed >= SPEED_RATIO else 'NOT met'}",
                 f"- validation loss {tw['val_loss']:.4f} against {trl['val_loss']:.4f}, {100 * gap:.2f}% apart "
                 f"(target within {100 * LOSS_GAP:.0f}%): {'met' if gap <= LOSS_GAP else 'NOT met'}"]
+    elif tw and (part := next((r for r in rows if (r["size"], r["method"], r["peer"]) == (TARGET_SIZE, TARGET_METHOD,
+                                                                                        "trl_default")
+                              and r.get("peak_rss_mb_at_least")), None)):
+        # TRL's cell stopped before its steps ended: its peak so far is a floor, its speed a ceiling
+        mem = tw["peak_rss_mb"] / part["peak_rss_mb_at_least"]
+        speed = tw["tokens_per_s"] / part["tokens_per_s_below"]
+        out += [f"- TRL's cell did not finish (see the table): its peak so far, {part['peak_rss_mb_at_least']:,.0f} MB, "
+                f"is a floor and its speed, under {part['tokens_per_s_below']} tokens/s, a ceiling",
+                f"- peak RSS at most {mem:.2f}x TRL defaults' (target <= {MEMORY_RATIO}x): "
+                f"{'met' if mem <= MEMORY_RATIO else 'NOT met'}",
+                f"- tokens/s more than {speed:.1f}x TRL defaults' (target >= {SPEED_RATIO}x): "
+                f"{'met' if speed >= SPEED_RATIO else 'NOT met'}",
+                "- validation loss: not compared (TRL's cell did not finish)"]
     else:
         out.append("- not measured in this sweep (a cell was skipped or failed: see the table)")
-    if (low := _find(rows, TARGET_SIZE, TARGET_METHOD, "tunewise_bf16base")) and trl:
-        out.append(f"- with train.frozen_dtype=bfloat16 (tunewise_bf16base): peak RSS {low['peak_rss_mb'] / trl['peak_rss_mb']:.2f}x, "
-                   f"tokens/s {low['tokens_per_s'] / trl['tokens_per_s']:.2f}x, validation loss "
-                   f"{100 * abs(low['val_loss'] - trl['val_loss']) / trl['val_loss']:.2f}% apart")
+    trl_floor = trl or next((dict(r, peak_rss_mb=r["peak_rss_mb_at_least"], tokens_per_s=r["tokens_per_s_below"])
+                             for r in rows if (r["size"], r["method"], r["peer"]) == (TARGET_SIZE, TARGET_METHOD,
+                                                                                     "trl_default")
+                             and r.get("peak_rss_mb_at_least")), None)
+    for peer, what in (("tunewise_bf16base", "train.frozen_dtype=bfloat16"), ("tunewise_gc", "train.gradient_checkpointing=true")):
+        if (low := _find(rows, TARGET_SIZE, TARGET_METHOD, peer)) and trl_floor and not trl:
+            out.append(f"- with {what} ({peer}): peak RSS at most {low['peak_rss_mb'] / trl_floor['peak_rss_mb']:.2f}x, "
+                       f"tokens/s more than {low['tokens_per_s'] / trl_floor['tokens_per_s']:.1f}x TRL defaults'")
+        elif low and trl:
+            out.append(f"- with {what} ({peer}): peak RSS {low['peak_rss_mb'] / trl['peak_rss_mb']:.2f}x, "
+                       f"tokens/s {low['tokens_per_s'] / trl['tokens_per_s']:.2f}x, validation loss "
+                       f"{100 * abs(low['val_loss'] - trl['val_loss']) / trl['val_loss']:.2f}% apart")
     out += ["", f"### advise's peak-memory estimate within ±{100 * ESTIMATE_TOL:.0f}% of tunewise's measured peak", ""]
     checked = [r for r in ordered(rows) if r["peer"].startswith("tunewise") and _measured(r) and r.get("estimate_bytes")]
     bad = [r for r in checked if abs(r["estimate_bytes"] / (r["peak_rss_mb"] * MB) - 1) > ESTIMATE_TOL]
@@ -83,7 +131,7 @@ def plot(rows: list[dict], png: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    colour = dict(zip(PEER_ORDER, ["tab:blue", "tab:cyan", "tab:green", "tab:red"]))  # a colour per peer, a line per method
+    colour = dict(zip(PEER_ORDER, ["tab:blue", "tab:cyan", "tab:purple", "tab:green", "tab:red"]))  # a colour per peer, a line per method
     for method in METHOD_ORDER:
         for peer in PEER_ORDER:
             pts = sorted((r["params"] / 1e9, r["tokens_per_s"], r["peak_rss_mb"] / 1024) for r in rows
@@ -113,14 +161,17 @@ def write_report(rows: list[dict], out: Path, png: Path) -> str:
     from bench.sweep import SETTINGS
 
     s = SETTINGS
-    machine = next((r["machine"] for r in rows if r.get("machine")), "-")
+    machines = _machines(rows)
     lengths = next((r["data_lengths"] for r in rows if r.get("data_lengths")), [])
     tok = next((r["tokenizer"] for r in rows if r.get("tokenizer")), "-")
     plot(rows, png)
     md = ["# Model-size sweep: tokens/s and peak memory against model size", "",
           "`python -m bench --sweep` (bench/sweep.py). Models have the exact shapes of the named families (from their "
-          "published config.json, vocabulary included) with random weights, fp32 on CPU.", "",
-          f"- machine: {machine}",
+          "published config.json, vocabulary included) with random weights, saved in the dtype of the checkpoint column "
+          "(bfloat16 as the families publish them; the float32 rows come from earlier runs), trained on CPU.", "",
+          *([f"- machine: {next(iter(machines), '-')}"] if len(machines) <= 1 else
+            ["- machines (the note column names each row's; compare speeds within one machine only):",
+             *[f"  - {tag}: {m}" for m, tag in machines.items()]]),
           f"- each cell: its own process; {s['warmup_steps']} warm-up step then {s['measured_steps']} timed optimizer steps, "
           f"batch {s['batch_size']} x max_length {s['max_length']}, lr {s['lr']}, seed {s['seed']}; LoRA r={s['lora_r']} "
           f"alpha={s['lora_alpha']} on all linear layers; qlora = the same LoRA on a 4-bit NF4 double-quantised base",
@@ -131,7 +182,8 @@ def write_report(rows: list[dict], out: Path, png: Path) -> str:
           "- tokens/s: real tokens of the timed steps (padding not counted) ÷ their wall time; peak RSS: VmHWM as "
           "training ends (loading + training, before validation); advise estimate: `tunewise advise` for the tunewise "
           "cell's own config, compared with tunewise's measured peak", "",
-          *table(rows), "", *verdicts(rows), "", "![tokens/s and peak memory against model size](sweep.png)", ""]
+          *table(rows), "", *verdicts(rows), "", "![tokens/s and peak memory against model size](sweep.png)", "",
+          *NOTES]
     text = "\n".join(md)
     out.write_text(text, encoding="utf-8")
     return text
