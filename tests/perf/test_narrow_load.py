@@ -196,3 +196,15 @@ def test_checkpointing_runs_return_freed_memory_and_others_do_not(tmp_path, tiny
     for gc in (False, True):
         load_prepared(load_config(None, base=tiny_config(tmp_path, demo_jsonl, train={"gradient_checkpointing": gc})))
         assert calls == ([MMAP_THRESHOLD] if gc else [])
+
+
+@pytest.mark.parametrize("method", ["qlora", "prefix", "prompt", "adapter"])
+def test_every_adapter_method_trains_on_a_bf16_checkpoint(method, tmp_path, tiny_model_dirs, demo_jsonl):
+    """The other adapter methods load float32 and narrow afterwards (train.frozen_dtype: auto on a bf16 checkpoint)."""
+    from conftest import run_cli, tiny_config, write_config
+
+    bf = _bf16_copy(tiny_model_dirs["tiny-llama"], tmp_path / "bf")
+    cfg = tiny_config(tmp_path, demo_jsonl, model=str(bf), method={"name": method}, train={"max_steps": 3, "eval_steps": 3})
+    code, out, err = run_cli("train", str(write_config(tmp_path / "c.yaml", cfg)))
+    assert code == 0, err[-2000:]
+    assert "frozen weights kept in bfloat16 (auto: the checkpoint stores them in bfloat16" in out + err
