@@ -208,3 +208,28 @@ def test_every_adapter_method_trains_on_a_bf16_checkpoint(method, tmp_path, tiny
     code, out, err = run_cli("train", str(write_config(tmp_path / "c.yaml", cfg)))
     assert code == 0, err[-2000:]
     assert "frozen weights kept in bfloat16 (auto: the checkpoint stores them in bfloat16" in out + err
+
+
+def test_a_model_that_cannot_be_rebuilt_still_loads_narrow_with_its_buffers_widened(tmp_path, tiny_model_dirs,
+                                                                                      demo_jsonl, monkeypatch, capsys):
+    from conftest import tiny_config
+    from transformers import AutoModelForCausalLM
+
+    from tunewise.config import load_config
+    from tunewise.models.load import resolve_model
+    from tunewise.train.assemble import load_for_training, loads_narrow
+
+    bf = _bf16_copy(tiny_model_dirs["tiny-gemma3"], tmp_path / "bf", 80)
+    resolved = resolve_model(str(bf))
+    remote = tiny_config(tmp_path, demo_jsonl, model=str(bf))
+    remote["model"]["trust_remote_code"] = True
+    assert not loads_narrow(load_config(None, base=remote), resolved)  # its buffers would run remote code again
+
+    def refuse(*a, **k):
+        raise ValueError("no such architecture")
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_config", refuse)
+    model = load_for_training(load_config(None, base=tiny_config(tmp_path, demo_jsonl, model=str(bf))), resolved)
+    said = capsys.readouterr()
+    assert "rebuilding them in float32 failed: ValueError" in said.out + said.err
+    assert all(b.dtype == torch.float32 for b in model.buffers() if b.is_floating_point())

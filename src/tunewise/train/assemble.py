@@ -39,13 +39,14 @@ def loads_narrow(cfg: Config, resolved) -> bool:
     to float32 first (model.dtype: auto on a CPU). Only the weight matrices stay narrow (train/narrow.py computes
     with them widened); the rest is made float32 right after loading. Without this a bf16 checkpoint passes
     through a float32 copy of the whole model: Qwen2.5-1.5B's 3.1 GB file peaks at 9.2 GB while it loads.
-    Not for a continued run (its adapter loads on the float32 path as before)."""
+    Not for a continued run (its adapter loads on the float32 path as before), nor for remote code (the buffers
+    are rebuilt from the config, which would run that code again)."""
     import torch
 
     from tunewise.models.load import stored_dtype
 
     if cfg.model.dtype != "auto" or cfg.method.name != "lora" or resolved.previous_run is not None \
-            or torch.cuda.is_available() or cfg.train.frozen_dtype == "float32":
+            or torch.cuda.is_available() or cfg.train.frozen_dtype == "float32" or cfg.model.trust_remote_code:
         return False
     return stored_dtype(resolved.path) == "bfloat16"
 

@@ -223,10 +223,17 @@ def widen_all_but_matrices(model: nn.Module) -> None:
     from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM
 
-    with init_empty_weights(include_buffers=False):
-        ref = AutoModelForCausalLM.from_config(model.config, dtype=torch.float32)
-    wide = dict(ref.named_buffers())
-    del ref
+    try:
+        with init_empty_weights(include_buffers=False):
+            ref = AutoModelForCausalLM.from_config(model.config, dtype=torch.float32)
+        wide = dict(ref.named_buffers())
+        del ref
+    except Exception as e:  # noqa: BLE001  (an architecture that cannot be rebuilt from its config: widen as loaded)
+        from tunewise.console import say
+
+        wide = {}
+        say(f"[tunewise] note: the model's computed buffers are widened from bfloat16 as loaded "
+            f"(rebuilding them in float32 failed: {type(e).__name__})")
     for name, buf in list(model.named_buffers()):
         if buf.is_floating_point() and buf.dtype != torch.float32:
             owner, _, leaf = name.rpartition(".")
