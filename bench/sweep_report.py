@@ -77,6 +77,10 @@ def table(rows: list[dict]) -> list[str]:
 
 def verdicts(rows: list[dict]) -> list[str]:
     tw, trl = _find(rows, TARGET_SIZE, TARGET_METHOD, "tunewise"), _find(rows, TARGET_SIZE, TARGET_METHOD, "trl_default")
+    # a TRL cell stopped before its steps ended: its peak so far is a floor, its speed a ceiling
+    part = None if trl else next((r for r in rows if (r["size"], r["method"], r["peer"]) == (TARGET_SIZE, TARGET_METHOD,
+                                                                                           "trl_default")
+                                  and r.get("peak_rss_mb_at_least")), None)
     out = [f"### Targets at {TARGET_SIZE}, {TARGET_METHOD} (tunewise against TRL with its defaults)", ""]
     if tw and trl:
         mem = tw["peak_rss_mb"] / trl["peak_rss_mb"]
@@ -86,10 +90,7 @@ def verdicts(rows: list[dict]) -> list[str]:
                 f"- tokens/s {speed:.2f}x TRL defaults' (target >= {SPEED_RATIO}x): {'met' if speed >= SPEED_RATIO else 'NOT met'}",
                 f"- validation loss {tw['val_loss']:.4f} against {trl['val_loss']:.4f}, {100 * gap:.2f}% apart "
                 f"(target within {100 * LOSS_GAP:.0f}%): {'met' if gap <= LOSS_GAP else 'NOT met'}"]
-    elif tw and (part := next((r for r in rows if (r["size"], r["method"], r["peer"]) == (TARGET_SIZE, TARGET_METHOD,
-                                                                                        "trl_default")
-                              and r.get("peak_rss_mb_at_least")), None)):
-        # TRL's cell stopped before its steps ended: its peak so far is a floor, its speed a ceiling
+    elif tw and part:
         mem = tw["peak_rss_mb"] / part["peak_rss_mb_at_least"]
         speed = tw["tokens_per_s"] / part["tokens_per_s_below"]
         out += [f"- TRL's cell did not finish (see the table): its peak so far, {part['peak_rss_mb_at_least']:,.0f} MB, "
@@ -101,14 +102,10 @@ def verdicts(rows: list[dict]) -> list[str]:
                 "- validation loss: not compared (TRL's cell did not finish)"]
     else:
         out.append("- not measured in this sweep (a cell was skipped or failed: see the table)")
-    trl_floor = trl or next((dict(r, peak_rss_mb=r["peak_rss_mb_at_least"], tokens_per_s=r["tokens_per_s_below"])
-                             for r in rows if (r["size"], r["method"], r["peer"]) == (TARGET_SIZE, TARGET_METHOD,
-                                                                                     "trl_default")
-                             and r.get("peak_rss_mb_at_least")), None)
     for peer, what in (("tunewise_bf16base", "train.frozen_dtype=bfloat16"), ("tunewise_gc", "train.gradient_checkpointing=true")):
-        if (low := _find(rows, TARGET_SIZE, TARGET_METHOD, peer)) and trl_floor and not trl:
-            out.append(f"- with {what} ({peer}): peak RSS at most {low['peak_rss_mb'] / trl_floor['peak_rss_mb']:.2f}x, "
-                       f"tokens/s more than {low['tokens_per_s'] / trl_floor['tokens_per_s']:.1f}x TRL defaults'")
+        if (low := _find(rows, TARGET_SIZE, TARGET_METHOD, peer)) and part:
+            out.append(f"- with {what} ({peer}): peak RSS at most {low['peak_rss_mb'] / part['peak_rss_mb_at_least']:.2f}x, "
+                       f"tokens/s more than {low['tokens_per_s'] / part['tokens_per_s_below']:.1f}x TRL defaults'")
         elif low and trl:
             out.append(f"- with {what} ({peer}): peak RSS {low['peak_rss_mb'] / trl['peak_rss_mb']:.2f}x, "
                        f"tokens/s {low['tokens_per_s'] / trl['tokens_per_s']:.2f}x, validation loss "
