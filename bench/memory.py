@@ -62,7 +62,7 @@ def case_config(folder: Path, model: str, method: str, batch: int, max_length: i
 
 def predict(config: Path) -> dict:
     from tunewise.advise.advise import advise_config
-    from tunewise.advise.hardware import detect_hardware
+    from tunewise.hardware import detect_hardware
     from tunewise.config import load_config
 
     cfg = load_config(config)
@@ -71,7 +71,7 @@ def predict(config: Path) -> dict:
 
 
 def run(cases: list[tuple], steps: int, out_md: Path) -> list[dict]:
-    from tunewise.advise import memory as mem
+    from tunewise.train import memory as mem
     from tunewise.advise.measure import measure
 
     rows = []
@@ -99,7 +99,7 @@ def run(cases: list[tuple], steps: int, out_md: Path) -> list[dict]:
 
 
 def write_md(rows: list[dict], steps: int, out: Path) -> None:
-    from tunewise.advise import memory as mem
+    from tunewise.train import memory as mem
 
     import torch
     import transformers
@@ -115,7 +115,7 @@ def write_md(rows: list[dict], steps: int, out: Path) -> None:
         lines.append(f"| {r['case']} | {r['method']} | {r['batch']} | {r['longest']} | {r['pred_total'] / GiB:.2f} GiB | "
                      f"{r['measured_peak'] / GiB:.2f} GiB | {100 * r['err_total']:+.0f}% | {r['pred_delta'] / GiB:.2f} GiB | "
                      f"{r['measured_delta'] / GiB:.2f} GiB | {100 * r['err_delta']:+.0f}% | {r['trainable']:,} |")
-    lines += ["", "Calibration stated in `src/tunewise/advise/memory.py`: a constant per-process overhead of "
+    lines += ["", "Calibration stated in `src/tunewise/train/memory.py`: a constant per-process overhead of "
               f"{mem.CPU_OVERHEAD / 2**20:.0f} MiB (measured RSS after imports; the tokenizer is freed before training), "
               f"activation coefficients A_HIDDEN={mem.A_HIDDEN}, A_INTER={mem.A_INTER}, A_KV={mem.A_KV} (counted, then checked here). "
               "GPU numbers (bf16, CUDA context) are not measured on this machine.", ""]

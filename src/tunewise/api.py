@@ -98,7 +98,7 @@ def advise(config: Any, *, nproc: int = 1, lang: str = "en", explicit: frozenset
     advise/sizes.yaml) each method fits here and in each of these GiB sizes (`--budgets 8,16,24`).
     """
     from tunewise.advise.advise import advise_config
-    from tunewise.advise.hardware import detect_hardware
+    from tunewise.hardware import detect_hardware
     from tunewise.errors import ConfigError
 
     if nproc < 1:

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from tunewise.advise.advise import percentile, recommend, target_batch
-from tunewise.advise.hardware import cpu_only, detect_hardware, with_gpus
-from tunewise.advise.modelfacts import synthetic_facts
+from tunewise.hardware import cpu_only, detect_hardware, with_gpus
+from tunewise.models.facts import synthetic_facts
 from tunewise.config.schema import Config
 from tunewise.errors import ConfigError
 
@@ -115,7 +115,7 @@ def test_cli_text_in_chinese_and_nproc(tiny_cfg, capsys):
 def test_a_tight_cpu_gets_a_bf16_frozen_base_before_checkpointing():
     from dataclasses import replace
 
-    from tunewise.advise.memory import FIT_SHARE, GiB, MethodParams, Shape, estimate
+    from tunewise.train.memory import FIT_SHARE, GiB, MethodParams, Shape, estimate
 
     facts = synthetic_facts(layers=24, hidden=2048, intermediate=5632, heads=16, vocab=32000)
     lengths, sup = [512] * 1000, [200] * 1000
@@ -129,8 +129,11 @@ def test_a_tight_cpu_gets_a_bf16_frozen_base_before_checkpointing():
     hw = cpu_only(64, available_gib=(max(narrow, wide_gc) + wide) / 2 / FIT_SHARE / GiB)
     r = recommend(_cfg(), facts, hw, lengths=lengths, supervised=sup)
     rec = r["recommendations"]
-    assert rec["train.frozen_dtype"] == "bfloat16" and rec["train.gradient_checkpointing"] is False
+    assert rec["train.frozen_dtype"] == "bfloat16"
     assert "without gradient checkpointing" in r["reasons"]["train.frozen_dtype"]["en"]
+    # It fits without checkpointing now, but in more than half of the memory: auto's rule turns checkpointing on.
+    assert rec["train.gradient_checkpointing"] is True
+    assert "auto does the same" in r["reasons"]["train.gradient_checkpointing"]["en"]
     assert "train.frozen_dtype" not in recommend(_cfg(), facts, roomy, lengths=lengths, supervised=sup)["recommendations"]
 
 

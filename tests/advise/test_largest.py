@@ -3,8 +3,8 @@
 import pytest
 
 from tunewise.advise import largest as lg
-from tunewise.advise import memory as mem
-from tunewise.advise.hardware import cpu_only, with_gpus
+from tunewise.train import memory as mem
+from tunewise.hardware import cpu_only, with_gpus
 
 
 def _shape(facts, batch):

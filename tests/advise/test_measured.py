@@ -19,7 +19,7 @@ def test_estimate_within_30_percent_of_measured_peak(tmp_path, demo_jsonl, tiny_
     from bench.memory import small_llama
 
     from tunewise.advise.advise import advise_config
-    from tunewise.advise.hardware import detect_hardware
+    from tunewise.hardware import detect_hardware
     from tunewise.advise.measure import measure
     from tunewise.config import load_config
 

@@ -2,9 +2,9 @@
 
 from dataclasses import replace
 
-from tunewise.advise.hardware import GiB, cpu_only, with_gpus
-from tunewise.advise.memory import METHODS, MethodParams, Shape, estimate, fit_batch, trainable_params
-from tunewise.advise.modelfacts import synthetic_facts
+from tunewise.hardware import GiB, cpu_only, with_gpus
+from tunewise.train.memory import METHODS, MethodParams, Shape, estimate, fit_batch, trainable_params
+from tunewise.models.facts import synthetic_facts
 
 LLAMA_7B = synthetic_facts(layers=32, hidden=4096, intermediate=11008, heads=32, vocab=32000, tied=False)
 SMALL = synthetic_facts(layers=4, hidden=256, intermediate=688, heads=4, vocab=32000, tied=False)

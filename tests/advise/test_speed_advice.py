@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tunewise.advise.advise import CPU_STEP_TOKENS, padding_share, recommend
-from tunewise.advise.hardware import cpu_only, with_gpus
-from tunewise.advise.modelfacts import synthetic_facts
+from tunewise.hardware import cpu_only, with_gpus
+from tunewise.models.facts import synthetic_facts
 from tunewise.config.schema import Config
 
 SMALL = synthetic_facts(layers=12, hidden=640, intermediate=2048, heads=4, vocab=32000)

@@ -16,7 +16,7 @@ SRC = Path(tunewise.__file__).resolve().parent
 
 # The layer order, bottom first, written once. A unit is a top-level module or a subpackage of tunewise.
 LAYERS = [
-    ["errors", "fileio", "stamp", "textmetrics", "faults", "extras", "cpu", "console", "samples", "_callable", "compat",
+    ["errors", "fileio", "stamp", "textmetrics", "faults", "extras", "cpu", "hardware", "console", "samples", "_callable", "compat",
      "__version__"],
     ["config", "templates", "models"],
     ["runs"],  # the run directory: its paths, and its config, template and tokenizer read once (RunDir)

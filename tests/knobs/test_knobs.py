@@ -113,9 +113,9 @@ def test_paged_optimizer_is_refused_on_cpu_with_the_alternative(tmp_path, tiny_m
 
 
 def test_optimizer_changes_the_memory_estimate():
-    from tunewise.advise.hardware import cpu_only
-    from tunewise.advise.memory import MethodParams, Shape, estimate
-    from tunewise.advise.modelfacts import synthetic_facts
+    from tunewise.hardware import cpu_only
+    from tunewise.train.memory import MethodParams, Shape, estimate
+    from tunewise.models.facts import synthetic_facts
 
     facts = synthetic_facts(layers=4, hidden=256, intermediate=688, heads=4, vocab=32000, tied=False)
     est = {o: estimate(facts, "full", MethodParams(), Shape(batch=4, seq=128, optimizer=o), cpu_only(64))

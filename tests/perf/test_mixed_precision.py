@@ -162,8 +162,8 @@ def test_a_narrow_frozen_weight_is_used_as_is_under_autocast(monkeypatch):
 def test_advise_resolves_auto_as_training_does_and_counts_the_head_copy(monkeypatch):
     from dataclasses import replace
 
-    from tunewise.advise import memory as mem
-    from tunewise.advise.hardware import cpu_only
+    from tunewise.train import memory as mem
+    from tunewise.hardware import cpu_only
     from tunewise.advise.largest import size_facts
 
     facts, cpu = size_facts("qwen2.5", "0.5B"), cpu_only(ram_gib=64)

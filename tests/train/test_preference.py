@@ -324,9 +324,9 @@ def test_eval_scores_pairs_and_warns_when_answers_grow(tmp_path, tiny_model_dirs
 
 def test_advise_counts_both_answers_of_a_pair_and_names_what_dominates():
     from tunewise.advise.advise import recommend
-    from tunewise.advise.hardware import cpu_only
-    from tunewise.advise.memory import MethodParams, Shape, activation_bytes, estimate
-    from tunewise.advise.modelfacts import synthetic_facts
+    from tunewise.hardware import cpu_only
+    from tunewise.train.memory import MethodParams, Shape, activation_bytes, estimate
+    from tunewise.models.facts import synthetic_facts
     from tunewise.advise.report import format_advice
 
     facts = synthetic_facts(layers=12, hidden=768, intermediate=3072, heads=12, vocab=32000, tied=True)

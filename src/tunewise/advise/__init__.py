@@ -1,9 +1,8 @@
 """Advice before training: the parameter knowledge base (en + zh), the memory estimator, the LR rule, config lint.
 
 explain.py + params.yaml   `tunewise explain`: every config key from the schema's descriptions
-hardware.py                 this machine's RAM / cores / GPUs as a plain dataclass (fakeable in tests)
-modelfacts.py               layers, widths, vocabulary, linear shapes from a meta-device model
-memory.py                   peak memory per method (pure arithmetic; calibrated by bench/memory.py)
+(the memory estimator itself is train/memory.py, over models/facts.py and tunewise/hardware.py: training reads it
+ too, for train.gradient_checkpointing: auto)
 lr.py + families.yaml       learning rate from the pretraining recipe and the batch's supervised tokens
 lint.py                     named rules over (config, facts); `lint_before_training` for the train stage
 advise.py, cli.py           `tunewise advise` / `tunewise lint`

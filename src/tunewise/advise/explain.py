@@ -115,6 +115,8 @@ def type_info(k: Key) -> dict:
     lits = [a for a in _flatten(ann) if typing.get_origin(a) is typing.Literal]
     if lits:
         info["allowed"] = [v for lit in lits for v in typing.get_args(lit)]
+        if bool in _flatten(ann):  # e.g. "auto" | bool: the booleans are choices too
+            info["allowed"] += [True, False]
     info["type"] = _type_name(ann)
     for m in k.field.metadata:
         for attr in ("ge", "gt", "le", "lt"):
@@ -183,7 +185,7 @@ def format_key(key: str, lang: str = "en") -> str:
     desc = e["description"] if lang == "en" else (e["description_zh"] or e["description"])
     lines = [k.key, f"  {L['does']}: {desc}", f"  {L['default']}: {e['default']!r}"]
     if "allowed" in e:
-        lines.append(f"  {L['allowed']}: {', '.join(map(str, e['allowed']))}")
+        lines.append(f"  {L['allowed']}: {', '.join(str(v).lower() if isinstance(v, bool) else str(v) for v in e['allowed'])}")
     bounds = [f"{sym} {e[b]}" for b, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")) if b in e]
     if bounds:
         lines.append(f"  {L['range']}: {', '.join(bounds)}")

@@ -1,4 +1,4 @@
-"""The largest model of a family that each method fits in N GB: the memory estimate (advise/memory.py) run over
+"""The largest model of a family that each method fits in N GB: the memory estimate (train/memory.py) run over
 the family's sizes (sizes.yaml, built on the meta device: no download, no weights) with this run's data shape
 and settings. `tunewise advise` adds it for the configured model's family with this machine's memory, and
 `--budgets 8,16,24` for other sizes; bench/SWEEP.md holds the estimate against measured peaks per size.
@@ -45,7 +45,7 @@ def family_of(*names: str | None) -> str | None:
 def size_facts(family: str, size: str):
     from transformers import AutoConfig
 
-    from tunewise.advise.modelfacts import facts_from_config
+    from tunewise.models.facts import facts_from_config
 
     shape = dict(families()[family]["sizes"][size])
     conf = AutoConfig.for_model(shape.pop("model_type"), dtype="bfloat16", **shape)  # as published
@@ -54,8 +54,8 @@ def size_facts(family: str, size: str):
 
 def budget_hardware(hw, gib: float):
     """This machine's kind with `gib` of memory: RAM on a CPU, each GPU's memory on a GPU machine."""
-    from tunewise.advise import memory as mem
-    from tunewise.advise.hardware import cpu_only, with_gpus
+    from tunewise.train import memory as mem
+    from tunewise.hardware import cpu_only, with_gpus
 
     if hw.cuda:
         return with_gpus(gib, count=len(hw.gpus), bf16=hw.bf16, ram_gib=hw.ram_bytes / mem.GiB)
@@ -66,7 +66,7 @@ def largest(family: str, hw, shape_for, mp, target: int, methods: tuple[str, ...
     """{method: {"size", "per_device_batch_size", "gradient_checkpointing", "total_gib"} or None} for the largest
     size of `family` each method fits on `hw` (advise/hardware.Hardware). shape_for(facts, batch) -> memory.Shape of
     this run's data and settings; mp: memory.MethodParams."""
-    from tunewise.advise import memory as mem
+    from tunewise.train import memory as mem
 
     out: dict = {}
     for m in methods:
@@ -93,7 +93,7 @@ def table(family: str, hw, budgets_gib: list[float], shape_for, mp, target: int)
 
 
 def hw_budget_gib(hw) -> float:
-    from tunewise.advise import memory as mem
+    from tunewise.train import memory as mem
 
     return (min(g.memory_bytes for g in hw.gpus) if hw.cuda else hw.available_ram_bytes) / mem.GiB
 

@@ -16,7 +16,7 @@ _COMPONENT = {
 
 
 def format_advice(r: dict, lang: str = "en") -> str:
-    from tunewise.advise.memory import fmt_bytes
+    from tunewise.train.memory import fmt_bytes
 
     zh = lang == "zh"
     hw, d, m = r["hardware"], r["data"], r["model"]

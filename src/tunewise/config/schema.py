@@ -260,8 +260,11 @@ class TrainConfig(Section):
         "CPU, bf16 where a matmul of the model's shape is measured at start to run at least twice as fast in bf16 (CPUs with bf16 "
         "matrix units, e.g. Intel AMX), else fp32; the start-of-run line says which and why. bf16 is mixed precision: trainable "
         "weights, gradients, optimizer states and the loss's softmax stay fp32.")
-    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory, ~30% slower. "
-        "On a CPU it also hands tensors of 1 MiB and more back to the system the moment they are freed (glibc otherwise "
+    gradient_checkpointing: Literal["auto"] | bool = Field("auto", description="Recompute activations in backward: less "
+        "memory, more time (each layer's forward runs twice: 1.15-1.3x the time measured at Qwen2.5-1.5B LoRA on a CPU). 'auto': on when the run without it is estimated (the same estimate as `tunewise "
+        "advise`, from the model, method, batch and the longest example) to need more than half of the memory one "
+        "process may use here (free RAM, or the GPU's memory); off otherwise, and never for prefix tuning. The "
+        "start-of-run line says which and why. On a CPU it also hands tensors of 1 MiB and more back to the system the moment they are freed (glibc otherwise "
         "keeps freed activations in its heap: Qwen2.5-1.5B LoRA peaked at 8.6 GB instead of 4.1 GB).")
     packing: Literal["auto"] | bool = Field("auto", description="Put each batch's examples side by side in one row "
         "without padding (attention never crosses examples; the same optimizer steps and loss). 'auto': on for SFT and "

@@ -20,7 +20,7 @@ def check(cfg) -> None:
     if cfg.train.packing is True:  # 'auto' leaves packing off for virtual tokens (config.plan.packs)
         raise ConfigError(f"{name} tuning puts virtual tokens before every example, so examples cannot be packed",
                           where="train.packing", fix="set train.packing: false (or use method.name: lora)")
-    if name == "prefix" and cfg.train.gradient_checkpointing:
+    if name == "prefix" and cfg.train.gradient_checkpointing is True:  # auto stays off for prefix
         raise ConfigError("prefix tuning feeds its vectors as a key/value cache, which cannot be recomputed "
                           "by gradient checkpointing", where="train.gradient_checkpointing",
                           fix="set train.gradient_checkpointing: false, or use method.name: prompt or lora")

@@ -1,8 +1,8 @@
 """How many parameters a method trains, from a model's shape alone (no weights): the part of the memory
-estimate that each method owns (registered as `trainable_params`, read by advise/memory.py).
+estimate that each method owns (registered as `trainable_params`, read by train/memory.py).
 
-`facts` is a model's shape (advise/modelfacts.py's ModelFacts: params, layers, hidden, vocab, kv_heads, head_dim,
-embedding_params and its linear layers), `mp` the method's settings (advise/memory.py's MethodParams).
+`facts` is a model's shape (models/facts.py's ModelFacts: params, layers, hidden, vocab, kv_heads, head_dim,
+embedding_params and its linear layers), `mp` the method's settings (train/memory.py's MethodParams).
 """
 
 from __future__ import annotations

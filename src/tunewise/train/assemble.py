@@ -64,7 +64,7 @@ def load_prepared(cfg: Config):
     model = load_for_training(cfg, resolved, tokenizer=tok, template=tpl)
     pad_id = tok.pad_token_id
     del tok
-    ready_for_training(cfg, model, source=resolved.path)
+    ready_for_training(cfg, model, source=resolved.path, train_ds=train_ds)
     return train_ds, model, pad_id
 
 
@@ -186,10 +186,11 @@ def _save_steps(save_steps: int | None, plan: dict, has_val: bool) -> int:
     return steps
 
 
-def ready_for_training(cfg: Config, model, source: Path | None = None) -> None:
+def ready_for_training(cfg: Config, model, source: Path | None = None, train_ds=None) -> None:
     """The last touches to a loaded model with its method applied (and the tokenizer already dropped):
     frozen weights narrowed (train.frozen_dtype), freed memory handed back, gradient checkpointing.
-    source: the base model's folder (its checkpoint's dtype decides train.frozen_dtype: auto)."""
+    source: the base model's folder (its checkpoint's dtype decides train.frozen_dtype: auto); train_ds: the
+    encoded training examples (their longest row and supervised share size train.gradient_checkpointing: auto)."""
     from tunewise.methods.tokenrows import speed_up
     from tunewise.models.load import stored_dtype
     from tunewise.train.narrow import narrow_frozen, widen_the_rest
@@ -209,11 +210,108 @@ def ready_for_training(cfg: Config, model, source: Path | None = None) -> None:
     if getattr(base, "tunewise_loaded_narrow", False):
         widen_the_rest(model)  # what the method added narrow on a narrow load, and no narrow module holds: float32
     release_memory()
-    if cfg.train.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    on, why = checkpointing_choice(cfg, model, stored, train_ds)
+    if why:
+        _say(f"[tunewise] gradient checkpointing {why}")
+    if on:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         returns_freed_memory()
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
+
+
+def checkpointing_choice(cfg: Config, model, stored: str | None, train_ds=None, hw=None) -> tuple[bool, str]:
+    """train.gradient_checkpointing with 'auto' resolved for this model, data and machine: (on, why; "" when set).
+
+    auto asks train/memory.auto_checkpointing (the rule `tunewise advise` applies) with this run's estimate at the
+    configured batch and the longest training row, against what this process may use: the RAM free now plus what
+    it already holds (its weights are loaded), shared by the processes of a multi-process run, or the GPU's memory.
+    Every process takes the same choice: on if any of them wants it. hw: a tunewise.hardware.Hardware to decide
+    for instead of this machine as it is now (its available_ram_bytes is then taken as this process's whole share)."""
+    t = cfg.train
+    if t.gradient_checkpointing != "auto":
+        return bool(t.gradient_checkpointing), ""
+    if cfg.method.name == "prefix":
+        return False, "auto: off (prefix tuning feeds a key/value cache, which cannot be recomputed)"
+    from tunewise.train import distributed as dist
+    from tunewise.train import memory as mem
+
+    try:
+        facts, shape, hw = run_shape(cfg, model, stored, train_ds, hw)
+        wanted, without, chosen = mem.auto_checkpointing(facts, cfg.method.name, mem.MethodParams.from_config(cfg.method),
+                                                         shape, hw)
+        failed = None
+    except Exception as e:  # an architecture the estimate cannot read: leave it off, and say so
+        wanted, without, chosen, failed = False, None, None, f"{type(e).__name__}: {e}"
+    # every process reaches the all-reduce (one that returned early would leave the others waiting in it)
+    on = dist.all_reduce_sum(float(wanted)) > 0
+    if failed is not None:
+        return on, f"auto: {'on' if on else 'off'} (the memory estimate failed on this model: {failed})"
+    share = f"{mem.fmt_bytes(without.total)} of the {mem.fmt_bytes(without.budget)} this process may use"
+    if on != wanted:
+        return True, f"auto: on (another process of this run needs it; this one is estimated at {share})"
+    if not on:
+        return False, f"auto: off (this run is estimated at {share}: it fits well without recomputing activations)"
+    return True, (f"auto: on (this run without it is estimated at {share}, more than half; with it "
+                  f"{mem.fmt_bytes(chosen.total)}; each layer runs its forward twice: 1.15-1.3x the time measured at "
+                  f"Qwen2.5-1.5B LoRA on a CPU; set train.gradient_checkpointing: false to choose speed)")
+
+
+def estimate_without_checkpointing(cfg: Config, model, stored: str | None, train_ds, hw=None):
+    """train/memory.Estimate of this run without gradient checkpointing (its budget: what this process may use)."""
+    from tunewise.train import memory as mem
+
+    facts, shape, hw = run_shape(cfg, model, stored, train_ds, hw)
+    return mem.estimate(facts, cfg.method.name, mem.MethodParams.from_config(cfg.method), shape, hw)
+
+
+def run_shape(cfg: Config, model, stored: str | None, train_ds, hw=None):
+    """(models/facts.ModelFacts, train/memory.Shape without checkpointing, tunewise.hardware.Hardware) of this run:
+    what its memory estimate reads."""
+    from dataclasses import replace
+
+    from tunewise.config.schema import PAIR_STAGES
+    from tunewise.hardware import detect_hardware
+    from tunewise.models.facts import facts_from_config
+    from tunewise.train import distributed as dist
+    from tunewise.train import memory as mem
+
+    t, world = cfg.train, dist.world_size()
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    facts = facts_from_config(base.config, trust_remote_code=cfg.model.trust_remote_code, stored=stored)
+    if hw is None:
+        hw = detect_hardware()
+        if not hw.cuda:  # the weights are loaded already: count them back into what this process may use
+            import psutil
+
+            hw = replace(hw, available_ram_bytes=hw.available_ram_bytes + psutil.Process().memory_info().rss * world)
+    lengths = train_ds.lengths if train_ds is not None and len(train_ds) else []
+    precision, wdtype = mem.resolved_dtypes(t.precision, cfg.model.dtype, hw, facts, world)
+    shape = mem.Shape(batch=t.per_device_batch_size, seq=max(1, min(cfg.data.max_length, max(lengths, default=cfg.data.max_length))),
+                      supervised_share=_supervised_share(train_ds), gradient_checkpointing=False, precision=precision,
+                      weight_dtype=wdtype,
+                      frozen_dtype=resolved_frozen_dtype(cfg, model, stored), fast_loss=t.fast_loss,
+                      loss_chunk_size=t.loss_chunk_size,
+                      eager_attention=cfg.model.attn_implementation == "eager", nproc=world,
+                      rows_per_example=2 if t.stage in PAIR_STAGES else 1, strategy=cfg.distributed.strategy,
+                      optimizer=t.optimizer)
+    return facts, shape, hw
+
+
+def _supervised_share(train_ds, sample: int = 2000) -> float:
+    """The share of training tokens with a label, from up to `sample` examples spread over the set (0.5 unknown)."""
+    from tunewise.templates.encode import IGNORE
+
+    if train_ds is None or not len(train_ds):
+        return 0.5
+    step = max(1, len(train_ds) // sample)
+    sup = total = 0
+    for i in range(0, len(train_ds), step):
+        ex = train_ds.examples[i]
+        for row in ([ex] if hasattr(ex, "labels") else [ex[k] for k in ("chosen", "rejected", "answer") if k in ex]):
+            total += len(row.labels)
+            sup += sum(1 for x in row.labels if x != IGNORE)
+    return sup / total if total else 0.5
 
 
 MMAP_THRESHOLD = 1 << 20
@@ -226,8 +324,9 @@ def returns_freed_memory() -> bool:
     but glibc raises its mmap threshold by itself after large frees (up to 32 MiB), and the freed activations then
     stay in a fragmented heap. Measured at Qwen2.5-1.5B, LoRA, checkpointing, 661 tokens: peak RSS 8.6 GB with the
     default, 4.1 GB with a fixed 1 MiB threshold (5.6 GB with 16 MiB), at the cost of fresh pages for each large
-    tensor: a forward and backward 15-30% slower here, the sweep's cell 10.1 -> 6.2 tokens/s (partly noise). It is
-    done only when checkpointing was asked for, i.e. when memory matters more than speed."""
+    tensor: a forward and backward 15-30% slower here in single timings, while the sweep's 1.5B LoRA cell ran at 9.1
+    and 10.4 tokens/s with checkpointing against 11.9 without (session 14, quiet). It is done only when checkpointing is on,
+    i.e. when memory matters more than speed."""
     import torch
 
     if torch.cuda.is_available():

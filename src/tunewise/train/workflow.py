@@ -134,7 +134,7 @@ def trainer_for_run(cfg: Config, r: Ready):
         with atomic_path(RunDir(r.run).tokenizer_dir, is_dir=True) as tmp:
             r.tokenizer.save_pretrained(tmp)
     r.tokenizer = None
-    ready_for_training(cfg, model, source=r.resolved.path)
+    ready_for_training(cfg, model, source=r.resolved.path, train_ds=r.train_ds)
     trainable, total = methods.count_parameters(model)
     _say(f"[tunewise] method {r.method.name}: {trainable:,} trainable of {total:,} parameters "
          f"({100 * trainable / max(total, 1):.3f}%)")

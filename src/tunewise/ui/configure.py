@@ -36,6 +36,7 @@ FORM_PARAMS: list[tuple[str, str]] = [
     ("train.eval_steps", "int_or_none"),
     ("train.early_stopping", "bool"),
     ("train.packing", "auto_bool"),
+    ("train.gradient_checkpointing", "auto_bool"),
     ("train.seed", "int"),
     ("data.max_length", "int"),
     ("data.val_size", "float"),

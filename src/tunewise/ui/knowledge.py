@@ -133,7 +133,7 @@ def advise(config_path: str | Path, cfg=None) -> dict | None:
     """
     try:
         from tunewise.advise.advise import advise_config, to_json
-        from tunewise.advise.hardware import detect_hardware
+        from tunewise.hardware import detect_hardware
     except ImportError:
         if not advise_available():
             return None

@@ -28,8 +28,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from tunewise.advise.hardware import GiB, Hardware
-from tunewise.advise.modelfacts import ModelFacts
+from tunewise.hardware import GiB, Hardware
+from tunewise.models.facts import ModelFacts
 from tunewise.config.methods import FACTS
 from tunewise.methods.sizes import module_params, targets
 from tunewise.train.optim import state_bytes
@@ -224,6 +224,32 @@ def resolved_dtypes(precision: str, dtype: str, hw: Hardware, facts: ModelFacts 
     if dtype == "auto":
         dtype = "bfloat16" if hw.cuda and hw.bf16 else "float32"
     return precision, dtype
+
+
+# train.gradient_checkpointing: auto turns checkpointing on when the run without it is estimated to need more than
+# this share of what one process may use. It leaves the rest to the machine's other programs and to the estimate's
+# error (bench/SWEEP.md: within ±15% of measured peaks), and below it the speed of not recomputing wins: each layer's
+# forward runs twice (Qwen2.5-1.5B LoRA on a 2-core CPU, bench/SWEEP.md: 11.9 -> 9.1-10.4 tokens/s, 11.4 -> 4.3 GB).
+AUTO_CHECKPOINT_SHARE = 0.5
+
+
+def checkpointing_pays(e: Estimate) -> bool:
+    """Whether a run estimated at `e` takes more than AUTO_CHECKPOINT_SHARE of what its process may use."""
+    return e.total > AUTO_CHECKPOINT_SHARE * e.budget
+
+
+def auto_checkpointing(facts: ModelFacts, method: str, mp: MethodParams, shape: Shape, hw: Hardware) -> tuple[bool, Estimate, Estimate]:
+    """train.gradient_checkpointing: auto for one run: (on; the estimate without checkpointing; the estimate of the
+    choice). On when the run without it takes more than AUTO_CHECKPOINT_SHARE of the budget; never for prefix
+    tuning, whose key/value cache cannot be recomputed.
+
+    Every decoder layer is checkpointed. Checkpointing one layer in n (transformers' every_n_layers) was measured at
+    Qwen2.5-1.5B LoRA on a CPU (bench/SWEEP.md, session 14): one in 2 ran at 10.2 tokens/s and peaked at 6,073 MB,
+    every layer at 10.4 tokens/s and 4,257 MB: no faster, and more memory."""
+    without = estimate(facts, method, mp, _replace(shape, gradient_checkpointing=False), hw)
+    if method == "prefix" or not checkpointing_pays(without):
+        return False, without, without
+    return True, without, estimate(facts, method, mp, _replace(shape, gradient_checkpointing=True), hw)
 
 
 def fit_batch(facts: ModelFacts, method: str, mp: MethodParams, shape: Shape, hw: Hardware, target: int) -> tuple[int, bool, Estimate] | None:
