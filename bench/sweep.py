@@ -40,8 +40,8 @@ QUICK_SHAPES = {"tiny-qwen2-shape": dict(model_type="qwen2", hidden_size=64, int
                                          num_attention_heads=4, num_key_value_heads=2, vocab_size=4096,
                                          tie_word_embeddings=True)}
 # On request: tunewise_bf16base (train.frozen_dtype=bfloat16, for a float32 checkpoint), tunewise_gc (gradient
-# checkpointing on, as TRL's default has it)
-PEERS = ["tunewise", "trl_default", "plain", "tunewise_bf16base", "tunewise_gc"]
+# checkpointing on, as TRL's default has it), tunewise_nogc (off: tunewise's default, auto, decides per run)
+PEERS = ["tunewise", "trl_default", "plain", "tunewise_bf16base", "tunewise_gc", "tunewise_nogc"]
 DEFAULT_PEERS = PEERS[:3]
 METHODS = ["lora", "full", "qlora"]
 # The sweep's tokenizer: a real BPE (SmolLM2's, 49,152 tokens, ChatML) so texts have realistic token counts; it
@@ -126,8 +126,8 @@ def tunewise_config(cell: Path, model: Path, method: str, data: dict, threads: i
                      "save_steps": 100000, "logging_steps": 100000}}
     if peer == "tunewise_bf16base":  # tunewise's low-memory setting: frozen base weights in bf16, fp32 arithmetic
         cfg["train"]["frozen_dtype"] = "bfloat16"
-    if peer == "tunewise_gc":
-        cfg["train"]["gradient_checkpointing"] = True
+    if peer in ("tunewise_gc", "tunewise_nogc"):
+        cfg["train"]["gradient_checkpointing"] = peer == "tunewise_gc"
     path = cell / f"{peer}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -219,11 +219,13 @@ def cell_main(peer: str, spec_path: Path) -> None:
         _wall, steps, model, tok = {"trl_default": lambda: peers.run_trl(spec, out, train, val, best=False),
                                     "plain": lambda: peers.run_plain(spec, out, train, val)}[peer]()
     peak_mb = peers.PEAK_MB
+    checkpointed = bool(getattr(model, "is_activation_checkpointing", False))  # what the run trained with
     vloss = peers._val_loss(model, tok, peers._encoded(spec, tok, val))
     wall = clock.t1 - clock.t0
     print("SWEEP " + json.dumps({"steps": steps, "measured_steps": clock.steps, "measured_tokens": clock.tokens,
                                  "measured_s": wall, "tokens_per_s": clock.tokens / wall, "peak_rss_mb": peak_mb,
-                                 "val_loss": vloss, "threads": torch.get_num_threads()}))
+                                 "val_loss": vloss, "threads": torch.get_num_threads(),
+                                 "gradient_checkpointing": checkpointed}))
 
 
 def qlora_probe() -> None:

@@ -8,7 +8,7 @@ MB = 1024 ** 2
 # The targets, at the 1.5B shape with LoRA, against TRL with its defaults; and the estimator's tolerance.
 TARGET_SIZE, TARGET_METHOD = "qwen2.5-1.5b", "lora"
 MEMORY_RATIO, SPEED_RATIO, LOSS_GAP, ESTIMATE_TOL = 0.5, 3.0, 0.02, 0.15
-PEER_ORDER = ["tunewise", "tunewise_bf16base", "tunewise_gc", "trl_default", "plain"]
+PEER_ORDER = ["tunewise", "tunewise_bf16base", "tunewise_gc", "tunewise_nogc", "trl_default", "plain"]
 METHOD_ORDER = ["lora", "qlora", "full"]
 
 
@@ -17,10 +17,21 @@ NOTES = [
     "- The checkpoints are now saved in bfloat16, as the families publish them. tunewise's LoRA then keeps the base "
     "as stored (`train.frozen_dtype: auto`; exact, the values are the stored ones) and loads it without a float32 "
     "copy. TRL with its defaults loads float32 (its documented default dtype): loading alone peaks at ~9.2 GB there.",
+    "- tunewise's default is now `train.gradient_checkpointing: auto` (session 14): on when the run without it is "
+    "estimated at more than half of the memory the process may use. The note column says what it chose. At this "
+    "LoRA cell on a 24 GB machine the estimate without it is just under half (11.2 GiB of ~23 GiB free), so auto left "
+    "it off, twice (11.9 and 12.0 tokens/s, 11.4 and 10.8 GB): the row is the speed setting, and the memory target "
+    "is met by asking for checkpointing (tunewise_gc). The qlora cell's estimate was just over half, so auto turned it "
+    "on there. On a machine with less free memory auto turns it on for LoRA too. tunewise_nogc (explicitly off) "
+    "is session 13's row, measured when off was the default; its advise estimate is recomputed with the current "
+    "estimator for the same config (session 13's, before advise counted the bf16 checkpoint's base, said 14,416 MB).",
     "- tunewise_gc is `train.gradient_checkpointing: true`, which TRL's defaults also have. With it, on a CPU, tensors "
     "of 1 MiB and more are handed back to the system as soon as they are freed (glibc's mallopt): before that change "
-    "the same cell peaked at 8,114 MB and ran at 10.1 tokens/s; after it, 4,248 MB at 6.2 tokens/s (about 1.5 of its "
-    "8 minutes overlapped a short test run, so its speed is understated by up to ~20%).",
+    "the same cell peaked at 8,114 MB and ran at 10.1 tokens/s; after it, in session 13, 4,248 MB at 6.2 tokens/s "
+    "beside a short test run. Re-run quiet in session 14 (this row): 4,265 MB at 9.1 tokens/s; the same training with "
+    "auto turning checkpointing on (a 11.6 GiB budget given to it) ran at 10.4 tokens/s, 4,257 MB. Checkpointing one "
+    "decoder layer in 2 (transformers' every_n_layers), also tried: 10.2 tokens/s, 6,073 MB, so auto checkpoints every "
+    "layer.",
     "- TRL's cell was stopped by hand after 2,364 s, before its 4 steps ended (the session's time ran out), so its "
     "peak is a floor and its speed a ceiling. The plain Trainer and tunewise_bf16base were not re-run on bf16 "
     "checkpoints; their float32-checkpoint rows at this size were removed with the others.", "",
@@ -43,9 +54,10 @@ def _find(rows, size, method, peer):
 
 
 def _machines(rows: list[dict]) -> dict[str, str]:
-    """Each distinct machine the rows were measured on -> a short tag (A, B, ...), in order of first appearance."""
+    """Each distinct machine the rows were measured on -> a short tag (A, B, ...), in the order the results file
+    first has them (rows are appended as they are measured, so a machine keeps its tag when new rows come)."""
     out: dict[str, str] = {}
-    for r in ordered(rows):
+    for r in rows:
         if r.get("machine") and r["machine"] not in out:
             out[r["machine"]] = chr(ord("A") + len(out))
     return out
@@ -71,8 +83,16 @@ def table(rows: list[dict]) -> list[str]:
         mem = f"{tw['peak_rss_mb'] / r['peak_rss_mb']:.2f}" if tw else "-"
         lines.append(f"{head} {r['tokens_per_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['val_loss']:.4f} | {est_mb} | {ratio} | "
                      f"{speed} | {mem} | {r['measured_tokens']} tokens in {r['measured_steps']} timed steps, {r['measured_s']:.1f} s"
-                     f"{'; machine ' + machines[r['machine']] if len(machines) > 1 and r.get('machine') else ''} |")
+                     f"{'; machine ' + machines[r['machine']] if len(machines) > 1 and r.get('machine') else ''}"
+                     f"{_checkpointing(r)} |")
     return lines
+
+
+def _checkpointing(r: dict) -> str:
+    """The row's gradient checkpointing where the cell recorded it; for tunewise's default (auto), what it chose."""
+    if "gradient_checkpointing" not in r:
+        return ""
+    return f"; checkpointing {'on' if r['gradient_checkpointing'] else 'off'}{' (auto)' if r['peer'] == 'tunewise' else ''}"
 
 
 def verdicts(rows: list[dict]) -> list[str]:
@@ -102,7 +122,8 @@ def verdicts(rows: list[dict]) -> list[str]:
                 "- validation loss: not compared (TRL's cell did not finish)"]
     else:
         out.append("- not measured in this sweep (a cell was skipped or failed: see the table)")
-    for peer, what in (("tunewise_bf16base", "train.frozen_dtype=bfloat16"), ("tunewise_gc", "train.gradient_checkpointing=true")):
+    for peer, what in (("tunewise_bf16base", "train.frozen_dtype=bfloat16"), ("tunewise_gc", "train.gradient_checkpointing=true"),
+                       ("tunewise_nogc", "train.gradient_checkpointing=false")):
         if (low := _find(rows, TARGET_SIZE, TARGET_METHOD, peer)) and part:
             out.append(f"- with {what} ({peer}): peak RSS at most {low['peak_rss_mb'] / part['peak_rss_mb_at_least']:.2f}x, "
                        f"tokens/s more than {low['tokens_per_s'] / part['tokens_per_s_below']:.1f}x TRL defaults'")
@@ -128,7 +149,7 @@ def plot(rows: list[dict], png: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    colour = dict(zip(PEER_ORDER, ["tab:blue", "tab:cyan", "tab:purple", "tab:green", "tab:red"]))  # a colour per peer, a line per method
+    colour = dict(zip(PEER_ORDER, ["tab:blue", "tab:cyan", "tab:purple", "tab:orange", "tab:green", "tab:red"]))  # a colour per peer, a line per method
     for method in METHOD_ORDER:
         for peer in PEER_ORDER:
             pts = sorted((r["params"] / 1e9, r["tokens_per_s"], r["peak_rss_mb"] / 1024) for r in rows
