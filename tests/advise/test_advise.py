@@ -42,7 +42,7 @@ def test_bigger_gpu_allows_bigger_batch_and_nproc_divides_the_work():
     lengths, sup = [512] * 2000, [200] * 2000
     small = recommend(_cfg(), LLAMA_7B, with_gpus(24), lengths=lengths, supervised=sup)["recommendations"]
     big = recommend(_cfg(), LLAMA_7B, with_gpus(80), lengths=lengths, supervised=sup)["recommendations"]
-    assert big["train.per_device_batch_size"] > small["train.per_device_batch_size"] or small["train.gradient_checkpointing"]
+    assert big["train.per_device_batch_size"] > small["train.per_device_batch_size"] or small["train.gradient_checkpointing"] is True
     four = recommend(_cfg(), LLAMA_7B, with_gpus(80, 4), lengths=lengths, supervised=sup, nproc=4)
     rec = four["recommendations"]
     assert rec["train.per_device_batch_size"] * rec["train.gradient_accumulation_steps"] * 4 == 16
@@ -132,8 +132,11 @@ def test_a_tight_cpu_gets_a_bf16_frozen_base_before_checkpointing():
     assert rec["train.frozen_dtype"] == "bfloat16"
     assert "without gradient checkpointing" in r["reasons"]["train.frozen_dtype"]["en"]
     # It fits without checkpointing now, but in more than half of the memory: auto's rule turns checkpointing on.
-    assert rec["train.gradient_checkpointing"] is True
-    assert "auto does the same" in r["reasons"]["train.gradient_checkpointing"]["en"]
+    assert rec["train.gradient_checkpointing"] == "auto"  # the default, which turns it on here: kept
+    assert r["reasons"]["train.gradient_checkpointing"]["en"].startswith("auto, here on: without it the run is estimated")
+    assert r["reasons"]["train.gradient_checkpointing"]["zh"].startswith("auto，此处开启")
+    off = recommend(_cfg(train={"gradient_checkpointing": False}), facts, hw, lengths=lengths, supervised=sup)
+    assert off["recommendations"]["train.gradient_checkpointing"] is True  # set off by hand: advise says turn it on
     assert "train.frozen_dtype" not in recommend(_cfg(), facts, roomy, lengths=lengths, supervised=sup)["recommendations"]
 
 

@@ -252,6 +252,7 @@ def _batch(a: Advice) -> None:
     if fastest != b:
         b, est = fastest, mem.estimate(a.model, method, a.mp, replace(a.shape(fastest, a.max_len, gc),
                                                                       frozen_dtype=frozen), a.hw)
+    needed = gc
     auto = not gc and mem.auto_checkpointing(a.model, method, a.mp, replace(a.shape(b, a.max_len, False),
                                                                             frozen_dtype=frozen), a.hw)[0]
     if gc:
@@ -275,7 +276,10 @@ def _batch(a: Advice) -> None:
     a.say("train.gradient_accumulation_steps", accum,
           f"{accum}: effective batch {b} x {accum}{procs} = {a.eff} (target {a.eff_target} for {a.n_train} examples)",
           f"{accum}：有效批 {b} × {accum}{procs.replace(' processes', ' 个进程')} = {a.eff}（{a.n_train} 条样本的目标为 {a.eff_target}）")
-    a.say("train.gradient_checkpointing", gc, gc_en, gc_zh)
+    if t.gradient_checkpointing == "auto" and not needed:  # auto already does this here: advise keeps it
+        a.say("train.gradient_checkpointing", "auto", f"auto, here {gc_en}", f"auto，此处{gc_zh}")
+    else:
+        a.say("train.gradient_checkpointing", gc, gc_en, gc_zh)
 
 
 def padding_share(lengths: list[int], batch: int, seed: int = 0) -> float:
