@@ -125,3 +125,18 @@ def test_a_checkpointed_step_computes_what_an_unchecked_one_computes(arch, tmp_p
     assert out[False][1].keys() == out[True][1].keys() and out[True][1]
     for n, g in out[False][1].items():
         assert torch.allclose(g, out[True][1][n], rtol=1e-5, atol=1e-7), n
+
+
+@pytest.mark.parametrize("gc", ["auto", True])
+def test_the_run_summary_records_what_the_run_trained_with(gc, tmp_path, tiny_model_dirs, demo_jsonl):
+    import json
+
+    from conftest import tiny_config
+
+    from tunewise.config import load_config
+    from tunewise.train.workflow import train
+
+    cfg = load_config(None, base=tiny_config(tmp_path, demo_jsonl, train={"gradient_checkpointing": gc, "max_steps": 2,
+                                                                          "generation_check": False}))
+    run = train(cfg, overwrite=True)
+    assert json.loads((run / "train_summary.json").read_text())["gradient_checkpointing"] is (gc is True)

@@ -200,7 +200,9 @@ def save_run(cfg: Config, r: Ready, trainer, result, metrics_cb) -> Path:
                "best_checkpoint": trainer.state.best_model_checkpoint, **_best_losses(trainer, check is not None),
                "diverged_at_step": trainer.nan_step, "trainable_parameters": trainable, "total_parameters": total,
                "method": r.method.name, "base_model": str(r.resolved.path), "model_alias": r.resolved.alias,
-               "vocab_size": _vocab_size(trainer.model)}
+               "vocab_size": _vocab_size(trainer.model),
+               # as trained: train.gradient_checkpointing: auto decides per run (train/assemble.checkpointing_choice)
+               "gradient_checkpointing": bool(getattr(trainer.model, "is_activation_checkpointing", False))}
     if len(r.val_ds) > 0 and trainer.nan_step is None:
         logged = logged_best_eval(trainer, check)
         if logged is None:
