@@ -1,7 +1,7 @@
 """What this machine has, probed once into a plain dataclass.
 
-Every computation in `tunewise.advise` takes a `Hardware` as data, so a test can hand it a fake
-24 GB GPU on a CPU-only machine (STYLE rule 3). Only `detect_hardware` touches the system.
+The memory estimate (train/memory.py) and every computation in `tunewise.advise` take a `Hardware` as data, so a
+test can hand them a fake 24 GB GPU on a CPU-only machine (STYLE rule 3). Only `detect_hardware` touches the system.
 """
 
 from __future__ import annotations

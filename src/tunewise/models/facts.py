@@ -1,4 +1,5 @@
-"""Model facts the estimator needs (layers, widths, vocabulary, parameter counts, linear shapes).
+"""Model facts the memory estimate (train/memory.py) and advise's rules need (layers, widths, vocabulary, parameter
+counts, linear shapes).
 
 Read from the model's config and a meta-device copy (no weights loaded), so this takes seconds
 even for large models. The result is a plain dataclass: the memory and LR arithmetic never
