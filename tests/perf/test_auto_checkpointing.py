@@ -37,7 +37,11 @@ def test_auto_turns_on_above_half_of_the_memory_and_not_below(tmp_path, tiny_mod
     assert on is True and why.startswith("auto: on (this run without it is estimated at") and "more than half" in why
     on, why = checkpointing_choice(auto, model, None, ds, cpu_only(64, available_gib=need / 0.45 / gib))
     assert on is False and why.startswith("auto: off")
-    # the estimate reads the data: a batch four times as large needs more
+    # the estimate reads the data: the supervised share as encoding counted it, and the batch
+    from tunewise.train.assemble import run_shape
+
+    share = run_shape(cfg, model, None, ds, cpu_only(64))[1].supervised_share
+    assert share == ds.stats["supervised_tokens"] / ds.stats["total_tokens"] and 0 < share < 1
     big = cfg.model_copy(update={"train": cfg.train.model_copy(update={"per_device_batch_size": 4 * cfg.train.per_device_batch_size})})
     assert estimate_without_checkpointing(big, model, None, ds, cpu_only(1000)).activations > \
         estimate_without_checkpointing(cfg, model, None, ds, cpu_only(1000)).activations

@@ -298,20 +298,10 @@ def run_shape(cfg: Config, model, stored: str | None, train_ds, hw=None):
     return facts, shape, hw
 
 
-def _supervised_share(train_ds, sample: int = 2000) -> float:
-    """The share of training tokens with a label, from up to `sample` examples spread over the set (0.5 unknown)."""
-    from tunewise.templates.encode import IGNORE
-
-    if train_ds is None or not len(train_ds):
-        return 0.5
-    step = max(1, len(train_ds) // sample)
-    sup = total = 0
-    for i in range(0, len(train_ds), step):
-        ex = train_ds.examples[i]
-        for row in ([ex] if hasattr(ex, "labels") else [ex[k] for k in ("chosen", "rejected", "answer") if k in ex]):
-            total += len(row.labels)
-            sup += sum(1 for x in row.labels if x != IGNORE)
-    return sup / total if total else 0.5
+def _supervised_share(train_ds) -> float:
+    """The share of training tokens with a label, as encoding counted it (0.5 where the counts are not known)."""
+    stats = getattr(train_ds, "stats", None) or {}
+    return stats["supervised_tokens"] / stats["total_tokens"] if stats.get("total_tokens") else 0.5
 
 
 MMAP_THRESHOLD = 1 << 20

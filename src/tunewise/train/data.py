@@ -10,8 +10,9 @@ from tunewise.templates.encode import Encoded, encode_pretrain, encode_records
 
 
 class TokenDataset(Dataset):
-    def __init__(self, examples: list[Encoded]):
+    def __init__(self, examples: list[Encoded], stats: dict | None = None):
         self.examples = examples
+        self.stats = stats  # the encoding's token counts (templates/encode stats as a dict), where known
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -80,7 +81,7 @@ def encode_for_training(cfg, tokenizer, template, prepared):
                             f"({train_stats.dropped_too_long} longer; they are never cut: a cut answer loses its end)",
                             fix="raise data.max_length (`tunewise advise CONFIG` reads the lengths)")
         stats = {"train": train_stats.to_dict(), "val": val_stats.to_dict() if val_stats else None}
-        return PreferenceDataset(train_ex), PreferenceDataset(val_ex), stats
+        return PreferenceDataset(train_ex, stats["train"]), PreferenceDataset(val_ex, stats["val"]), stats
     train_enc, train_stats = encode_records_for(cfg, tokenizer, template, prepared.train)
     val_enc, val_stats = encode_records_for(cfg, tokenizer, template, prepared.val) if prepared.val else ([], None)
     if not train_enc:
@@ -89,4 +90,4 @@ def encode_for_training(cfg, tokenizer, template, prepared):
             fix=f"raise data.max_length (now {cfg.data.max_length}) — prompts longer than it leave no answer to learn",
         )
     stats = {"train": train_stats.to_dict(), "val": val_stats.to_dict() if val_stats else None}
-    return TokenDataset(train_enc), TokenDataset(val_enc), stats
+    return TokenDataset(train_enc, stats["train"]), TokenDataset(val_enc, stats["val"]), stats

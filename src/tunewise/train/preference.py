@@ -42,8 +42,9 @@ REFERENCE_STAGES = ("dpo", "kto")  # simpo and orpo need no reference model
 class PreferenceDataset(Dataset):
     """Encoded pairs ({index, chosen, rejected}) or KTO examples ({index, answer, label})."""
 
-    def __init__(self, examples: list[dict]):
+    def __init__(self, examples: list[dict], stats: dict | None = None):
         self.examples = examples
+        self.stats = stats  # the encoding's token counts (templates/encode stats as a dict), where known
 
     def __len__(self) -> int:
         return len(self.examples)
