@@ -19,7 +19,7 @@ from tunewise.advise.lint import Facts, lint
 from tunewise.advise.lr import advise_lr
 from tunewise.models.facts import ModelFacts
 from tunewise.config.methods import FACTS
-from tunewise.config.schema import PAIR_STAGES, PREFERENCE_STAGES, Config
+from tunewise.config.schema import PREFERENCE_STAGES, Config
 from tunewise.errors import ConfigError
 
 TARGET_BATCH = 16
@@ -82,12 +82,11 @@ class Advice:
     def shape(self, batch: int, seq_cap: int, gc: bool, facts: ModelFacts | None = None) -> mem.Shape:
         """facts: another model's (advise/largest.py's sizes), whose checkpoint dtype decides the frozen dtype."""
         t, longest = self.cfg.train, (self.lengths[-1] if self.lengths else self.cfg.data.max_length)
-        return mem.Shape(batch=batch, seq=max(1, min(seq_cap, longest)), supervised_share=self.sup_share,
-                         gradient_checkpointing=gc, precision=self.precision, weight_dtype=self.wdtype,
-                         frozen_dtype=resolved_frozen(t.frozen_dtype, self.precision, facts or self.model), fast_loss=t.fast_loss, loss_chunk_size=t.loss_chunk_size,
-                         eager_attention=self.cfg.model.attn_implementation == "eager", nproc=self.nproc,
-                         rows_per_example=2 if t.stage in PAIR_STAGES else 1,
-                         strategy=self.cfg.distributed.strategy, optimizer=t.optimizer)
+        return mem.Shape.from_config(self.cfg, batch=batch, seq=max(1, min(seq_cap, longest)),
+                                     supervised_share=self.sup_share, gradient_checkpointing=gc,
+                                     precision=self.precision, weight_dtype=self.wdtype,
+                                     frozen_dtype=resolved_frozen(t.frozen_dtype, self.precision, facts or self.model),
+                                     nproc=self.nproc)
 
     def say(self, key: str, value, en: str, zh: str) -> None:
         self.rec[key] = value

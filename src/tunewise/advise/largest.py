@@ -64,7 +64,7 @@ def budget_hardware(hw, gib: float):
 
 def largest(family: str, hw, shape_for, mp, target: int, methods: tuple[str, ...] = METHODS) -> dict:
     """{method: {"size", "per_device_batch_size", "gradient_checkpointing", "total_gib"} or None} for the largest
-    size of `family` each method fits on `hw` (advise/hardware.Hardware). shape_for(facts, batch) -> memory.Shape of
+    size of `family` each method fits on `hw` (tunewise/hardware.Hardware). shape_for(facts, batch) -> memory.Shape of
     this run's data and settings; mp: memory.MethodParams."""
     from tunewise.train import memory as mem
 

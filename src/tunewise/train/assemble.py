@@ -270,7 +270,6 @@ def run_shape(cfg: Config, model, stored: str | None, train_ds, hw=None):
     what its memory estimate reads."""
     from dataclasses import replace
 
-    from tunewise.config.schema import PAIR_STAGES
     from tunewise.hardware import detect_hardware
     from tunewise.models.facts import facts_from_config
     from tunewise.train import distributed as dist
@@ -287,14 +286,10 @@ def run_shape(cfg: Config, model, stored: str | None, train_ds, hw=None):
             hw = replace(hw, available_ram_bytes=hw.available_ram_bytes + psutil.Process().memory_info().rss * world)
     lengths = train_ds.lengths if train_ds is not None and len(train_ds) else []
     precision, wdtype = mem.resolved_dtypes(t.precision, cfg.model.dtype, hw, facts, world)
-    shape = mem.Shape(batch=t.per_device_batch_size, seq=max(1, min(cfg.data.max_length, max(lengths, default=cfg.data.max_length))),
-                      supervised_share=_supervised_share(train_ds), gradient_checkpointing=False, precision=precision,
-                      weight_dtype=wdtype,
-                      frozen_dtype=resolved_frozen_dtype(cfg, model, stored), fast_loss=t.fast_loss,
-                      loss_chunk_size=t.loss_chunk_size,
-                      eager_attention=cfg.model.attn_implementation == "eager", nproc=world,
-                      rows_per_example=2 if t.stage in PAIR_STAGES else 1, strategy=cfg.distributed.strategy,
-                      optimizer=t.optimizer)
+    shape = mem.Shape.from_config(
+        cfg, batch=t.per_device_batch_size, seq=max(1, min(cfg.data.max_length, max(lengths, default=cfg.data.max_length))),
+        supervised_share=_supervised_share(train_ds), gradient_checkpointing=False, precision=precision,
+        weight_dtype=wdtype, frozen_dtype=resolved_frozen_dtype(cfg, model, stored), nproc=world)
     return facts, shape, hw
 
 

@@ -71,6 +71,20 @@ class Shape:
     strategy: str = "ddp"               # ddp | fsdp | deepspeed
     optimizer: str = "adamw"            # train.optimizer
 
+    @classmethod
+    def from_config(cls, cfg, *, batch: int, seq: int, supervised_share: float, gradient_checkpointing: bool,
+                    precision: str, weight_dtype: str, frozen_dtype: str, nproc: int) -> "Shape":
+        """A run's shape: the config's own knobs, plus what is resolved for the run or the machine (the batch and
+        row length asked about, the data's supervised share, the dtypes with 'auto' resolved, the processes)."""
+        from tunewise.config.schema import PAIR_STAGES
+
+        t = cfg.train
+        return cls(batch=batch, seq=seq, supervised_share=supervised_share, gradient_checkpointing=gradient_checkpointing,
+                   precision=precision, weight_dtype=weight_dtype, frozen_dtype=frozen_dtype, fast_loss=t.fast_loss,
+                   loss_chunk_size=t.loss_chunk_size, eager_attention=cfg.model.attn_implementation == "eager",
+                   nproc=nproc, rows_per_example=2 if t.stage in PAIR_STAGES else 1,
+                   strategy=cfg.distributed.strategy, optimizer=t.optimizer)
+
 
 @dataclass(frozen=True)
 class MethodParams:
