@@ -125,6 +125,7 @@ def run_plain(spec, out, train, val):
 
 
 def run_trl(spec, out, train, val, best: bool, bf16: bool = True):
+    """TRL's SFTTrainer; best: its speed settings here. bf16=False: float32 arithmetic."""
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
@@ -145,8 +146,13 @@ def run_trl(spec, out, train, val, best: bool, bf16: bool = True):
         mean_len = spec["train_tokens_per_epoch"] / max(1, len(train))
         args["per_device_train_batch_size"] = max(1, round(spec["batch_size"] * mean_len / spec["max_length"]))
     model = _base_model(spec, path)
-    if best and bf16 and bf16_pays(model):  # bf16 mixed precision where this CPU multiplies it fast, by tunewise's own rule
-        args["bf16"] = True
+    # SFTConfig's own default is bf16 mixed precision (autocast), also on a CPU, so each choice is set explicitly:
+    # best takes bf16 only where this CPU multiplies it fast, by tunewise's own rule (without bf16 matrix units
+    # autocast runs at about a tenth of fp32's speed); bf16=False is float32 arithmetic; defaults keep TRL's.
+    if best:
+        args["bf16"] = bool(bf16 and bf16_pays(model))
+    elif not bf16:
+        args["bf16"] = False
     cfg = SFTConfig(**args, **extra)
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok,
                          peft_config=None if _method(spec) == "full" else LoraConfig(**LORA), callbacks=list(CALLBACKS))

@@ -40,8 +40,10 @@ QUICK_SHAPES = {"tiny-qwen2-shape": dict(model_type="qwen2", hidden_size=64, int
                                          num_attention_heads=4, num_key_value_heads=2, vocab_size=4096,
                                          tie_word_embeddings=True)}
 # On request: tunewise_bf16base (train.frozen_dtype=bfloat16, for a float32 checkpoint), tunewise_gc (gradient
-# checkpointing on, as TRL's default has it), tunewise_nogc (off: tunewise's default, auto, decides per run)
-PEERS = ["tunewise", "trl_default", "plain", "tunewise_bf16base", "tunewise_gc", "tunewise_nogc"]
+# checkpointing on, as TRL's default has it), tunewise_nogc (off: tunewise's default, auto, decides per run),
+# trl_fp32 (TRL's defaults but float32 arithmetic: its bf16 default autocasts, about a tenth of fp32's speed on a
+# CPU without bf16 matrix units, too slow to finish at 1.5B there; this row gives that machine a TRL row that ends)
+PEERS = ["tunewise", "trl_default", "plain", "tunewise_bf16base", "tunewise_gc", "tunewise_nogc", "trl_fp32"]
 DEFAULT_PEERS = PEERS[:3]
 METHODS = ["lora", "full", "qlora"]
 # The sweep's tokenizer: a real BPE (SmolLM2's, 49,152 tokens, ChatML) so texts have realistic token counts; it
@@ -217,6 +219,7 @@ def cell_main(peer: str, spec_path: Path) -> None:
     else:
         peers.CALLBACKS[:] = [clock]
         _wall, steps, model, tok = {"trl_default": lambda: peers.run_trl(spec, out, train, val, best=False),
+                                    "trl_fp32": lambda: peers.run_trl(spec, out, train, val, best=False, bf16=False),
                                     "plain": lambda: peers.run_plain(spec, out, train, val)}[peer]()
     peak_mb = peers.PEAK_MB
     checkpointed = bool(getattr(model, "is_activation_checkpointing", False))  # what the run trained with

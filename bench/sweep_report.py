@@ -8,7 +8,7 @@ MB = 1024 ** 2
 # The targets, at the 1.5B shape with LoRA, against TRL with its defaults; and the estimator's tolerance.
 TARGET_SIZE, TARGET_METHOD = "qwen2.5-1.5b", "lora"
 MEMORY_RATIO, SPEED_RATIO, LOSS_GAP, ESTIMATE_TOL = 0.5, 3.0, 0.02, 0.15
-PEER_ORDER = ["tunewise", "tunewise_bf16base", "tunewise_gc", "tunewise_nogc", "trl_default", "plain"]
+PEER_ORDER = ["tunewise", "tunewise_bf16base", "tunewise_gc", "tunewise_nogc", "trl_default", "trl_fp32", "plain"]
 METHOD_ORDER = ["lora", "qlora", "full"]
 
 

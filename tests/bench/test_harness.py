@@ -45,3 +45,49 @@ def test_headline_workload_has_realistic_shape(tiny_model_dirs):
     assert max(lengths) > 3 * statistics.median(sorted(lengths)[:60])  # a long tail beside short answers
     zh = sum(any("\u4e00" <= c <= "\u9fff" for c in r["messages"][1]["content"]) for r in recs)
     assert 0.2 < zh / len(recs) < 0.8
+
+
+@pytest.mark.parametrize("best,bf16,pays,expected", [
+    (False, True, True, None),    # trl_default: TRL's own default precision (SFTConfig: bf16 autocast)
+    (False, False, True, False),  # trl_fp32
+    (True, True, True, True),     # trl_best where this CPU multiplies bf16 fast
+    (True, True, False, False),   # trl_best where it does not: fp32, not TRL's slow bf16 default
+    (True, False, True, False),   # trl_best_fp32
+])
+def test_trl_peers_set_the_precision_they_are_named_for(tiny_model_dirs, monkeypatch, best, bf16, pays, expected):
+    import trl
+
+    from bench import peers
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def trainer(**kw):
+        seen["bf16"] = kw["args"].bf16
+        raise Stop
+
+    monkeypatch.setattr(trl, "SFTTrainer", trainer)
+    monkeypatch.setattr(peers, "bf16_pays", lambda model: pays)
+    monkeypatch.setattr(peers, "_load", lambda spec: (tiny_model_dirs["tiny-llama"], _tokenizer(tiny_model_dirs)))
+    monkeypatch.setattr(peers, "_base_model", lambda spec, path: None)
+    monkeypatch.setattr(peers, "_method", lambda spec: "lora")
+    from tunewise.templates import choose_template
+
+    spec = {"template": choose_template("auto", _tokenizer(tiny_model_dirs), "llama").to_dict(), "max_length": 64,
+            "batch_size": 2, "epochs": 1, "lr": 1e-4, "seed": 0, "train_tokens_per_epoch": 100}
+    rec = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    with pytest.raises(Stop):
+        peers.run_trl(spec, tiny_model_dirs["tiny-llama"].parent / "trl-out", [rec], [], best=best, bf16=bf16)
+    from trl import SFTConfig
+
+    assert seen["bf16"] == (SFTConfig(output_dir="x", use_cpu=True).bf16 if expected is None else expected)
+    if expected is None:
+        assert seen["bf16"] is True  # TRL's default really is bf16 (the reason the choice is made explicitly)
+
+
+def _tokenizer(dirs):
+    from tunewise.models.load import load_tokenizer
+
+    return load_tokenizer(dirs["tiny-llama"])
