@@ -43,6 +43,7 @@ def mean_loss(lm, encoded: list, batch_size: int = 8) -> float | None:
         return None
     collate = PadCollator(lm.tokenizer.pad_token_id)
     total, count = 0.0, 0
+    encoded = sorted(encoded, key=lambda e: len(e.input_ids))  # batches of like length pad less; the mean is the same
     for i in range(0, len(encoded), batch_size):
         batch = collate([{"input_ids": e.input_ids, "labels": e.labels} for e in encoded[i:i + batch_size]])
         n = int((batch["labels"][:, 1:] != -100).sum())

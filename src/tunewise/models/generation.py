@@ -6,6 +6,7 @@ the same "did it stop on its own?" answer.
 
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
 
 import torch
@@ -77,31 +78,86 @@ def generate_ids(model, prompts: list[list[int]], *, stop_ids: list[int], pad_id
                              batch_size=batch_size, streamer=streamer)
 
 
+SHARED_PREFIX_MIN = 16  # tokens: a batch whose prompts all begin alike computes that beginning once (shared_prefix)
+
+
+def shared_prefix(model, chunk: list[list[int]], max_new_tokens: int) -> int:
+    """How many leading tokens every prompt of `chunk` has in common and that may be computed once for all of them,
+    or 0.
+
+    Prompts of one run usually begin alike: the system prompt, the tool definitions (the tool-calling set's ~400 of
+    ~450 tokens), the template's header. Computed once and copied to every row of the batch, their key/value
+    cache costs one row's prefill instead of one per prompt. The rows then hold [shared | padding | own part], the
+    padding masked out; positions come from the attention mask, so every token keeps the position it has alone.
+    Not for prompt-learning adapters (their virtual tokens are a key/value cache of their own), nor where a
+    sliding-window layer could see the padding in the middle take the place of a real token (prompt and answer
+    longer than the window; within it every layer sees every earlier token, as it does alone)."""
+    if len(chunk) < 2:
+        return 0
+    shortest = min(len(p) for p in chunk)
+    first = chunk[0]
+    n = 0
+    while n < shortest - 1 and all(p[n] == first[n] for p in chunk):  # each row keeps one token of its own
+        n += 1
+    if n < SHARED_PREFIX_MIN:
+        return 0
+    conf = getattr(model, "active_peft_config", None)
+    if conf is not None and getattr(conf, "is_prompt_learning", False):
+        return 0
+    text = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    window = getattr(text, "sliding_window", None)
+    sliding = any("sliding" in t for t in (getattr(text, "layer_types", None) or [])) or (
+        window and getattr(text, "use_sliding_window", True))
+    if sliding and window and max(len(p) for p in chunk) + max_new_tokens > window:
+        return 0
+    return n
+
+
+def _prefix_cache(model, prefix: list[int], rows: int, device):
+    """The key/value cache of `prefix`, computed once, copied for `rows` rows."""
+    kwargs = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.get_base_model().forward
+                                                                             if hasattr(model, "get_base_model")
+                                                                             else model.forward).parameters else {}
+    cache = model(input_ids=torch.tensor([prefix], device=device), use_cache=True, **kwargs).past_key_values
+    cache.batch_repeat_interleave(rows)
+    return cache
+
+
 def _generate_ids(model, prompts, *, stop_ids, pad_id, max_new_tokens, temperature, top_k, top_p, repetition_penalty,
                   batch_size, streamer):
-    out = []
+    out: list = [None] * len(prompts)
     device = next(model.parameters()).device
-    for b in range(0, len(prompts), batch_size):
-        chunk = prompts[b:b + batch_size]
-        n = max(len(p) for p in chunk)
+    # Longest first, so a batch holds prompts of like length and pads little; answers go back in the caller's order.
+    # A streamer prints as it goes, so it keeps the caller's order.
+    order = list(range(len(prompts)))
+    if streamer is None:
+        order.sort(key=lambda i: -len(prompts[i]))
+    for b in range(0, len(order), batch_size):
+        rows = order[b:b + batch_size]
+        chunk = [prompts[i] for i in rows]
+        shared = shared_prefix(model, chunk, max_new_tokens) if streamer is None else 0
+        own = max(len(p) for p in chunk) - shared
+        n = shared + own
         ids = torch.full((len(chunk), n), pad_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
-        for i, p in enumerate(chunk):  # left padding so every answer starts at column n
-            ids[i, n - len(p):] = torch.tensor(p)
-            mask[i, n - len(p):] = 1
+        for i, p in enumerate(chunk):  # [shared | padding | own part]: every answer starts at column n
+            ids[i, :shared], mask[i, :shared] = torch.tensor(p[:shared], dtype=torch.long), 1
+            ids[i, n - (len(p) - shared):] = torch.tensor(p[shared:], dtype=torch.long)
+            mask[i, n - (len(p) - shared):] = 1
+        extra = {"past_key_values": _prefix_cache(model, chunk[0][:shared], len(chunk), device)} if shared else {}
         sample = temperature > 0
         gen = model.generate(
             input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens, do_sample=sample,
             temperature=temperature if sample else None, top_k=top_k if sample and top_k else None,
             top_p=top_p if sample else None, repetition_penalty=repetition_penalty,
-            eos_token_id=list(stop_ids), pad_token_id=pad_id, streamer=streamer, use_cache=True,
+            eos_token_id=list(stop_ids), pad_token_id=pad_id, streamer=streamer, use_cache=True, **extra,
         )
-        for row in gen[:, n:].tolist():
+        for i, row in zip(rows, gen[:, n:].tolist()):
             new, stopped = [], False
             for t in row:
                 if t in stop_ids:
                     stopped = True
                     break
                 new.append(t)
-            out.append((new, stopped))
+            out[i] = (new, stopped)
     return out
