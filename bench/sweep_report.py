@@ -32,6 +32,12 @@ NOTES = [
     "auto turning checkpointing on (a 11.6 GiB budget given to it) ran at 10.4 tokens/s, 4,257 MB. Checkpointing one "
     "decoder layer in 2 (transformers' every_n_layers), also tried: 10.2 tokens/s, 6,073 MB, so auto checkpoints every "
     "layer.",
+    "- trl_fp32 (session 15) is TRL's defaults with `bf16=False`, nothing else changed: SFTConfig's default is bf16 "
+    "autocast, which on this CPU (no bf16 matrix units) runs at about a tenth of fp32's speed, so trl_default never "
+    "finishes here; in fp32 it does, and gives the validation-loss comparison (the same examples, steps and seed; "
+    "TRL's gradient checkpointing on, its float32 load of the bf16 checkpoint). Measured twice: 5.9 tokens/s and "
+    "10,506 MB quiet (the row), 5.2 tokens/s and 10,360 MB beside short test runs; the same validation loss both "
+    "times.",
     "- TRL's cell was stopped by hand after 2,364 s, before its 4 steps ended (the session's time ran out), so its "
     "peak is a floor and its speed a ceiling. The plain Trainer and tunewise_bf16base were not re-run on bf16 "
     "checkpoints; their float32-checkpoint rows at this size were removed with the others.", "",
@@ -119,7 +125,8 @@ def verdicts(rows: list[dict]) -> list[str]:
                 f"{'met' if mem <= MEMORY_RATIO else 'NOT met'}",
                 f"- tokens/s more than {speed:.1f}x TRL defaults' (target >= {SPEED_RATIO}x): "
                 f"{'met' if speed >= SPEED_RATIO else 'NOT met'}",
-                "- validation loss: not compared (TRL's cell did not finish)"]
+                "- validation loss: not compared with trl_default (its cell did not finish)"
+                + ("; against TRL in fp32 below" if _find(rows, TARGET_SIZE, TARGET_METHOD, "trl_fp32") else "")]
     else:
         out.append("- not measured in this sweep (a cell was skipped or failed: see the table)")
     for peer, what in (("tunewise_bf16base", "train.frozen_dtype=bfloat16"), ("tunewise_gc", "train.gradient_checkpointing=true"),
@@ -131,6 +138,16 @@ def verdicts(rows: list[dict]) -> list[str]:
             out.append(f"- with {what} ({peer}): peak RSS {low['peak_rss_mb'] / trl['peak_rss_mb']:.2f}x, "
                        f"tokens/s {low['tokens_per_s'] / trl['tokens_per_s']:.2f}x, validation loss "
                        f"{100 * abs(low['val_loss'] - trl['val_loss']) / trl['val_loss']:.2f}% apart")
+    if (fp32 := _find(rows, TARGET_SIZE, TARGET_METHOD, "trl_fp32")) and tw:
+        gap = abs(tw["val_loss"] - fp32["val_loss"]) / fp32["val_loss"]
+        out.append(f"- against TRL's defaults with float32 arithmetic (trl_fp32, `bf16=False`; the only change): "
+                   f"peak RSS {tw['peak_rss_mb'] / fp32['peak_rss_mb']:.2f}x, tokens/s "
+                   f"{tw['tokens_per_s'] / fp32['tokens_per_s']:.2f}x, validation loss {tw['val_loss']:.4f} against "
+                   f"{fp32['val_loss']:.4f}, {100 * gap:.2f}% apart (target within {100 * LOSS_GAP:.0f}%): "
+                   f"{'met' if gap <= LOSS_GAP else 'NOT met'}")
+        if low := _find(rows, TARGET_SIZE, TARGET_METHOD, "tunewise_gc"):
+            out.append(f"- tunewise_gc against trl_fp32: peak RSS {low['peak_rss_mb'] / fp32['peak_rss_mb']:.2f}x, "
+                       f"tokens/s {low['tokens_per_s'] / fp32['tokens_per_s']:.2f}x")
     out += ["", f"### advise's peak-memory estimate within ±{100 * ESTIMATE_TOL:.0f}% of tunewise's measured peak", ""]
     checked = [r for r in ordered(rows) if r["peer"].startswith("tunewise") and _measured(r) and r.get("estimate_bytes")]
     bad = [r for r in checked if abs(r["estimate_bytes"] / (r["peak_rss_mb"] * MB) - 1) > ESTIMATE_TOL]
@@ -149,7 +166,7 @@ def plot(rows: list[dict], png: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    colour = dict(zip(PEER_ORDER, ["tab:blue", "tab:cyan", "tab:purple", "tab:orange", "tab:green", "tab:red"]))  # a colour per peer, a line per method
+    colour = dict(zip(PEER_ORDER, ["tab:blue", "tab:cyan", "tab:purple", "tab:orange", "tab:green", "tab:olive", "tab:red"]))  # a colour per peer, a line per method
     for method in METHOD_ORDER:
         for peer in PEER_ORDER:
             pts = sorted((r["params"] / 1e9, r["tokens_per_s"], r["peak_rss_mb"] / 1024) for r in rows

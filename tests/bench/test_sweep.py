@@ -29,3 +29,20 @@ def test_sweep_quick_measures_every_peer(tmp_path, tiny_model_dirs):
     # every peer trained on the same examples in the same order: the timed steps saw the same real tokens
     assert len({r["measured_tokens"] for r in rows.values()}) == 1
     assert "estimate ÷ measured" in md and (tmp_path / "sweep.png").exists()
+
+
+def test_verdicts_compare_validation_loss_with_trl_in_fp32_when_its_defaults_did_not_finish():
+    from bench.sweep_report import verdicts
+
+    def row(peer, loss, tps=10.0, mb=5000.0):
+        return {"size": "qwen2.5-1.5b", "method": "lora", "peer": peer, "tokens_per_s": tps, "peak_rss_mb": mb,
+                "val_loss": loss}
+
+    partial = {"size": "qwen2.5-1.5b", "method": "lora", "peer": "trl_default", "peak_rss_mb_at_least": 10000,
+               "tokens_per_s_below": 0.85}
+    near = "\n".join(verdicts([row("tunewise", 12.0), partial, row("trl_fp32", 12.1, tps=5.0, mb=10000.0)]))
+    assert "against TRL in fp32 below" in near
+    assert "tokens/s 2.00x, validation loss 12.0000 against 12.1000, 0.83% apart (target within 2%): met" in near
+    far = "\n".join(verdicts([row("tunewise", 12.0), partial, row("trl_fp32", 12.5)]))
+    assert "4.00% apart (target within 2%): NOT met" in far
+    assert "trl_fp32" not in "\n".join(verdicts([row("tunewise", 12.0), partial]))
