@@ -268,7 +268,10 @@ def tool_run(tmp_path_factory, tiny_model_dirs, module_home):
     It trains on each record as the plain turns tunewise renders for it (templates/tools.to_hermes: tools block in
     the system turn, the call as <tool_call> text, the result as a user turn), which is token for token what
     training on the tool record renders, and the run's data files then hold the tool records themselves, as
-    `tunewise train` writes them once the data layer reads tools (this branch's data layer does not yet)."""
+    `tunewise train` writes them once the data layer reads tools (this branch's data layer does not yet).
+
+    Padded, not packed: four ~1,000-token rows packed into one make attention over the whole 4,000 (block-diagonal
+    mask, computed in full on a CPU), which for this 2-layer model is most of the work (136 s packed, 56 s padded)."""
     from tunewise.templates.tools import normalize_call, to_hermes
 
     root = tmp_path_factory.mktemp("toolexport")
@@ -280,7 +283,7 @@ def tool_run(tmp_path_factory, tiny_model_dirs, module_home):
     cfg = tiny_config(root, plain, model="tiny-qwen2", method={"name": "full"},
                       data={"val_size": 0, "max_length": 1024},
                       train={"max_steps": 200, "learning_rate": 1e-2, "per_device_batch_size": 4, "eval_steps": 1000,
-                             "logging_steps": 50})
+                             "logging_steps": 50, "packing": False})
     assert main(["train", str(write_config(root / "tools.yaml", cfg)), "--set", "run.name=tools"]) == 0
     run = root / "runs" / "tools"
     lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in recs]
