@@ -238,15 +238,16 @@ def _batch(a: Advice) -> None:
     b, gc, est = a.plans[method]
     frozen = resolved_frozen(t.frozen_dtype, a.precision, a.model)
     if gc and FACTS[method].adapter_like and a.wdtype == "float32" and frozen == "float32":
-        # A bf16 frozen base costs ~10% of speed on CPUs; recomputing activations ~40%: narrow first.
+        # A bf16 frozen base costs ~10% of speed on CPUs; recomputing activations 15-40% (measured: ~40% at 270M,
+        # 14% at 1.5B): narrow first.
         narrow = mem.fit_batch(a.model, method, a.mp, replace(a.shape(a.per_dev_target, a.max_len, False), frozen_dtype="bfloat16"),
                                a.hw, a.per_dev_target)
         if narrow is not None and not narrow[1]:
             (b, gc, est), frozen = narrow, "bfloat16"
             a.say("train.frozen_dtype", "bfloat16",
                   "bfloat16: with the frozen base in bf16 the run fits without gradient checkpointing "
-                  "(about 10% slower on this kind of CPU, against about 40% for checkpointing)",
-                  "bfloat16：冻结基座用 bf16 就不必开梯度检查点也放得下（这类 CPU 上约慢 10%，梯度检查点约慢 40%）")
+                  "(about 10% slower on this kind of CPU, against 15-40% for checkpointing)",
+                  "bfloat16：冻结基座用 bf16 就不必开梯度检查点也放得下（这类 CPU 上约慢 10%，梯度检查点慢 15-40%）")
     fastest, why_en, why_zh = _fastest_batch(a, b)
     if fastest != b:
         b, est = fastest, mem.estimate(a.model, method, a.mp, replace(a.shape(fastest, a.max_len, gc),
