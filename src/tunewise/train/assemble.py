@@ -77,7 +77,7 @@ def build_trainer(cfg: Config, model, train_ds, val_ds=None, *, out: Path, pad_i
 
     from tunewise.cpu import current_choice
 
-    from tunewise.train.collate import PackCollator, PadCollator, rounds_rows
+    from tunewise.train.collate import PackCollator, PackingCost, PadCollator, rounds_rows
     from tunewise.train.trainer import TunewiseTrainer
 
     t = cfg.train
@@ -111,7 +111,8 @@ def build_trainer(cfg: Config, model, train_ds, val_ds=None, *, out: Path, pad_i
                                     reference=reference)
         return trainer, plan
     if packing_for(cfg, model):
-        collator = PackCollator(pad_id, rounds_rows(precision.precision, next(model.parameters()).device.type))
+        collator = PackCollator(pad_id, rounds_rows(precision.precision, next(model.parameters()).device.type),
+                                cost=PackingCost.of(model) if t.packing == "auto" else None)
     else:
         collator = PadCollator(pad_id)
     trainer = TunewiseTrainer(**common, data_collator=collator)
