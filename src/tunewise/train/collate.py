@@ -85,7 +85,7 @@ class PackCollator:
         # train.packing: auto: a batch that costs less padded than packed is padded (PackingCost); true: every batch
         # packed. Rounded rows (bf16 on a CPU) always pack, to keep the set of shapes small.
         self.cost = None if round_rows else cost
-        self.pad = PadCollator(pad_id)
+        self.pad = PadCollator(self.pad_id)
 
     def __call__(self, features: list[dict]) -> dict:
         if self.cost is not None and self.cost.pads_cheaper([len(f["input_ids"]) for f in features]):
