@@ -69,7 +69,7 @@ def _args(spec, out, **extra):
                 use_cpu=True, disable_tqdm=True, max_steps=spec.get("max_steps", -1), **extra)
 
 
-def run_tunewise(spec, out, train, val, packing: bool = True, frozen_dtype: str = "auto", stop_rows: bool = True,
+def run_tunewise(spec, out, train, val, packing: bool | str = "auto", frozen_dtype: str = "auto", stop_rows: bool = True,
                  precision: str = "auto"):
     from tunewise.config import load_config
     from tunewise.fileio import write_jsonl
