@@ -50,7 +50,7 @@ def test_the_collator_chooses_per_batch():
     assert rounded["input_ids"].shape[0] == 1
 
 
-def _losses(tmp_path, demo_jsonl, name, packing, monkeypatch=None):
+def _losses(tmp_path, demo_jsonl, name, packing):
     from conftest import read_metrics, tiny_config, write_config
 
     from tunewise.cli import main

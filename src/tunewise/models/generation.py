@@ -141,9 +141,9 @@ def _generate_ids(model, prompts, *, stop_ids, pad_id, max_new_tokens, temperatu
         ids = torch.full((len(chunk), n), pad_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for i, p in enumerate(chunk):  # [shared | padding | own part]: every answer starts at column n
+            start = n - (len(p) - shared)
             ids[i, :shared], mask[i, :shared] = torch.tensor(p[:shared], dtype=torch.long), 1
-            ids[i, n - (len(p) - shared):] = torch.tensor(p[shared:], dtype=torch.long)
-            mask[i, n - (len(p) - shared):] = 1
+            ids[i, start:], mask[i, start:] = torch.tensor(p[shared:], dtype=torch.long), 1
         extra = {"past_key_values": _prefix_cache(model, chunk[0][:shared], len(chunk), device)} if shared else {}
         sample = temperature > 0
         gen = model.generate(
