@@ -103,6 +103,7 @@ def _checkpointing(r: dict) -> str:
 
 def verdicts(rows: list[dict]) -> list[str]:
     tw, trl = _find(rows, TARGET_SIZE, TARGET_METHOD, "tunewise"), _find(rows, TARGET_SIZE, TARGET_METHOD, "trl_default")
+    fp32 = _find(rows, TARGET_SIZE, TARGET_METHOD, "trl_fp32")  # TRL's defaults in float32 (where its own never end)
     # a TRL cell stopped before its steps ended: its peak so far is a floor, its speed a ceiling
     part = None if trl else next((r for r in rows if (r["size"], r["method"], r["peer"]) == (TARGET_SIZE, TARGET_METHOD,
                                                                                            "trl_default")
@@ -126,7 +127,7 @@ def verdicts(rows: list[dict]) -> list[str]:
                 f"- tokens/s more than {speed:.1f}x TRL defaults' (target >= {SPEED_RATIO}x): "
                 f"{'met' if speed >= SPEED_RATIO else 'NOT met'}",
                 "- validation loss: not compared with trl_default (its cell did not finish)"
-                + ("; against TRL in fp32 below" if _find(rows, TARGET_SIZE, TARGET_METHOD, "trl_fp32") else "")]
+                + ("; against TRL in fp32 below" if fp32 else "")]
     else:
         out.append("- not measured in this sweep (a cell was skipped or failed: see the table)")
     for peer, what in (("tunewise_bf16base", "train.frozen_dtype=bfloat16"), ("tunewise_gc", "train.gradient_checkpointing=true"),
@@ -138,7 +139,7 @@ def verdicts(rows: list[dict]) -> list[str]:
             out.append(f"- with {what} ({peer}): peak RSS {low['peak_rss_mb'] / trl['peak_rss_mb']:.2f}x, "
                        f"tokens/s {low['tokens_per_s'] / trl['tokens_per_s']:.2f}x, validation loss "
                        f"{100 * abs(low['val_loss'] - trl['val_loss']) / trl['val_loss']:.2f}% apart")
-    if (fp32 := _find(rows, TARGET_SIZE, TARGET_METHOD, "trl_fp32")) and tw:
+    if fp32 and tw:
         gap = abs(tw["val_loss"] - fp32["val_loss"]) / fp32["val_loss"]
         out.append(f"- against TRL's defaults with float32 arithmetic (trl_fp32, `bf16=False`; the only change): "
                    f"peak RSS {tw['peak_rss_mb'] / fp32['peak_rss_mb']:.2f}x, tokens/s "
