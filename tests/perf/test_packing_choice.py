@@ -33,6 +33,19 @@ def test_costs_come_from_the_models_shape(tiny_model_dirs):
     assert cost.per_pair == ATTENTION_WEIGHT * 4 * heads * (conf.hidden_size // heads) * layers
 
 
+
+def test_a_4bit_model_costs_what_its_full_precision_twin_does(tiny_model_dirs):
+    """bitsandbytes packs two 4-bit weights to a byte, so a qlora model's tensors report half their elements; the
+    cost is read from the config and counts the true parameters."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    path = tiny_model_dirs["tiny-llama"]
+    full = PackingCost.of(AutoModelForCausalLM.from_pretrained(path))
+    q4 = AutoModelForCausalLM.from_pretrained(path, quantization_config=BitsAndBytesConfig(load_in_4bit=True))
+    assert sum(p.numel() for p in q4.parameters()) < sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(path).parameters())
+    cost = PackingCost.of(q4)
+    assert (cost.per_token, cost.per_pair) == (full.per_token, full.per_pair)
+
 def _feats(lengths):
     return [{"input_ids": list(range(3, 3 + n)), "labels": [-100] * (n // 2) + list(range(3 + n // 2, 3 + n))}
             for n in lengths]

@@ -112,7 +112,7 @@ def build_trainer(cfg: Config, model, train_ds, val_ds=None, *, out: Path, pad_i
         return trainer, plan
     if packing_for(cfg, model):
         collator = PackCollator(pad_id, rounds_rows(precision.precision, next(model.parameters()).device.type),
-                                cost=PackingCost.of(model) if t.packing == "auto" else None)
+                                cost=PackingCost.of(model, cfg.model.trust_remote_code) if t.packing == "auto" else None)
     else:
         collator = PadCollator(pad_id)
     trainer = TunewiseTrainer(**common, data_collator=collator)

@@ -147,18 +147,20 @@ class PackingCost:
         self.per_token, self.per_pair = per_token, per_pair
 
     @classmethod
-    def of(cls, model) -> "PackingCost":
-        conf = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-        heads = getattr(conf, "num_attention_heads", 1) or 1
-        head_dim = getattr(conf, "head_dim", None) or conf.hidden_size // heads
-        layers = getattr(conf, "num_hidden_layers", 1) or 1
-        emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-        skip = {id(p) for p in emb.parameters()} if emb is not None else set()
-        out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-        if out is not None:
-            skip |= {id(p) for p in out.parameters()}
-        body = sum(p.numel() for p in model.parameters() if id(p) not in skip)
-        return cls(2.0 * body, ATTENTION_WEIGHT * 4.0 * heads * head_dim * layers)
+    def from_facts(cls, facts) -> "PackingCost":
+        """From models/facts.ModelFacts, read from the config: the parameter count is the model's true one also
+        where the loaded weights are 4-bit (bitsandbytes packs two to a byte, so a qlora model's tensors report
+        half their elements)."""
+        body = facts.params - facts.embedding_params
+        return cls(2.0 * body, ATTENTION_WEIGHT * 4.0 * facts.heads * facts.head_dim * facts.layers)
+
+    @classmethod
+    def of(cls, model, trust_remote_code: bool = False) -> "PackingCost":
+        """Of a loaded model (a peft model: of its base), from its config."""
+        from tunewise.models.facts import facts_from_config
+
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        return cls.from_facts(facts_from_config(base.config, trust_remote_code=trust_remote_code))
 
     def padded(self, lengths: list[int]) -> float:
         n = max(lengths)
