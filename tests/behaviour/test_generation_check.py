@@ -115,6 +115,21 @@ def test_check_keeps_to_its_share_of_the_training_time(monkeypatch):
     assert fresh == [True, False, False, False, False]
 
 
+
+def test_the_closing_line_says_when_the_checks_took_more_than_their_budget():
+    """Checks at evaluations that could become the best run past the budget while answers misbehave (measured:
+    SmolLM2 on the identity set, 189 s of 342 s); the run's closing lines then say so, with what to set."""
+    from tunewise.train.behaviour import GenerationCheck
+
+    check = GenerationCheck(None, None, budget=0.2)
+    check.spent, check.measured, check.skipped = 189.0, 8, 4
+    line = check.cost_line(342.0)
+    assert line.startswith("generation checks took 189 s of 342 s of training (55%")
+    assert "20%" in line and "8 ran, 4 carried" in line and "train.generation_check_every" in line
+    assert check.cost_line(1000.0) is None  # within its budget: nothing to say
+    assert check.cost_line(None) is None
+    assert GenerationCheck(None, None, budget=1.0).cost_line(342.0) is None  # no budget set
+
 def test_over_budget_a_possible_best_carries_only_clean_rates(monkeypatch):
     """Over the budget, an evaluation that could become the best checkpoint is measured while the latest answers
     misbehaved (the best-checkpoint choice depends on the rates) and carries them once they were clean."""
@@ -165,7 +180,7 @@ def test_the_saved_model_is_scored_afresh_when_its_rates_were_carried():
 
 
 def test_over_its_budget_the_check_skips_only_evaluations_that_cannot_become_best(tmp_path, demo_jsonl,
-                                                                                tiny_model_dirs, monkeypatch):
+                                                                                tiny_model_dirs, monkeypatch, capfd):
     """Budget 0: every evaluation whose loss is below the best guarded loss so far is checked afresh (it could
     become the best checkpoint), every other one carries the latest rates; the saved model's rates are measured."""
     from tunewise.train import behaviour
@@ -196,3 +211,4 @@ def test_over_its_budget_the_check_skips_only_evaluations_that_cannot_become_bes
     checks = json.loads((tmp_path / "runs" / "t" / "train_summary.json").read_text())["generation_checks"]
     assert checks["measured"] == len(calls) - 1 and checks["carried_for_budget"] >= len(evals) - candidates
     assert checks["seconds"] >= 0
+    assert "[tunewise] generation checks took" in capfd.readouterr().err  # over its budget of 0: said at the end

@@ -165,6 +165,17 @@ class GenerationCheck:
             return True
         return self.spent <= self.budget * (self._clock() - self._t0)
 
+    def cost_line(self, train_seconds: float | None) -> str | None:
+        """A closing line when the checks at evaluations took more than their budget of the training time (which
+        happens while answers misbehave: every evaluation that could become the best is then checked), or None."""
+        if self.budget >= 1 or not train_seconds or self.spent <= self.budget * train_seconds:
+            return None
+        return (f"generation checks took {self.spent:.0f} s of {train_seconds:.0f} s of training "
+                f"({self.spent / train_seconds:.0%}; train.generation_check_budget is {self.budget:.0%}): "
+                f"{self.measured} ran, {self.skipped} carried the latest rates. While answers did not stop or missed the "
+                f"key terms, every evaluation that could become the best checkpoint was checked. For a faster run: "
+                f"train.generation_check_every: 2, or fewer evaluations (train.eval_steps).")
+
     def before_training(self, model) -> dict:
         """Measure the untouched model; terms it already says are not what the data teaches."""
         base = measure(model, self.probe, self._decode, self.batch_size)

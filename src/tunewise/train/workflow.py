@@ -216,6 +216,8 @@ def save_run(cfg: Config, r: Ready, trainer, result, metrics_cb) -> Path:
     if check is not None:  # what the generation check cost (train.generation_check_budget), counted in this process
         summary["generation_checks"] = {"measured": check.measured, "carried_for_budget": check.skipped,
                                         "seconds": round(check.spent, 1)}
+        if r.main_proc and (line := check.cost_line(summary["train_runtime_s"])):
+            _say(f"[tunewise] {line}")
     if not r.main_proc:
         return r.run
     run = r.run
@@ -277,7 +279,8 @@ def _check_before_training(check, model, run: Path, resume: bool, metrics_cb) ->
             return
     _say(f"[tunewise] generation check: {len(check.probe.prompts)} validation prompts, up to "
          f"{check.probe.max_new_tokens} new tokens, before training and at evaluations"
-         + (f" (within {check.budget:.0%} of the training time: train.generation_check_budget)"
+         + (f" (at most {check.budget:.0%} of the training time, except at evaluations that could become the best "
+            f"while answers misbehave: train.generation_check_budget)"
             if check.budget < 1 else ""))
     rates = check.before_training(model)
     if metrics_cb is not None:
