@@ -41,6 +41,16 @@ NOTES = [
     "- TRL's cell was stopped by hand after 2,364 s, before its 4 steps ended (the session's time ran out), so its "
     "peak is a floor and its speed a ceiling. The plain Trainer and tunewise_bf16base were not re-run on bf16 "
     "checkpoints; their float32-checkpoint rows at this size were removed with the others.", "",
+    "### Notes on the qwen2.5-3b LoRA rows (session 16, machine B, bf16 checkpoint)", "",
+    "- tunewise with its defaults: auto turned gradient checkpointing on (the run without it is estimated above half "
+    "of the ~23 GiB free); 3.4 tokens/s at 7,525 MB, advise's estimate 1.05x the measured peak. A ~15 s burst of "
+    "other work ran beside it once.",
+    "- trl_fp32 (TRL's defaults with `bf16=False`, as at 1.5B; its gradient checkpointing on): 2.5 tokens/s at "
+    "19,268 MB, its float32 copy of the bf16 checkpoint alone 12.4 GB. tunewise: 1.36x its speed at 0.39x its peak; "
+    "validation losses 12.1494 and 12.1661, 0.14% apart. Both recompute activations here, so the speed gap is "
+    "smaller than at 1.5B, where tunewise ran without (2.03x; tunewise_gc against trl_fp32 there: 1.55x).",
+    "- Not run at 3B: trl_default (bf16 autocast on this CPU; at 1.5B it did not finish in 2,364 s), the plain "
+    "Trainer, qlora and full.", "",
 ]
 
 
