@@ -258,3 +258,29 @@ def test_one_export_reads_the_run_once_and_loads_the_model_once(runs, monkeypatc
     assert counts == {"config": 1, "template": 1, "load_trained": 1, "reference": 1}
     v = _verdict(run)
     assert v["status"] == "PASS" and v["checked_prompts"] == 2
+
+
+def test_reference_answers_are_batched_and_equal_one_by_one(runs):
+    """The trained model answers the verification prompts of one token budget in one batch (a call prompt, with its
+    longer budget, in its own); every answer and its logits equal the prompt answered alone."""
+    import numpy as np
+
+    from tunewise.export import verify
+    from tunewise.infer import generate as gen
+    from tunewise.infer.generate import load_run_model
+
+    lm = load_run_model(runs["tiny-llama"])
+    prompts = [[{"role": "user", "content": q}] for q in ("What is 2 plus 2?", "Name a colour.", "Who are you?")]
+    calls = []
+    real = gen.generate
+    try:
+        gen.generate = lambda lm_, convs, **k: calls.append(len(convs)) or real(lm_, convs, **k)
+        batched = verify.hf_reference(lm, prompts + [{"messages": prompts[0], "call": True}], 8)
+    finally:
+        gen.generate = real
+    assert sorted(calls) == [1, 3]  # one batch per budget
+    for p, b in zip(prompts, batched):
+        alone = verify.hf_reference(lm, [p], 8)[0]
+        assert b["answer"]["token_ids"] == alone["answer"]["token_ids"] and b["ids"] == alone["ids"]
+        assert np.allclose(b["logits"], alone["logits"], atol=1e-5)
+    assert batched[3]["max_new_tokens"] == verify.TOOL_ANSWER_TOKENS and batched[3]["call"]

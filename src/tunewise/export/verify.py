@@ -265,17 +265,24 @@ def hf_reference(lm, prompts: list[dict | list[dict]], max_new_tokens: int) -> l
     """The trained model's side of the verification, per prompt ({"messages", "tools", "call"} or a bare
     conversation): its prompt ids, greedy answer and the logits predicting that answer; a call prompt's answer gets
     at least TOOL_ANSWER_TOKENS. Computed before the merge (export hands in the model it then merges), so the GGUF
-    is checked against the model as trained, not against the merge that produced it."""
+    is checked against the model as trained, not against the merge that produced it. Prompts of one token budget
+    are answered in one batch: decoding reads every weight once a step for the whole batch (Gemma 3 270M, 4 prompts:
+    15 s one by one on a CPU core)."""
     from tunewise.infer.generate import build_prompt, generate
 
+    items = [p if isinstance(p, dict) else {"messages": p} for p in prompts]
+    budgets = [max(max_new_tokens, TOOL_ANSWER_TOKENS) if p.get("call") else max_new_tokens for p in items]
+    answers: list = [None] * len(items)
+    for budget in sorted(set(budgets)):
+        idx = [i for i, b in enumerate(budgets) if b == budget]
+        res = generate(lm, [items[i]["messages"] for i in idx], max_new_tokens=budget, temperature=0.0,
+                       repetition_penalty=1.0, batch_size=len(idx), tools=[items[i].get("tools") for i in idx])
+        for i, r in zip(idx, res):
+            answers[i] = r
     out = []
-    for p in prompts:
-        p = p if isinstance(p, dict) else {"messages": p}
+    for p, budget, hf in zip(items, budgets, answers):
         msgs, tools = p["messages"], p.get("tools")
-        budget = max(max_new_tokens, TOOL_ANSWER_TOKENS) if p.get("call") else max_new_tokens
         ids = build_prompt(lm, msgs, tools)
-        hf = generate(lm, [msgs], max_new_tokens=budget, temperature=0.0, repetition_penalty=1.0, batch_size=1,
-                      tools=[tools])[0]
         answer = list(hf["token_ids"])
         out.append({"messages": msgs, "tools": tools, "call": bool(p.get("call")), "max_new_tokens": budget,
                     "ids": ids, "answer": hf, "logits": _hf_logits(lm, ids, answer) if answer else None})
