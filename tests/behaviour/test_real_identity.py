@@ -43,7 +43,7 @@ def test_identity_with_default_settings_stops_and_learns(tmp_path, real_home, mo
     probes = probe_records()
     convs = [p["messages"][:-1] for p in probes]
     lm = load_run_model(run)
-    stop, content = _rates(generate(lm, convs, max_new_tokens=128, batch_size=10), probes)
+    stop, content = _rates(generate(lm, convs, max_new_tokens=128, batch_size=len(convs)), probes)
     del lm
     assert stop >= MIN_STOP and content >= MIN_CONTENT, (model, stop, content)
 
