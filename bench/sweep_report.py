@@ -57,7 +57,10 @@ NOTES = [
     "1.03x its peak, losses 0.15% apart.",
     "- lora, the plain Trainer + peft (float32 load of the bf16 checkpoint, padded batches, logits at every position, "
     "no checkpointing): 7.0 tokens/s at 16,367 MB, validation loss 12.0068. tunewise's defaults: 1.69x its speed at "
-    "0.70x its peak.", "",
+    "0.70x its peak.",
+    "- qwen2.5-3b qlora, tunewise (session 16): 3.4 tokens/s at 10,653 MB (auto checkpointing on), above its LoRA "
+    "cell's 7,525 MB; advise estimated 8,701 MB, 0.82x: outside the ±15% tolerance. qlora's CPU term (checkpoint "
+    "pages resident after quantising) was calibrated at 0.5B and 1.5B only; not yet recalibrated.", "",
 ]
 
 
