@@ -42,6 +42,8 @@ NOTES = [
     "peak is a floor and its speed a ceiling. The plain Trainer and tunewise_bf16base were not re-run on bf16 "
     "checkpoints; their float32-checkpoint rows at this size were removed with the others.", "",
     "### Notes on the qwen2.5-3b LoRA rows (session 16, machine B, bf16 checkpoint)", "",
+    "- Machine B's measured matmul (bench's 1024x1024 product, quiet, 2026-12-07): fp32 55.1 GFLOP/s on 1 thread, "
+    "101.3 on 2; bf16 0.8-0.9 (no bf16 matrix units).",
     "- tunewise with its defaults: auto turned gradient checkpointing on (the run without it is estimated above half "
     "of the ~23 GiB free); 3.4 tokens/s at 7,525 MB, advise's estimate 1.05x the measured peak. A ~15 s burst of "
     "other work ran beside it once.",
