@@ -21,8 +21,9 @@ NOTES = [
     "estimated at more than half of the memory the process may use. The note column says what it chose. At this "
     "LoRA cell on a 24 GB machine the estimate without it is just under half (11.2 GiB of ~23 GiB free), so auto left "
     "it off, twice (11.9 and 12.0 tokens/s, 11.4 and 10.8 GB): the row is the speed setting, and the memory target "
-    "is met by asking for checkpointing (tunewise_gc). The qlora cell's estimate was just over half, so auto turned it "
-    "on there. On a machine with less free memory auto turns it on for LoRA too. tunewise_nogc (explicitly off) "
+    "is met by asking for checkpointing (tunewise_gc). The qlora cell's estimate was just over half in session 16, so "
+    "auto turned it on there; since session 17 the estimate that decides counts training only (the loading peak, "
+    "the same either way, no longer), 9.4 GiB, so auto leaves it off (see the session 17 notes). On a machine with less free memory auto turns it on for LoRA too. tunewise_nogc (explicitly off) "
     "is session 13's row, measured when off was the default; its advise estimate is recomputed with the current "
     "estimator for the same config (session 13's, before advise counted the bf16 checkpoint's base, said 14,416 MB).",
     "- tunewise_gc is `train.gradient_checkpointing: true`, which TRL's defaults also have. With it, on a CPU, tensors "
@@ -55,14 +56,33 @@ NOTES = [
     "Trainer, qlora and full.", "",
     "### Notes on the qwen2.5-1.5b rows added in session 16 (machine B, bf16 checkpoint)", "",
     "- qlora, trl_fp32 (TRL's defaults with `bf16=False` on the same 4-bit NF4 base): 3.1 tokens/s at 5,673 MB, "
-    "validation loss 12.0329. tunewise's qlora with its defaults (auto turned checkpointing on): 2.70x its speed at "
-    "1.03x its peak, losses 0.15% apart.",
+    "validation loss 12.0329. tunewise's qlora with checkpointing on (tunewise_gc; what auto chose in session 16): "
+    "2.70x its speed at 1.03x its peak, losses 0.15% apart. With its defaults since session 17 (auto: off) 3.68x its "
+    "speed at 1.67x its peak.",
     "- lora, the plain Trainer + peft (float32 load of the bf16 checkpoint, padded batches, logits at every position, "
     "no checkpointing): 7.0 tokens/s at 16,367 MB, validation loss 12.0068. tunewise's defaults: 1.69x its speed at "
     "0.70x its peak.",
     "- qwen2.5-3b qlora, tunewise (session 16): 3.4 tokens/s at 10,653 MB (auto checkpointing on), above its LoRA "
-    "cell's 7,525 MB; advise estimated 8,701 MB, 0.82x: outside the ±15% tolerance. qlora's CPU term (checkpoint "
-    "pages resident after quantising) was calibrated at 0.5B and 1.5B only; not yet recalibrated.", "",
+    "cell's 7,525 MB. advise estimated 8,701 MB then (0.82x, outside ±15%); see the session 17 notes.", "",
+    "### Notes on qlora's memory (session 17, machine B)", "",
+    "- Where qlora's peak comes, measured by phase (RSS sampled every 0.1 s; anonymous and file-backed pages apart), "
+    "the sweep's qlora cell with 2 steps: Qwen2.5-3B (checkpointing on) **10,202 MB while loading** (5,989 MB of it "
+    "the checkpoint file's pages, 4,212 MB anonymous), 2,889 MB once built, 4,067 MB training; Qwen2.5-0.5B 2,342 MB "
+    "loading (1,052 file), 4,848 MB training. bitsandbytes quantises as transformers reads the memory-mapped "
+    "checkpoint, so the whole file is resident until the load ends, beside the 4-bit weights, the unquantised rest "
+    "(embeddings, norms) in float32 plus its bfloat16 copy, and the layers being quantised in float32.",
+    "- advise's estimate had added 0.8 of the file's bytes to the training peak (calibrated at 0.5B and 1.5B, where "
+    "it happened to land near the measured peaks). It now estimates the two phases apart, peak = the larger "
+    "(train/memory.py `quantised_load_peak`): estimate ÷ measured 0.95 (0.5B, training's peak), 1.02 and 0.99 (1.5B "
+    "without and with checkpointing, the first the loading peak), 0.95 (3B, loading). The estimates of the earlier "
+    "qlora rows are recomputed with it for the same configs (measured peaks unchanged).",
+    "- The file's pages are clean page cache, which the kernel drops under memory pressure, so what must be free is "
+    "the peak without them: `needed` (3B qlora: 4.2 GiB of its 9.9 GiB peak), which decides whether a run fits and "
+    "the largest-model table; advise prints both when the peak is the load's.",
+    "- Auto checkpointing now decides on the training estimate alone: at 1.5B qlora it is 9.4 GiB of ~23 GiB free, "
+    "under half, so auto leaves checkpointing off there (it was on in session 16, when the loading term counted). "
+    "The row was re-run: 11.4 tokens/s at 9,447 MB (estimate 1.02x); session 16's run with it on (8.4 tokens/s, "
+    "5,867 MB) is now the tunewise_gc row.", "",
 ]
 
 

@@ -166,3 +166,21 @@ def test_advice_comes_from_named_recommenders_in_order(monkeypatch):
     assert seen == {"method": full["recommendations"]["method.name"],
                     "eff": full["recommendations"]["train.per_device_batch_size"]
                     * full["recommendations"]["train.gradient_accumulation_steps"]}
+
+
+def test_qlora_on_a_cpu_says_its_peak_is_the_load_and_what_must_be_free():
+    """The table's total for qlora on a CPU is the loading peak (bench/SWEEP.md, session 17), which is not the sum of
+    the training terms beside it: a line says so, with what must be free; lora gets no such line."""
+    from tunewise.advise import largest as lg
+    from tunewise.advise.report import format_advice
+
+    facts = lg.size_facts("qwen2.5", "3B")
+    r = recommend(_cfg(method={"name": "qlora"}), facts, cpu_only(24), lengths=[256] * 200, supervised=[100] * 200)
+    q = r["memory"]["qlora"]
+    assert q["total"] == q["loading"] > q["training"] and q["needed"] < q["total"]
+    r.setdefault("lint", [])
+    en, zh = format_advice(r), format_advice(r, "zh")
+    line = next(x for x in en.splitlines() if "the peak comes while loading" in x)
+    assert line.strip().startswith("qlora:") and "page cache" in line and "needs" in line
+    assert "峰值出现在加载时" in zh and "需要空闲" in zh
+    assert not any(x.strip().startswith("lora:") for x in en.splitlines())

@@ -38,7 +38,7 @@ def test_the_largest_fitting_size_fits_and_the_next_does_not():
                 first = lg.size_facts("qwen2.5", sizes[0])
                 assert mem.fit_batch(first, m, mp, _shape(first, 4), hw, 4) is None
                 continue
-            assert c["total_gib"] <= mem.FIT_SHARE * gib + 1e-6
+            assert c["total_gib"] <= mem.FIT_SHARE * gib + 1e-2  # what must be free
             i = sizes.index(c["size"])
             if i + 1 < len(sizes):
                 nxt = lg.size_facts("qwen2.5", sizes[i + 1])
@@ -55,12 +55,28 @@ def test_budget_hardware_keeps_the_machine_kind():
     assert gpu.cuda and len(gpu.gpus) == 2 and gpu.gpus[0].memory_bytes == 24 * 2 ** 30
 
 
-def test_qlora_on_a_cpu_counts_the_resident_checkpoint():
-    facts = lg.size_facts("qwen2.5", "1.5B")
-    mp, shape = mem.MethodParams(), mem.Shape(batch=4, seq=256)
+def test_qlora_on_a_cpu_peaks_while_loading_and_needs_less_than_its_peak():
+    """Measured by phase (bench/SWEEP.md): Qwen2.5-3B qlora peaks at 10.2 GB while loading (5.9 GB of it the
+    checkpoint's page cache) and 4.1 GB training; 0.5B peaks while training (4.8 GB; loading 2.3 GB)."""
+    mp, shape = mem.MethodParams(), mem.Shape(batch=4, seq=256, gradient_checkpointing=True)
+    facts = lg.size_facts("qwen2.5", "3B")
     cpu = mem.estimate(facts, "qlora", mp, shape, cpu_only(ram_gib=64))
     gpu = mem.estimate(facts, "qlora", mp, shape, with_gpus(80))
-    assert cpu.weights - gpu.weights == int(mem.QUANT_CPU_FILE_SHARE * facts.params * facts.source_dtype_bytes)
+    assert gpu.loading == 0 and gpu.total == gpu.training == gpu.needed
+    assert cpu.reclaimable == facts.params * facts.source_dtype_bytes  # the whole file, resident until the load ends
+    assert cpu.loading > cpu.training and cpu.total == cpu.loading
+    assert cpu.needed == max(cpu.training, cpu.loading - cpu.reclaimable) < cpu.total
+    assert cpu.training == cpu.weights + cpu.trainable + cpu.gradients + cpu.optimizer + cpu.activations + cpu.logits + cpu.overhead
+    assert 9.0 * mem.GiB < cpu.total < 11.5 * mem.GiB and cpu.needed < 6 * mem.GiB
+    small = mem.estimate(lg.size_facts("qwen2.5", "0.5B"), "qlora", mp, mem.Shape(batch=4, seq=256), cpu_only(ram_gib=64))
+    assert small.total == small.training > small.loading
+    # what must be free decides the fit: between the two, it fits
+    tight = mem.estimate(facts, "qlora", mp, shape, cpu_only(ram_gib=8, available_gib=8))
+    assert tight.fits and tight.needed <= mem.FIT_SHARE * tight.budget < tight.total
+    # the loading peak does not turn checkpointing on (it is the same with or without): over half the budget
+    # while loading, under half while training
+    mid = mem.estimate(facts, "qlora", mp, shape, cpu_only(ram_gib=16, available_gib=16))
+    assert mid.training < mem.AUTO_CHECKPOINT_SHARE * mid.budget < mid.total and not mem.checkpointing_pays(mid)
 
 
 def test_advise_prints_the_table_and_refuses_bad_budgets(tmp_path, demo_jsonl, tiny_model_dirs):

@@ -174,7 +174,7 @@ def _memory_table(a: Advice) -> None:
                        "fits_as_configured": current.fits,
                        "fitted": None if plan is None else {"per_device_batch_size": plan[0],
                                                             "gradient_checkpointing": plan[1],
-                                                            "total_gib": round(plan[2].total / mem.GiB, 3)}}
+                                                            "total_gib": round(plan[2].needed / mem.GiB, 3)}}
 
 
 @recommender("method")
@@ -189,7 +189,7 @@ def _method(a: Advice) -> None:
             + sorted(virtual, key=lambda n: mem.trainable_params(a.model, n, a.mp))
         alt = next((m for m in order if a.plans.get(m) is not None), None)
         if alt is None:
-            need = mem.estimate(a.model, "lora", a.mp, a.shape(1, a.max_len, True), a.hw).total
+            need = mem.estimate(a.model, "lora", a.mp, a.shape(1, a.max_len, True), a.hw).needed
             raise ConfigError(
                 f"no tuning method fits: even LoRA with batch 1 and gradient checkpointing needs {mem.fmt_bytes(need)}, "
                 f"more than this machine's {mem.fmt_bytes(a.memory['lora']['budget'])}",
@@ -198,8 +198,8 @@ def _method(a: Advice) -> None:
               f"{alt}：{method} 即使批大小为 1 并开启梯度检查点也放不进 {budget}；{alt} 可以")
     else:
         e = a.plans[method][2]
-        a.say("method.name", method, f"{method}: fits ({mem.fmt_bytes(e.total)} of {mem.fmt_bytes(e.budget)} per process)",
-              f"{method}：放得下（每进程 {mem.fmt_bytes(e.total)} / {mem.fmt_bytes(e.budget)}）")
+        a.say("method.name", method, f"{method}: fits ({mem.fmt_bytes(e.needed)} of {mem.fmt_bytes(e.budget)} per process)",
+              f"{method}：放得下（每进程 {mem.fmt_bytes(e.needed)} / {mem.fmt_bytes(e.budget)}）")
     a.method = a.rec["method.name"]
 
 
@@ -258,12 +258,12 @@ def _batch(a: Advice) -> None:
     if gc:
         gc_en, gc_zh = "on: needed to fit", "开启：不开放不下"
     elif auto:  # what train.gradient_checkpointing: auto does
-        need, budget = mem.fmt_bytes(est.total), mem.fmt_bytes(est.budget)
+        need, budget = mem.fmt_bytes(est.training), mem.fmt_bytes(est.budget)
         gc, est = True, checkpointed
         gc_en = (f"on: without it the run is estimated at {need} of {budget} per process, more than half (with it "
-                 f"{mem.fmt_bytes(est.total)}; 1.15-1.3x the time measured at Qwen2.5-1.5B LoRA on a CPU); "
+                 f"{mem.fmt_bytes(est.training)}; 1.15-1.3x the time measured at Qwen2.5-1.5B LoRA on a CPU); "
                  f"train.gradient_checkpointing: auto does the same")
-        gc_zh = (f"开启：不开时估计每进程 {need} / {budget}，超过一半（开启后 {mem.fmt_bytes(est.total)}；CPU 上 "
+        gc_zh = (f"开启：不开时估计每进程 {need} / {budget}，超过一半（开启后 {mem.fmt_bytes(est.training)}；CPU 上 "
                  f"Qwen2.5-1.5B LoRA 实测用时 1.15-1.3 倍）；train.gradient_checkpointing: auto 也会这样选")
     else:
         gc_en, gc_zh = "off: fits without recomputing activations (faster)", "关闭：不重算激活也放得下（更快）"
@@ -271,8 +271,8 @@ def _batch(a: Advice) -> None:
     a.batch, a.eff = (b, gc, est), b * accum * a.nproc
     procs = f" x {a.nproc} processes" if a.nproc > 1 else ""
     a.say("train.per_device_batch_size", b,
-          f"{why_en} ({mem.fmt_bytes(est.total)} per process{', with gradient checkpointing' if gc else ''})",
-          f"{why_zh}（每进程 {mem.fmt_bytes(est.total)}{'，开启梯度检查点' if gc else ''}）")
+          f"{why_en} ({mem.fmt_bytes(est.needed)} per process{', with gradient checkpointing' if gc else ''})",
+          f"{why_zh}（每进程 {mem.fmt_bytes(est.needed)}{'，开启梯度检查点' if gc else ''}）")
     a.say("train.gradient_accumulation_steps", accum,
           f"{accum}: effective batch {b} x {accum}{procs} = {a.eff} (target {a.eff_target} for {a.n_train} examples)",
           f"{accum}：有效批 {b} × {accum}{procs.replace(' processes', ' 个进程')} = {a.eff}（{a.n_train} 条样本的目标为 {a.eff_target}）")

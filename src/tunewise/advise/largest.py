@@ -77,7 +77,7 @@ def largest(family: str, hw, shape_for, mp, target: int, methods: tuple[str, ...
             if plan is None:
                 break
             out[m] = {"size": size, "per_device_batch_size": plan[0], "gradient_checkpointing": plan[1],
-                      "total_gib": round(plan[2].total / mem.GiB, 2)}
+                      "total_gib": round(plan[2].needed / mem.GiB, 2)}
     return out
 
 

@@ -39,11 +39,18 @@ def format_advice(r: dict, lang: str = "en") -> str:
         if not e["fits"] and fitted:
             ok += f" (b{fitted['per_device_batch_size']}{'+gc' if fitted['gradient_checkpointing'] else ''})"
         lines.append("  " + "".join(f"{v:>10}" for v in vals) + f"  {ok}")
+    for name, e in r["memory"].items():
+        if e.get("loading", 0) > e.get("training", e["total"]):  # qlora on a CPU: the peak is the load
+            lines.append(f"  {name}：峰值出现在加载时（{fmt_bytes(e['loading'])}，其中 {fmt_bytes(e['reclaimable'])} 是检查点文件的页缓存，"
+                         f"内存紧张时内核会释放）；训练时 {fmt_bytes(e['training'])}；需要空闲 {fmt_bytes(e['needed'])}" if zh else
+                         f"  {name}: the peak comes while loading ({fmt_bytes(e['loading'])}, of which {fmt_bytes(e['reclaimable'])} "
+                         f"is the checkpoint's page cache, which the kernel drops under pressure); training "
+                         f"{fmt_bytes(e['training'])}; needs {fmt_bytes(e['needed'])} free")
     chosen = r["memory"].get(r["recommendations"].get("method.name", ""))
     if chosen:
         parts = {k: chosen[k] for k in ("weights", "trainable", "gradients", "optimizer", "activations", "logits", "overhead")}
         top = max(parts, key=parts.get)
-        m, share = r["recommendations"]["method.name"], 100 * parts[top] / max(chosen["total"], 1)
+        m, share = r["recommendations"]["method.name"], 100 * parts[top] / max(chosen.get("training", chosen["total"]), 1)
         lines.append(f"  {m} 的内存大头：{_COMPONENT[lang][top]}（{fmt_bytes(parts[top])}，{share:.0f}%）" if zh else
                      f"  what dominates for {m}: {_COMPONENT[lang][top]} ({fmt_bytes(parts[top])}, {share:.0f}%)")
     budget = next(iter(r["memory"].values()))["budget"]

@@ -248,13 +248,13 @@ def checkpointing_choice(cfg: Config, model, stored: str | None, train_ds=None, 
     on = dist.all_reduce_sum(float(wanted)) > 0
     if failed is not None:
         return on, f"auto: {'on' if on else 'off'} (the memory estimate failed on this model: {failed})"
-    share = f"{mem.fmt_bytes(without.total)} of the {mem.fmt_bytes(without.budget)} this process may use"
+    share = f"{mem.fmt_bytes(without.training)} of the {mem.fmt_bytes(without.budget)} this process may use"
     if on != wanted:
         return True, f"auto: on (another process of this run needs it; this one is estimated at {share})"
     if not on:
         return False, f"auto: off (this run is estimated at {share}: it fits well without recomputing activations)"
     return True, (f"auto: on (this run without it is estimated at {share}, more than half; with it "
-                  f"{mem.fmt_bytes(chosen.total)}; each layer runs its forward twice: 1.15-1.3x the time measured at "
+                  f"{mem.fmt_bytes(chosen.training)}; each layer runs its forward twice: 1.15-1.3x the time measured at "
                   f"Qwen2.5-1.5B LoRA on a CPU; set train.gradient_checkpointing: false to choose speed)")
 
 

@@ -20,6 +20,13 @@ The terms, per process (per device):
   overhead     CPU: the Python/torch/transformers process itself (resident before the model loads; the
                tokenizer, ~1.4 KB per vocabulary entry, is freed before training starts); GPU: CUDA
                context and kernels
+  loading      qlora on a CPU: the peak comes while loading, not training (measured by phase, bench/SWEEP.md,
+               Qwen2.5-3B: 10.2 GB loading, 4.1 GB training). bitsandbytes quantises as transformers reads the
+               memory-mapped checkpoint, so the whole file is resident as page cache until the load ends, beside the
+               4-bit weights, the unquantised rest (embeddings, norms) at the load dtype plus its checkpoint-dtype
+               copy, and the layer being quantised in float32. `total` is the larger of the two peaks (what peak
+               RSS shows); the file's pages are clean and the kernel drops them under pressure, so `needed` (what
+               must be free, what `fits` and the largest-model table use) leaves them out
 The constants marked "measured" were calibrated against bench/memory.py (see bench/MEMORY.md).
 """
 
@@ -48,9 +55,9 @@ GPU_OVERHEAD = int(600 * MiB)   # CUDA context + cuBLAS workspace (typical; not 
 FIT_SHARE = 0.9                 # use at most this share of the budget: allocators fragment, other programs run
 NF4_BYTES = 0.5 + 0.0161        # 4 bits + double-quantised absmax per 64-value block
 INT8_BYTES = 1.0 + 0.0313       # 8 bits + per-row/outlier state
-# measured: a quantised base loaded on a CPU keeps most of its checkpoint's memory-mapped pages resident through
-# training (bench/SWEEP.md, qwen2.5 0.5B / 1.5B qlora: 0.68 / 0.82 of the file's bytes above the estimate without it)
-QUANT_CPU_FILE_SHARE = 0.8
+# measured (RSS by phase, bench/SWEEP.md): while a quantised base loads on a CPU, about this many layers' linear
+# weights are in float32 at once beside what is kept (Qwen2.5-0.5B / 1.5B / 3B)
+QUANT_LOAD_LAYERS = 2
 
 
 @dataclass(frozen=True)
@@ -123,14 +130,28 @@ class Estimate:
     activations: int
     logits: int
     overhead: int
-    total: int                 # per process / device, bytes
+    total: int                 # per process / device, bytes: the peak RSS, the larger of training and loading
     budget: int                # what one process may use, bytes
-    fits: bool
+    fits: bool                 # needed <= FIT_SHARE x budget
     device: str                # "cpu" or "cuda"
+    loading: int = 0           # the peak while loading, where it can exceed training's (qlora on a CPU), else 0
+    reclaimable: int = 0       # of `loading`: the checkpoint's clean page cache, which the kernel drops under pressure
+
+    @property
+    def training(self) -> int:
+        """The peak while training: the sum of the terms."""
+        return self.weights + self.trainable + self.gradients + self.optimizer + self.activations + self.logits + self.overhead
+
+    @property
+    def needed(self) -> int:
+        """What must be free for the run: the peak without the page cache the kernel can drop."""
+        return max(self.training, self.loading - self.reclaimable)
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for k in ("weights", "trainable", "gradients", "optimizer", "activations", "logits", "overhead", "total", "budget"):
+        d["training"], d["needed"] = self.training, self.needed
+        for k in ("weights", "trainable", "gradients", "optimizer", "activations", "logits", "overhead", "total", "budget",
+                  "loading", "reclaimable", "training", "needed"):
             d[k + "_gib"] = round(d[k] / GiB, 3)
         return d
 
@@ -152,9 +173,27 @@ def _weights_bytes(facts: ModelFacts, method: str, mp: MethodParams, wb: int) ->
     """The base model's weights; adapter methods' frozen ones at `wb`, already narrowed by train.frozen_dtype."""
     if not FACTS[method].quantised_base:
         return facts.params * wb
-    quant = sum(x.in_features * x.out_features for x in facts.linears if x.layer is not None)
+    quant = _quantised_params(facts)
     per = NF4_BYTES if mp.quant_bits == 4 else INT8_BYTES
     return int(quant * per + (facts.params - quant) * wb)
+
+
+def _quantised_params(facts: ModelFacts) -> int:
+    return sum(x.in_features * x.out_features for x in facts.linears if x.layer is not None)
+
+
+def quantised_load_peak(facts: ModelFacts, mp: MethodParams, wb: int) -> tuple[int, int]:
+    """(peak bytes while a quantised base loads on a CPU, without the interpreter; of it, the checkpoint's page
+    cache). Calibrated by RSS per phase at Qwen2.5-0.5B, 1.5B and 3B (bench/SWEEP.md): the file resident whole, the
+    quantised weights, the rest at the load dtype `wb` plus its checkpoint-dtype copy, QUANT_LOAD_LAYERS layers'
+    linears in float32."""
+    quant = _quantised_params(facts)
+    rest = facts.params - quant
+    file = facts.params * facts.source_dtype_bytes
+    per = NF4_BYTES if mp.quant_bits == 4 else INT8_BYTES
+    layer = sum(x.in_features * x.out_features for x in facts.linears if x.layer == 0)
+    kept = quant * per + rest * (wb + (facts.source_dtype_bytes if facts.source_dtype_bytes != wb else 0))
+    return int(file + kept + QUANT_LOAD_LAYERS * layer * 4), int(file)
 
 
 def activation_bytes(facts: ModelFacts, method: str, mp: MethodParams, s: Shape) -> tuple[int, int]:
@@ -204,8 +243,10 @@ def estimate(facts: ModelFacts, method: str, mp: MethodParams, shape: Shape, hw:
     grads = n_train * tb
     optim = int(n_train * state_bytes(shape.optimizer, tb))  # AdamW: two moments at the trainable dtype
     shard = shape.nproc if shape.strategy == "fsdp" and shape.nproc > 1 else 1
+    loading = reclaimable = 0
     if mf.quantised_base and not hw.cuda:
-        weights += int(QUANT_CPU_FILE_SHARE * facts.params * facts.source_dtype_bytes)
+        loading, reclaimable = quantised_load_peak(facts, mp, wb)
+        loading += CPU_OVERHEAD
     weights, grads, optim = weights // shard, grads // shard, optim // shard
     if shape.nproc > 1 and shape.strategy == "ddp":
         grads *= 2  # DDP's gradient buckets hold a second copy while reducing
@@ -216,13 +257,14 @@ def estimate(facts: ModelFacts, method: str, mp: MethodParams, shape: Shape, hw:
         logits += facts.vocab * facts.hidden * _BYTES[shape.precision]
     device = "cuda" if hw.cuda else "cpu"
     overhead = GPU_OVERHEAD if hw.cuda else CPU_OVERHEAD
-    total = weights + trainable + grads + optim + acts + logits + overhead
+    training = weights + trainable + grads + optim + acts + logits + overhead
     if hw.cuda:
         budget = min(g.memory_bytes for g in hw.gpus)
     else:
         budget = hw.available_ram_bytes // max(shape.nproc, 1)  # N processes share the RAM
-    return Estimate(method, n_train, weights, trainable, grads, optim, acts, logits, overhead, total, budget,
-                    total <= FIT_SHARE * budget, device)
+    needed = max(training, loading - reclaimable)
+    return Estimate(method, n_train, weights, trainable, grads, optim, acts, logits, overhead, max(training, loading),
+                    budget, needed <= FIT_SHARE * budget, device, loading, reclaimable)
 
 
 def resolved_dtypes(precision: str, dtype: str, hw: Hardware, facts: ModelFacts | None = None,
@@ -248,8 +290,9 @@ AUTO_CHECKPOINT_SHARE = 0.5
 
 
 def checkpointing_pays(e: Estimate) -> bool:
-    """Whether a run estimated at `e` takes more than AUTO_CHECKPOINT_SHARE of what its process may use."""
-    return e.total > AUTO_CHECKPOINT_SHARE * e.budget
+    """Whether a run estimated at `e` takes more than AUTO_CHECKPOINT_SHARE of what its process may use while
+    training (the loading peak is the same either way)."""
+    return e.training > AUTO_CHECKPOINT_SHARE * e.budget
 
 
 def auto_checkpointing(facts: ModelFacts, method: str, mp: MethodParams, shape: Shape, hw: Hardware) -> tuple[bool, Estimate, Estimate]:

@@ -96,7 +96,9 @@ def advisor_markdown(advice: dict | None, lang: str) -> str:
         for method, m in mem.items():
             if isinstance(m, dict) and "total_gib" in m:
                 fits = ("放得下" if zh else "fits") if m.get("fits_as_configured", m.get("fits")) else ("放不下" if zh else "does NOT fit")
-                lines.append(f"- {method}: {m['total_gib']} GiB / {m.get('budget_gib', '?')} GiB ({m.get('device', '')}) — {fits}")
+                load = (f" ({'加载时的峰值；需空闲' if zh else 'the peak while loading; needs'} {m['needed_gib']} GiB"
+                        f"{'' if zh else ' free'})") if m.get("loading", 0) > m.get("training", m.get("total", 0)) else ""
+                lines.append(f"- {method}: {m['total_gib']} GiB{load} / {m.get('budget_gib', '?')} GiB ({m.get('device', '')}) — {fits}")
     recs = advice.get("recommendations") or {}
     if recs:
         lines.append("\n**建议**：" if zh else "\n**Recommendations**:")
