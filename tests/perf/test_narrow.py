@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from tunewise.compat import file_mappings
 from tunewise.templates import choose_template
 from tunewise.templates.encode import encode_records
 from tunewise.train import narrow
@@ -89,7 +90,7 @@ def test_narrowing_a_mapped_checkpoint_releases_its_pages(tmp_path):
     expected = torch.from_numpy(np.fromfile(path, dtype=np.float32).reshape(4096, 4096)).bfloat16()
     float(t.sum())
     before = _rss_file_mb()
-    out = narrow._narrowed(t, torch.bfloat16, narrow._file_mappings())
+    out = narrow._narrowed(t, torch.bfloat16, file_mappings())
     after = _rss_file_mb()
     assert before - after > 48  # the pages were handed back block by block
     assert torch.equal(out, expected)  # and the values were copied before that

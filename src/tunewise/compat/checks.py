@@ -8,6 +8,7 @@ import ctypes
 import inspect
 import mmap
 import os
+import platform
 import threading
 import warnings
 from typing import Callable
@@ -272,6 +273,30 @@ def libc_madvise():
         return None if page[:1] == b"\0" else "madvise(MADV_DONTNEED) left an anonymous page's contents in place"
     finally:
         page.close()
+
+
+@_guarded
+def libc_madvise_pageout():
+    """A page of a private file mapping, written to (copied on write), keeps its contents through MADV_PAGEOUT: the
+    call never loses data, so it is safe on a checkpoint's mapping whatever was done to it."""
+    import tempfile
+
+    from tunewise.compat.native import madvise_pageout
+
+    with tempfile.TemporaryFile() as f:
+        f.write(b"a" * mmap.PAGESIZE)
+        f.flush()
+        page = mmap.mmap(f.fileno(), mmap.PAGESIZE, flags=mmap.MAP_PRIVATE)
+        try:
+            page[:1] = b"x"
+            cell = ctypes.c_char.from_buffer(page)
+            ok = madvise_pageout(ctypes.addressof(cell), mmap.PAGESIZE)
+            del cell
+            if not ok and platform.system() == "Linux":
+                return "madvise(MADV_PAGEOUT) is refused here (a Linux kernel before 5.4?): checkpoint pages stay resident while loading"
+            return None if page[:2] == b"xa" else "madvise(MADV_PAGEOUT) changed a page's contents"
+        finally:
+            page.close()
 
 
 @_guarded

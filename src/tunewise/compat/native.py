@@ -44,6 +44,36 @@ def madvise_dontneed(start: int, length: int) -> bool:
     return True
 
 
+MADV_PAGEOUT = 21  # Linux 5.4+: reclaim the range now (a clean file page is dropped; nothing is ever lost)
+
+
+def madvise_pageout(start: int, length: int) -> bool:
+    """madvise(start, length, MADV_PAGEOUT): take those pages out of the resident set now. Unlike MADV_DONTNEED it
+    keeps every page's contents (a dirty or copied-on-write page is written out, or stays where it cannot be), so it
+    is safe on any mapping. False where it fails (not Linux, a kernel before 5.4)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), ctypes.c_int(MADV_PAGEOUT)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def file_mappings(suffix: str = ".safetensors") -> list[tuple[int, int]]:
+    """Address ranges of this process's memory-mapped files whose names end in `suffix` (Linux; empty elsewhere)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            lines = maps.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 6 and parts[-1].endswith(suffix):
+            a, b = parts[0].split("-")
+            out.append((int(a, 16), int(b, 16)))
+    return out
+
+
 def openmp_runtime(prefer: str = ""):
     """The loaded OpenMP runtime (libgomp, or Intel's, which implements the same entry point) as a ctypes
     library, or None. Other wheels bring their own copy (sentencepiece does): one under `prefer` comes first."""

@@ -20,19 +20,21 @@ The terms, per process (per device):
   overhead     CPU: the Python/torch/transformers process itself (resident before the model loads; the
                tokenizer, ~1.4 KB per vocabulary entry, is freed before training starts); GPU: CUDA
                context and kernels
-  loading      qlora on a CPU: the peak comes while loading, not training (measured by phase, bench/SWEEP.md,
-               Qwen2.5-3B: 10.2 GB loading, 4.1 GB training). bitsandbytes quantises as transformers reads the
-               memory-mapped checkpoint, so the whole file is resident as page cache until the load ends, beside the
-               4-bit weights, the unquantised rest (embeddings, norms) at the load dtype plus its checkpoint-dtype
-               copy, and the layer being quantised in float32. `total` is the larger of the two peaks (what peak
-               RSS shows); the file's pages are clean and the kernel drops them under pressure, so `needed` (what
-               must be free, what `fits` and the largest-model table use) leaves them out
+  loading      qlora on a CPU: the peak can come while loading, not training. bitsandbytes quantises as
+               transformers reads the memory-mapped checkpoint: the 4-bit weights, the unquantised rest (embeddings,
+               norms) at the load dtype plus its checkpoint-dtype copy, and the layers being quantised in float32.
+               Each page of the file read would also stay resident until the load ends (Qwen2.5-3B: 10.2 GB while
+               loading, 4.1 GB training; bench/SWEEP.md); on Linux tunewise pages them out as it goes
+               (models/load.checkpoint_pages_released: 4.2 GB), elsewhere they are counted. `total` is the larger
+               of the two peaks (what peak RSS shows); the file's pages are clean and the kernel drops them under
+               pressure, so `needed` (what must be free: `fits`, the largest-model table) leaves them out
 The constants marked "measured" were calibrated against bench/memory.py (see bench/MEMORY.md).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import asdict, dataclass
 
 from tunewise.hardware import GiB, Hardware
@@ -58,6 +60,8 @@ INT8_BYTES = 1.0 + 0.0313       # 8 bits + per-row/outlier state
 # measured (RSS by phase, bench/SWEEP.md): while a quantised base loads on a CPU, about this many layers' linear
 # weights are in float32 at once beside what is kept (Qwen2.5-0.5B / 1.5B / 3B)
 QUANT_LOAD_LAYERS = 2
+# models/load.checkpoint_pages_released pages a converting load's checkpoint out as it goes (madvise MADV_PAGEOUT, Linux)
+PAGES_RELEASED_WHILE_LOADING = sys.platform.startswith("linux")
 
 
 @dataclass(frozen=True)
@@ -182,17 +186,21 @@ def _quantised_params(facts: ModelFacts) -> int:
     return sum(x.in_features * x.out_features for x in facts.linears if x.layer is not None)
 
 
-def quantised_load_peak(facts: ModelFacts, mp: MethodParams, wb: int) -> tuple[int, int]:
+def quantised_load_peak(facts: ModelFacts, mp: MethodParams, wb: int,
+                        released: bool | None = None) -> tuple[int, int]:
     """(peak bytes while a quantised base loads on a CPU, without the interpreter; of it, the checkpoint's page
-    cache). Calibrated by RSS per phase at Qwen2.5-0.5B, 1.5B and 3B (bench/SWEEP.md): the file resident whole, the
-    quantised weights, the rest at the load dtype `wb` plus its checkpoint-dtype copy, QUANT_LOAD_LAYERS layers'
-    linears in float32."""
+    cache). Calibrated by RSS per phase at Qwen2.5-0.5B, 1.5B and 3B (bench/SWEEP.md): the quantised weights, the
+    rest at the load dtype `wb` plus its checkpoint-dtype copy, QUANT_LOAD_LAYERS layers' linears in float32, and,
+    unless its pages are `released` as the load goes (PAGES_RELEASED_WHILE_LOADING), the whole file."""
+    released = PAGES_RELEASED_WHILE_LOADING if released is None else released
     quant = _quantised_params(facts)
     rest = facts.params - quant
     file = facts.params * facts.source_dtype_bytes
     per = NF4_BYTES if mp.quant_bits == 4 else INT8_BYTES
     layer = sum(x.in_features * x.out_features for x in facts.linears if x.layer == 0)
     kept = quant * per + rest * (wb + (facts.source_dtype_bytes if facts.source_dtype_bytes != wb else 0))
+    if released:
+        file = 0
     return int(file + kept + QUANT_LOAD_LAYERS * layer * 4), int(file)
 
 

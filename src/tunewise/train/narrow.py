@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tunewise.compat import madvise_dontneed
+from tunewise.compat import file_mappings, madvise_dontneed
 
 NARROW = {"bfloat16": torch.bfloat16}
 BLOCK = 8192  # rows of a large matrix widened at once (8192 x hidden floats, 21 MB for Gemma 3; measured fastest here)
@@ -130,21 +130,6 @@ def _embedding_ok(m: nn.Module) -> bool:
         getattr(m, "embed_scale", None))
 
 
-def _file_mappings() -> list[tuple[int, int]]:
-    """Address ranges of this process's memory-mapped .safetensors files (Linux; empty elsewhere)."""
-    try:
-        lines = open("/proc/self/maps").read().splitlines()
-    except OSError:
-        return []
-    out = []
-    for line in lines:
-        parts = line.split()
-        if len(parts) >= 6 and parts[-1].endswith(".safetensors"):
-            a, b = parts[0].split("-")
-            out.append((int(a, 16), int(b, 16)))
-    return out
-
-
 def _drop_file_pages(t: torch.Tensor, maps: list[tuple[int, int]]) -> None:
     """Unmap the file pages under a tensor read from a memory-mapped checkpoint and no longer used.
 
@@ -192,7 +177,7 @@ def narrow_frozen(model: nn.Module, dtype: str = "bfloat16") -> int:
         holders.setdefault(id(w), (w, []))[1].append(m)
         if not ok:
             blocked.add(id(w))
-    saved, maps = 0, _file_mappings()
+    saved, maps = 0, file_mappings()
     for key, (w, mods) in holders.items():
         if key in blocked or (w.element_size() <= narrow.itemsize and w.dtype != narrow):  # narrower still
             continue
