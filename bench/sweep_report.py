@@ -63,7 +63,8 @@ NOTES = [
     "no checkpointing): 7.0 tokens/s at 16,367 MB, validation loss 12.0068. tunewise's defaults: 1.69x its speed at "
     "0.70x its peak.",
     "- qwen2.5-3b qlora, tunewise (session 16): 3.4 tokens/s at 10,653 MB (auto checkpointing on), above its LoRA "
-    "cell's 7,525 MB. advise estimated 8,701 MB then (0.82x, outside ±15%); see the session 17 notes.", "",
+    "cell's 7,525 MB. advise estimated 8,701 MB then (0.82x, outside ±15%); see the session 17 notes (the row is "
+    "now session 17's re-run).", "",
     "### Notes on qlora's memory (session 17, machine B)", "",
     "- Where qlora's peak comes, measured by phase (RSS sampled every 0.1 s; anonymous and file-backed pages apart), "
     "the sweep's qlora cell with 2 steps: Qwen2.5-3B (checkpointing on) **10,202 MB while loading** (5,989 MB of it "
@@ -73,16 +74,26 @@ NOTES = [
     "(embeddings, norms) in float32 plus its bfloat16 copy, and the layers being quantised in float32.",
     "- advise's estimate had added 0.8 of the file's bytes to the training peak (calibrated at 0.5B and 1.5B, where "
     "it happened to land near the measured peaks). It now estimates the two phases apart, peak = the larger "
-    "(train/memory.py `quantised_load_peak`): estimate ÷ measured 0.95 (0.5B, training's peak), 1.02 and 0.99 (1.5B "
-    "without and with checkpointing, the first the loading peak), 0.95 (3B, loading). The estimates of the earlier "
-    "qlora rows are recomputed with it for the same configs (measured peaks unchanged).",
-    "- The file's pages are clean page cache, which the kernel drops under memory pressure, so what must be free is "
-    "the peak without them: `needed` (3B qlora: 4.2 GiB of its 9.9 GiB peak), which decides whether a run fits and "
+    "(train/memory.py `quantised_load_peak`); with the file resident: 0.95 (0.5B, training's peak), 1.02 (1.5B, "
+    "training's), 0.99 (1.5B with checkpointing, loading's), 0.95 (3B, loading's).",
+    "- Then the cause: a load that converts what it reads (quantised, or widened to float32) now pages the mapped "
+    "checkpoint out of the process every 0.3 s (models/load.py `checkpoint_pages_released`, madvise MADV_PAGEOUT, "
+    "which never loses a page's contents; transformers maps the file private and writable, where MADV_DONTNEED could). "
+    "Qwen2.5-3B qlora, the same cell re-run: **4,125 MB peak instead of 10,653 MB** (0.39x; now below the 3B LoRA "
+    "cell's 7,525 MB, as a 4-bit base should be), 3.2 tokens/s (3.4 before: within this machine's run-to-run "
+    "spread), the same validation loss to the last digit (12.0944). The estimate: 1.03x. By phase in a separate run: "
+    "loading 4,152 MB in 107 s (before: 10,202 MB in 104 s).",
+    "- Where the pages cannot be paged out (not Linux), the estimate counts the file, and what must be free leaves "
+    "it out (clean page cache, dropped by the kernel under pressure): `needed`, which decides whether a run fits and "
     "the largest-model table; advise prints both when the peak is the load's.",
     "- Auto checkpointing now decides on the training estimate alone: at 1.5B qlora it is 9.4 GiB of ~23 GiB free, "
     "under half, so auto leaves checkpointing off there (it was on in session 16, when the loading term counted). "
     "The row was re-run: 11.4 tokens/s at 9,447 MB (estimate 1.02x); session 16's run with it on (8.4 tokens/s, "
-    "5,867 MB) is now the tunewise_gc row.", "",
+    "5,867 MB) became the tunewise_gc row, since re-run with the pages released as the load goes: 6.6 tokens/s at "
+    "2,760 MB (the row; the peak came while loading; estimate 1.04x); an earlier re-run the same hour peaked at "
+    "3,408 MB (5.9 tokens/s): the loading peak's spread between runs. Paging costs no training speed: the same "
+    "training in one harness, 3 steps, 259 s with it and 266 s without (today this cell runs at ~6 tokens/s either "
+    "way, below session 16's 8.4).", "",
 ]
 
 
@@ -132,8 +143,17 @@ def table(rows: list[dict]) -> list[str]:
         lines.append(f"{head} {r['tokens_per_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['val_loss']:.4f} | {est_mb} | {ratio} | "
                      f"{speed} | {mem} | {r['measured_tokens']} tokens in {r['measured_steps']} timed steps, {r['measured_s']:.1f} s"
                      f"{'; machine ' + machines[r['machine']] if len(machines) > 1 and r.get('machine') else ''}"
-                     f"{_checkpointing(r)} |")
+                     f"{_checkpointing(r)}{_load_peak(r)} |")
     return lines
+
+
+def _load_peak(r: dict) -> str:
+    """Where the peak came, for cells that recorded the peak once loaded (bench/sweep.py, session 17 on)."""
+    load = r.get("load_peak_mb")
+    if not load:
+        return ""
+    where = "while loading" if load >= 0.98 * r["peak_rss_mb"] else "while training"
+    return f"; {load:.0f} MB once loaded: the peak came {where}"
 
 
 def _checkpointing(r: dict) -> str:

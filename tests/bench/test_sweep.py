@@ -28,6 +28,9 @@ def test_sweep_quick_measures_every_peer(tmp_path, tiny_model_dirs):
         assert rows[peer]["measured_steps"] == 3
     # every peer trained on the same examples in the same order: the timed steps saw the same real tokens
     assert len({r["measured_tokens"] for r in rows.values()}) == 1
+    # tunewise's cell says where its peak came: once loaded, at most the whole run's
+    assert 0 < rows["tunewise"]["load_peak_mb"] <= rows["tunewise"]["peak_rss_mb"]
+    assert "MB once loaded: the peak came while" in next(x for x in md.splitlines() if "| tunewise |" in x)
     assert "estimate ÷ measured" in md and (tmp_path / "sweep.png").exists()
 
 
