@@ -188,3 +188,8 @@ def test_qlora_on_a_cpu_says_its_peak_is_the_load_and_what_must_be_free(monkeypa
     assert line.strip().startswith("qlora:") and "page cache" in line and "needs" in line
     assert "峰值出现在加载时" in zh and "需要空闲" in zh
     assert not any(x.strip().startswith("lora:") for x in en.splitlines())
+    # paged out as the load goes (Linux): no page cache to speak of, the line names only the two peaks
+    monkeypatch.setattr(mem, "PAGES_RELEASED_WHILE_LOADING", True)
+    r = recommend(_cfg(method={"name": "qlora"}), facts, cpu_only(24), lengths=[256] * 200, supervised=[100] * 200)
+    line = next((x for x in format_advice(r).splitlines() if "while loading" in x), "")
+    assert "page cache" not in line and r["memory"]["qlora"]["reclaimable"] == 0

@@ -41,10 +41,12 @@ def format_advice(r: dict, lang: str = "en") -> str:
         lines.append("  " + "".join(f"{v:>10}" for v in vals) + f"  {ok}")
     for name, e in r["memory"].items():
         if e.get("loading", 0) > e.get("training", e["total"]):  # qlora on a CPU: the peak is the load
-            lines.append(f"  {name}：峰值出现在加载时（{fmt_bytes(e['loading'])}，其中 {fmt_bytes(e['reclaimable'])} 是检查点文件的页缓存，"
-                         f"内存紧张时内核会释放）；训练时 {fmt_bytes(e['training'])}；需要空闲 {fmt_bytes(e['needed'])}" if zh else
-                         f"  {name}: the peak comes while loading ({fmt_bytes(e['loading'])}, of which {fmt_bytes(e['reclaimable'])} "
-                         f"is the checkpoint's page cache, which the kernel drops under pressure); training "
+            cache = e.get("reclaimable", 0)
+            part_zh = f"，其中 {fmt_bytes(cache)} 是检查点文件的页缓存，内存紧张时内核会释放" if cache else ""
+            part_en = f", of which {fmt_bytes(cache)} is the checkpoint's page cache, which the kernel drops under pressure" if cache else ""
+            lines.append(f"  {name}：峰值出现在加载时（{fmt_bytes(e['loading'])}{part_zh}）；训练时 {fmt_bytes(e['training'])}；"
+                         f"需要空闲 {fmt_bytes(e['needed'])}" if zh else
+                         f"  {name}: the peak comes while loading ({fmt_bytes(e['loading'])}{part_en}); training "
                          f"{fmt_bytes(e['training'])}; needs {fmt_bytes(e['needed'])} free")
     chosen = r["memory"].get(r["recommendations"].get("method.name", ""))
     if chosen:
