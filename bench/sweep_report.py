@@ -88,7 +88,8 @@ NOTES = [
     "the largest-model table; advise prints both when the peak is the load's.",
     "- Auto checkpointing now decides on the training estimate alone: at 1.5B qlora it is 9.4 GiB of ~23 GiB free, "
     "under half, so auto leaves checkpointing off there (it was on in session 16, when the loading term counted). "
-    "The row was re-run: 11.4 tokens/s at 9,447 MB (estimate 1.02x); session 16's run with it on (8.4 tokens/s, "
+    "The row was re-run: 11.4 tokens/s at 9,447 MB (estimate 1.02x; measured before the paging below, but its peak "
+    "is training's, which paging does not change, as at 0.5B); session 16's run with it on (8.4 tokens/s, "
     "5,867 MB) became the tunewise_gc row, since re-run with the pages released as the load goes: 6.6 tokens/s at "
     "2,760 MB (the row; the peak came while loading; estimate 1.04x); an earlier re-run the same hour peaked at "
     "3,408 MB (5.9 tokens/s): the loading peak's spread between runs. Paging costs no training speed: the same "
