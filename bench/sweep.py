@@ -182,28 +182,24 @@ def step_clock(warmup: int):
     return StepClock()
 
 
-LOAD_PEAK_MB: list = [None]  # tunewise cells: the peak RSS once the model is loaded, before the first step
-
-
 def run_tunewise(config: Path, clock):
     """Training assembled as `tunewise train` assembles it (the same steps as tunewise.advise.measure), without
-    a run directory, the generation check or saving the result: none of them is in the timed steps."""
+    a run directory, the generation check or saving the result: none of them is in the timed steps. Returns (steps,
+    model, the peak RSS in MB once loaded, before the first step)."""
     from tunewise.config import load_config
     from tunewise.cpu import use_threads
-    from tunewise.train.assemble import build_trainer, fit, load_prepared
-
     from tunewise.fileio import proc_status
+    from tunewise.train.assemble import build_trainer, fit, load_prepared
 
     cfg = load_config(config)
     use_threads(cfg.train.num_threads)
     train_ds, model, pad_id = load_prepared(cfg)
     hwm = proc_status("VmHWM")  # the peak so far: the interpreter, the data and the load (kB)
-    LOAD_PEAK_MB[0] = int(hwm) / 1024 if hwm else None
     with tempfile.TemporaryDirectory() as tmp:
         trainer, plan = build_trainer(cfg, model, train_ds, None, out=Path(tmp), pad_id=pad_id, report=False)
         trainer.add_callback(clock)
         fit(cfg, trainer, plan["total"])
-    return trainer.state.global_step, trainer.model
+    return trainer.state.global_step, trainer.model, (int(hwm) / 1024 if hwm else None)
 
 
 def cell_main(peer: str, spec_path: Path) -> None:
@@ -219,8 +215,9 @@ def cell_main(peer: str, spec_path: Path) -> None:
     train = [json.loads(x) for x in Path(spec["train"]).read_text().splitlines()]
     val = [json.loads(x) for x in Path(spec["val"]).read_text().splitlines()]
     clock = step_clock(spec["warmup_steps"])
+    load_peak_mb = None  # recorded for tunewise's cells
     if peer.startswith("tunewise"):
-        steps, model = run_tunewise(Path(spec["tunewise_config"]), clock)
+        steps, model, load_peak_mb = run_tunewise(Path(spec["tunewise_config"]), clock)
         peers._training_done()
         tok = peers._load(spec)[1]
     else:
@@ -235,7 +232,7 @@ def cell_main(peer: str, spec_path: Path) -> None:
     print("SWEEP " + json.dumps({"steps": steps, "measured_steps": clock.steps, "measured_tokens": clock.tokens,
                                  "measured_s": wall, "tokens_per_s": clock.tokens / wall, "peak_rss_mb": peak_mb,
                                  "val_loss": vloss, "threads": torch.get_num_threads(),
-                                 "gradient_checkpointing": checkpointed, "load_peak_mb": LOAD_PEAK_MB[0]}))
+                                 "gradient_checkpointing": checkpointed, "load_peak_mb": load_peak_mb}))
 
 
 def qlora_probe() -> None:

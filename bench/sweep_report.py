@@ -23,7 +23,8 @@ NOTES = [
     "it off, twice (11.9 and 12.0 tokens/s, 11.4 and 10.8 GB): the row is the speed setting, and the memory target "
     "is met by asking for checkpointing (tunewise_gc). The qlora cell's estimate was just over half in session 16, so "
     "auto turned it on there; since session 17 the estimate that decides counts training only (the loading peak, "
-    "the same either way, no longer), 9.4 GiB, so auto leaves it off (see the session 17 notes). On a machine with less free memory auto turns it on for LoRA too. tunewise_nogc (explicitly off) "
+    "the same either way, no longer), 9.4 GiB, so auto leaves it off (see the session 17 notes). On a machine "
+    "with less free memory auto turns it on for LoRA too. tunewise_nogc (explicitly off) "
     "is session 13's row, measured when off was the default; its advise estimate is recomputed with the current "
     "estimator for the same config (session 13's, before advise counted the bf16 checkpoint's base, said 14,416 MB).",
     "- tunewise_gc is `train.gradient_checkpointing: true`, which TRL's defaults also have. With it, on a CPU, tensors "

@@ -40,8 +40,8 @@ def format_advice(r: dict, lang: str = "en") -> str:
             ok += f" (b{fitted['per_device_batch_size']}{'+gc' if fitted['gradient_checkpointing'] else ''})"
         lines.append("  " + "".join(f"{v:>10}" for v in vals) + f"  {ok}")
     for name, e in r["memory"].items():
-        if e.get("loading", 0) > e.get("training", e["total"]):  # qlora on a CPU: the peak is the load
-            cache = e.get("reclaimable", 0)
+        if e["loading"] > e["training"]:  # qlora on a CPU: the peak can be the load
+            cache = e["reclaimable"]
             part_zh = f"，其中 {fmt_bytes(cache)} 是检查点文件的页缓存，内存紧张时内核会释放" if cache else ""
             part_en = f", of which {fmt_bytes(cache)} is the checkpoint's page cache, which the kernel drops under pressure" if cache else ""
             lines.append(f"  {name}：峰值出现在加载时（{fmt_bytes(e['loading'])}{part_zh}）；训练时 {fmt_bytes(e['training'])}；"
@@ -52,7 +52,7 @@ def format_advice(r: dict, lang: str = "en") -> str:
     if chosen:
         parts = {k: chosen[k] for k in ("weights", "trainable", "gradients", "optimizer", "activations", "logits", "overhead")}
         top = max(parts, key=parts.get)
-        m, share = r["recommendations"]["method.name"], 100 * parts[top] / max(chosen.get("training", chosen["total"]), 1)
+        m, share = r["recommendations"]["method.name"], 100 * parts[top] / max(chosen["training"], 1)
         lines.append(f"  {m} 的内存大头：{_COMPONENT[lang][top]}（{fmt_bytes(parts[top])}，{share:.0f}%）" if zh else
                      f"  what dominates for {m}: {_COMPONENT[lang][top]} ({fmt_bytes(parts[top])}, {share:.0f}%)")
     budget = next(iter(r["memory"].values()))["budget"]

@@ -134,9 +134,7 @@ class Estimate:
     activations: int
     logits: int
     overhead: int
-    total: int                 # per process / device, bytes: the peak RSS, the larger of training and loading
     budget: int                # what one process may use, bytes
-    fits: bool                 # needed <= FIT_SHARE x budget
     device: str                # "cpu" or "cuda"
     loading: int = 0           # the peak while loading, where it can exceed training's (qlora on a CPU), else 0
     reclaimable: int = 0       # of `loading`: the checkpoint's clean page cache, which the kernel drops under pressure
@@ -147,13 +145,22 @@ class Estimate:
         return self.weights + self.trainable + self.gradients + self.optimizer + self.activations + self.logits + self.overhead
 
     @property
+    def total(self) -> int:
+        """The peak per process / device, bytes (what peak RSS shows): the larger of training and loading."""
+        return max(self.training, self.loading)
+
+    @property
     def needed(self) -> int:
         """What must be free for the run: the peak without the page cache the kernel can drop."""
         return max(self.training, self.loading - self.reclaimable)
 
+    @property
+    def fits(self) -> bool:
+        return self.needed <= FIT_SHARE * self.budget
+
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["training"], d["needed"] = self.training, self.needed
+        d.update(total=self.total, fits=self.fits, training=self.training, needed=self.needed)
         for k in ("weights", "trainable", "gradients", "optimizer", "activations", "logits", "overhead", "total", "budget",
                   "loading", "reclaimable", "training", "needed"):
             d[k + "_gib"] = round(d[k] / GiB, 3)
@@ -265,14 +272,12 @@ def estimate(facts: ModelFacts, method: str, mp: MethodParams, shape: Shape, hw:
         logits += facts.vocab * facts.hidden * _BYTES[shape.precision]
     device = "cuda" if hw.cuda else "cpu"
     overhead = GPU_OVERHEAD if hw.cuda else CPU_OVERHEAD
-    training = weights + trainable + grads + optim + acts + logits + overhead
     if hw.cuda:
         budget = min(g.memory_bytes for g in hw.gpus)
     else:
         budget = hw.available_ram_bytes // max(shape.nproc, 1)  # N processes share the RAM
-    needed = max(training, loading - reclaimable)
-    return Estimate(method, n_train, weights, trainable, grads, optim, acts, logits, overhead, max(training, loading),
-                    budget, needed <= FIT_SHARE * budget, device, loading, reclaimable)
+    return Estimate(method, n_train, weights, trainable, grads, optim, acts, logits, overhead, budget, device, loading,
+                    reclaimable)
 
 
 def resolved_dtypes(precision: str, dtype: str, hw: Hardware, facts: ModelFacts | None = None,
