@@ -6,6 +6,8 @@ differs from fp32's in the last digits and stays within bf16's rounding of it), 
 a frozen head's bf16 copy is made once, and what `auto` chooses on a CPU.
 """
 
+import json
+
 import pytest
 import torch
 
@@ -126,8 +128,40 @@ def test_tiny_models_keep_fp32_under_auto(tiny_model_dirs):
 
 
 def test_speedup_measurement_returns_a_ratio():
-    x = prec.bf16_speedup(64, 128, rows=32)
+    x = prec.measure_bf16_speedup(64, 128, rows=32)
     assert 0.01 < x < 100
+
+
+def test_speedup_is_measured_once_per_cpu_threads_and_shape_then_kept(tmp_path, monkeypatch):
+    """A CPU whose bf16 speed-up sits near the threshold must not train the same config in bf16 one run and fp32
+    the next: the first measurement is kept in $TUNEWISE_HOME/precision.json and reused."""
+    monkeypatch.setenv("TUNEWISE_HOME", str(tmp_path))
+    calls = []
+    ratios = iter([2.04, 1.96, 3.0])
+
+    def measure(k, n, rows=512):
+        calls.append((k, n, rows))
+        return next(ratios)
+
+    monkeypatch.setattr(prec, "measure_bf16_speedup", measure)
+    prec.kept_speedup.cache_clear()
+    try:
+        assert prec.bf16_speedup(640, 2048) == 2.04
+        prec.kept_speedup.cache_clear()  # a new process
+        assert prec.bf16_speedup(640, 2048) == 2.04 and len(calls) == 1  # kept, not measured again (1.96 unused)
+        assert prec.resolve("auto", shape=(640, 2048), cuda=False).precision == "bf16"
+        kept = json.loads((tmp_path / "precision.json").read_text())
+        assert list(kept.values()) == [2.04] and prec.cpu_signature() in next(iter(kept))
+        torch.set_num_threads(2)  # another thread count is another measurement
+        try:
+            assert prec.bf16_speedup(640, 2048) == 1.96 and len(calls) == 2
+        finally:
+            torch.set_num_threads(1)
+        (tmp_path / "precision.json").write_text("not json")  # a damaged file: measured again, rewritten
+        prec.kept_speedup.cache_clear()
+        assert prec.bf16_speedup(640, 2048) == 3.0 and len(json.loads((tmp_path / "precision.json").read_text())) == 1
+    finally:
+        prec.kept_speedup.cache_clear()
 
 
 def test_a_narrow_frozen_weight_is_used_as_is_under_autocast(monkeypatch):
