@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--competitors", default="0,1,2")
+    ap.add_argument("--precision", default="fp32", help="train.precision for every row (default fp32)")
     a = ap.parse_args(argv)
     import yaml
 
@@ -66,7 +67,11 @@ def main(argv=None) -> int:
                 cfg = {"model": {"name_or_path": a.model}, "run": {"root": str(tmp / "runs"), "name": "busy"},
                        "data": {"dataset_info": str(info), "datasets": [{"name": "identity"}]},
                        "train": {"max_steps": a.steps, "eval_steps": 10_000, "save_steps": 10_000, "logging_steps": 1,
-                                 "generation_check": False}}
+                                 "generation_check": False,
+                                 # the thread choice is measured here: every row trains in one precision (auto
+                                 # could take bf16 at one thread count and fp32 at another where the CPU's bf16
+                                 # speed-up sits near its threshold, and the rows would not compare)
+                                 "precision": a.precision}}
                 (tmp / "busy.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
                 env = {k2: v for k2, v in os.environ.items() if k2 != "OMP_NUM_THREADS"}
                 if mode == "every core":
@@ -83,7 +88,7 @@ def main(argv=None) -> int:
                 print(json.dumps(res), flush=True)
                 rows.append(res)
     quiet = {r["mode"]: r["tps"] for r in rows if r["competitors"] == 0}
-    lines = [f"\n## {time.strftime('%Y-%m-%d')} · {a.model} · {a.steps} steps · {platform.machine()}, {cores} cores\n",
+    lines = [f"\n## {time.strftime('%Y-%m-%d')} · {a.model} · {a.steps} steps · {a.precision} · {platform.machine()}, {cores} cores\n",
              "| threads | competitors | threads used | tokens/s (median step) | slowdown vs quiet | wall (s) |",
              "|---|---|---|---|---|---|"]
     for r in rows:
