@@ -95,12 +95,9 @@ def write_csv(path: Path, size_mb: float, seed: int = 0) -> dict:
 
 
 def _peak_mb() -> float:
-    # VmHWM: this address space's peak (ru_maxrss survives exec and would report a large parent's peak)
-    from tunewise.fileio import proc_status
+    from tunewise.fileio import peak_rss_bytes
 
-    if (hwm := proc_status("VmHWM")) is not None:
-        return round(int(hwm) / 1024, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux reports KiB
+    return round(peak_rss_bytes() / 2**20, 1)
 
 
 def read_child(path: Path) -> dict:

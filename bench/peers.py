@@ -225,11 +225,10 @@ def _training_done() -> None:
 
     VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a peer started by a large parent (the sweep's,
     after a model build) would report the parent's peak; VmHWM belongs to this process's own address space."""
-    from tunewise.fileio import proc_status
+    from tunewise.fileio import peak_rss_bytes
 
     global PEAK_MB
-    hwm = proc_status("VmHWM")
-    PEAK_MB = int(hwm) / 1024 if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    PEAK_MB = peak_rss_bytes() / 2**20
 
 
 def main() -> None:

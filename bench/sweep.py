@@ -188,18 +188,18 @@ def run_tunewise(config: Path, clock):
     model, the peak RSS in MB once loaded, before the first step)."""
     from tunewise.config import load_config
     from tunewise.cpu import use_threads
-    from tunewise.fileio import proc_status
+    from tunewise.fileio import peak_rss_bytes
     from tunewise.train.assemble import build_trainer, fit, load_prepared
 
     cfg = load_config(config)
     use_threads(cfg.train.num_threads)
     train_ds, model, pad_id = load_prepared(cfg)
-    hwm = proc_status("VmHWM")  # the peak so far: the interpreter, the data and the load (kB)
+    load_peak_mb = peak_rss_bytes() / 2**20  # the peak so far: the interpreter, the data and the load
     with tempfile.TemporaryDirectory() as tmp:
         trainer, plan = build_trainer(cfg, model, train_ds, None, out=Path(tmp), pad_id=pad_id, report=False)
         trainer.add_callback(clock)
         fit(cfg, trainer, plan["total"])
-    return trainer.state.global_step, trainer.model, (int(hwm) / 1024 if hwm else None)
+    return trainer.state.global_step, trainer.model, load_peak_mb
 
 
 def cell_main(peer: str, spec_path: Path) -> None:

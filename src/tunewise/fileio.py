@@ -70,6 +70,17 @@ def proc_status(field: str) -> str | None:
     return None
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far (VmHWM). Not ru_maxrss where VmHWM exists: Linux keeps ru_maxrss
+    across exec, so a process started by a large parent would report the parent's peak; VmHWM belongs to the address
+    space exec created."""
+    if (hwm := proc_status("VmHWM")) is not None:
+        return int(hwm) * 1024  # kB
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+
+
 @lru_cache(maxsize=1)
 def _umask() -> int:
     """The process umask, read without changing it (os.umask can only set it); 022 where it cannot be read."""

@@ -16,24 +16,13 @@ import sys
 from pathlib import Path
 
 from tunewise.cpu import use_threads
+from tunewise.fileio import peak_rss_bytes
 
 
 def _rss() -> int:
     import psutil
 
     return int(psutil.Process().memory_info().rss)
-
-
-def _maxrss() -> int:
-    """Peak RSS of this process's own memory. Linux keeps ru_maxrss across exec, so a child started by a large
-    parent would report the parent's peak; VmHWM belongs to the address space exec created."""
-    from tunewise.fileio import proc_status
-
-    if (hwm := proc_status("VmHWM")) is not None:
-        return int(hwm) * 1024  # kB
-    import resource
-
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
 
 
 def child(config_path: str, steps: int) -> dict:
@@ -53,12 +42,12 @@ def child(config_path: str, steps: int) -> dict:
     # the same assembly as `tunewise train`: dropout, method, L1/L2, packing, denormal flushing
     train_ds, model, pad_id = load_prepared(cfg)
     method_note = cfg.method.name
-    after_load, peak_load = _rss(), _maxrss()
+    after_load, peak_load = _rss(), peak_rss_bytes()
     lengths = sorted(train_ds.lengths)
     with tempfile.TemporaryDirectory() as tmp:
         trainer, plan = build_trainer(cfg, model, train_ds, None, out=Path(tmp), pad_id=pad_id, report=False)
         fit(cfg, trainer, plan["total"])
-        peak = _maxrss()
+        peak = peak_rss_bytes()
     trainable, total = methods.count_parameters(model)
     return {"method": method_note, "steps": steps, "base_rss": base, "after_load_rss": after_load, "peak_load": peak_load,
             "peak": peak, "peak_delta": peak - base, "trainable_params": trainable, "total_params": total,
@@ -109,7 +98,7 @@ def speed_child(config_path: str, batches: list[int], examples: int = 32) -> dic
                 trainer.optimizer.step()
                 trainer.optimizer.zero_grad(set_to_none=True)
             dt = time.perf_counter() - t0
-            rows.append({"batch": b, "tokens_per_s": tokens / dt, "seconds": dt, "peak": _maxrss(),
+            rows.append({"batch": b, "tokens_per_s": tokens / dt, "seconds": dt, "peak": peak_rss_bytes(),
                          "packed": isinstance(trainer.data_collator, PackCollator)})
             del trainer
             model.zero_grad(set_to_none=True)
