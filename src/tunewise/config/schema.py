@@ -274,7 +274,10 @@ class TrainConfig(Section):
         "with the square of the whole row, so long examples of like length cost more packed); true packs every batch. "
         "Measured 1.32x as fast as padded batches of 4 on instruction data of realistic lengths, with 22% less peak "
         "memory (bench/RESULTS.md); on the tool-calling set's ~510-token examples padding is 1.37x as fast as "
-        "packing, and auto pads there.")
+        "packing. Examples of a batch that begin alike (a system prompt, tool definitions; prompt tokens only) "
+        "share that beginning in the row: computed once, every example attends to it at the positions it has alone "
+        "(checked exact on the loaded model at the start, sdpa attention): on the tool-calling set (~450 of ~513 "
+        "tokens alike, batches of 2, SmolLM2-135M) 1.64x as fast as padding.")
     group_by_length: bool = Field(False, description="Batch examples of similar length together to waste less padding. "
         "Off by default: on small datasets it fills batches with near-identical examples and slows learning "
         "(measured: validation loss 1.13 vs 0.48 after the same steps, bench/RESULTS.md).")

@@ -112,7 +112,8 @@ def build_trainer(cfg: Config, model, train_ds, val_ds=None, *, out: Path, pad_i
         return trainer, plan
     if packing_for(cfg, model):
         collator = PackCollator(pad_id, rounds_rows(precision.precision, next(model.parameters()).device.type),
-                                cost=PackingCost.of(model, cfg.model.trust_remote_code) if t.packing == "auto" else None)
+                                cost=PackingCost.of(model, cfg.model.trust_remote_code) if t.packing == "auto" else None,
+                                shared=shared_prefix_for(cfg, model))
     else:
         collator = PadCollator(pad_id)
     trainer = TunewiseTrainer(**common, data_collator=collator)
@@ -137,6 +138,16 @@ def packing_for(cfg: Config, model) -> bool:
     _say("[tunewise] note: batches are padded, not packed: this model's attention would cross the examples of a "
          "packed row (train.packing: auto)")
     return False
+
+
+def shared_prefix_for(cfg: Config, model):
+    """train/collate.SharedPrefix for a packing SFT run whose model reads a shared-prefix row exactly, or None."""
+    from tunewise.train.collate import SharedPrefix, shared_prefix_is_exact
+
+    if cfg.train.stage == "pretrain" or cfg.data.train_on_prompt or cfg.model.attn_implementation != "sdpa":
+        return None  # every token is a target (no beginning is shared unscored), or an attention without bool masks
+    shared = SharedPrefix.of(model)
+    return shared if shared is not None and shared_prefix_is_exact(model, shared) else None
 
 
 def fit(cfg: Config, trainer, total_steps: int, checkpoint=None):

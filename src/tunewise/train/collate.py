@@ -79,16 +79,25 @@ class PackCollator:
     (bench/RESULTS.md). `pad_tokens` tells the trainer how many tokens of the row are padding.
     """
 
-    def __init__(self, pad_id: int | None = None, round_rows: bool = False, cost: "PackingCost | None" = None):
+    def __init__(self, pad_id: int | None = None, round_rows: bool = False, cost: "PackingCost | None" = None,
+                 shared: "SharedPrefix | None" = None):
         self.pad_id = pad_id or 0
         self.round_rows = round_rows
         # train.packing: auto: a batch that costs less padded than packed is padded (PackingCost); true: every batch
         # packed. Rounded rows (bf16 on a CPU) always pack, to keep the set of shapes small.
         self.cost = None if round_rows else cost
         self.pad = PadCollator(self.pad_id)
+        # Examples that begin alike share that beginning in one row (SharedPrefix), where the model reads such a row
+        # exactly (shared_prefix_is_exact) and it costs less than padding or packing the batch.
+        self.shared = shared
+        self.shared_cost = cost
 
     def __call__(self, features: list[dict]) -> dict:
-        if self.cost is not None and self.cost.pads_cheaper([len(f["input_ids"]) for f in features]):
+        lengths = [len(f["input_ids"]) for f in features]
+        if self.shared is not None and (n := common_unsupervised_prefix(features)) >= SHARED_PREFIX_MIN:
+            if self.shared_cost is None or self.shared_cost.shared_cheaper(lengths, n):
+                return self._shared_row(features, n)
+        if self.cost is not None and self.cost.pads_cheaper(lengths):
             return self.pad(features)
         ids, labels, pos = [], [], []
         for f in features:
@@ -112,6 +121,143 @@ class PackCollator:
         if self.round_rows:
             batch["pad_tokens"] = torch.tensor([pad], dtype=torch.long)
         return batch
+
+    def _shared_row(self, features: list[dict], n: int) -> dict:
+        """[shared beginning | rest of example 1 | rest of example 2 | ...] in one row: every rest attends to the
+        shared beginning and to itself, at the positions it has alone."""
+        first = list(features[0]["input_ids"][:n])
+        ids, labels, pos, seg = first, [IGNORE] * n, list(range(n)), [0] * n
+        for k, f in enumerate(features, start=1):
+            rest = list(f["input_ids"][n:])
+            ids += rest
+            lab = list(f["labels"][n:])
+            lab[0] = IGNORE  # unsupervised by the choice of n: the token after the shared part is a prompt token
+            labels += lab
+            pos += list(range(n, n + len(rest)))
+            seg += [k] * len(rest)
+        pad = -len(ids) % row_multiple(len(ids)) if self.round_rows else 0
+        ids += [self.pad_id] * pad
+        labels += [IGNORE] * pad
+        pos += list(range(pad))
+        seg += [-1] * pad
+        batch = {
+            "input_ids": torch.tensor([ids], dtype=torch.long),
+            "labels": torch.tensor([labels], dtype=torch.long),
+            "position_ids": torch.tensor([pos], dtype=torch.long),
+            "attention_mask": self.shared.mask(torch.tensor(seg), torch.tensor(pos)),
+            "use_cache": False,
+            # the tokens the examples hold (tokens/s counts them as a padded or packed batch would)
+            "example_tokens": torch.tensor([sum(len(f["input_ids"]) for f in features)], dtype=torch.long),
+        }
+        if self.round_rows:
+            batch["pad_tokens"] = torch.tensor([pad], dtype=torch.long)
+        return batch
+
+
+SHARED_PREFIX_MIN = 16  # tokens: a shorter common beginning is not worth a row of its own layout
+
+
+def common_unsupervised_prefix(features: list[dict]) -> int:
+    """How many leading tokens every example of the batch has in common and that no example is scored on, the
+    token after them included (each example's first own token is then no target either: it follows the shared
+    part in its own example, not the previous example's end in the row). Each example keeps one token of its own.
+    0 for a batch of one."""
+    if len(features) < 2:
+        return 0
+    first = features[0]["input_ids"]
+    limit = min(len(f["input_ids"]) for f in features) - 1
+    for f in features:
+        lab = f["labels"]
+        sup = next((i for i, y in enumerate(lab) if y != IGNORE), len(lab))
+        limit = min(limit, sup - 1)  # tokens 0..n (the shared part and the first own token) unscored
+    n = 0
+    while n < limit and all(f["input_ids"][n] == first[n] for f in features):
+        n += 1
+    return max(0, n)
+
+
+class SharedPrefix:
+    """The attention masks of a shared-prefix row (PackCollator._shared_row) for one model.
+
+    The row holds [shared | rest 1 | rest 2 | ... | padding]. A token of rest k attends to the shared part and to
+    the earlier tokens of rest k; the shared part attends to itself, causally; the padding segment only to itself.
+    Positions continue from the shared part's end in every rest, so rotary embeddings see what they see alone, and a
+    sliding-window layer's window is measured in those positions (query position - key position < window), which
+    is the window the example has alone. transformers takes a 4D mask as it is (no mask of its own is built); models
+    with several kinds of layer (Gemma 3, Qwen2) take one mask per kind. Boolean masks (True: may attend), the form
+    sdpa takes."""
+
+    def __init__(self, kinds: dict[str, int | None] | None):
+        self.kinds = kinds  # layer type -> sliding window (None: full attention); None: one mask for every layer
+
+    @classmethod
+    def of(cls, model) -> "SharedPrefix | None":
+        """For a loaded model (a peft model: its base), or None where it has layers of a kind whose mask this does
+        not know. Boolean masks are sdpa's form (model.attn_implementation); an attention that reads them otherwise
+        fails shared_prefix_is_exact."""
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        conf = base.config
+        text = conf.get_text_config() if hasattr(conf, "get_text_config") else conf
+        if getattr(text, "is_encoder_decoder", False):
+            return None
+        types = getattr(text, "layer_types", None)
+        if not types:
+            return cls(None)
+        window = getattr(text, "sliding_window", None)
+        kinds: dict[str, int | None] = {}
+        for t in set(types):
+            if t == "full_attention":
+                kinds[t] = None
+            elif t == "sliding_attention" and window:
+                kinds[t] = int(window)
+            else:
+                return None
+        return cls(kinds)
+
+    def mask(self, seg: torch.Tensor, pos: torch.Tensor):
+        n = seg.shape[0]
+        causal = torch.ones(n, n, dtype=torch.bool).tril_()
+        q, k = seg[:, None], seg[None, :]
+        allowed = causal & ((q == k) | ((k == 0) & (q > 0)))
+        if self.kinds is None:
+            return allowed[None, None]
+        out = {}
+        for kind, window in self.kinds.items():
+            m = allowed if window is None else allowed & ((pos[:, None] - pos[None, :]) < window)
+            out[kind] = m[None, None]
+        return out
+
+
+@torch.no_grad()
+def shared_prefix_is_exact(model, shared: SharedPrefix, vocab_size: int | None = None) -> bool:
+    """Whether this model reads a shared-prefix row as it reads its examples alone: two random examples with a
+    common beginning, the second one's logits in the row against its logits alone (like packed_attention_is_exact).
+    """
+    vocab = vocab_size or getattr(getattr(model, "config", None), "vocab_size", None) or 100
+    gen = torch.Generator().manual_seed(1)
+    head = torch.randint(3, max(4, vocab), (7,), generator=gen).tolist()
+    a = torch.randint(3, max(4, vocab), (5,), generator=gen).tolist()
+    b = torch.randint(3, max(4, vocab), (4,), generator=gen).tolist()
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        alone = _logits(model(input_ids=torch.tensor([head + b], device=device), use_cache=False))
+        seg = torch.tensor([0] * 7 + [1] * 5 + [2] * 4)
+        pos = torch.tensor(list(range(12)) + list(range(7, 11)))
+        mask = shared.mask(seg, pos)
+        mask = {k: v.to(device) for k, v in mask.items()} if isinstance(mask, dict) else mask.to(device)
+        row = _logits(model(input_ids=torch.tensor([head + a + b], device=device), position_ids=pos[None].to(device),
+                            attention_mask=mask, use_cache=False))
+    except (TypeError, ValueError, RuntimeError, KeyError, IndexError):
+        return False
+    finally:
+        model.train(was_training)
+    if alone is None or row is None:
+        return False
+    alone, row = alone[7:], row[12:]
+    scale = alone.abs().max().clamp_min(1e-6)
+    return bool(((row - alone).abs().max() / scale) < 1e-3)
 
 
 def row_multiple(n: int) -> int:
@@ -172,3 +318,11 @@ class PackingCost:
 
     def pads_cheaper(self, lengths: list[int]) -> bool:
         return len(lengths) > 1 and self.padded(lengths) < self.packed(lengths)
+
+    def shared(self, lengths: list[int], prefix: int) -> float:
+        """One row holding the first `prefix` tokens once: its attention is computed over the whole row."""
+        s = sum(lengths) - (len(lengths) - 1) * prefix
+        return s * self.per_token + s * s * self.per_pair
+
+    def shared_cheaper(self, lengths: list[int], prefix: int) -> bool:
+        return self.shared(lengths, prefix) < min(self.padded(lengths), self.packed(lengths))

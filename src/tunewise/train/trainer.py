@@ -285,9 +285,12 @@ class TunewiseTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         pad = inputs.pop("pad_tokens", None)  # a packed row's padding segment (collate.PackCollator)
+        held = inputs.pop("example_tokens", None)  # a shared-prefix row: the tokens its examples hold
         if model.training:
             mask = inputs.get("attention_mask")
-            if mask is not None:
+            if held is not None:
+                self.tokens_seen += int(held.sum())
+            elif mask is not None:
                 self.tokens_seen += int(mask.sum())
             else:
                 self.tokens_seen += int(inputs["input_ids"].numel()) - (0 if pad is None else int(pad.sum()))
