@@ -138,3 +138,25 @@ def test_training_shares_the_beginning_only_where_the_model_reads_it_exactly(tmp
     monkeypatch.setattr(collate, "shared_prefix_is_exact", lambda model, shared, vocab_size=None: False)
     losses("refused", True)
     assert made == []
+
+
+def test_evaluation_loss_shares_the_beginning_and_equals_the_padded_mean(setup, monkeypatch):
+    from types import SimpleNamespace
+
+    from tunewise.evaluate import runner
+    from tunewise.templates.encode import encode_records
+    from tunewise.train import collate
+
+    name, model, tok, _ = setup
+    tpl = choose_template("auto", tok, model.config.model_type)
+    enc, _ = encode_records(tok, tpl, _records(6), max_length=512)
+    lm = SimpleNamespace(model=model, tokenizer=tok)
+    rows = []
+    real = PackCollator._shared_row
+    monkeypatch.setattr(PackCollator, "_shared_row", lambda self, f, n: rows.append(len(f)) or real(self, f, n))
+    shared = runner.mean_loss(lm, enc, batch_size=3)
+    assert rows and set(rows) == {3}  # a batch shares its beginning where that costs less than padding it
+    seen = list(rows)
+    monkeypatch.setattr(collate, "shared_or_padded", lambda model, pad_id: PadCollator(pad_id))
+    assert shared == pytest.approx(runner.mean_loss(lm, enc, batch_size=3), rel=1e-5)
+    assert rows == seen

@@ -36,12 +36,14 @@ def load_eval_sets(run: Path, extra: list[str] | None, max_samples: int | None) 
 @torch.no_grad()
 def mean_loss(lm, encoded: list, batch_size: int = 8) -> float | None:
     """Token-weighted mean loss over supervised tokens (what training minimises)."""
-    from tunewise.train.collate import PadCollator
+    from tunewise.train.collate import PadCollator, shared_or_padded
     from tunewise.train.trainer import causal_lm, supervised_loss
 
     if not encoded:
         return None
-    collate = PadCollator(lm.tokenizer.pad_token_id)
+    # prompts that begin alike (a system prompt, tool definitions) computed once per batch, where exact
+    plain = causal_lm(lm.model) is None
+    collate = PadCollator(lm.tokenizer.pad_token_id) if plain else shared_or_padded(lm.model, lm.tokenizer.pad_token_id)
     total, count = 0.0, 0
     encoded = sorted(encoded, key=lambda e: len(e.input_ids))  # batches of like length pad less; the mean is the same
     for i in range(0, len(encoded), batch_size):
@@ -49,7 +51,7 @@ def mean_loss(lm, encoded: list, batch_size: int = 8) -> float | None:
         n = int((batch["labels"][:, 1:] != -100).sum())
         if n == 0:
             continue
-        if causal_lm(lm.model) is not None:
+        if not plain:
             loss = supervised_loss(lm.model, batch, num_items=n)
         else:
             loss = lm.model(**batch).loss

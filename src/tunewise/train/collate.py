@@ -80,8 +80,9 @@ class PackCollator:
     """
 
     def __init__(self, pad_id: int | None = None, round_rows: bool = False, cost: "PackingCost | None" = None,
-                 shared: "SharedPrefix | None" = None):
+                 shared: "SharedPrefix | None" = None, pack: bool = True):
         self.pad_id = pad_id or 0
+        self.pack = pack  # False: a batch that does not share its beginning is padded (evaluation's mean loss)
         self.round_rows = round_rows
         # train.packing: auto: a batch that costs less padded than packed is padded (PackingCost); true: every batch
         # packed. Rounded rows (bf16 on a CPU) always pack, to keep the set of shapes small.
@@ -97,7 +98,7 @@ class PackCollator:
         if self.shared is not None and (n := common_unsupervised_prefix(features)) >= SHARED_PREFIX_MIN:
             if self.shared_cost is None or self.shared_cost.shared_cheaper(lengths, n):
                 return self._shared_row(features, n)
-        if self.cost is not None and self.cost.pads_cheaper(lengths):
+        if not self.pack or (self.cost is not None and self.cost.pads_cheaper(lengths)):
             return self.pad(features)
         ids, labels, pos = [], [], []
         for f in features:
@@ -226,6 +227,15 @@ class SharedPrefix:
             m = allowed if window is None else allowed & ((pos[:, None] - pos[None, :]) < window)
             out[kind] = m[None, None]
         return out
+
+
+def shared_or_padded(model, pad_id: int) -> "PackCollator | PadCollator":
+    """Batches for a forward pass outside training (evaluation's mean loss): a shared-prefix row where the batch
+    begins alike and the model reads such a row exactly, padded otherwise."""
+    shared = SharedPrefix.of(model)
+    if shared is None or not shared_prefix_is_exact(model, shared):
+        return PadCollator(pad_id)
+    return PackCollator(pad_id, cost=PackingCost.of(model), shared=shared, pack=False)
 
 
 @torch.no_grad()
