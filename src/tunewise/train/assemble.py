@@ -107,7 +107,10 @@ def build_trainer(cfg: Config, model, train_ds, val_ds=None, *, out: Path, pad_i
     if t.stage in PREFERENCE_STAGES:
         from tunewise.train.preference import PreferenceCollator, PreferenceTrainer
 
-        trainer = PreferenceTrainer(**common, data_collator=PreferenceCollator(pad_id), stage=t.stage, pref=cfg.preference,
+        shared = shared_prefix_for(cfg, model) if t.stage != "kto" and packs_pairs(cfg) else None
+        collator = PreferenceCollator(pad_id, shared=shared,
+                                      cost=PackingCost.of(model, cfg.model.trust_remote_code) if shared else None)
+        trainer = PreferenceTrainer(**common, data_collator=collator, stage=t.stage, pref=cfg.preference,
                                     reference=reference)
         return trainer, plan
     if packing_for(cfg, model):
@@ -138,6 +141,15 @@ def packing_for(cfg: Config, model) -> bool:
     _say("[tunewise] note: batches are padded, not packed: this model's attention would cross the examples of a "
          "packed row (train.packing: auto)")
     return False
+
+
+def packs_pairs(cfg: Config) -> bool:
+    """Whether a preference run may put a batch's pairs into one shared-prefix row: train.packing not false, and a
+    method without virtual tokens (their key/value cache comes before every row)."""
+    from tunewise.config.methods import FACTS
+
+    facts = FACTS.get(cfg.method.name)
+    return cfg.train.packing is not False and not (facts and facts.virtual_tokens)
 
 
 def shared_prefix_for(cfg: Config, model):

@@ -215,11 +215,25 @@ class SharedPrefix:
                 return None
         return cls(kinds)
 
-    def mask(self, seg: torch.Tensor, pos: torch.Tensor):
+    def mask(self, seg: torch.Tensor, pos: torch.Tensor, parent: list[int] | None = None):
+        """seg: each token's segment (-1: the padding segment); parent: each segment's parent segment (-1: none),
+        by default segment 0 the parent of every other. A token attends to the earlier tokens of its own segment and
+        of its segment's ancestors."""
         n = seg.shape[0]
         causal = torch.ones(n, n, dtype=torch.bool).tril_()
         q, k = seg[:, None], seg[None, :]
-        allowed = causal & ((q == k) | ((k == 0) & (q > 0)))
+        if parent is None:
+            allowed = causal & ((q == k) | ((k == 0) & (q > 0)))
+        else:
+            m = len(parent)
+            anc = torch.eye(m + 1, dtype=torch.bool)  # anc[s, t]: t is s or an ancestor of s; index m: padding
+            for s_ in range(m):
+                t = parent[s_]
+                while t >= 0:
+                    anc[s_, t] = True
+                    t = parent[t]
+            si = torch.where(seg < 0, m, seg)
+            allowed = causal & anc[si[:, None], si[None, :]]
         if self.kinds is None:
             return allowed[None, None]
         out = {}

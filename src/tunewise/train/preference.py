@@ -58,10 +58,18 @@ class PreferenceDataset(Dataset):
 
 
 class PreferenceCollator:
-    """One padded batch: for pairs, the chosen rows first, then the rejected rows in the same order."""
+    """One padded batch: for pairs, the chosen rows first, then the rejected rows in the same order.
 
-    def __init__(self, pad_id: int):
+    shared (train/collate.SharedPrefix, for a model that reads such rows exactly): pairs go into one row instead,
+    where that costs less than padding them (`cost`): the beginning every answer's prompt has in common (a system
+    prompt) once, then per pair its prompt once, followed by its chosen and its rejected answer, each attending to
+    its prompt and the common beginning at the positions it has alone. `row_of` says which row (chosen i, rejected
+    i) each token's log-probability belongs to."""
+
+    def __init__(self, pad_id: int, shared=None, cost=None):
         self.pad = PadCollator(pad_id)
+        self.pad_id = pad_id
+        self.shared, self.cost = shared, cost
 
     def __call__(self, features: list[dict]) -> dict:
         extra = {}
@@ -73,10 +81,62 @@ class PreferenceCollator:
                 extra.update({"kl_" + k: v for k, v in kl.items()})
         else:
             rows = [f["chosen"] for f in features] + [f["rejected"] for f in features]
+            if self.shared is not None and (row := self._shared_row(features)) is not None:
+                return {**row, "pref_index": torch.tensor([f["index"] for f in features], dtype=torch.long)}
         return {**self._pad(rows), "pref_index": torch.tensor([f["index"] for f in features], dtype=torch.long), **extra}
+
+    def _shared_row(self, features: list[dict]) -> dict | None:
+        from tunewise.train.collate import SHARED_PREFIX_MIN, common_unsupervised_prefix
+
+        def feat(e):
+            return {"input_ids": list(e.input_ids), "labels": list(e.labels)}
+
+        b = len(features)
+        pairs = [(feat(f["chosen"]), feat(f["rejected"])) for f in features]
+        every = [x for p in pairs for x in p]
+        common = common_unsupervised_prefix(every)
+        common = common if common >= SHARED_PREFIX_MIN else 0
+        ids, labels, pos, seg, row_of = list(every[0]["input_ids"][:common]), [IGNORE] * common, list(range(common)), \
+            [0] * common, [-1] * common
+        parent = [-1]
+        for i, (c, r) in enumerate(pairs):
+            own = common_unsupervised_prefix([c, r])  # >= common: the pair's prompt, unscored
+            top = 0
+            if own > common:
+                parent.append(0)
+                top = len(parent) - 1
+                ids += c["input_ids"][common:own]
+                labels += [IGNORE] * (own - common)
+                pos += list(range(common, own))
+                seg += [top] * (own - common)
+                row_of += [-1] * (own - common)
+            for k, side in ((i, c), (b + i, r)):
+                parent.append(top)
+                rest = side["input_ids"][own:]
+                lab = side["labels"][own:]
+                lab[0] = IGNORE  # unscored by the choice of `own`; in the row it follows another segment
+                ids += rest
+                labels += lab
+                pos += list(range(own, own + len(rest)))
+                seg += [len(parent) - 1] * len(rest)
+                row_of += [k] * len(rest)
+        held = sum(len(x["input_ids"]) for x in every)
+        if self.cost is not None and self.cost.shared(  # one row of len(ids) tokens against 2b padded rows
+                [len(ids)], 0) >= self.cost.padded([len(x["input_ids"]) for x in every]):
+            return None
+        return {"input_ids": torch.tensor([ids], dtype=torch.long), "labels": torch.tensor([labels], dtype=torch.long),
+                "position_ids": torch.tensor([pos], dtype=torch.long),
+                "attention_mask": self.shared.mask(torch.tensor(seg), torch.tensor(pos), parent),
+                "row_of": torch.tensor([row_of], dtype=torch.long), "row_count": torch.tensor([2 * b], dtype=torch.long),
+                "example_tokens": torch.tensor([held], dtype=torch.long), "use_cache": False}
 
     def _pad(self, rows) -> dict:
         return self.pad([{"input_ids": e.input_ids, "labels": e.labels} for e in rows])
+
+
+def _row_count(inputs: dict) -> int:
+    """The rows a batch scores: padded rows, or those a shared row holds."""
+    return int(inputs["row_count"].sum()) if "row_count" in inputs else inputs["input_ids"].shape[0]
 
 
 def _kl_rows(inputs: dict) -> dict | None:
@@ -90,18 +150,25 @@ def sequence_logps(model, inputs: dict, chunk_size: int = 128) -> tuple[torch.Te
     labels = inputs["labels"]
     y = labels[:, 1:]
     mask = y != IGNORE
-    counts = mask.sum(1)
+    extra = {"position_ids": inputs["position_ids"]} if "position_ids" in inputs else {}
+    if "row_of" in inputs:  # a shared row (PreferenceCollator._shared_row): each token's row
+        n_rows = int(inputs["row_count"].sum())
+        rows = inputs["row_of"][:, 1:][mask]
+        counts = torch.bincount(rows, minlength=n_rows)
+    else:
+        n_rows = y.shape[0]
+        rows = torch.arange(y.shape[0], device=y.device)[:, None].expand_as(y)[mask]
+        counts = mask.sum(1)
     lm = causal_lm(model)
     if lm is None:  # prompt/prefix tuning, DDP: the wrapper's forward (full logits)
-        logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits[:, :-1].float()
+        logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **extra).logits[:, :-1].float()
         if logits.shape[1] != y.shape[1]:  # prompt tuning puts its virtual tokens first
             logits = logits[:, -y.shape[1]:]
         tok = torch.gather(logits.log_softmax(-1), 2, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        return (tok * mask).sum(1), counts
+        return torch.zeros(n_rows, dtype=torch.float32, device=y.device).index_add(0, rows, tok[mask]), counts
     hidden = lm.get_decoder()(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                              use_cache=False).last_hidden_state
+                              use_cache=False, **extra).last_hidden_state
     h, yy = hidden[:, :-1][mask], y[mask]
-    rows = torch.arange(y.shape[0], device=y.device)[:, None].expand_as(y)[mask]
     head = lm.get_output_embeddings()
     softcap = getattr(lm.config, "final_logit_softcapping", None)
     parts = []
@@ -111,7 +178,7 @@ def sequence_logps(model, inputs: dict, chunk_size: int = 128) -> tuple[torch.Te
         parts.append(checkpoint(head_cross_entropy, *args, use_reentrant=False) if torch.is_grad_enabled()
                      else head_cross_entropy(*args))
     per_tok = -torch.cat(parts) if parts else h.new_zeros(0, dtype=torch.float32)
-    sums = torch.zeros(y.shape[0], dtype=torch.float32, device=y.device).index_add(0, rows, per_tok)
+    sums = torch.zeros(n_rows, dtype=torch.float32, device=y.device).index_add(0, rows, per_tok)
     return sums, counts
 
 
@@ -245,7 +312,7 @@ class PreferenceTrainer(TunewiseTrainer):
         if self.reference is None:
             return None
         kl = _kl_rows(inputs)
-        n = inputs["input_ids"].shape[0] + (0 if kl is None else kl["input_ids"].shape[0])
+        n = _row_count(inputs) + (0 if kl is None else kl["input_ids"].shape[0])
         if self.reference == "precomputed":
             if self.ref_table is None:
                 raise RuntimeError("precompute_reference() was not called before training")
@@ -260,8 +327,9 @@ class PreferenceTrainer(TunewiseTrainer):
 
     # ---- loss and metrics -------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        held = inputs.pop("example_tokens", None)  # a shared row: the tokens its rows hold
         if model.training:
-            self.tokens_seen += int(inputs["attention_mask"].sum())
+            self.tokens_seen += int(held.sum()) if held is not None else int(inputs["attention_mask"].sum())
         logp, ntok = sequence_logps(model, inputs, self.loss_chunk_size)
         ref = self._reference_logps(model, inputs)
         kl_ratio = None
