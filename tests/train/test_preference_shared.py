@@ -65,3 +65,26 @@ def test_dpo_runs_share_their_prompts_and_kto_and_unpacked_runs_do_not(tmp_path,
 
     assert collator(cfg).shared is not None
     assert collator(cfg.model_copy(update={"train": cfg.train.model_copy(update={"packing": False})})).shared is None
+
+
+def test_evaluation_ranks_held_out_pairs_as_it_does_padded(tmp_path, tiny_model_dirs, monkeypatch):
+    from types import SimpleNamespace
+
+    from tunewise.evaluate import runner
+    from tunewise.train import collate
+
+    cfg = _cfg(tmp_path, "dpo")
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"max_length": 128})})
+    model, tok, template, _, _ = _setup(cfg, tiny_model_dirs, _with_system(_pairs(6)), [])
+    model.eval()
+    lm = SimpleNamespace(model=model, tokenizer=tok, template=template)
+    held = _with_system(_pairs(5, seed=3))
+    rows = []
+    real = PreferenceCollator._shared_row
+    monkeypatch.setattr(PreferenceCollator, "_shared_row", lambda self, f: rows.append(len(f)) or real(self, f))
+    shared = runner.pair_scores(lm, held, cfg)
+    assert rows and shared["pairs"] == 5
+    monkeypatch.setattr(collate, "shared_for", lambda model: None)
+    padded = runner.pair_scores(lm, held, cfg)
+    assert shared["pair_accuracy"] == padded["pair_accuracy"]
+    assert shared["pair_margin_per_token"] == pytest.approx(padded["pair_margin_per_token"], rel=1e-4, abs=1e-6)

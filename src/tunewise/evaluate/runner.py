@@ -139,17 +139,22 @@ def pair_scores(lm, pairs: list[dict], cfg) -> dict:
     """How the model ranks held-out preference pairs: the share where the chosen answer is the likelier (summed,
     and per token, which does not favour the shorter answer), and the mean per-token log-probability margin."""
     from tunewise.templates.encode import encode_preference
+    from tunewise.train.collate import PackingCost, shared_for, to_device
     from tunewise.train.preference import PreferenceCollator, sequence_logps
+    from tunewise.train.trainer import causal_lm
 
     enc, _ = encode_preference(lm.tokenizer, lm.template, pairs, stage="dpo", max_length=cfg.data.max_length)
     if not enc:
         return {}
-    collate = PreferenceCollator(lm.tokenizer.pad_token_id or 0)
+    # each pair's prompt (and the pairs' common beginning) computed once, where the model reads that exactly
+    shared = shared_for(lm.model) if causal_lm(lm.model) is not None else None
+    collate = PreferenceCollator(lm.tokenizer.pad_token_id or 0, shared=shared,
+                                 cost=PackingCost.of(lm.model) if shared else None)
     wins = wins_tok = 0
     margins = []
     for i in range(0, len(enc), cfg.eval.batch_size):
         part = enc[i:i + cfg.eval.batch_size]
-        batch = {k: v.to(lm.model.device) if torch.is_tensor(v) else v for k, v in collate(part).items()}
+        batch = to_device(collate(part), lm.model.device)
         logp, n = sequence_logps(lm.model, batch)
         b = len(part)
         tok = logp / n.clamp(min=1)

@@ -154,12 +154,11 @@ def packs_pairs(cfg: Config) -> bool:
 
 def shared_prefix_for(cfg: Config, model):
     """train/collate.SharedPrefix for a packing SFT run whose model reads a shared-prefix row exactly, or None."""
-    from tunewise.train.collate import SharedPrefix, shared_prefix_is_exact
+    from tunewise.train.collate import shared_for
 
     if cfg.train.stage == "pretrain" or cfg.data.train_on_prompt or cfg.model.attn_implementation != "sdpa":
         return None  # every token is a target (no beginning is shared unscored), or an attention without bool masks
-    shared = SharedPrefix.of(model)
-    return shared if shared is not None and shared_prefix_is_exact(model, shared) else None
+    return shared_for(model)
 
 
 def fit(cfg: Config, trainer, total_steps: int, checkpoint=None):

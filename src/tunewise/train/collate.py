@@ -243,11 +243,26 @@ class SharedPrefix:
         return out
 
 
+def to_device(batch: dict, device) -> dict:
+    """A collated batch on `device`, a shared row's per-layer-kind masks (a dict) included."""
+    def move(v):
+        if isinstance(v, dict):
+            return {k: move(x) for k, x in v.items()}
+        return v.to(device) if torch.is_tensor(v) else v
+    return {k: move(v) for k, v in batch.items()}
+
+
+def shared_for(model) -> "SharedPrefix | None":
+    """SharedPrefix for a loaded model that reads shared rows exactly, else None."""
+    shared = SharedPrefix.of(model)
+    return shared if shared is not None and shared_prefix_is_exact(model, shared) else None
+
+
 def shared_or_padded(model, pad_id: int) -> "PackCollator | PadCollator":
     """Batches for a forward pass outside training (evaluation's mean loss): a shared-prefix row where the batch
     begins alike and the model reads such a row exactly, padded otherwise."""
-    shared = SharedPrefix.of(model)
-    if shared is None or not shared_prefix_is_exact(model, shared):
+    shared = shared_for(model)
+    if shared is None:
         return PadCollator(pad_id)
     return PackCollator(pad_id, cost=PackingCost.of(model), shared=shared, pack=False)
 

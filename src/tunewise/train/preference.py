@@ -33,7 +33,7 @@ from torch.utils.checkpoint import checkpoint
 from torch.utils.data import Dataset
 
 from tunewise.templates.encode import IGNORE
-from tunewise.train.collate import PadCollator
+from tunewise.train.collate import PadCollator, to_device
 from tunewise.train.trainer import TunewiseTrainer, causal_lm, head_cross_entropy
 
 REFERENCE_STAGES = ("dpo", "kto")  # simpo and orpo need no reference model
@@ -289,7 +289,7 @@ class PreferenceTrainer(TunewiseTrainer):
                     continue
                 for i in range(0, len(ds), self.args.per_device_eval_batch_size):
                     batch = self.data_collator([ds[j] for j in range(i, min(len(ds), i + self.args.per_device_eval_batch_size))])
-                    batch = {k: v.to(self.args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                    batch = to_device(batch, self.args.device)
                     logp, _ = sequence_logps(self.model, batch, self.loss_chunk_size)
                     if (kl := _kl_rows(batch)) is not None:  # kto: the answers' slots, then the KL rows' slots
                         logp = torch.cat([logp, sequence_logps(self.model, kl, self.loss_chunk_size)[0]])
