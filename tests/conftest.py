@@ -119,6 +119,19 @@ def demo_jsonl(tmp_path) -> Path:
     return write_demo_dataset(tmp_path / "demo.jsonl")
 
 
+def tiny_features(model_dir: Path, records: list[dict], max_length: int):
+    """A tiny model (sdpa, eval mode), its tokenizer, and `records` encoded with its template as collator features."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunewise.templates import choose_template
+    from tunewise.templates.encode import encode_records
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa").eval()
+    enc, _ = encode_records(tok, choose_template("auto", tok, model.config.model_type), records, max_length=max_length)
+    return model, tok, [{"input_ids": e.input_ids, "labels": e.labels} for e in enc]
+
+
 def write_config(path: Path, cfg: dict) -> Path:
     import yaml
 

@@ -3,24 +3,17 @@
 import pytest
 import torch
 
-from tunewise.templates import choose_template
-from tunewise.templates.encode import encode_records
 from tunewise.train.collate import PackCollator, PadCollator
 from tunewise.train.trainer import supervised_loss
 
 
 @pytest.fixture(scope="module", params=["tiny-llama", "tiny-qwen2", "tiny-gemma3"])
 def setup(request, tiny_model_dirs):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from conftest import tiny_features
 
     from tunewise.samples.demo import demo_records
 
-    name = request.param
-    tok = AutoTokenizer.from_pretrained(tiny_model_dirs[name])
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dirs[name], attn_implementation="sdpa").eval()
-    tpl = choose_template("auto", tok, model.config.model_type)
-    enc, _ = encode_records(tok, tpl, demo_records()[:6], max_length=128)
-    return model, tok, [{"input_ids": e.input_ids, "labels": e.labels} for e in enc]
+    return tiny_features(tiny_model_dirs[request.param], demo_records()[:6], 128)
 
 
 def _plain_loss_sum(model, batch):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tunewise.templates import choose_template
-from tunewise.templates.encode import IGNORE, encode_records
+from tunewise.templates.encode import IGNORE
 from tunewise.train.collate import (
     PackCollator,
     PackingCost,
@@ -34,14 +34,9 @@ def _records(n: int = 4) -> list[dict]:
 
 @pytest.fixture(scope="module", params=["tiny-llama", "tiny-qwen2", "tiny-gemma3"])
 def setup(request, tiny_model_dirs):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from conftest import tiny_features
 
-    name = request.param
-    tok = AutoTokenizer.from_pretrained(tiny_model_dirs[name])
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dirs[name], attn_implementation="sdpa").eval()
-    tpl = choose_template("auto", tok, model.config.model_type)
-    enc, _ = encode_records(tok, tpl, _records(), max_length=512)
-    return name, model, tok, [{"input_ids": e.input_ids, "labels": e.labels} for e in enc]
+    return (request.param, *tiny_features(tiny_model_dirs[request.param], _records(), 512))
 
 
 def _grads(model, batch):
