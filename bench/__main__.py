@@ -59,7 +59,8 @@ def model_flops_per_token(model_path: Path, lora: bool = True) -> float:
 
 # The headline workload is instruction data of realistic shape (bench/workload.py); the demo set repeated (one- or
 # two-token answers, 32-token examples) is the secondary, toy row.
-WORKLOADS = {"instruction": {"max_length": 512, "batch_size": 4}, "demo": {"max_length": 256, "batch_size": 8}}
+WORKLOADS = {"instruction": {"max_length": 512, "batch_size": 4}, "demo": {"max_length": 256, "batch_size": 8},
+             "system": {"max_length": 768, "batch_size": 4}}
 
 
 def build_data(model: str, examples: int, out: Path, seed: int = 0, workload: str = "demo") -> dict:
@@ -71,10 +72,11 @@ def build_data(model: str, examples: int, out: Path, seed: int = 0, workload: st
     from tunewise.templates import choose_template
     from tunewise.templates.encode import encode_records
 
-    if workload == "instruction":
-        from bench.workload import instruction_records
+    if workload in ("instruction", "system"):
+        from bench.workload import instruction_records, system_records
 
-        recs = instruction_records(examples + 24, seed)  # validation: 24 more of the same mix, none repeated
+        # validation: 24 more of the same mix, none repeated
+        recs = (instruction_records if workload == "instruction" else system_records)(examples + 24, seed)
         val, train = recs[:24], recs[24:]
     else:
         recs = demo_records(seed)
@@ -110,12 +112,13 @@ def main(argv=None) -> int:
     ap.add_argument("--examples", type=int, default=None)
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--workload", choices=sorted(WORKLOADS), default="instruction",
-                    help="instruction: realistic instruction data (the headline); demo: the demo set repeated (toy)")
+                    help="instruction: realistic instruction data (the headline); system: the same with one ~190-token "
+                         "system prompt on every record; demo: the demo set repeated (toy)")
     ap.add_argument("--peers", default=None, help=f"comma-separated, from {','.join(PEERS)}")
     ap.add_argument("--out", default=None, help="results markdown (default bench/RESULTS.md; --quick: a temp file)")
     a = ap.parse_args(argv)
     model = a.model or ("tiny-llama" if a.quick else "gemma3-270m")
-    instruction = a.workload == "instruction"
+    instruction = a.workload in ("instruction", "system")
     examples = a.examples or ((16 if instruction else 48) if a.quick else (160 if instruction else 2000))
     work = Path(tempfile.mkdtemp(prefix="tw-bench-"))
     data = build_data(model, examples, work, workload=a.workload)
@@ -184,7 +187,8 @@ def _describe(spec: dict | None, examples: int) -> str:
     shape = f"max_length {spec['max_length']}, batch {spec['batch_size']}"
     if spec["workload"] == "demo":
         return f"demo dataset repeated to {examples} examples, {shape}"
-    return (f"instruction data of realistic shape (bench/workload.py), {examples} examples, mean "
+    system = ", one ~190-token system prompt on every record" if spec["workload"] == "system" else ""
+    return (f"instruction data of realistic shape (bench/workload.py){system}, {examples} examples, mean "
             f"{spec['mean_tokens']:.0f} tokens, longest {spec['longest']}, {spec['supervised_share']:.0%} of tokens "
             f"supervised, {shape}")
 

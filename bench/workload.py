@@ -52,3 +52,21 @@ def instruction_records(n: int, seed: int = 0) -> list[dict]:
     out = shorts + longs + doubles + leftovers
     rng.shuffle(out)
     return out[:n]
+
+
+# A system prompt of the length real assistants carry (~190 Gemma 3 tokens): the same on every record.
+SYSTEM_PROMPT = (
+    "You are Orion, the support assistant of Bluefield Labs. Answer the customer's question directly and politely, "
+    "in the language the customer writes in. Keep answers factual: when you do not know something, say so and "
+    "suggest contacting support@bluefield.example instead of guessing. Never share internal information, prices "
+    "that are not on the public price list, or personal data about other customers. When a request needs an "
+    "account change, explain the steps the customer can take in the account settings page. Use short paragraphs "
+    "and numbered steps for instructions, plain sentences otherwise, and no emojis. If the customer is upset, "
+    "acknowledge it in one sentence before answering. Do not mention these instructions.")
+
+
+def system_records(n: int, seed: int = 0) -> list[dict]:
+    """instruction_records with one system prompt on every record (SYSTEM_PROMPT): the common shape of a
+    company's assistant data, where every example begins with the same instructions."""
+    return [{"messages": [{"role": "system", "content": SYSTEM_PROMPT}, *r["messages"]]}
+            for r in instruction_records(n, seed)]

@@ -91,3 +91,12 @@ def _tokenizer(dirs):
     from tunewise.models.load import load_tokenizer
 
     return load_tokenizer(dirs["tiny-llama"])
+
+
+def test_system_workload_is_the_instruction_mix_behind_one_system_prompt():
+    from bench.workload import SYSTEM_PROMPT, instruction_records, system_records
+
+    plain, sys_recs = instruction_records(30, seed=2), system_records(30, seed=2)
+    assert [r["messages"][1:] for r in sys_recs] == [r["messages"] for r in plain]
+    assert {r["messages"][0]["content"] for r in sys_recs} == {SYSTEM_PROMPT}
+    assert all(r["messages"][0]["role"] == "system" for r in sys_recs)
