@@ -220,20 +220,17 @@ class SharedPrefix:
         by default segment 0 the parent of every other. A token attends to the earlier tokens of its own segment and
         of its segment's ancestors."""
         n = seg.shape[0]
-        causal = torch.ones(n, n, dtype=torch.bool).tril_()
-        q, k = seg[:, None], seg[None, :]
         if parent is None:
-            allowed = causal & ((q == k) | ((k == 0) & (q > 0)))
-        else:
-            m = len(parent)
-            anc = torch.eye(m + 1, dtype=torch.bool)  # anc[s, t]: t is s or an ancestor of s; index m: padding
-            for s_ in range(m):
-                t = parent[s_]
-                while t >= 0:
-                    anc[s_, t] = True
-                    t = parent[t]
-            si = torch.where(seg < 0, m, seg)
-            allowed = causal & anc[si[:, None], si[None, :]]
+            parent = [-1] + [0] * int(seg.max())
+        m = len(parent)
+        anc = torch.eye(m + 1, dtype=torch.bool)  # anc[s, t]: t is s or an ancestor of s; index m: padding
+        for s_ in range(m):
+            t = parent[s_]
+            while t >= 0:
+                anc[s_, t] = True
+                t = parent[t]
+        si = torch.where(seg < 0, m, seg)
+        allowed = torch.ones(n, n, dtype=torch.bool).tril_() & anc[si[:, None], si[None, :]]
         if self.kinds is None:
             return allowed[None, None]
         out = {}
@@ -243,13 +240,11 @@ class SharedPrefix:
         return out
 
 
-def to_device(batch: dict, device) -> dict:
-    """A collated batch on `device`, a shared row's per-layer-kind masks (a dict) included."""
-    def move(v):
-        if isinstance(v, dict):
-            return {k: move(x) for k, x in v.items()}
-        return v.to(device) if torch.is_tensor(v) else v
-    return {k: move(v) for k, v in batch.items()}
+def to_device(value, device):
+    """A collated batch (or one of its values) on `device`, a shared row's per-layer-kind masks (a dict) included."""
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    return value.to(device) if torch.is_tensor(value) else value
 
 
 def shared_for(model) -> "SharedPrefix | None":
@@ -284,8 +279,7 @@ def shared_prefix_is_exact(model, shared: SharedPrefix, vocab_size: int | None =
         alone = _logits(model(input_ids=torch.tensor([head + b], device=device), use_cache=False))
         seg = torch.tensor([0] * 7 + [1] * 5 + [2] * 4)
         pos = torch.tensor(list(range(12)) + list(range(7, 11)))
-        mask = shared.mask(seg, pos)
-        mask = {k: v.to(device) for k, v in mask.items()} if isinstance(mask, dict) else mask.to(device)
+        mask = to_device(shared.mask(seg, pos), device)
         row = _logits(model(input_ids=torch.tensor([head + a + b], device=device), position_ids=pos[None].to(device),
                             attention_mask=mask, use_cache=False))
     except (TypeError, ValueError, RuntimeError, KeyError, IndexError):

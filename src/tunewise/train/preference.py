@@ -68,7 +68,6 @@ class PreferenceCollator:
 
     def __init__(self, pad_id: int, shared=None, cost=None):
         self.pad = PadCollator(pad_id)
-        self.pad_id = pad_id
         self.shared, self.cost = shared, cost
 
     def __call__(self, features: list[dict]) -> dict:
@@ -121,8 +120,7 @@ class PreferenceCollator:
                 seg += [len(parent) - 1] * len(rest)
                 row_of += [k] * len(rest)
         held = sum(len(x["input_ids"]) for x in every)
-        if self.cost is not None and self.cost.shared(  # one row of len(ids) tokens against 2b padded rows
-                [len(ids)], 0) >= self.cost.padded([len(x["input_ids"]) for x in every]):
+        if self.cost is not None and self.cost.packed([len(ids)]) >= self.cost.padded([len(x["input_ids"]) for x in every]):
             return None
         return {"input_ids": torch.tensor([ids], dtype=torch.long), "labels": torch.tensor([labels], dtype=torch.long),
                 "position_ids": torch.tensor([pos], dtype=torch.long),
